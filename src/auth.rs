@@ -1,0 +1,135 @@
+//! Client authentication: which account a request belongs to.
+//!
+//! The client key comes from `x-api-key` or `Authorization: Bearer` (Claude Code sends the
+//! first with `ANTHROPIC_API_KEY`, the second with `ANTHROPIC_AUTH_TOKEN`). It is hashed with
+//! the salt and looked up in memory; nothing here touches the disk or the database. The domain
+//! is the `Host` without its port: when a credential file exists for it, the key must be that
+//! file's; otherwise the key alone selects its account. A failure never says whether an
+//! account exists.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, header, request};
+
+use crate::credentials::{Account, Accounts};
+use crate::error::ProxyError;
+use crate::keys::{KeyHash, KeySalt};
+use crate::state::ProxySettings;
+
+/// The account a request was accepted for, and the hash of the key it used.
+pub struct Client {
+    pub account: Arc<Account>,
+    pub key_hash: Option<KeyHash>,
+}
+
+/// A refused request: the error to answer, and the hash of the key it presented, if any.
+pub struct Refused {
+    pub error: ProxyError,
+    pub key_hash: Option<KeyHash>,
+}
+
+pub fn authenticate(
+    headers: &HeaderMap,
+    domain: &str,
+    accounts: &Accounts,
+    salt: &KeySalt,
+    settings: &ProxySettings,
+) -> Result<Client, Refused> {
+    let key_hash = presented_key(headers).map(|key| salt.hash(key));
+    let refuse = |error| Refused { error, key_hash };
+
+    if !settings.client_auth {
+        let account = accounts
+            .by_domain(domain)
+            .or_else(|| {
+                settings
+                    .default_account
+                    .as_deref()
+                    .and_then(|d| accounts.by_domain(d))
+            })
+            .or_else(|| accounts.only())
+            .ok_or_else(|| refuse(ProxyError::NoAccount))?;
+        return Ok(Client {
+            account: account.clone(),
+            key_hash,
+        });
+    }
+
+    let hash = key_hash.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;
+    let account = match accounts.by_domain(domain) {
+        Some(account) => Some(account).filter(|a| a.client_key.is_some_and(|k| k.ct_eq(&hash))),
+        None => accounts.by_key(&hash),
+    };
+    let account = account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;
+    Ok(Client {
+        account: account.clone(),
+        key_hash,
+    })
+}
+
+/// The client's key: `x-api-key`, else the token of `Authorization: Bearer`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        let key = key.trim();
+        if !key.is_empty() {
+            return Some(key);
+        }
+    }
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The request's domain: the `Host` (or HTTP/2 authority) without its port, lower case.
+pub fn request_domain(parts: &request::Parts) -> String {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    strip_port(host).to_ascii_lowercase()
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn key_from_either_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_key(&h), None);
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer cnp_live_b"),
+        );
+        assert_eq!(presented_key(&h), Some("cnp_live_b"));
+        h.insert("x-api-key", HeaderValue::from_static("cnp_live_a"));
+        assert_eq!(presented_key(&h), Some("cnp_live_a"));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(presented_key(&h), None);
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("localhost:3000"), "localhost");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:3000"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,339 @@
+//! Configuration: read once from the environment (the original's variable names), validated
+//! strictly before anything binds. A bad value is an error that names its variable.
+//!
+//! Tests build a [`Config`] from a map with [`Config::from_lookup`]; nothing reads the process
+//! environment after start-up.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+/// A configuration value that could not be used. The message names the variable and never
+/// repeats a secret value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    /// `HOST` (127.0.0.1; `localhost` means 127.0.0.1).
+    pub host: IpAddr,
+    /// `PORT` (3000).
+    pub port: u16,
+    /// `DASHBOARD_PORT` (3001), for the dashboard.
+    pub dashboard_port: u16,
+    pub upstream: UpstreamConfig,
+    /// `MAX_REQUEST_SIZE` in bytes (32 MiB): larger request bodies get a 413.
+    pub max_request_size: usize,
+    /// `CREDENTIALS_DIR` (`./credentials`).
+    pub credentials_dir: PathBuf,
+    /// `ENABLE_CLIENT_AUTH` (true).
+    pub client_auth: bool,
+    /// `DEFAULT_ACCOUNT`: the domain used when client auth is off and there are several accounts.
+    pub default_account: Option<String>,
+    /// `DATABASE_URL` (a SQLite file in the data directory).
+    pub database: DatabaseConfig,
+    /// `STORAGE_ENABLED` (false): also store request/response bodies and SSE events.
+    pub storage_enabled: bool,
+    /// `API_KEY_SALT`; when unset, a random salt kept in the data directory.
+    pub api_key_salt: Option<SecretString>,
+    /// `NEXUS_DATA_DIR` (the platform's data directory, e.g. `~/.local/share/claude-nexus`).
+    pub data_dir: PathBuf,
+    /// `LOG_JSON` (false).
+    pub log_json: bool,
+    /// `SHUTDOWN_TIMEOUT` (30 s): how long in-flight requests may run after a stop signal.
+    pub shutdown_timeout: Duration,
+    /// `SLOW_QUERY_THRESHOLD_MS` (5000): slower database writes are logged.
+    pub slow_query_threshold: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `CLAUDE_API_BASE_URL` (https://api.anthropic.com).
+    pub base_url: Url,
+    /// `CLAUDE_API_TIMEOUT` (600 s): the wait for response headers.
+    pub header_timeout: Duration,
+    /// `STREAM_IDLE_TIMEOUT` (300 s): a response body silent for this long is cut.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum DatabaseConfig {
+    Sqlite(PathBuf),
+    /// Accepted by the parser so the message can be precise; the store says it is not built yet.
+    Postgres(SecretString),
+}
+
+impl DatabaseConfig {
+    /// A description safe to log (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseConfig::Sqlite(path) => format!("sqlite:{}", path.display()),
+            DatabaseConfig::Postgres(_) => "postgres".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration from a map (tests).
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| map.get(name).cloned())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let data_dir = match get("NEXUS_DATA_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => directories::ProjectDirs::from("", "", "claude-nexus")
+                .map(|dirs| dirs.data_dir().to_path_buf())
+                .ok_or_else(|| {
+                    invalid(
+                        "NEXUS_DATA_DIR",
+                        "no home directory to put data in; set NEXUS_DATA_DIR",
+                    )
+                })?,
+        };
+        let database = match get("DATABASE_URL") {
+            None => DatabaseConfig::Sqlite(data_dir.join("claude-nexus.db")),
+            Some(url) => parse_database_url(&url)?,
+        };
+
+        Ok(Config {
+            host: get("HOST").map_or(Ok(Ipv4Addr::LOCALHOST.into()), |v| parse_host(&v))?,
+            port: parse_or("PORT", get("PORT"), 3000)?,
+            dashboard_port: parse_or("DASHBOARD_PORT", get("DASHBOARD_PORT"), 3001)?,
+            upstream: UpstreamConfig {
+                base_url: parse_base_url(get("CLAUDE_API_BASE_URL"))?,
+                header_timeout: duration_or(
+                    "CLAUDE_API_TIMEOUT",
+                    get("CLAUDE_API_TIMEOUT"),
+                    Duration::from_secs(600),
+                )?,
+                idle_timeout: duration_or(
+                    "STREAM_IDLE_TIMEOUT",
+                    get("STREAM_IDLE_TIMEOUT"),
+                    Duration::from_secs(300),
+                )?,
+            },
+            max_request_size: parse_or("MAX_REQUEST_SIZE", get("MAX_REQUEST_SIZE"), 32 << 20)?,
+            credentials_dir: get("CREDENTIALS_DIR")
+                .map_or_else(|| PathBuf::from("credentials"), PathBuf::from),
+            client_auth: bool_or("ENABLE_CLIENT_AUTH", get("ENABLE_CLIENT_AUTH"), true)?,
+            default_account: get("DEFAULT_ACCOUNT"),
+            database,
+            storage_enabled: bool_or("STORAGE_ENABLED", get("STORAGE_ENABLED"), false)?,
+            api_key_salt: get("API_KEY_SALT").map(SecretString::from),
+            data_dir,
+            log_json: bool_or("LOG_JSON", get("LOG_JSON"), false)?,
+            shutdown_timeout: duration_or(
+                "SHUTDOWN_TIMEOUT",
+                get("SHUTDOWN_TIMEOUT"),
+                Duration::from_secs(30),
+            )?,
+            slow_query_threshold: Duration::from_millis(parse_or(
+                "SLOW_QUERY_THRESHOLD_MS",
+                get("SLOW_QUERY_THRESHOLD_MS"),
+                5000,
+            )?),
+        })
+    }
+}
+
+fn parse_or<T: FromStr>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            invalid(
+                var,
+                format!("expected a non-negative whole number in range, got {v:?}"),
+            )
+        }),
+    }
+}
+
+fn bool_or(var: &'static str, value: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(var, format!("expected true or false, got {v:?}"))),
+    }
+}
+
+/// A plain number is milliseconds (the original's unit); `30s`, `5m`, `1h` also work.
+fn duration_or(
+    var: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let v = v.trim();
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(v).map_err(|_| {
+        invalid(
+            var,
+            format!("expected milliseconds or a duration such as 30s, got {v:?}"),
+        )
+    })
+}
+
+fn parse_host(value: &str) -> Result<IpAddr, ConfigError> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Ok(Ipv4Addr::LOCALHOST.into());
+    }
+    value
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| invalid("HOST", format!("expected an IP address, got {value:?}")))
+}
+
+fn parse_base_url(value: Option<String>) -> Result<Url, ConfigError> {
+    let value = value.unwrap_or_else(|| "https://api.anthropic.com".to_string());
+    let url = Url::parse(&value)
+        .map_err(|e| invalid("CLAUDE_API_BASE_URL", format!("{e}: {value:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            "CLAUDE_API_BASE_URL",
+            format!("expected an http(s) URL with a host, got {value:?}"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "CLAUDE_API_BASE_URL",
+            "must not have a query string or fragment",
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
+    let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "a sqlite URL needs a file path, e.g. sqlite:///var/lib/claude-nexus/requests.db",
+                ));
+            }
+            Ok(DatabaseConfig::Sqlite(PathBuf::from(path)))
+        }
+        "postgres" | "postgresql" => Ok(DatabaseConfig::Postgres(SecretString::from(url))),
+        _ => Err(invalid(
+            "DATABASE_URL",
+            format!("unknown scheme {scheme:?}; expected sqlite:// or postgres://"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.entry("NEXUS_DATA_DIR".into())
+            .or_insert("/tmp/nexus-test".into());
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.host, IpAddr::from(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.dashboard_port, 3001);
+        assert_eq!(c.upstream.base_url.as_str(), "https://api.anthropic.com/");
+        assert_eq!(c.upstream.header_timeout, Duration::from_secs(600));
+        assert_eq!(c.upstream.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_request_size, 32 * 1024 * 1024);
+        assert!(c.client_auth);
+        assert!(!c.storage_enabled);
+        assert_eq!(c.credentials_dir, PathBuf::from("credentials"));
+        assert!(
+            matches!(&c.database, DatabaseConfig::Sqlite(p) if p == &PathBuf::from("/tmp/nexus-test/claude-nexus.db"))
+        );
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let c = config(&[
+            ("HOST", "0.0.0.0"),
+            ("PORT", "8080"),
+            ("CLAUDE_API_TIMEOUT", "1500"),
+            ("STREAM_IDLE_TIMEOUT", "2m"),
+            ("ENABLE_CLIENT_AUTH", "false"),
+            ("DATABASE_URL", "sqlite:///var/tmp/x.db"),
+            ("CLAUDE_API_BASE_URL", "http://127.0.0.1:9999/prefix"),
+        ])
+        .unwrap();
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.upstream.header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.upstream.idle_timeout, Duration::from_secs(120));
+        assert!(!c.client_auth);
+        assert!(
+            matches!(&c.database, DatabaseConfig::Sqlite(p) if p == &PathBuf::from("/var/tmp/x.db"))
+        );
+        assert_eq!(c.upstream.base_url.path(), "/prefix");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("HOST", "not-an-ip"),
+            ("DATABASE_URL", "mysql://root@localhost/x"),
+            ("DATABASE_URL", "sqlite://"),
+            ("CLAUDE_API_BASE_URL", "not a url"),
+            ("CLAUDE_API_BASE_URL", "ftp://example.com"),
+            ("CLAUDE_API_TIMEOUT", "soon"),
+            ("ENABLE_CLIENT_AUTH", "maybe"),
+            ("MAX_REQUEST_SIZE", "-1"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}");
+            assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
+        }
+    }
+
+    #[test]
+    fn database_errors_do_not_echo_passwords() {
+        let err = config(&[("DATABASE_URL", "mongodb://user:hunter2@host/db")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}

@@ -1,0 +1,466 @@
+//! Accounts: the credential files in `CREDENTIALS_DIR`, in the original's format.
+//!
+//! One file per domain, `<domain>.credentials.json`:
+//! `{"type": "api_key" | "oauth", "accountId", "api_key", "client_api_key",
+//!   "oauth": {"accessToken", "refreshToken", "expiresAt", "scopes", "isMax"}, "slack": {…}}`.
+//!
+//! Files readable by group or others are refused, like ssh does. A malformed file is reported
+//! by name and field (never by value) and skipped; the others still load. The directory is
+//! watched: an edit takes effect without a restart, and a broken edit keeps the file's last
+//! good version. Requests read an immutable [`Accounts`] snapshot, so a reload never disturbs
+//! one in flight.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::keys::{KeyHash, KeySalt};
+
+pub const FILE_SUFFIX: &str = ".credentials.json";
+
+/// One account: a domain, its upstream credential and the hash of its client key.
+#[derive(Debug)]
+pub struct Account {
+    pub domain: String,
+    pub account_id: Option<String>,
+    pub credential: UpstreamCredential,
+    pub client_key: Option<KeyHash>,
+}
+
+#[derive(Debug)]
+pub enum UpstreamCredential {
+    /// Sent upstream as `x-api-key`.
+    ApiKey(SecretString),
+    /// Sent upstream as `Authorization: Bearer`, with `anthropic-beta: oauth-2025-04-20`.
+    OAuth(OAuthCredential),
+}
+
+#[derive(Debug)]
+pub struct OAuthCredential {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// Unix milliseconds, as in the original's files.
+    pub expires_at: Option<i64>,
+    pub scopes: Vec<String>,
+    pub is_max: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(
+        "{}: readable by group or others (mode {mode:o}); refusing to load it. Fix: chmod 600 {}",
+        .file.display(), .file.display()
+    )]
+    Permissions { file: PathBuf, mode: u32 },
+    #[error("{}: {reason}", .file.display())]
+    Invalid { file: PathBuf, reason: String },
+    #[error("{}: {source}", .file.display())]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An immutable view of the loaded accounts, looked up on every request.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    by_domain: HashMap<String, Arc<Account>>,
+    by_key: HashMap<KeyHash, Arc<Account>>,
+}
+
+impl Accounts {
+    fn new(accounts: impl IntoIterator<Item = Arc<Account>>) -> Accounts {
+        let mut by_domain = HashMap::new();
+        let mut by_key: HashMap<KeyHash, Arc<Account>> = HashMap::new();
+        let mut shared_keys = Vec::new();
+        for account in accounts {
+            if let Some(hash) = account.client_key {
+                if let Some(other) = by_key.insert(hash, account.clone()) {
+                    shared_keys.push((hash, other.domain.clone(), account.domain.clone()));
+                }
+            }
+            by_domain.insert(account.domain.clone(), account);
+        }
+        // A key shared by two accounts cannot select one by itself: it then only works
+        // with the Host of its own domain.
+        for (hash, a, b) in shared_keys {
+            by_key.remove(&hash);
+            tracing::warn!(
+                "accounts {a} and {b} share a client key; it now works only with Host: <domain>"
+            );
+        }
+        Accounts { by_domain, by_key }
+    }
+
+    pub fn by_domain(&self, domain: &str) -> Option<&Arc<Account>> {
+        self.by_domain.get(domain)
+    }
+
+    pub fn by_key(&self, hash: &KeyHash) -> Option<&Arc<Account>> {
+        self.by_key.get(hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_domain.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_domain.is_empty()
+    }
+
+    /// The single account, when there is exactly one.
+    pub fn only(&self) -> Option<&Arc<Account>> {
+        match self.by_domain.len() {
+            1 => self.by_domain.values().next(),
+            _ => None,
+        }
+    }
+}
+
+/// The credentials directory, loaded and kept current.
+pub struct Credentials {
+    dir: PathBuf,
+    salt: Arc<KeySalt>,
+    current: ArcSwap<Accounts>,
+    /// The last version of each file that loaded, kept when an edit breaks it.
+    last_good: Mutex<HashMap<PathBuf, Arc<Account>>>,
+    reloads: watch::Sender<u64>,
+}
+
+impl Credentials {
+    /// Loads the directory; returns the files that could not be loaded alongside.
+    pub fn load(dir: &Path, salt: Arc<KeySalt>) -> (Credentials, Vec<CredentialError>) {
+        let credentials = Credentials {
+            dir: dir.to_path_buf(),
+            salt,
+            current: ArcSwap::default(),
+            last_good: Mutex::default(),
+            reloads: watch::Sender::new(0),
+        };
+        check_dir_permissions(dir);
+        let errors = credentials.reload();
+        (credentials, errors)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current accounts. Cheap: no lock, no I/O.
+    pub fn snapshot(&self) -> Arc<Accounts> {
+        self.current.load_full()
+    }
+
+    /// A channel that ticks after every reload (the value counts reloads).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Re-reads every file. A file that fails keeps its last good version, if it had one.
+    pub fn reload(&self) -> Vec<CredentialError> {
+        let mut errors = Vec::new();
+        let files = match list_files(&self.dir) {
+            Ok(files) => files,
+            Err(source) => {
+                errors.push(CredentialError::Io {
+                    file: self.dir.clone(),
+                    source,
+                });
+                Vec::new()
+            }
+        };
+        let mut last_good = self.last_good.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = HashMap::new();
+        for file in files {
+            match load_file(&file, &self.salt) {
+                Ok(account) => {
+                    loaded.insert(file, Arc::new(account));
+                }
+                Err(error) => {
+                    if let Some(previous) = last_good.get(&file) {
+                        tracing::warn!("{error}; keeping its last good version");
+                        loaded.insert(file, previous.clone());
+                    }
+                    errors.push(error);
+                }
+            }
+        }
+        self.current
+            .store(Arc::new(Accounts::new(loaded.values().cloned())));
+        *last_good = loaded;
+        drop(last_good);
+        self.reloads.send_modify(|n| *n += 1);
+        errors
+    }
+}
+
+/// Watches the directory and reloads on every change until `shutdown`.
+/// Returns `None` (after logging why) when the directory cannot be watched.
+pub fn spawn_watcher(
+    credentials: Arc<Credentials>,
+    shutdown: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            // A full channel already holds a pending reload, which will see this change too.
+            let _ = tx.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            tracing::warn!("cannot watch credentials for changes: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(credentials.dir(), RecursiveMode::NonRecursive) {
+        tracing::warn!(
+            "cannot watch {} for changes ({e}); edits need a restart",
+            credentials.dir().display()
+        );
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = rx.recv() => {
+                    if event.is_none() {
+                        break;
+                    }
+                    let reloader = credentials.clone();
+                    let errors = tokio::task::spawn_blocking(move || reloader.reload())
+                        .await
+                        .unwrap_or_default();
+                    for error in &errors {
+                        tracing::warn!("{error}");
+                    }
+                    tracing::info!(
+                        accounts = credentials.snapshot().len(),
+                        "credentials reloaded"
+                    );
+                }
+            }
+        }
+    }))
+}
+
+fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_credentials = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(FILE_SUFFIX) && n.len() > FILE_SUFFIX.len());
+        if is_credentials && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn check_dir_permissions(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "credentials directory {} is open to group or others (mode {mode:o}); fix: chmod 700 {}",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// Loads one credential file: permissions first, then the JSON.
+pub fn load_file(file: &Path, salt: &KeySalt) -> Result<Account, CredentialError> {
+    let io = |source| CredentialError::Io {
+        file: file.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CredentialError::Permissions {
+                file: file.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(file).map_err(io)?;
+    let domain = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(FILE_SUFFIX))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    parse(&domain, &text, salt).map_err(|reason| CredentialError::Invalid {
+        file: file.to_path_buf(),
+        reason,
+    })
+}
+
+/// Parses a credential file's text. Error messages name the field, never its value.
+pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| format!("not valid JSON (line {}, column {})", e.line(), e.column()))?;
+    let obj = value.as_object().ok_or("expected a JSON object")?;
+    let kind = string_field(obj, "type")?.ok_or("missing field \"type\"")?;
+    let credential = match kind {
+        "api_key" => {
+            let key = string_field(obj, "api_key")?
+                .ok_or("field \"api_key\" is required when \"type\" is \"api_key\"")?;
+            UpstreamCredential::ApiKey(SecretString::from(key))
+        }
+        "oauth" => {
+            let oauth = match obj.get("oauth") {
+                Some(Value::Object(oauth)) => oauth,
+                Some(_) => return Err("field \"oauth\" must be an object".into()),
+                None => return Err("field \"oauth\" is required when \"type\" is \"oauth\"".into()),
+            };
+            UpstreamCredential::OAuth(parse_oauth(oauth)?)
+        }
+        _ => {
+            return Err("field \"type\" must be \"api_key\" or \"oauth\"".into());
+        }
+    };
+    if let Some(slack) = obj.get("slack") {
+        if !slack.is_object() && !slack.is_null() {
+            return Err("field \"slack\" must be an object".into());
+        }
+    }
+    Ok(Account {
+        domain: domain.to_string(),
+        account_id: string_field(obj, "accountId")?.map(str::to_string),
+        credential,
+        client_key: string_field(obj, "client_api_key")?.map(|key| salt.hash(key)),
+    })
+}
+
+fn parse_oauth(oauth: &Map<String, Value>) -> Result<OAuthCredential, String> {
+    let field = |name: &str| string_field(oauth, name).map_err(|e| format!("oauth.{e}"));
+    let access = field("accessToken")?.ok_or("field \"oauth.accessToken\" is required")?;
+    let expires_at = match oauth.get("expiresAt") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or("field \"oauth.expiresAt\" must be a number (Unix milliseconds)")?,
+        ),
+    };
+    let scopes = match oauth.get("scopes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or("field \"oauth.scopes\" must be a list of strings")?,
+        Some(_) => return Err("field \"oauth.scopes\" must be a list of strings".into()),
+    };
+    let is_max = match oauth.get("isMax") {
+        None | Some(Value::Null) => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or("field \"oauth.isMax\" must be true or false")?,
+    };
+    Ok(OAuthCredential {
+        access_token: SecretString::from(access),
+        refresh_token: field("refreshToken")?.map(SecretString::from),
+        expires_at,
+        scopes,
+        is_max,
+    })
+}
+
+/// An optional string field: absent, null or empty is `None`; any other type is an error.
+fn string_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("field \"{name}\" must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn salt() -> KeySalt {
+        KeySalt::from_secret_string(&SecretString::from("test-salt"))
+    }
+
+    #[test]
+    fn parses_the_originals_api_key_file() {
+        let text = r#"{"type":"api_key","accountId":"acc_1","api_key":"sk-ant-api03-x","client_api_key":"cnp_live_abc"}"#;
+        let account = parse("example.com", text, &salt()).unwrap();
+        assert_eq!(account.account_id.as_deref(), Some("acc_1"));
+        assert!(
+            matches!(&account.credential, UpstreamCredential::ApiKey(k) if k.expose_secret() == "sk-ant-api03-x")
+        );
+        assert_eq!(account.client_key, Some(salt().hash("cnp_live_abc")));
+    }
+
+    #[test]
+    fn parses_the_originals_oauth_file_with_slack_block() {
+        let text = r##"{"type":"oauth","accountId":"acc_2","client_api_key":"cnp_live_k",
+            "oauth":{"accessToken":"sk-ant-oat01-a","refreshToken":"sk-ant-ort01-r","expiresAt":1234567890000,
+            "scopes":["user:inference"],"isMax":true},
+            "slack":{"webhook_url":"https://hooks.slack.com/x","channel":"#c","enabled":true}}"##;
+        let account = parse("team.example", text, &salt()).unwrap();
+        let UpstreamCredential::OAuth(oauth) = &account.credential else {
+            panic!("expected oauth")
+        };
+        assert_eq!(oauth.access_token.expose_secret(), "sk-ant-oat01-a");
+        assert_eq!(oauth.expires_at, Some(1_234_567_890_000));
+        assert_eq!(oauth.scopes, vec!["user:inference"]);
+        assert!(oauth.is_max);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_the_value() {
+        let cases = [
+            (r#"{"api_key":"sk-ant-secret1"}"#, "\"type\""),
+            (r#"{"type":"api_key"}"#, "\"api_key\""),
+            (r#"{"type":"bogus","api_key":"sk-ant-secret1"}"#, "\"type\""),
+            (r#"{"type":"api_key","api_key":12}"#, "\"api_key\""),
+            (
+                r#"{"type":"oauth","oauth":{"refreshToken":"sk-ant-secret1"}}"#,
+                "oauth.accessToken",
+            ),
+            (
+                r#"{"type":"oauth","oauth":{"accessToken":"sk-ant-secret1","expiresAt":"soon"}}"#,
+                "oauth.expiresAt",
+            ),
+            (
+                r#"{"type":"api_key","api_key":"sk-ant-secret1""#,
+                "not valid JSON",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse("d", text, &salt()).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+            assert!(!err.contains("secret1"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The proxy's own errors, answered in Anthropic's error shape:
+//! `{"type":"error","error":{"type":…,"message":…}}`.
+//!
+//! Each variant says whose fault it is: the client's (4xx), the upstream's (502/504), or ours
+//! (500, with the cause logged and nothing internal shown). Errors the upstream answers itself
+//! (its 400, 401, 429, 529, …) are not errors here: they pass through untouched.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Missing or wrong client key. Deliberately vague: it never says whether an account exists.
+    #[error("invalid or missing client API key")]
+    Unauthenticated,
+    #[error("client authentication is off and no account is selected: set DEFAULT_ACCOUNT")]
+    NoAccount,
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("could not read the request body")]
+    BadRequestBody,
+    #[error("upstream API unreachable")]
+    UpstreamUnreachable(#[source] reqwest::Error),
+    #[error("upstream API sent no response headers within {}", humantime::format_duration(*.0))]
+    UpstreamTimeout(Duration),
+    #[error("not found: the proxy serves /v1/* (Claude API), /health and /token-stats")]
+    NotFound,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NotFound => StatusCode::NOT_FOUND,
+            ProxyError::NoAccount | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Anthropic's `error.type` for this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::Unauthenticated => "authentication_error",
+            ProxyError::PayloadTooLarge { .. } => "request_too_large",
+            ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => "invalid_request_error",
+            ProxyError::UpstreamTimeout(_) => "timeout_error",
+            ProxyError::NotFound => "not_found_error",
+            ProxyError::UpstreamUnreachable(_)
+            | ProxyError::NoAccount
+            | ProxyError::Internal(_) => "api_error",
+        }
+    }
+
+    /// The text kept in the record's `error` column: the message plus, for our own and the
+    /// upstream's failures, the cause (which the client does not see).
+    pub fn record_text(&self) -> String {
+        match self {
+            ProxyError::UpstreamUnreachable(e) => format!("{self}: {}", error_chain(e)),
+            ProxyError::Internal(cause) => format!("{self}: {cause}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Builds an Anthropic-shaped error response.
+pub fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": { "type": kind, "message": message },
+    });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        if let ProxyError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        anthropic_error(self.status(), self.kind(), &self.to_string())
+    }
+}

@@ -1,0 +1,52 @@
+//! Log set-up for the binaries: `tracing` to stderr, text or JSON lines, every line masked.
+//!
+//! Lines are formatted on the calling thread and written (and masked) on a background
+//! thread, so a slow terminal never stalls a request. Panic messages go through the same
+//! masking writer.
+
+use std::io;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::EnvFilter;
+
+use crate::redact::MaskingWriter;
+
+/// Installs the global subscriber. Keep the guard alive until exit: dropping it flushes.
+/// `RUST_LOG` overrides the default filter (`info`).
+pub fn init(json: bool) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(256 * 1024)
+        .thread_name("claude-nexus-log")
+        .finish(MaskingWriter::new(io::stderr()));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    install_panic_hook();
+    guard
+}
+
+/// Panics are logged as one error line through the masking writer, instead of the default
+/// hook's raw message on stderr.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(location, "panic: {message}");
+    }));
+}

@@ -1,0 +1,141 @@
+//! `claude-nexus`: the headless proxy. Parses the command line and the environment, sets up
+//! logging, and hands over to the library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use claude_nexus::keys::{self, KeyKind};
+use claude_nexus::{Config, Server, logging};
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(
+    name = "claude-nexus",
+    version,
+    about = "Local proxy for the Anthropic Claude API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (configuration from the environment; see README).
+    Serve(ServeArgs),
+    /// Client keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (overrides HOST; default 127.0.0.1).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (overrides PORT; default 3000; 0 picks a free port).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print new client keys, ready to paste as "client_api_key".
+    Generate {
+        /// How many keys.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Test keys (cnp_test_) instead of live ones (cnp_live_).
+        #[arg(long)]
+        test: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keys(KeysCommand::Generate { count, test }) => generate_keys(count, test),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn generate_keys(count: u32, test: bool) -> ExitCode {
+    let kind = if test { KeyKind::Test } else { KeyKind::Live };
+    for _ in 0..count {
+        match keys::generate(kind) {
+            Ok(key) => println!("{}", key.expose_secret()),
+            Err(e) => {
+                eprintln!("error: the OS random number generator failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    // Configuration is read and checked before anything else happens.
+    let config = Config::from_lookup(|name| {
+        let flag = match name {
+            "HOST" => args.host.clone(),
+            "PORT" => args.port.map(|p| p.to_string()),
+            _ => None,
+        };
+        flag.or_else(|| std::env::var(name).ok())
+    });
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log = logging::init(config.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let server = Server::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    server.run(listener, stop_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

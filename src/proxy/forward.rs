@@ -1,0 +1,235 @@
+//! The upstream call: one shared HTTP client, and the header policy in both directions.
+//!
+//! To the upstream: the client's headers pass through except hop-by-hop ones, `host`,
+//! `content-length` (recomputed), `accept-encoding` (the tap reads plain bytes) and the
+//! client's own key; the account's credential is injected; `anthropic-version` defaults to
+//! `2023-06-01` only when absent; for OAuth, `oauth-2025-04-20` joins the client's own
+//! `anthropic-beta` values. Back to the client: everything but hop-by-hop headers.
+
+use std::time::Duration;
+
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+
+use crate::credentials::UpstreamCredential;
+
+pub const OAUTH_BETA: &str = "oauth-2025-04-20";
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The shared upstream client: no redirects, no decompression, pooled keep-alive connections.
+pub fn client() -> reqwest::Result<reqwest::Client> {
+    // reqwest is built without a default TLS provider; ring is ours. A second install (tests
+    // start several servers in one process) is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// Extra headers the client named in its `Connection` header, which are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// The headers to send upstream for a client request with `client_headers`.
+pub fn upstream_headers(client_headers: &HeaderMap, credential: &UpstreamCredential) -> HeaderMap {
+    let listed = connection_listed(client_headers);
+    let mut out = HeaderMap::with_capacity(client_headers.len() + 2);
+    for (name, value) in client_headers {
+        let dropped = is_hop_by_hop(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::ACCEPT_ENCODING
+            || name == header::AUTHORIZATION
+            || name == X_API_KEY
+            || name == ANTHROPIC_BETA
+            || listed.contains(name);
+        if !dropped {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if !out.contains_key(ANTHROPIC_VERSION) {
+        out.insert(ANTHROPIC_VERSION, HeaderValue::from_static(DEFAULT_VERSION));
+    }
+    let mut betas: Vec<&str> = client_headers
+        .get_all(ANTHROPIC_BETA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
+    match credential {
+        UpstreamCredential::ApiKey(key) => {
+            if let Ok(mut value) = HeaderValue::from_str(key.expose_secret()) {
+                value.set_sensitive(true);
+                out.insert(X_API_KEY, value);
+            }
+        }
+        UpstreamCredential::OAuth(oauth) => {
+            let bearer = format!("Bearer {}", oauth.access_token.expose_secret());
+            if let Ok(mut value) = HeaderValue::from_str(&bearer) {
+                value.set_sensitive(true);
+                out.insert(header::AUTHORIZATION, value);
+            }
+            if !betas.contains(&OAUTH_BETA) {
+                betas.push(OAUTH_BETA);
+            }
+        }
+    }
+    if !betas.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&betas.join(",")) {
+            out.insert(ANTHROPIC_BETA, value);
+        }
+    }
+    out
+}
+
+/// The upstream's response headers as the client gets them.
+pub fn client_headers(upstream: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(upstream);
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if !is_hop_by_hop(name) && !listed.contains(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::credentials::OAuthCredential;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn oauth() -> UpstreamCredential {
+        UpstreamCredential::OAuth(OAuthCredential {
+            access_token: SecretString::from("sk-ant-oat01-tok"),
+            refresh_token: None,
+            expires_at: None,
+            scopes: vec![],
+            is_max: false,
+        })
+    }
+
+    #[test]
+    fn api_key_swap_and_header_policy() {
+        let client = headers(&[
+            ("host", "localhost:3000"),
+            ("x-api-key", "cnp_live_client"),
+            ("authorization", "Bearer cnp_live_client"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("accept-encoding", "gzip"),
+            ("content-length", "10"),
+            ("content-type", "application/json"),
+            ("anthropic-version", "2024-01-01"),
+            ("x-custom", "kept"),
+        ]);
+        let out = upstream_headers(
+            &client,
+            &UpstreamCredential::ApiKey(SecretString::from("sk-ant-api03-real")),
+        );
+        assert_eq!(out["x-api-key"], "sk-ant-api03-real");
+        assert!(out["x-api-key"].is_sensitive());
+        for gone in [
+            "host",
+            "authorization",
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "accept-encoding",
+            "content-length",
+            "anthropic-beta",
+        ] {
+            assert!(!out.contains_key(gone), "{gone}");
+        }
+        assert_eq!(out["anthropic-version"], "2024-01-01");
+        assert_eq!(out["x-custom"], "kept");
+        assert_eq!(out["content-type"], "application/json");
+    }
+
+    #[test]
+    fn oauth_bearer_and_beta_merge() {
+        let client = headers(&[
+            ("authorization", "Bearer cnp_live_client"),
+            (
+                "anthropic-beta",
+                "claude-code-20250219, interleaved-thinking-2025-05-14",
+            ),
+            ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
+        ]);
+        let out = upstream_headers(&client, &oauth());
+        assert_eq!(out["authorization"], "Bearer sk-ant-oat01-tok");
+        assert!(!out.contains_key("x-api-key"));
+        assert_eq!(
+            out["anthropic-beta"],
+            "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,oauth-2025-04-20"
+        );
+        assert_eq!(out["anthropic-version"], DEFAULT_VERSION);
+
+        let already = headers(&[("anthropic-beta", "oauth-2025-04-20")]);
+        assert_eq!(
+            upstream_headers(&already, &oauth())["anthropic-beta"],
+            "oauth-2025-04-20"
+        );
+    }
+
+    #[test]
+    fn response_headers_keep_all_but_hop_by_hop() {
+        let upstream = headers(&[
+            ("request-id", "req_1"),
+            ("anthropic-ratelimit-requests-remaining", "9"),
+            ("retry-after", "3"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "keep-alive"),
+            ("content-type", "text/event-stream"),
+        ]);
+        let out = client_headers(&upstream);
+        assert_eq!(out["request-id"], "req_1");
+        assert_eq!(out["anthropic-ratelimit-requests-remaining"], "9");
+        assert_eq!(out["retry-after"], "3");
+        assert!(!out.contains_key("transfer-encoding"));
+        assert!(!out.contains_key("connection"));
+    }
+}

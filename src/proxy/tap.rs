@@ -1,0 +1,204 @@
+//! The response body as the client receives it: the upstream's frames, passed on as they
+//! arrive, with a [`Meter`] reading a copy and the exchange recorded when the body ends,
+//! however it ends (finished, upstream broke, idle too long, cut at shutdown, client gone).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::{Exchange, Outcome};
+use crate::usage::Meter;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a response body ended.
+enum End {
+    Complete,
+    UpstreamFailed(String),
+    Idle(Duration),
+    Cut,
+    ClientGone,
+}
+
+/// Everything needed to record the exchange once its body ends.
+pub(super) struct Tap {
+    pub exchange: Exchange,
+    pub meter: Option<Meter>,
+    pub status: u16,
+    pub streaming: bool,
+    pub upstream_request_id: Option<String>,
+    pub started: Instant,
+    first_byte_ms: Option<u64>,
+    /// The upstream body reported its end, even if the client left before reading it.
+    inner_done: bool,
+}
+
+impl Tap {
+    pub fn new(
+        exchange: Exchange,
+        meter: Meter,
+        status: u16,
+        streaming: bool,
+        upstream_request_id: Option<String>,
+        started: Instant,
+    ) -> Tap {
+        Tap {
+            exchange,
+            meter: Some(meter),
+            status,
+            streaming,
+            upstream_request_id,
+            started,
+            first_byte_ms: None,
+            inner_done: false,
+        }
+    }
+
+    fn observe(&mut self, data: &Bytes) {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        self.first_byte_ms.get_or_insert(elapsed);
+        if let Some(meter) = &mut self.meter {
+            meter.observe(data, elapsed);
+        }
+    }
+
+    fn end(&mut self, end: End) {
+        let Some(meter) = self.meter.take() else {
+            return;
+        };
+        let metered = meter.finish();
+        let end = match end {
+            // The client left after the last byte: that is a finished exchange.
+            End::ClientGone if self.inner_done || metered.stream_complete => End::Complete,
+            other => other,
+        };
+        let (status, error) = match end {
+            End::Complete if self.streaming && !metered.stream_complete && self.status < 300 => {
+                (502, Some("stream ended without message_stop".to_string()))
+            }
+            End::Complete => (self.status, metered.upstream_error.clone()),
+            End::UpstreamFailed(e) => (502, Some(format!("upstream stream failed: {e}"))),
+            End::Idle(after) => (
+                504,
+                Some(format!(
+                    "stream idle for {}; cut",
+                    humantime::format_duration(after)
+                )),
+            ),
+            End::Cut => (503, Some("stream cut at shutdown".to_string())),
+            End::ClientGone => (499, Some("client disconnected mid-response".to_string())),
+        };
+        self.exchange.finish(Outcome {
+            status,
+            error,
+            metered,
+            first_token_ms: self.first_byte_ms,
+            streaming: self.streaming,
+            upstream_request_id: self.upstream_request_id.take(),
+        });
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.end(End::ClientGone);
+    }
+}
+
+pin_project! {
+    /// The client's response body: the upstream body, tapped, with an idle timer.
+    pub struct TapBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        idle: Sleep,
+        idle_timeout: Duration,
+        cut: Pin<Box<WaitForCancellationFutureOwned>>,
+        tap: Tap,
+        done: bool,
+    }
+}
+
+impl<B> TapBody<B> {
+    pub(super) fn new(
+        inner: B,
+        tap: Tap,
+        idle_timeout: Duration,
+        cut: WaitForCancellationFutureOwned,
+    ) -> Self {
+        TapBody {
+            inner,
+            idle: tokio::time::sleep(idle_timeout),
+            idle_timeout,
+            cut: Box::pin(cut),
+            tap,
+            done: false,
+        }
+    }
+}
+
+impl<B> Body for TapBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display + Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        if this.cut.as_mut().poll(cx).is_ready() {
+            *this.done = true;
+            this.tap.end(End::Cut);
+            return Poll::Ready(Some(Err("proxy shutting down".into())));
+        }
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.tap.observe(data);
+                    let deadline = tokio::time::Instant::now() + *this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                }
+                this.tap.inner_done = this.inner.is_end_stream();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                *this.done = true;
+                this.tap.end(End::UpstreamFailed(e.to_string()));
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                this.tap.end(End::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(this.idle.as_mut().poll(cx));
+                *this.done = true;
+                this.tap.end(End::Idle(*this.idle_timeout));
+                Poll::Ready(Some(Err("upstream stream idle; cut".into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,175 @@
+//! The server: builds the shared state, owns every background task, serves until told to
+//! stop, then shuts down in order: stop accepting, let in-flight requests finish (bounded by
+//! `SHUTDOWN_TIMEOUT`, then cut and recorded), flush the record queue, close the database.
+//!
+//! The entry point takes a listener and a shutdown future, so the CLI passes Ctrl-C/SIGTERM,
+//! tests pass a channel and bind port 0, and the tray app passes its Quit.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::Config;
+use crate::credentials::{self, Credentials};
+use crate::keys::KeySalt;
+use crate::proxy;
+use crate::records::{self, Recorder};
+use crate::state::{AppState, ProxySettings};
+use crate::store::{Store, StoreError};
+
+/// Records the queue holds before producers start waiting (in spawned tasks, off the request).
+const RECORD_QUEUE: usize = 65_536;
+/// How long cut streams get to close after the grace period.
+const CUT_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read or create the API key salt at {path}: {source}")]
+    Salt {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+pub struct Server {
+    state: Arc<AppState>,
+    shutdown_timeout: Duration,
+    stop_tasks: CancellationToken,
+    writer: JoinHandle<()>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store, loads the accounts and starts the background tasks.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let store = Store::open(&config.database, config.slow_query_threshold).await?;
+        let salt = match &config.api_key_salt {
+            Some(salt) => KeySalt::from_secret_string(salt),
+            None => {
+                let path = config.data_dir.join("api_key_salt");
+                KeySalt::load_or_create(&path).map_err(|source| StartError::Salt {
+                    path: path.display().to_string(),
+                    source,
+                })?
+            }
+        };
+        let salt = Arc::new(salt);
+        let (credentials, errors) = Credentials::load(&config.credentials_dir, salt.clone());
+        for error in &errors {
+            tracing::warn!("{error}");
+        }
+        let credentials = Arc::new(credentials);
+        if !config.client_auth {
+            tracing::warn!(
+                "ENABLE_CLIENT_AUTH=false: ANYONE WHO CAN REACH THIS PORT USES YOUR UPSTREAM CREDENTIALS. Development only."
+            );
+        }
+
+        let stop_tasks = CancellationToken::new();
+        let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
+        let writer = records::spawn_writer(
+            store.clone(),
+            queue,
+            recorder.stats().clone(),
+            stop_tasks.clone(),
+        );
+        let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
+        let state = Arc::new(AppState {
+            credentials,
+            salt,
+            recorder,
+            store,
+            http: proxy::client()?,
+            settings: ProxySettings {
+                upstream_base: config
+                    .upstream
+                    .base_url
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_string(),
+                header_timeout: config.upstream.header_timeout,
+                idle_timeout: config.upstream.idle_timeout,
+                max_request_size: config.max_request_size,
+                client_auth: config.client_auth,
+                default_account: config.default_account.clone(),
+                storage_enabled: config.storage_enabled,
+            },
+            cut_streams: CancellationToken::new(),
+        });
+        Ok(Server {
+            state,
+            shutdown_timeout: config.shutdown_timeout,
+            stop_tasks,
+            writer,
+            watcher,
+        })
+    }
+
+    /// The accounts, for callers that want to watch reloads.
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.state.credentials
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops gracefully.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            "listening on http://{addr}, database {}, {} account(s) loaded from {}",
+            self.state.store.describe(),
+            self.state.credentials.snapshot().len(),
+            self.state.credentials.dir().display(),
+        );
+        let graceful = CancellationToken::new();
+        let app =
+            app::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful.clone().cancelled_owned())
+            .into_future();
+        tokio::pin!(serve);
+
+        let served = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                graceful.cancel();
+                match tokio::time::timeout(self.shutdown_timeout, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("in-flight requests still open after {:?}; cutting them", self.shutdown_timeout);
+                        self.state.cut_streams.cancel();
+                        tokio::time::timeout(CUT_WAIT, &mut serve).await.unwrap_or(Ok(()))
+                    }
+                }
+            }
+        };
+
+        self.stop_tasks.cancel();
+        if let Some(watcher) = self.watcher {
+            let _ = watcher.await;
+        }
+        let _ = self.writer.await;
+        let stats = self.state.recorder.stats();
+        tracing::info!(
+            written = stats.written.load(std::sync::atomic::Ordering::Relaxed),
+            lost = stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+            "records flushed; stopped"
+        );
+        self.state.store.close().await;
+        served
+    }
+}

@@ -1,0 +1,37 @@
+//! What every request handler shares: accounts, the key salt, the record queue, the store,
+//! the upstream client and the settings that shape a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::credentials::Credentials;
+use crate::keys::KeySalt;
+use crate::records::Recorder;
+use crate::store::Store;
+
+pub struct AppState {
+    pub credentials: Arc<Credentials>,
+    pub salt: Arc<KeySalt>,
+    pub recorder: Recorder,
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub settings: ProxySettings,
+    /// Fires when the shutdown grace period is over: open response streams are cut (and
+    /// recorded as such) so the server can stop.
+    pub cut_streams: CancellationToken,
+}
+
+/// The configuration the request path reads, taken from [`crate::Config`] at start.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// `CLAUDE_API_BASE_URL` without a trailing slash; request paths are appended to it.
+    pub upstream_base: String,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_request_size: usize,
+    pub client_auth: bool,
+    pub default_account: Option<String>,
+    pub storage_enabled: bool,
+}

@@ -1,0 +1,232 @@
+//! The record store: the only module that knows SQL and the database dialect.
+//!
+//! SQLite is the embedded default (WAL mode, one file); migrations in `migrations/sqlite/` are
+//! embedded in the binary and run at open. Every query is parameterized. Records are inserted
+//! in batches, one transaction per batch, with multi-row `INSERT`s.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+use crate::config::DatabaseConfig;
+use crate::records::Record;
+use crate::usage::Usage;
+
+/// Rows per `INSERT` statement (23 columns each, well under SQLite's 32,766 parameters).
+const ROWS_PER_INSERT: usize = 128;
+
+const TIMESTAMP: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database directory {path}: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "PostgreSQL (DATABASE_URL=postgres://…) is not supported by this build yet; use sqlite"
+    )]
+    PostgresUnsupported,
+}
+
+/// Totals for one (domain, model) pair, for `/token-stats`.
+#[derive(Debug, Clone)]
+pub struct ModelTotals {
+    pub domain: String,
+    pub model: Option<String>,
+    pub requests: u64,
+    pub usage: Usage,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    description: String,
+    slow_query: Duration,
+}
+
+impl Store {
+    /// Opens (creating when missing) the database and applies pending migrations.
+    pub async fn open(config: &DatabaseConfig, slow_query: Duration) -> Result<Store, StoreError> {
+        let path = match config {
+            DatabaseConfig::Sqlite(path) => path,
+            DatabaseConfig::Postgres(_) => return Err(StoreError::PostgresUnsupported),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true)
+            .statement_cache_capacity(512);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store {
+            pool,
+            description: config.describe(),
+            slow_query,
+        })
+    }
+
+    /// Where the records go, safe to log.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Inserts a batch of records (and their stream chunks) in one transaction.
+    pub async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        for rows in records.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO api_requests (request_id, domain, account_id, timestamp, method, path, \
+                 model, request_type, response_status, input_tokens, output_tokens, \
+                 cache_creation_input_tokens, cache_read_input_tokens, total_tokens, duration_ms, \
+                 first_token_ms, response_streaming, client_ip, api_key_hash, error, \
+                 upstream_request_id, request_body, response_body) ",
+            );
+            insert.push_values(rows, |mut row, r| {
+                row.push_bind(r.request_id.to_string())
+                    .push_bind(r.domain.clone())
+                    .push_bind(r.account_id.clone())
+                    .push_bind(format_timestamp(r.timestamp))
+                    .push_bind(r.method.clone())
+                    .push_bind(r.path.clone())
+                    .push_bind(r.model.clone())
+                    .push_bind(r.request_type)
+                    .push_bind(i64::from(r.status))
+                    .push_bind(as_i64(r.usage.input_tokens))
+                    .push_bind(as_i64(r.usage.output_tokens))
+                    .push_bind(as_i64(r.usage.cache_creation_input_tokens))
+                    .push_bind(as_i64(r.usage.cache_read_input_tokens))
+                    .push_bind(as_i64(r.usage.total()))
+                    .push_bind(as_i64(r.duration_ms))
+                    .push_bind(r.first_token_ms.map(as_i64))
+                    .push_bind(r.streaming)
+                    .push_bind(r.client_ip.map(|ip| ip.to_string()))
+                    .push_bind(r.api_key_hash.map(|h| h.to_string()))
+                    .push_bind(r.error.clone())
+                    .push_bind(r.upstream_request_id.clone())
+                    .push_bind(r.request_body.as_deref().map(lossy))
+                    .push_bind(r.response_body.as_deref().map(lossy));
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for r in records.iter().filter(|r| !r.chunks.is_empty()) {
+            let id = r.request_id.to_string();
+            for (index, rows) in r.chunks.chunks(ROWS_PER_INSERT).enumerate() {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO streaming_chunks (request_id, chunk_index, timestamp, data) ",
+                );
+                let first = index * ROWS_PER_INSERT;
+                insert.push_values(
+                    rows.iter().enumerate(),
+                    |mut row, (i, (offset_ms, data))| {
+                        let at = r.timestamp + Duration::from_millis(*offset_ms);
+                        row.push_bind(id.clone())
+                            .push_bind(as_i64((first + i) as u64))
+                            .push_bind(format_timestamp(at))
+                            .push_bind(data.clone());
+                    },
+                );
+                insert.build().execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        self.note_duration("insert_records", started);
+        Ok(())
+    }
+
+    /// Requests and tokens per (domain, model), for `/token-stats`.
+    pub async fn model_totals(&self) -> Result<Vec<ModelTotals>, StoreError> {
+        let started = Instant::now();
+        let rows = sqlx::query(
+            "SELECT domain, model, COUNT(*) AS requests, \
+                    COALESCE(SUM(input_tokens), 0) AS input_tokens, \
+                    COALESCE(SUM(output_tokens), 0) AS output_tokens, \
+                    COALESCE(SUM(cache_creation_input_tokens), 0) AS cache_creation, \
+                    COALESCE(SUM(cache_read_input_tokens), 0) AS cache_read \
+             FROM api_requests GROUP BY domain, model ORDER BY domain, model",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        self.note_duration("model_totals", started);
+        rows.iter()
+            .map(|row| {
+                Ok(ModelTotals {
+                    domain: row.try_get("domain")?,
+                    model: row.try_get("model")?,
+                    requests: as_u64(row.try_get("requests")?),
+                    usage: Usage {
+                        input_tokens: as_u64(row.try_get("input_tokens")?),
+                        output_tokens: as_u64(row.try_get("output_tokens")?),
+                        cache_creation_input_tokens: as_u64(row.try_get("cache_creation")?),
+                        cache_read_input_tokens: as_u64(row.try_get("cache_read")?),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn note_duration(&self, name: &'static str, started: Instant) {
+        let took = started.elapsed();
+        if took >= self.slow_query {
+            tracing::warn!(
+                query = name,
+                took_ms = took.as_millis() as u64,
+                "slow query"
+            );
+        }
+    }
+}
+
+/// The text form of a timestamp in SQLite: UTC, `YYYY-MM-DD HH:MM:SS.SSS`.
+pub fn format_timestamp(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(TIMESTAMP)
+        .unwrap_or_default()
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn as_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
