@@ -1,0 +1,513 @@
+//! Test harness: an in-process mock of the Anthropic API that records what it receives, and
+//! the real proxy server on port 0 with its own credentials directory and SQLite file.
+//!
+//! The mock's behaviour is chosen per request by the `x-mock` header, which the proxy passes
+//! through like any client header: `json` (default for non-streaming), `sse` (default for
+//! `"stream": true`), `status-<code>` (an Anthropic error with rate-limit headers), `hang`
+//! (never answers), `truncate` (a stream without `message_stop`), `stall` (one event, then
+//! silence until the connection is dropped), `gate` (one event, then the rest once the test
+//! calls [`MockUpstream::release`]), `leak` (a 401 whose message contains the key it received).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use claude_nexus::{Config, Server};
+use futures_util::stream;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Row, SqlitePool};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+pub const MODEL: &str = "claude-sonnet-4-5-20250929";
+pub const UPSTREAM_KEY: &str = "sk-ant-api03-upstream-secret-AAAA";
+pub const OAUTH_TOKEN: &str = "sk-ant-oat01-oauth-access-secret-BBBB";
+
+/// The SSE answer the mock streams, one event per write.
+pub const SSE_EVENTS: &[&str] = &[
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":120,\"cache_creation_input_tokens\":30,\"cache_read_input_tokens\":400,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" there\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":42}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+];
+
+pub const JSON_ANSWER: &str = r#"{"id":"msg_02","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":11,"cache_creation_input_tokens":5,"cache_read_input_tokens":7,"output_tokens":22}}"#;
+
+pub fn sse_body() -> String {
+    SSE_EVENTS.concat()
+}
+
+/// A request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+struct MockState {
+    received: Mutex<Vec<Received>>,
+    /// Signalled when a `stall` stream is dropped (the proxy cancelled the upstream request).
+    stall_dropped: Notify,
+    stall_drops: Mutex<u32>,
+    /// `gate` streams wait for a permit before sending the rest.
+    gate: tokio::sync::Semaphore,
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+    task: JoinHandle<()>,
+}
+
+impl MockUpstream {
+    pub async fn start() -> MockUpstream {
+        let state = Arc::new(MockState {
+            received: Mutex::default(),
+            stall_dropped: Notify::new(),
+            stall_drops: Mutex::default(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let app = Router::new()
+            .fallback(mock_handler)
+            .with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        MockUpstream { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Lets `n` gated streams finish.
+    pub fn release(&self, n: usize) {
+        self.state.gate.add_permits(n);
+    }
+
+    /// Waits until a stalled stream has been dropped by the proxy.
+    pub async fn stall_dropped(&self) {
+        loop {
+            let notified = self.state.stall_dropped.notified();
+            if *self.state.stall_drops.lock().unwrap() > 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct DropSignal(Arc<MockState>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        *self.0.stall_drops.lock().unwrap() += 1;
+        self.0.stall_dropped.notify_waiters();
+    }
+}
+
+async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    state.received.lock().unwrap().push(Received {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let mode = parts
+        .headers
+        .get("x-mock")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let path = parts.uri.path();
+
+    if path == "/v1/models" {
+        return json_response(
+            StatusCode::OK,
+            r#"{"data":[{"type":"model","id":"claude-sonnet-4-5-20250929"}],"has_more":false}"#,
+        );
+    }
+    if path == "/v1/messages/count_tokens" {
+        return json_response(StatusCode::OK, r#"{"input_tokens":42}"#);
+    }
+    if path != "/v1/messages" {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            r#"{"type":"error","error":{"type":"not_found_error","message":"no such path"}}"#,
+        );
+    }
+    let streaming = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("stream").and_then(|s| s.as_bool()))
+        .unwrap_or(false);
+    let mode = mode.unwrap_or_else(|| if streaming { "sse" } else { "json" }.to_string());
+    match mode.as_str() {
+        "json" => {
+            let mut r = json_response(StatusCode::OK, JSON_ANSWER);
+            r.headers_mut()
+                .insert("request-id", "req_json_1".parse().unwrap());
+            r
+        }
+        "sse" => sse_response(SSE_EVENTS.iter().map(|s| s.to_string()).collect(), None),
+        "truncate" => sse_response(
+            SSE_EVENTS[..SSE_EVENTS.len() - 1]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            None,
+        ),
+        "stall" => sse_response(vec![SSE_EVENTS[0].to_string()], Some(state.clone())),
+        "gate" => {
+            let first = Bytes::from(SSE_EVENTS[0]);
+            let state = state.clone();
+            let rest = stream::once(async move {
+                state.gate.acquire().await.unwrap().forget();
+                Ok::<_, std::io::Error>(Bytes::from(SSE_EVENTS[1..].concat()))
+            });
+            let body = Body::from_stream(futures_util::StreamExt::chain(
+                stream::iter([Ok::<_, std::io::Error>(first)]),
+                rest,
+            ));
+            Response::builder()
+                .status(200)
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap()
+        }
+        "hang" => std::future::pending().await,
+        "leak" => {
+            let key = parts
+                .headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            json_response(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    r#"{{"type":"error","error":{{"type":"authentication_error","message":"invalid x-api-key {key}"}}}}"#
+                ),
+            )
+        }
+        m if m.starts_with("status-") => {
+            let code: u16 = m["status-".len()..].parse().unwrap();
+            let kind = match code {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                _ => "api_error",
+            };
+            let mut r = json_response(
+                StatusCode::from_u16(code).unwrap(),
+                &format!(
+                    r#"{{"type":"error","error":{{"type":"{kind}","message":"mock {code}"}}}}"#
+                ),
+            );
+            let h = r.headers_mut();
+            h.insert("retry-after", "17".parse().unwrap());
+            h.insert("request-id", "req_err_1".parse().unwrap());
+            h.insert(
+                "anthropic-ratelimit-requests-remaining",
+                "0".parse().unwrap(),
+            );
+            h.insert(
+                "anthropic-ratelimit-requests-reset",
+                "2026-11-28T12:00:00Z".parse().unwrap(),
+            );
+            r
+        }
+        other => panic!("unknown x-mock mode {other}"),
+    }
+}
+
+fn json_response(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Streams `events` one write each; with `stall`, then waits forever and signals when dropped.
+fn sse_response(events: Vec<String>, stall: Option<Arc<MockState>>) -> Response {
+    let guard = stall.map(DropSignal);
+    let chunks = stream::iter(
+        events
+            .into_iter()
+            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
+    );
+    let body = if let Some(guard) = guard {
+        let tail = stream::once(async move {
+            let _guard = guard;
+            std::future::pending::<Result<Bytes, std::io::Error>>().await
+        });
+        Body::from_stream(futures_util::StreamExt::chain(chunks, tail))
+    } else {
+        Body::from_stream(chunks)
+    };
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("request-id", "req_sse_1")
+        .header("anthropic-ratelimit-tokens-remaining", "12345")
+        .body(body)
+        .unwrap()
+}
+
+/// A credential file to write before the proxy starts (or during a test).
+pub struct AccountFile {
+    pub domain: &'static str,
+    pub json: String,
+}
+
+pub fn api_key_account(domain: &'static str, account_id: &str, client_key: &str) -> AccountFile {
+    AccountFile {
+        domain,
+        json: format!(
+            r#"{{"type":"api_key","accountId":"{account_id}","api_key":"{UPSTREAM_KEY}","client_api_key":"{client_key}"}}"#
+        ),
+    }
+}
+
+pub fn oauth_account(domain: &'static str, account_id: &str, client_key: &str) -> AccountFile {
+    AccountFile {
+        domain,
+        json: format!(
+            r#"{{"type":"oauth","accountId":"{account_id}","client_api_key":"{client_key}","oauth":{{"accessToken":"{OAUTH_TOKEN}","refreshToken":"sk-ant-ort01-refresh","expiresAt":4102444800000,"scopes":["user:inference"],"isMax":true}}}}"#
+        ),
+    }
+}
+
+/// Writes a credential file atomically with mode 0600 (as an editor saving with rename would).
+pub fn write_account(dir: &Path, account: &AccountFile) {
+    write_file_mode(
+        &dir.join(format!("{}.credentials.json", account.domain)),
+        &account.json,
+        0o600,
+    );
+}
+
+pub fn write_file_mode(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The real proxy, on port 0, with its own directory.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub credentials_dir: PathBuf,
+    pub db_path: PathBuf,
+    pub reloads: tokio::sync::watch::Receiver<u64>,
+    env: HashMap<String, String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct ProxyBuilder {
+    env: HashMap<String, String>,
+    accounts: Vec<AccountFile>,
+}
+
+impl ProxyBuilder {
+    pub fn new(upstream: &MockUpstream) -> ProxyBuilder {
+        let mut env = HashMap::new();
+        env.insert("CLAUDE_API_BASE_URL".into(), upstream.url());
+        env.insert("API_KEY_SALT".into(), "test-salt".into());
+        ProxyBuilder {
+            env,
+            accounts: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> ProxyBuilder {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn account(mut self, account: AccountFile) -> ProxyBuilder {
+        self.accounts.push(account);
+        self
+    }
+
+    pub async fn start(self) -> TestProxy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let credentials_dir = dir.path().join("credentials");
+        std::fs::create_dir(&credentials_dir).unwrap();
+        std::fs::set_permissions(&credentials_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        for account in &self.accounts {
+            write_account(&credentials_dir, account);
+        }
+        let db_path = dir.path().join("records.db");
+        let mut env = self.env;
+        env.insert(
+            "CREDENTIALS_DIR".into(),
+            credentials_dir.display().to_string(),
+        );
+        env.insert("NEXUS_DATA_DIR".into(), dir.path().display().to_string());
+        env.entry("DATABASE_URL".into())
+            .or_insert(format!("sqlite://{}", db_path.display()));
+        let mut proxy = TestProxy {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            dir,
+            credentials_dir,
+            db_path,
+            reloads: tokio::sync::watch::channel(0).1,
+            env,
+            stop: None,
+            task: None,
+        };
+        proxy.launch().await;
+        proxy
+    }
+}
+
+impl TestProxy {
+    async fn launch(&mut self) {
+        let config = Config::from_map(&self.env).unwrap();
+        let server = Server::start(config).await.unwrap();
+        self.reloads = server.credentials().subscribe();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(server.run(listener, async move {
+            let _ = stopped.await;
+        })));
+    }
+
+    /// Stops the server (flushing its records) and starts a new one on the same files.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await;
+    }
+
+    /// Sends the stop signal without waiting for the server to finish.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server as Ctrl-C would, and waits until its records are flushed.
+    pub async fn stop(&mut self) {
+        self.signal_stop();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("server stops within 30 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// Stops the server, then opens its database.
+    pub async fn stop_and_open_db(&mut self) -> SqlitePool {
+        self.stop().await;
+        open_db(&self.db_path).await
+    }
+}
+
+pub async fn open_db(path: &Path) -> SqlitePool {
+    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
+        .await
+        .unwrap()
+}
+
+/// One `api_requests` row, the columns tests look at.
+#[derive(Debug)]
+pub struct RecordRow {
+    pub request_id: String,
+    pub domain: String,
+    pub account_id: Option<String>,
+    pub path: String,
+    pub model: Option<String>,
+    pub status: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_creation: i64,
+    pub cache_read: i64,
+    pub total_tokens: i64,
+    pub first_token_ms: Option<i64>,
+    pub streaming: bool,
+    pub api_key_hash: Option<String>,
+    pub error: Option<String>,
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+}
+
+pub async fn rows(pool: &SqlitePool) -> Vec<RecordRow> {
+    sqlx::query("SELECT * FROM api_requests ORDER BY timestamp, request_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| RecordRow {
+            request_id: r.get("request_id"),
+            domain: r.get("domain"),
+            account_id: r.get("account_id"),
+            path: r.get("path"),
+            model: r.get("model"),
+            status: r.get("response_status"),
+            input_tokens: r.get("input_tokens"),
+            output_tokens: r.get("output_tokens"),
+            cache_creation: r.get("cache_creation_input_tokens"),
+            cache_read: r.get("cache_read_input_tokens"),
+            total_tokens: r.get("total_tokens"),
+            first_token_ms: r.get("first_token_ms"),
+            streaming: r.get("response_streaming"),
+            api_key_hash: r.get("api_key_hash"),
+            error: r.get("error"),
+            request_body: r.get("request_body"),
+            response_body: r.get("response_body"),
+        })
+        .collect()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub const MESSAGE_JSON: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}"#;
+pub const MESSAGE_SSE: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#;
