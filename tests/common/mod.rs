@@ -503,6 +503,7 @@ pub async fn rows(pool: &SqlitePool) -> Vec<RecordRow> {
 }
 
 pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -1,0 +1,273 @@
+//! The `claude-nexus` binary as a user runs it: configuration errors, key generation, the
+//! start-up line, SIGTERM, and logs that never contain a secret.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_claude-nexus");
+const CLIENT_KEY: &str = "cnp_live_clisecretCLIENTKEY0000000000000000000000000";
+const TEAM_KEY: &str = "cnp_live_clisecretTEAMKEY00000000000000000000000000000";
+const WRONG_KEY: &str = "cnp_live_clisecretWRONGKEY000000000000000000000000000";
+const CLIENT_SENT_UPSTREAM_KEY: &str = "sk-ant-api03-clientsentsecret-ZZZZ";
+
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NEXUS_DATA_DIR", dir)
+        .env("CREDENTIALS_DIR", dir.join("credentials"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("records.db").display()),
+        )
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("PORT", "abc"),
+        ("DATABASE_URL", "mysql://root:hunter2@localhost/x"),
+        ("CLAUDE_API_BASE_URL", "not a url"),
+        ("CLAUDE_API_TIMEOUT", "forever"),
+    ] {
+        let out = command(dir.path())
+            .env(var, value)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("invalid {var}")), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}
+
+#[test]
+fn keys_generate_prints_fresh_keys() {
+    let out = Command::new(BIN)
+        .args(["keys", "generate", "--count", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let keys: Vec<&str> = text.lines().collect();
+    assert_eq!(keys.len(), 3);
+    for key in &keys {
+        assert!(key.starts_with("cnp_live_"), "{key}");
+        assert_eq!(key.len(), 52);
+    }
+    assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2]);
+
+    let out = Command::new(BIN)
+        .args(["keys", "generate", "--test"])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert!(key.trim().starts_with("cnp_test_") && key.trim().len() == 52);
+}
+
+/// A running `claude-nexus serve` whose stderr lines are collected.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> (Running, String) {
+        let mut child = cmd
+            .args(["serve", "--port", "0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        let line = running.wait_for("listening on http://");
+        let addr = line
+            .split("listening on http://")
+            .nth(1)
+            .unwrap()
+            .split(|c: char| c == ',' || c == '"')
+            .next()
+            .unwrap()
+            .to_string();
+        (running, addr)
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// SIGTERM, then every line the process wrote.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.lines.iter());
+        (status, self.seen.join("\n"))
+    }
+}
+
+#[tokio::test]
+async fn serve_logs_start_up_and_never_a_secret() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    write_account(
+        &credentials,
+        &api_key_account("a.example", "acc_a", CLIENT_KEY),
+    );
+    write_account(
+        &credentials,
+        &oauth_account("team.example", "acc_team", TEAM_KEY),
+    );
+    let mut cmd = command(dir.path());
+    cmd.env("CLAUDE_API_BASE_URL", mock.url())
+        .env("API_KEY_SALT", "cli-test-salt")
+        .env("RUST_LOG", "debug");
+    let (running, addr) = Running::start(cmd);
+    let startup = &running.seen[running.seen.len() - 1];
+    assert!(
+        startup.contains(&format!("listening on http://{addr}")),
+        "{startup}"
+    );
+    assert!(startup.contains("database sqlite:"), "{startup}");
+    assert!(startup.contains("2 account(s)"), "{startup}");
+
+    let client = http();
+    let url = format!("http://{addr}/v1/messages");
+    let requests = [
+        client
+            .post(&url)
+            .header("x-api-key", CLIENT_KEY)
+            .body(MESSAGE_JSON),
+        client
+            .post(&url)
+            .header("authorization", format!("Bearer {CLIENT_KEY}"))
+            .body(MESSAGE_SSE),
+        client
+            .post(&url)
+            .header("x-api-key", WRONG_KEY)
+            .body(MESSAGE_JSON),
+        client
+            .post(&url)
+            .header(
+                "authorization",
+                format!("Bearer {CLIENT_SENT_UPSTREAM_KEY}"),
+            )
+            .body(MESSAGE_JSON),
+        // The upstream answers with an error that quotes the key it got.
+        client
+            .post(&url)
+            .header("x-api-key", CLIENT_KEY)
+            .header("x-mock", "leak")
+            .body(MESSAGE_JSON),
+        client
+            .post(&url)
+            .header("host", "team.example")
+            .header("x-api-key", TEAM_KEY)
+            .body(MESSAGE_JSON),
+    ];
+    let mut statuses = Vec::new();
+    for request in requests {
+        let response = request.send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(statuses, vec![200, 200, 401, 401, 401, 200]);
+
+    let (status, log) = running.terminate();
+    assert!(status.success(), "SIGTERM is a clean stop: {status}\n{log}");
+    assert!(log.contains("records flushed"), "{log}");
+    assert_eq!(
+        log.matches("claude_nexus::access").count(),
+        6,
+        "one access line per request\n{log}"
+    );
+    assert!(
+        log.contains("invalid x-api-key sk-ant-****"),
+        "the leaked key was masked\n{log}"
+    );
+    let secrets = [
+        UPSTREAM_KEY,
+        OAUTH_TOKEN,
+        "sk-ant-ort01-refresh",
+        CLIENT_KEY,
+        TEAM_KEY,
+        WRONG_KEY,
+        CLIENT_SENT_UPSTREAM_KEY,
+    ];
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
+    }
+
+    // Nor does any secret reach the database.
+    let db = open_db(&dir.path().join("records.db")).await;
+    let dump: Vec<(String,)> = sqlx::query_as(
+        "SELECT COALESCE(error,'') || ' ' || COALESCE(api_key_hash,'') || ' ' || domain FROM api_requests",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(dump.len(), 6);
+    for (row,) in &dump {
+        for secret in secrets {
+            assert!(!row.contains(secret), "{secret} in row {row}");
+        }
+    }
+}
+
+#[test]
+fn log_json_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("credentials")).unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("LOG_JSON", "true");
+    let (running, _) = Running::start(cmd);
+    let (status, log) = running.terminate();
+    assert!(status.success());
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["message"].is_string(),
+            "{line}"
+        );
+    }
+}
