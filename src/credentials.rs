@@ -83,10 +83,10 @@ impl Accounts {
         let mut by_key: HashMap<KeyHash, Arc<Account>> = HashMap::new();
         let mut shared_keys = Vec::new();
         for account in accounts {
-            if let Some(hash) = account.client_key {
-                if let Some(other) = by_key.insert(hash, account.clone()) {
-                    shared_keys.push((hash, other.domain.clone(), account.domain.clone()));
-                }
+            if let Some(hash) = account.client_key
+                && let Some(other) = by_key.insert(hash, account.clone())
+            {
+                shared_keys.push((hash, other.domain.clone(), account.domain.clone()));
             }
             by_domain.insert(account.domain.clone(), account);
         }
@@ -343,10 +343,11 @@ pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String
             return Err("field \"type\" must be \"api_key\" or \"oauth\"".into());
         }
     };
-    if let Some(slack) = obj.get("slack") {
-        if !slack.is_object() && !slack.is_null() {
-            return Err("field \"slack\" must be an object".into());
-        }
+    if obj
+        .get("slack")
+        .is_some_and(|s| !s.is_object() && !s.is_null())
+    {
+        return Err("field \"slack\" must be an object".into());
     }
     Ok(Account {
         domain: domain.to_string(),

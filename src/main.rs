@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys(KeysCommand::Generate { count, test }) => generate_keys(count, test),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(&args),
     }
 }
 
@@ -74,7 +74,7 @@ fn generate_keys(count: u32, test: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: &ServeArgs) -> ExitCode {
     // Configuration is read and checked before anything else happens.
     let config = Config::from_lookup(|name| {
         let flag = match name {

@@ -185,14 +185,14 @@ impl Meter {
             1 => self.chunks.pop().unwrap_or_default(),
             _ => Bytes::from(self.chunks.concat()),
         };
-        if self.kind == BodyKind::Json {
-            if let Ok(message) = serde_json::from_slice::<WireMessage>(&body) {
-                self.out.model = message.model;
-                if let Some(usage) = &message.usage {
-                    self.out.usage.apply(usage);
-                }
-                self.out.upstream_error = message.error.as_ref().map(WireError::describe);
+        if self.kind == BodyKind::Json
+            && let Ok(message) = serde_json::from_slice::<WireMessage>(&body)
+        {
+            self.out.model = message.model;
+            if let Some(usage) = &message.usage {
+                self.out.usage.apply(usage);
             }
+            self.out.upstream_error = message.error.as_ref().map(WireError::describe);
         }
         if self.store_body {
             self.out.body = Some(body);
@@ -283,14 +283,14 @@ impl SseScanner {
             self.dispatch(out);
         } else if let Some(name) = line.strip_prefix(b"event:") {
             self.event = EventName::parse(name.trim_ascii());
-        } else if let Some(data) = line.strip_prefix(b"data:") {
-            if self.event.wants_data() {
-                if !self.data.is_empty() {
-                    self.data.push(b'\n');
-                }
-                self.data
-                    .extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
+        } else if let Some(data) = line.strip_prefix(b"data:")
+            && self.event.wants_data()
+        {
+            if !self.data.is_empty() {
+                self.data.push(b'\n');
             }
+            self.data
+                .extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
         }
     }
 

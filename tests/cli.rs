@@ -110,7 +110,7 @@ impl Running {
             .split("listening on http://")
             .nth(1)
             .unwrap()
-            .split(|c: char| c == ',' || c == '"')
+            .split([',', '"'])
             .next()
             .unwrap()
             .to_string();

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -216,4 +217,24 @@ async fn streams_still_open_after_the_grace_period_are_cut_and_recorded() {
     let rows = rows(&db).await;
     assert_eq!(rows[0].status, 503);
     assert_eq!(rows[0].error.as_deref(), Some("stream cut at shutdown"));
+}
+
+#[test]
+fn the_shipped_templates_parse() {
+    let salt = KeySalt::from_secret_string(&SecretString::from("s"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("credentials");
+    let mut parsed = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .to_string_lossy()
+            .ends_with(".credentials.json.example")
+        {
+            let text = std::fs::read_to_string(&path).unwrap();
+            claude_nexus::credentials::parse("template", &text, &salt)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            parsed += 1;
+        }
+    }
+    assert_eq!(parsed, 2);
 }

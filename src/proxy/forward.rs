@@ -103,10 +103,10 @@ pub fn upstream_headers(client_headers: &HeaderMap, credential: &UpstreamCredent
             }
         }
     }
-    if !betas.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&betas.join(",")) {
-            out.insert(ANTHROPIC_BETA, value);
-        }
+    if !betas.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&betas.join(","))
+    {
+        out.insert(ANTHROPIC_BETA, value);
     }
     out
 }

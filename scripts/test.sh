@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
+# installs what the build needs (a C compiler for ring and the bundled SQLite).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+command -v cc >/dev/null || missing+=(build-essential)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v kill >/dev/null || missing+=(procps)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo test --locked --all-targets
