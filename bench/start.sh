@@ -2,19 +2,19 @@
 # Start script for the benchmark kit (../shared/bench, see its README): runs the release
 # build of claude-nexus in the foreground with records on, to a fresh SQLite file.
 #   PROXY_PORT, UPSTREAM_BASE_URL, BENCH_UPSTREAM_KEY, PROXY_CLIENT_KEY, BENCH_TMP
-# Build first: cargo build --release
+# Each start gets its own directory; its path is appended to $BENCH_TMP/claude-nexus-dbs so
+# that rows can be counted afterwards. Build first: cargo build --release
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${NEXUS_BIN:-$here/../target/release/claude-nexus}"
-dir="$BENCH_TMP/claude-nexus-$PROXY_PORT"
-rm -rf "$dir"
-mkdir -p "$dir/credentials"
-chmod 700 "$dir/credentials"
+mkdir -p "$BENCH_TMP"
+dir="$(mktemp -d "$BENCH_TMP/claude-nexus.XXXXXX")"
+mkdir -m 700 "$dir/credentials"
 cat >"$dir/credentials/bench.local.credentials.json" <<JSON
 {"type":"api_key","accountId":"acc_bench","api_key":"$BENCH_UPSTREAM_KEY","client_api_key":"$PROXY_CLIENT_KEY"}
 JSON
 chmod 600 "$dir/credentials/bench.local.credentials.json"
-echo "$dir/requests.db" >"$BENCH_TMP/claude-nexus-last-db"
+echo "$dir/requests.db" >>"$BENCH_TMP/claude-nexus-dbs"
 export HOST=127.0.0.1 PORT="$PROXY_PORT" CLAUDE_API_BASE_URL="$UPSTREAM_BASE_URL" \
   CREDENTIALS_DIR="$dir/credentials" DATABASE_URL="sqlite://$dir/requests.db" \
   NEXUS_DATA_DIR="$dir" API_KEY_SALT=bench-salt

@@ -72,11 +72,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         }
     }
 
-    let url = format!(
-        "{}{}",
-        state.settings.upstream_base,
-        parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
-    );
+    let url = forward::upstream_url(&state.settings.upstream_base, &parts.uri);
     let headers = forward::upstream_headers(&parts.headers, &client.account.credential);
     let request = state
         .http

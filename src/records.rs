@@ -25,6 +25,9 @@ use crate::usage::Usage;
 
 /// Records per insert transaction.
 const BATCH: usize = 256;
+/// How long the writer waits for more records before writing a partial batch. Under load
+/// this turns thousands of tiny transactions a second into a few large ones.
+const LINGER: Duration = Duration::from_millis(50);
 /// Write attempts for one batch once shutdown has begun (before that: until it works).
 const ATTEMPTS_WHEN_STOPPING: u32 = 3;
 
@@ -141,6 +144,16 @@ pub fn spawn_writer(
             };
             if received == 0 {
                 break;
+            }
+            if !stopping {
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
             }
             for record in &batch {
                 access_log(record);

@@ -92,12 +92,7 @@ impl Server {
             store,
             http: proxy::client()?,
             settings: ProxySettings {
-                upstream_base: config
-                    .upstream
-                    .base_url
-                    .as_str()
-                    .trim_end_matches('/')
-                    .to_string(),
+                upstream_base: config.upstream.base_url.clone(),
                 header_timeout: config.upstream.header_timeout,
                 idle_timeout: config.upstream.idle_timeout,
                 max_request_size: config.max_request_size,

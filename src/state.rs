@@ -26,8 +26,8 @@ pub struct AppState {
 /// The configuration the request path reads, taken from [`crate::Config`] at start.
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
-    /// `CLAUDE_API_BASE_URL` without a trailing slash; request paths are appended to it.
-    pub upstream_base: String,
+    /// `CLAUDE_API_BASE_URL`; request paths are appended to its path.
+    pub upstream_base: url::Url,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_request_size: usize,

@@ -17,8 +17,11 @@ use crate::config::DatabaseConfig;
 use crate::records::Record;
 use crate::usage::Usage;
 
-/// Rows per `INSERT` statement (23 columns each, well under SQLite's 32,766 parameters).
-const ROWS_PER_INSERT: usize = 128;
+/// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
+/// handful of prepared statements serve every batch (each distinct row count would otherwise
+/// be prepared and cached on its own). 64 rows × 23 columns stays far below SQLite's
+/// 32,766 parameters.
+const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
 
 const TIMESTAMP: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
@@ -76,8 +79,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            .statement_cache_capacity(512);
+            .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -109,7 +111,7 @@ impl Store {
     pub async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        for rows in records.chunks(ROWS_PER_INSERT) {
+        for rows in shaped_chunks(records) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO api_requests (request_id, domain, account_id, timestamp, method, path, \
                  model, request_type, response_status, input_tokens, output_tokens, \
@@ -146,11 +148,13 @@ impl Store {
         }
         for r in records.iter().filter(|r| !r.chunks.is_empty()) {
             let id = r.request_id.to_string();
-            for (index, rows) in r.chunks.chunks(ROWS_PER_INSERT).enumerate() {
+            let mut next_index = 0;
+            for rows in shaped_chunks(&r.chunks) {
                 let mut insert = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO streaming_chunks (request_id, chunk_index, timestamp, data) ",
                 );
-                let first = index * ROWS_PER_INSERT;
+                let first = next_index;
+                next_index += rows.len();
                 insert.push_values(
                     rows.iter().enumerate(),
                     |mut row, (i, (offset_ms, data))| {
@@ -212,6 +216,16 @@ impl Store {
     }
 }
 
+/// Splits `items` into consecutive slices whose lengths are all in [`INSERT_SHAPES`].
+fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = INSERT_SHAPES.into_iter().find(|&s| s <= items.len())?;
+        let (head, tail) = items.split_at(size);
+        items = tail;
+        Some(head)
+    })
+}
+
 /// The text form of a timestamp in SQLite: UTC, `YYYY-MM-DD HH:MM:SS.SSS`.
 pub fn format_timestamp(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
@@ -229,4 +243,25 @@ fn as_u64(n: i64) -> u64 {
 
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_few_statement_shapes() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 77, 256, 300] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n}: every item once, in order");
+            assert!(
+                chunks.iter().all(|c| INSERT_SHAPES.contains(&c.len())),
+                "{n}"
+            );
+        }
+        let items = [0; 77];
+        let sizes: Vec<usize> = shaped_chunks(&items).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![64, 4, 4, 4, 1]);
+    }
 }

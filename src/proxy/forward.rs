@@ -33,6 +33,21 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// The upstream URL for a client request: the request's path appended to the base URL's path,
+/// with the request's query string. Built from the parsed base, so the host is not parsed
+/// again on every request.
+pub fn upstream_url(base: &url::Url, uri: &axum::http::Uri) -> url::Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    if prefix.is_empty() {
+        url.set_path(uri.path());
+    } else {
+        url.set_path(&format!("{prefix}{}", uri.path()));
+    }
+    url.set_query(uri.query());
+    url
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
@@ -149,6 +164,36 @@ mod tests {
             scopes: vec![],
             is_max: false,
         })
+    }
+
+    #[test]
+    fn upstream_urls_keep_base_prefix_path_and_query() {
+        let cases = [
+            (
+                "https://api.anthropic.com",
+                "/v1/messages?beta=true",
+                "https://api.anthropic.com/v1/messages?beta=true",
+            ),
+            (
+                "http://127.0.0.1:9/",
+                "/v1/models",
+                "http://127.0.0.1:9/v1/models",
+            ),
+            (
+                "http://gw.example/anthropic/",
+                "/v1/messages",
+                "http://gw.example/anthropic/v1/messages",
+            ),
+            (
+                "http://gw.example/anthropic",
+                "/v1/a%20b?x=1&y=%2F",
+                "http://gw.example/anthropic/v1/a%20b?x=1&y=%2F",
+            ),
+        ];
+        for (base, uri, want) in cases {
+            let url = upstream_url(&url::Url::parse(base).unwrap(), &uri.parse().unwrap());
+            assert_eq!(url.as_str(), want);
+        }
     }
 
     #[test]

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Lost-row and memory check under load, beside the kit's compare.sh: for JSON and SSE, start
+# the proxy (bench/start.sh, records on, SQLite), send two batches of N requests at
+# concurrency C with oha, note the proxy's RSS after each batch, stop it with SIGTERM (which
+# flushes the record queue), then count the rows in its database. Every request must be a row.
+#   N (default 100000), C (32), BENCH_KIT (../../shared/bench), PROXY_PORT (18100)
+# Build first: cargo build --release
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+kit="${BENCH_KIT:-$here/../../shared/bench}"
+# shellcheck source=/dev/null
+source "$kit/lib.sh"
+: "${N:=100000}" "${C:=32}" "${PROXY_PORT:=18100}"
+export BENCH_TMP PROXY_PORT BENCH_UPSTREAM_KEY
+ensure_oha; ensure_nginx
+"$kit/mock-upstream.sh" start >/dev/null
+pid=""
+cleanup() {
+  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
+  "$kit/mock-upstream.sh" stop >/dev/null || true
+}
+trap cleanup EXIT
+
+failed=0
+for kind in json sse; do
+  if [ "$kind" = json ]; then port=$MOCK_JSON_PORT; else port=$MOCK_SSE_PORT; fi
+  : >"$BENCH_TMP/claude-nexus-dbs"
+  UPSTREAM_BASE_URL="http://127.0.0.1:$port" PROXY_CLIENT_KEY="$BENCH_CLIENT_KEY" \
+    setsid "$here/start.sh" >"$BENCH_TMP/verify-$kind.log" 2>&1 &
+  pid=$!
+  wait_port "$PROXY_PORT" 60 || die "proxy did not start; see $BENCH_TMP/verify-$kind.log"
+  sent=0 ok=0 rss=()
+  for batch in 1 2; do
+    out="$("$OHA" -n "$N" -c "$C" --no-tui --output-format json -m POST \
+      -H "Authorization: Bearer $BENCH_CLIENT_KEY" -H "content-type: application/json" \
+      -H "anthropic-version: 2023-06-01" -D "$kit/bodies/request-$kind.json" \
+      "http://127.0.0.1:$PROXY_PORT/v1/messages")"
+    ok=$((ok + $(jq '.statusCodeDistribution["200"] // 0' <<<"$out")))
+    sent=$((sent + N))
+    rss+=("$(( $(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024 ))")
+  done
+  kill -TERM "$pid"; wait "$pid" || true; pid=""
+  db="$(cat "$BENCH_TMP/claude-nexus-dbs")"
+  read -r rows rows_ok < <(python3 -c '
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print(*c.execute("SELECT COUNT(*), COALESCE(SUM(response_status = 200), 0) FROM api_requests").fetchone())
+' "$db")
+  echo "verify_$kind sent=$sent ok=$ok rows=$rows rows_200=$rows_ok lost=$((sent - rows)) rss_mb_after_batch1=${rss[0]} rss_mb_after_batch2=${rss[1]}"
+  [ "$rows" -eq "$sent" ] && [ "$ok" -eq "$sent" ] || failed=1
+done
+exit "$failed"
