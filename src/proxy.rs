@@ -112,7 +112,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         upstream_body,
         tap,
         state.settings.idle_timeout,
-        state.cut_streams.clone().cancelled_owned(),
+        state.cut_streams.clone(),
     );
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;

@@ -404,6 +404,31 @@ async fn client_abort_cancels_upstream_and_is_recorded() {
 }
 
 #[tokio::test]
+async fn client_leaving_before_the_headers_cancels_upstream_and_is_recorded() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_a(&mock).await;
+    let request = post(&proxy, "/v1/messages", MESSAGE_JSON)
+        .header("x-api-key", KEY_A)
+        .header("x-mock", "hang")
+        .send();
+    // The client gives up once the upstream has the request.
+    tokio::select! {
+        _ = request => panic!("the mock never answers"),
+        () = mock.wait_received(1) => {}
+    }
+    tokio::time::timeout(WAIT, mock.stall_dropped())
+        .await
+        .expect("the upstream request is cancelled when the client leaves");
+    let db = proxy.stop_and_open_db().await;
+    let rows = rows(&db).await;
+    assert_eq!(rows[0].status, 499);
+    assert_eq!(
+        rows[0].error.as_deref(),
+        Some("client disconnected before the response began")
+    );
+}
+
+#[tokio::test]
 async fn truncated_stream_is_recorded_as_a_failure() {
     let mock = MockUpstream::start().await;
     let mut proxy = proxy_with_a(&mock).await;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{Exchange, Outcome};
 use crate::usage::Meter;
@@ -114,30 +114,33 @@ impl Drop for Tap {
 
 pin_project! {
     /// The client's response body: the upstream body, tapped, with an idle timer.
+    ///
+    /// The idle timer and the shutdown cut are only armed once the upstream body has made the
+    /// client wait: a body that is ready at once (most JSON answers) never touches the timer
+    /// wheel or the shared cancellation list.
     pub struct TapBody<B> {
         #[pin]
         inner: B,
         #[pin]
         idle: Sleep,
         idle_timeout: Duration,
-        cut: Pin<Box<WaitForCancellationFutureOwned>>,
+        idle_armed: bool,
+        cut: CancellationToken,
+        cut_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
         tap: Tap,
         done: bool,
     }
 }
 
 impl<B> TapBody<B> {
-    pub(super) fn new(
-        inner: B,
-        tap: Tap,
-        idle_timeout: Duration,
-        cut: WaitForCancellationFutureOwned,
-    ) -> Self {
+    pub(super) fn new(inner: B, tap: Tap, idle_timeout: Duration, cut: CancellationToken) -> Self {
         TapBody {
             inner,
             idle: tokio::time::sleep(idle_timeout),
             idle_timeout,
-            cut: Box::pin(cut),
+            idle_armed: false,
+            cut,
+            cut_wait: None,
             tap,
             done: false,
         }
@@ -160,17 +163,17 @@ where
         if *this.done {
             return Poll::Ready(None);
         }
-        if this.cut.as_mut().poll(cx).is_ready() {
-            *this.done = true;
-            this.tap.end(End::Cut);
-            return Poll::Ready(Some(Err("proxy shutting down".into())));
+        if this.cut.is_cancelled() {
+            return cut(this.done, this.tap);
         }
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.tap.observe(data);
-                    let deadline = tokio::time::Instant::now() + *this.idle_timeout;
-                    this.idle.as_mut().reset(deadline);
+                    if *this.idle_armed {
+                        let deadline = tokio::time::Instant::now() + *this.idle_timeout;
+                        this.idle.as_mut().reset(deadline);
+                    }
                 }
                 this.tap.inner_done = this.inner.is_end_stream();
                 Poll::Ready(Some(Ok(frame)))
@@ -186,6 +189,18 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                let cut_wait = this
+                    .cut_wait
+                    .get_or_insert_with(|| Box::pin(this.cut.clone().cancelled_owned()));
+                if cut_wait.as_mut().poll(cx).is_ready() {
+                    return cut(this.done, this.tap);
+                }
+                if !*this.idle_armed {
+                    // The wait starts now; until now every poll found a frame ready.
+                    *this.idle_armed = true;
+                    let deadline = tokio::time::Instant::now() + *this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                }
                 ready!(this.idle.as_mut().poll(cx));
                 *this.done = true;
                 this.tap.end(End::Idle(*this.idle_timeout));
@@ -201,4 +216,10 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+fn cut(done: &mut bool, tap: &mut Tap) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    *done = true;
+    tap.end(End::Cut);
+    Poll::Ready(Some(Err("proxy shutting down".into())))
 }

@@ -63,7 +63,10 @@ pub struct Received {
 
 struct MockState {
     received: Mutex<Vec<Received>>,
-    /// Signalled when a `stall` stream is dropped (the proxy cancelled the upstream request).
+    /// Signalled after each request is recorded.
+    arrived: Notify,
+    /// Signalled when a `stall` stream or a `hang` request is dropped (the proxy cancelled the
+    /// upstream request).
     stall_dropped: Notify,
     stall_drops: Mutex<u32>,
     /// `gate` streams wait for a permit before sending the rest.
@@ -80,6 +83,7 @@ impl MockUpstream {
     pub async fn start() -> MockUpstream {
         let state = Arc::new(MockState {
             received: Mutex::default(),
+            arrived: Notify::new(),
             stall_dropped: Notify::new(),
             stall_drops: Mutex::default(),
             gate: tokio::sync::Semaphore::new(0),
@@ -101,6 +105,17 @@ impl MockUpstream {
 
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until the mock has received at least `n` requests.
+    pub async fn wait_received(&self, n: usize) {
+        loop {
+            let arrived = self.state.arrived.notified();
+            if self.state.received.lock().unwrap().len() >= n {
+                return;
+            }
+            arrived.await;
+        }
     }
 
     /// Lets `n` gated streams finish.
@@ -145,6 +160,7 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
         headers: parts.headers.clone(),
         body: body.clone(),
     });
+    state.arrived.notify_waiters();
     let mode = parts
         .headers
         .get("x-mock")
@@ -205,7 +221,10 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
                 .body(body)
                 .unwrap()
         }
-        "hang" => std::future::pending().await,
+        "hang" => {
+            let _signal_when_dropped = DropSignal(state.clone());
+            std::future::pending().await
+        }
         "leak" => {
             let key = parts
                 .headers
