@@ -13,6 +13,7 @@ source "$kit/lib.sh"
 : "${N:=100000}" "${C:=32}" "${PROXY_PORT:=18100}"
 export BENCH_TMP PROXY_PORT BENCH_UPSTREAM_KEY
 ensure_oha; ensure_nginx
+mkdir -p "$BENCH_TMP"
 "$kit/mock-upstream.sh" start >/dev/null
 pid=""
 cleanup() {

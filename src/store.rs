@@ -8,7 +8,10 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use std::sync::LazyLock;
+
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Row, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -22,6 +25,20 @@ use crate::usage::Usage;
 /// be prepared and cached on its own). 64 rows × 23 columns stays far below SQLite's
 /// 32,766 parameters.
 const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
+
+const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method, path, model, \
+     request_type, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
+     cache_read_input_tokens, total_tokens, duration_ms, first_token_ms, response_streaming, \
+     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body";
+const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
+
+/// The multi-row `INSERT` text for each shape, built once.
+static INSERT_REQUESTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| insert_statements("api_requests", REQUEST_COLUMNS));
+static INSERT_CHUNKS: LazyLock<Vec<String>> =
+    LazyLock::new(|| insert_statements("streaming_chunks", CHUNK_COLUMNS));
+
+type SqliteQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
 const TIMESTAMP: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
@@ -112,60 +129,26 @@ impl Store {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         for rows in shaped_chunks(records) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO api_requests (request_id, domain, account_id, timestamp, method, path, \
-                 model, request_type, response_status, input_tokens, output_tokens, \
-                 cache_creation_input_tokens, cache_read_input_tokens, total_tokens, duration_ms, \
-                 first_token_ms, response_streaming, client_ip, api_key_hash, error, \
-                 upstream_request_id, request_body, response_body) ",
-            );
-            insert.push_values(rows, |mut row, r| {
-                row.push_bind(r.request_id.to_string())
-                    .push_bind(r.domain.clone())
-                    .push_bind(r.account_id.clone())
-                    .push_bind(format_timestamp(r.timestamp))
-                    .push_bind(r.method.clone())
-                    .push_bind(r.path.clone())
-                    .push_bind(r.model.clone())
-                    .push_bind(r.request_type)
-                    .push_bind(i64::from(r.status))
-                    .push_bind(as_i64(r.usage.input_tokens))
-                    .push_bind(as_i64(r.usage.output_tokens))
-                    .push_bind(as_i64(r.usage.cache_creation_input_tokens))
-                    .push_bind(as_i64(r.usage.cache_read_input_tokens))
-                    .push_bind(as_i64(r.usage.total()))
-                    .push_bind(as_i64(r.duration_ms))
-                    .push_bind(r.first_token_ms.map(as_i64))
-                    .push_bind(r.streaming)
-                    .push_bind(r.client_ip.map(|ip| ip.to_string()))
-                    .push_bind(r.api_key_hash.map(|h| h.to_string()))
-                    .push_bind(r.error.clone())
-                    .push_bind(r.upstream_request_id.clone())
-                    .push_bind(r.request_body.as_deref().map(lossy))
-                    .push_bind(r.response_body.as_deref().map(lossy));
-            });
-            insert.build().execute(&mut *tx).await?;
+            let mut insert = sqlx::query(statement_for(&INSERT_REQUESTS, rows.len()));
+            for r in rows {
+                insert = bind_request(insert, r);
+            }
+            insert.execute(&mut *tx).await?;
         }
         for r in records.iter().filter(|r| !r.chunks.is_empty()) {
             let id = r.request_id.to_string();
-            let mut next_index = 0;
+            let mut index = 0;
             for rows in shaped_chunks(&r.chunks) {
-                let mut insert = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO streaming_chunks (request_id, chunk_index, timestamp, data) ",
-                );
-                let first = next_index;
-                next_index += rows.len();
-                insert.push_values(
-                    rows.iter().enumerate(),
-                    |mut row, (i, (offset_ms, data))| {
-                        let at = r.timestamp + Duration::from_millis(*offset_ms);
-                        row.push_bind(id.clone())
-                            .push_bind(as_i64((first + i) as u64))
-                            .push_bind(format_timestamp(at))
-                            .push_bind(data.clone());
-                    },
-                );
-                insert.build().execute(&mut *tx).await?;
+                let mut insert = sqlx::query(statement_for(&INSERT_CHUNKS, rows.len()));
+                for (offset_ms, data) in rows {
+                    insert = insert
+                        .bind(id.clone())
+                        .bind(index)
+                        .bind(format_timestamp(r.timestamp + Duration::from_millis(*offset_ms)))
+                        .bind(data.clone());
+                    index += 1;
+                }
+                insert.execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -216,6 +199,53 @@ impl Store {
     }
 }
 
+fn bind_request(query: SqliteQuery, r: &Record) -> SqliteQuery {
+    query
+        .bind(r.request_id.to_string())
+        .bind(r.domain.clone())
+        .bind(r.account_id.clone())
+        .bind(format_timestamp(r.timestamp))
+        .bind(r.method.clone())
+        .bind(r.path.clone())
+        .bind(r.model.clone())
+        .bind(r.request_type)
+        .bind(i64::from(r.status))
+        .bind(as_i64(r.usage.input_tokens))
+        .bind(as_i64(r.usage.output_tokens))
+        .bind(as_i64(r.usage.cache_creation_input_tokens))
+        .bind(as_i64(r.usage.cache_read_input_tokens))
+        .bind(as_i64(r.usage.total()))
+        .bind(as_i64(r.duration_ms))
+        .bind(r.first_token_ms.map(as_i64))
+        .bind(r.streaming)
+        .bind(r.client_ip.map(|ip| ip.to_string()))
+        .bind(r.api_key_hash.map(|h| h.to_string()))
+        .bind(r.error.clone())
+        .bind(r.upstream_request_id.clone())
+        .bind(r.request_body.as_deref().map(lossy))
+        .bind(r.response_body.as_deref().map(lossy))
+}
+
+/// `INSERT INTO table (columns) VALUES (?, …), …` for each of [`INSERT_SHAPES`].
+fn insert_statements(table: &str, columns: &str) -> Vec<String> {
+    let placeholders = vec!["?"; columns.split(',').count()].join(", ");
+    INSERT_SHAPES
+        .iter()
+        .map(|&rows| {
+            let values = vec![format!("({placeholders})"); rows].join(", ");
+            format!("INSERT INTO {table} ({columns}) VALUES {values}")
+        })
+        .collect()
+}
+
+fn statement_for(statements: &'static [String], rows: usize) -> &'static str {
+    let shape = INSERT_SHAPES
+        .iter()
+        .position(|&s| s == rows)
+        .expect("rows come from shaped_chunks");
+    statements[shape].as_str()
+}
+
 /// Splits `items` into consecutive slices whose lengths are all in [`INSERT_SHAPES`].
 fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
@@ -263,5 +293,14 @@ mod tests {
         let items = [0; 77];
         let sizes: Vec<usize> = shaped_chunks(&items).map(<[usize]>::len).collect();
         assert_eq!(sizes, vec![64, 4, 4, 4, 1]);
+    }
+
+    #[test]
+    fn insert_statements_have_a_placeholder_per_column_and_row() {
+        let one = &INSERT_REQUESTS[3];
+        assert!(one.starts_with("INSERT INTO api_requests (request_id, domain,"));
+        assert_eq!(one.matches('?').count(), 23);
+        assert_eq!(INSERT_REQUESTS[0].matches('?').count(), 23 * 64);
+        assert_eq!(INSERT_CHUNKS[2].matches('?').count(), 4 * 4);
     }
 }

@@ -19,13 +19,16 @@ const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// The shared upstream client: no redirects, no decompression, pooled keep-alive connections.
+/// The shared upstream client: no redirects, no retries (a retried stream could be billed
+/// twice; this also spares reqwest from copying every request in case it retries), no
+/// decompression, pooled keep-alive connections.
 pub fn client() -> reqwest::Result<reqwest::Client> {
     // reqwest is built without a default TLS provider; ring is ours. A second install (tests
     // start several servers in one process) is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
