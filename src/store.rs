@@ -144,7 +144,9 @@ impl Store {
                     insert = insert
                         .bind(id.clone())
                         .bind(index)
-                        .bind(format_timestamp(r.timestamp + Duration::from_millis(*offset_ms)))
+                        .bind(format_timestamp(
+                            r.timestamp + Duration::from_millis(*offset_ms),
+                        ))
                         .bind(data.clone());
                     index += 1;
                 }

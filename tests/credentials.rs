@@ -116,14 +116,7 @@ async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
     assert_eq!(status_with(&proxy, KEY_A).await, 200);
 
     // A stream is in flight while the key rotates.
-    let mut stream = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_A)
-        .header("x-mock", "gate")
-        .body(MESSAGE_SSE)
-        .send()
-        .await
-        .unwrap();
+    let mut stream = open_stream(&proxy, KEY_A, "gate").await;
     let mut received = stream.chunk().await.unwrap().unwrap().to_vec();
 
     // Rotate: the new key works, the old one stops, with no restart.
@@ -136,9 +129,7 @@ async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
 
     // The stream that began with the old key finishes intact.
     mock.release(1);
-    while let Some(chunk) = stream.chunk().await.unwrap() {
-        received.extend_from_slice(&chunk);
-    }
+    read_rest(&mut stream, &mut received).await;
     assert_eq!(received, sse_body().as_bytes());
 
     // A broken edit keeps the last good version.
@@ -173,20 +164,11 @@ async fn stopping_lets_an_in_flight_stream_finish_and_flushes_its_record() {
         .account(api_key_account("a.example", "acc_a", KEY_A))
         .start()
         .await;
-    let mut stream = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_A)
-        .header("x-mock", "gate")
-        .body(MESSAGE_SSE)
-        .send()
-        .await
-        .unwrap();
+    let mut stream = open_stream(&proxy, KEY_A, "gate").await;
     let mut received = stream.chunk().await.unwrap().unwrap().to_vec();
     proxy.signal_stop();
     mock.release(1);
-    while let Some(chunk) = stream.chunk().await.unwrap() {
-        received.extend_from_slice(&chunk);
-    }
+    read_rest(&mut stream, &mut received).await;
     assert_eq!(received, sse_body().as_bytes());
     let db = proxy.stop_and_open_db().await;
     let rows = rows(&db).await;
@@ -203,14 +185,7 @@ async fn streams_still_open_after_the_grace_period_are_cut_and_recorded() {
         .account(api_key_account("a.example", "acc_a", KEY_A))
         .start()
         .await;
-    let mut stream = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_A)
-        .header("x-mock", "stall")
-        .body(MESSAGE_SSE)
-        .send()
-        .await
-        .unwrap();
+    let mut stream = open_stream(&proxy, KEY_A, "stall").await;
     stream.chunk().await.unwrap().unwrap();
     let db = proxy.stop_and_open_db().await;
     assert!(stream.chunk().await.is_err(), "the client sees the cut");

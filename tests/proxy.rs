@@ -377,12 +377,7 @@ async fn header_timeout_is_504_and_recorded() {
 async fn client_abort_cancels_upstream_and_is_recorded() {
     let mock = MockUpstream::start().await;
     let mut proxy = proxy_with_a(&mock).await;
-    let mut response = post(&proxy, "/v1/messages", MESSAGE_SSE)
-        .header("x-api-key", KEY_A)
-        .header("x-mock", "stall")
-        .send()
-        .await
-        .unwrap();
+    let mut response = open_stream(&proxy, KEY_A, "stall").await;
     let first = response.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"event: message_start"));
     drop(response);
@@ -432,12 +427,7 @@ async fn client_leaving_before_the_headers_cancels_upstream_and_is_recorded() {
 async fn truncated_stream_is_recorded_as_a_failure() {
     let mock = MockUpstream::start().await;
     let mut proxy = proxy_with_a(&mock).await;
-    let response = post(&proxy, "/v1/messages", MESSAGE_SSE)
-        .header("x-api-key", KEY_A)
-        .header("x-mock", "truncate")
-        .send()
-        .await
-        .unwrap();
+    let response = open_stream(&proxy, KEY_A, "truncate").await;
     assert_eq!(response.status(), 200, "the headers were already sent");
     let body = response.text().await.unwrap();
     assert!(!body.contains("message_stop"));
@@ -459,12 +449,7 @@ async fn idle_stream_is_cut_and_recorded() {
         .account(api_key_account("a.example", "acc_a", KEY_A))
         .start()
         .await;
-    let mut response = post(&proxy, "/v1/messages", MESSAGE_SSE)
-        .header("x-api-key", KEY_A)
-        .header("x-mock", "stall")
-        .send()
-        .await
-        .unwrap();
+    let mut response = open_stream(&proxy, KEY_A, "stall").await;
     let mut received = Vec::new();
     let ended_with_error = loop {
         match response.chunk().await {

@@ -529,5 +529,25 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// Starts a streamed Messages request with `key`, the mock behaving as `mode` (see the module
+/// docs), and returns the response once its headers have arrived.
+pub async fn open_stream(proxy: &TestProxy, key: &str, mode: &str) -> reqwest::Response {
+    http()
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", key)
+        .header("x-mock", mode)
+        .body(MESSAGE_SSE)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Reads a response body to its end, appending to `received`.
+pub async fn read_rest(response: &mut reqwest::Response, received: &mut Vec<u8>) {
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+    }
+}
+
 pub const MESSAGE_JSON: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}"#;
 pub const MESSAGE_SSE: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#;
