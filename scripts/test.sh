@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
-# installs what the build needs (a C compiler for ring and the bundled SQLite).
+# installs what the build needs (a C compiler for ring and the bundled SQLite) and the real
+# clients the tests drive (Claude Code, from npm, into tests/clients).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -8,9 +9,12 @@ missing=()
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v kill >/dev/null || missing+=(procps)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
 cargo test --locked --all-targets

@@ -1,0 +1,88 @@
+//! A real client: Claude Code (`npx claude -p`) through the proxy to the mock Anthropic API.
+//!
+//! `scripts/test.sh` installs it into `tests/clients/node_modules` (npm). Run alone with plain
+//! `cargo test`, a missing install skips this test with a message; under CI it is a failure.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const KEY: &str = "cnp_live_claudecodeKEY000000000000000000000000000000";
+
+#[tokio::test]
+async fn claude_code_answers_through_the_proxy() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules/.bin/claude");
+    if !bin.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Claude Code is not installed; scripts/test.sh installs it"
+        );
+        eprintln!("skipped: Claude Code not installed (run scripts/test.sh)");
+        return;
+    }
+    let mock = MockUpstream::start().await;
+    let mut proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_cc", KEY))
+        .start()
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let base_url = proxy.url("");
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["-p", "Say hello"])
+            .env("HOME", home.path())
+            .env("ANTHROPIC_BASE_URL", base_url)
+            .env("ANTHROPIC_API_KEY", KEY)
+            .env("DISABLE_TELEMETRY", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("Claude Code answers within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Hello there"), "{stdout}");
+
+    let messages: Vec<Received> = mock
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/v1/messages")
+        .collect();
+    assert!(!messages.is_empty());
+    for r in &messages {
+        assert_eq!(r.headers["x-api-key"], UPSTREAM_KEY);
+        assert!(!r.headers.contains_key("authorization"));
+        let beta = r.headers["anthropic-beta"].to_str().unwrap();
+        assert!(
+            beta.contains("claude-code"),
+            "the client's betas arrive: {beta}"
+        );
+        for (_, value) in &r.headers {
+            assert!(!value.to_str().unwrap_or_default().contains(KEY));
+        }
+    }
+
+    let db = proxy.stop_and_open_db().await;
+    let rows = rows(&db).await;
+    let streamed: Vec<_> = rows.iter().filter(|r| r.path == "/v1/messages").collect();
+    assert_eq!(streamed.len(), messages.len(), "one row per request");
+    assert!(
+        streamed
+            .iter()
+            .all(|r| r.status == 200 && r.streaming && r.output_tokens == 42)
+    );
+}
