@@ -180,6 +180,28 @@ async fn write_batch(
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 return;
             }
+            Err(e) if e.is_rejected_data() && batch.len() > 1 => {
+                // One bad row must not hold the others back: write them one by one.
+                tracing::warn!(
+                    records = batch.len(),
+                    "batch refused ({e}); writing its records one by one"
+                );
+                for record in batch {
+                    Box::pin(write_batch(
+                        store,
+                        std::slice::from_ref(record),
+                        stats,
+                        stop,
+                    ))
+                    .await;
+                }
+                return;
+            }
+            Err(e) if e.is_rejected_data() => {
+                stats.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(request_id = %batch[0].request_id, "record refused by the database: {e}");
+                return;
+            }
             Err(e) => {
                 stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 if stop.is_cancelled() {

@@ -61,6 +61,25 @@ pub enum StoreError {
     PostgresUnsupported,
 }
 
+impl StoreError {
+    /// The data itself was refused (a constraint or type error): writing the same rows again
+    /// cannot succeed, unlike a locked, full or unreachable database.
+    pub fn is_rejected_data(&self) -> bool {
+        use sqlx::error::ErrorKind;
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => matches!(
+                e.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+            ),
+            StoreError::Database(sqlx::Error::Encode(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Totals for one (domain, model) pair, for `/token-stats`.
 #[derive(Debug, Clone)]
 pub struct ModelTotals {
@@ -137,7 +156,7 @@ impl Store {
         }
         for r in records.iter().filter(|r| !r.chunks.is_empty()) {
             let id = r.request_id.to_string();
-            let mut index = 0;
+            let mut index: i64 = 0;
             for rows in shaped_chunks(&r.chunks) {
                 let mut insert = sqlx::query(statement_for(&INSERT_CHUNKS, rows.len()));
                 for (offset_ms, data) in rows {

@@ -1,0 +1,93 @@
+//! The record writer against a real SQLite file: a batch with a row the database refuses
+//! still writes its other rows.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use claude_nexus::config::DatabaseConfig;
+use claude_nexus::records::{Record, Recorder, spawn_writer};
+use claude_nexus::store::Store;
+use claude_nexus::usage::Usage;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn record(id: Uuid) -> Record {
+    Record {
+        request_id: id,
+        timestamp: time::OffsetDateTime::now_utc(),
+        domain: "localhost".into(),
+        account_id: Some("acc".into()),
+        method: "POST".into(),
+        path: "/v1/messages".into(),
+        model: Some("m".into()),
+        request_type: "inference",
+        status: 200,
+        usage: Usage {
+            input_tokens: 1,
+            output_tokens: 2,
+            ..Usage::default()
+        },
+        duration_ms: 3,
+        first_token_ms: Some(1),
+        streaming: false,
+        client_ip: None,
+        api_key_hash: None,
+        error: None,
+        upstream_request_id: None,
+        request_body: None,
+        response_body: None,
+        chunks: Vec::new(),
+    }
+}
+
+/// Writes `records` through a writer, stops it, and returns (written, lost).
+async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
+    let (recorder, queue) = Recorder::channel(16);
+    let stop = CancellationToken::new();
+    let writer = spawn_writer(store.clone(), queue, recorder.stats().clone(), stop.clone());
+    for r in records {
+        recorder.record(r);
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .unwrap()
+        .unwrap();
+    let stats = recorder.stats();
+    (
+        stats.written.load(Ordering::Relaxed),
+        stats.lost.load(Ordering::Relaxed),
+    )
+}
+
+#[tokio::test]
+async fn a_refused_row_does_not_hold_back_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let store = Store::open(
+        &DatabaseConfig::Sqlite(path.clone()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let first = Uuid::now_v7();
+    assert_eq!(write(&store, vec![record(first)]).await, (1, 0));
+
+    // The same request id again (refused by the primary key) between two new ones.
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let written_lost = write(&store, vec![record(a), record(first), record(b)]).await;
+    assert_eq!(written_lost, (2, 1));
+    store.close().await;
+
+    let db = common::open_db(&path).await;
+    let mut ids: Vec<String> = sqlx::query_scalar("SELECT request_id FROM api_requests")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    ids.sort();
+    let mut want = vec![first.to_string(), a.to_string(), b.to_string()];
+    want.sort();
+    assert_eq!(ids, want);
+}
