@@ -5,12 +5,12 @@
 //! in batches, one transaction per batch, with multi-row `INSERT`s.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use std::sync::LazyLock;
-
-use sqlx::sqlite::SqliteArguments;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::FormatItem;

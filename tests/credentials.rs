@@ -109,10 +109,7 @@ async fn a_world_readable_file_gives_its_key_no_access() {
 #[tokio::test]
 async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
     let mock = MockUpstream::start().await;
-    let mut proxy = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY_A))
-        .start()
-        .await;
+    let mut proxy = proxy_with_account(&mock, KEY_A).await;
     assert_eq!(status_with(&proxy, KEY_A).await, 200);
 
     // A stream is in flight while the key rotates.
@@ -160,10 +157,7 @@ async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
 #[tokio::test]
 async fn stopping_lets_an_in_flight_stream_finish_and_flushes_its_record() {
     let mock = MockUpstream::start().await;
-    let mut proxy = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY_A))
-        .start()
-        .await;
+    let mut proxy = proxy_with_account(&mock, KEY_A).await;
     let mut stream = open_stream(&proxy, KEY_A, "gate").await;
     let mut received = stream.chunk().await.unwrap().unwrap().to_vec();
     proxy.signal_stop();

@@ -14,10 +14,7 @@ const KEY_B: &str = "cnp_live_testkeyBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn proxy_with_a(mock: &MockUpstream) -> TestProxy {
-    ProxyBuilder::new(mock)
-        .account(api_key_account("a.example", "acc_a", KEY_A))
-        .start()
-        .await
+    proxy_with_account(mock, KEY_A).await
 }
 
 fn post(proxy: &TestProxy, path: &str, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {

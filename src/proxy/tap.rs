@@ -171,8 +171,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.tap.observe(data);
                     if *this.idle_armed {
-                        let deadline = tokio::time::Instant::now() + *this.idle_timeout;
-                        this.idle.as_mut().reset(deadline);
+                        restart(this.idle.as_mut(), *this.idle_timeout);
                     }
                 }
                 this.tap.inner_done = this.inner.is_end_stream();
@@ -198,8 +197,7 @@ where
                 if !*this.idle_armed {
                     // The wait starts now; until now every poll found a frame ready.
                     *this.idle_armed = true;
-                    let deadline = tokio::time::Instant::now() + *this.idle_timeout;
-                    this.idle.as_mut().reset(deadline);
+                    restart(this.idle.as_mut(), *this.idle_timeout);
                 }
                 ready!(this.idle.as_mut().poll(cx));
                 *this.done = true;
@@ -216,6 +214,11 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The idle timer now counts `timeout` from this moment.
+fn restart(idle: Pin<&mut Sleep>, timeout: Duration) {
+    idle.reset(tokio::time::Instant::now() + timeout);
 }
 
 fn cut(done: &mut bool, tap: &mut Tap) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {

@@ -109,13 +109,10 @@ impl MockUpstream {
 
     /// Waits until the mock has received at least `n` requests.
     pub async fn wait_received(&self, n: usize) {
-        loop {
-            let arrived = self.state.arrived.notified();
-            if self.state.received.lock().unwrap().len() >= n {
-                return;
-            }
-            arrived.await;
-        }
+        wait_until(&self.state.arrived, || {
+            self.state.received.lock().unwrap().len() >= n
+        })
+        .await;
     }
 
     /// Lets `n` gated streams finish.
@@ -125,13 +122,22 @@ impl MockUpstream {
 
     /// Waits until a stalled stream has been dropped by the proxy.
     pub async fn stall_dropped(&self) {
-        loop {
-            let notified = self.state.stall_dropped.notified();
-            if *self.state.stall_drops.lock().unwrap() > 0 {
-                return;
-            }
-            notified.await;
+        wait_until(&self.state.stall_dropped, || {
+            *self.state.stall_drops.lock().unwrap() > 0
+        })
+        .await;
+    }
+}
+
+/// Waits until `done()` holds, re-checking each time `signal` is notified. The waiter is
+/// registered before each check, so a notification between check and wait is not missed.
+async fn wait_until(signal: &Notify, done: impl Fn() -> bool) {
+    loop {
+        let notified = signal.notified();
+        if done() {
+            return;
         }
+        notified.await;
     }
 }
 
@@ -325,6 +331,14 @@ pub fn oauth_account(domain: &'static str, account_id: &str, client_key: &str) -
             r#"{{"type":"oauth","accountId":"{account_id}","client_api_key":"{client_key}","oauth":{{"accessToken":"{OAUTH_TOKEN}","refreshToken":"sk-ant-ort01-refresh","expiresAt":4102444800000,"scopes":["user:inference"],"isMax":true}}}}"#
         ),
     }
+}
+
+/// The proxy with one `api_key` account, `a.example` (`acc_a`), whose client key is `key`.
+pub async fn proxy_with_account(mock: &MockUpstream, key: &str) -> TestProxy {
+    ProxyBuilder::new(mock)
+        .account(api_key_account("a.example", "acc_a", key))
+        .start()
+        .await
 }
 
 /// Writes a credential file atomically with mode 0600 (as an editor saving with rename would).
