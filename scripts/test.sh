@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
 # installs what the build needs (a C compiler for ring and the bundled SQLite) and the real
-# clients the tests drive (Claude Code, from npm, into tests/clients).
+# clients the tests drive (Claude Code, from npm, into tests/clients), and PostgreSQL for the
+# second pass of the store and proxy tests (scripts/postgres.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,4 +18,9 @@ fi
 
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
+# Every test, with records in SQLite files.
 cargo test --locked --all-targets
+
+# The store and proxy tests again, each in its own fresh PostgreSQL database.
+source scripts/postgres.sh
+cargo test --locked --test proxy --test records --test credentials

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 /// A configuration value that could not be used. The message names the variable and never
@@ -48,6 +48,9 @@ pub struct Config {
     pub default_account: Option<String>,
     /// `DATABASE_URL` (a SQLite file in the data directory).
     pub database: DatabaseConfig,
+    /// `AUTO_MIGRATE` (true for SQLite, false for PostgreSQL, whose schema its owner migrates
+    /// with `claude-nexus migrate`): apply pending migrations at start.
+    pub auto_migrate: bool,
     /// `STORAGE_ENABLED` (false): also store request/response bodies and SSE events.
     pub storage_enabled: bool,
     /// `API_KEY_SALT`; when unset, a random salt kept in the data directory.
@@ -75,7 +78,7 @@ pub struct UpstreamConfig {
 #[derive(Debug)]
 pub enum DatabaseConfig {
     Sqlite(PathBuf),
-    /// Accepted by the parser so the message can be precise; the store says it is not built yet.
+    /// A `postgres://` or `postgresql://` URL, which may hold a password.
     Postgres(SecretString),
 }
 
@@ -84,7 +87,18 @@ impl DatabaseConfig {
     pub fn describe(&self) -> String {
         match self {
             DatabaseConfig::Sqlite(path) => format!("sqlite:{}", path.display()),
-            DatabaseConfig::Postgres(_) => "postgres".to_string(),
+            DatabaseConfig::Postgres(url) => match Url::parse(url.expose_secret()) {
+                Ok(mut shown) => {
+                    let _ = shown.set_password(None);
+                    let sslmode = shown
+                        .query_pairs()
+                        .find(|(k, _)| k == "sslmode")
+                        .map(|(_, v)| v.into_owned());
+                    shown.set_query(sslmode.map(|m| format!("sslmode={m}")).as_deref());
+                    shown.to_string()
+                }
+                Err(_) => "postgres".to_string(),
+            },
         }
     }
 }
@@ -141,6 +155,11 @@ impl Config {
                 .map_or_else(|| PathBuf::from("credentials"), PathBuf::from),
             client_auth: bool_or("ENABLE_CLIENT_AUTH", get("ENABLE_CLIENT_AUTH"), true)?,
             default_account: get("DEFAULT_ACCOUNT"),
+            auto_migrate: bool_or(
+                "AUTO_MIGRATE",
+                get("AUTO_MIGRATE"),
+                matches!(database, DatabaseConfig::Sqlite(_)),
+            )?,
             database,
             storage_enabled: bool_or("STORAGE_ENABLED", get("STORAGE_ENABLED"), false)?,
             api_key_salt: get("API_KEY_SALT").map(SecretString::from),
@@ -233,6 +252,15 @@ fn parse_base_url(value: Option<String>) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+impl FromStr for DatabaseConfig {
+    type Err = ConfigError;
+
+    /// Parses a `DATABASE_URL` value.
+    fn from_str(url: &str) -> Result<DatabaseConfig, ConfigError> {
+        parse_database_url(url)
+    }
+}
+
 fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
     let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
     match scheme.to_ascii_lowercase().as_str() {
@@ -247,7 +275,13 @@ fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
             }
             Ok(DatabaseConfig::Sqlite(PathBuf::from(path)))
         }
-        "postgres" | "postgresql" => Ok(DatabaseConfig::Postgres(SecretString::from(url))),
+        "postgres" | "postgresql" => match Url::parse(url) {
+            Ok(_) => Ok(DatabaseConfig::Postgres(SecretString::from(url))),
+            Err(e) => Err(invalid(
+                "DATABASE_URL",
+                format!("not a valid postgres:// URL ({e})"),
+            )),
+        },
         _ => Err(invalid(
             "DATABASE_URL",
             format!("unknown scheme {scheme:?}; expected sqlite:// or postgres://"),

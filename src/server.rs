@@ -21,7 +21,7 @@ use crate::keys::KeySalt;
 use crate::proxy;
 use crate::records::{self, Recorder};
 use crate::state::{AppState, ProxySettings};
-use crate::store::{Store, StoreError};
+use crate::store::{Migrations, Store, StoreError};
 
 /// Records the queue holds before producers start waiting (in spawned tasks, off the request).
 const RECORD_QUEUE: usize = 65_536;
@@ -53,7 +53,12 @@ pub struct Server {
 impl Server {
     /// Opens the store, loads the accounts and starts the background tasks.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        let store = Store::open(&config.database, config.slow_query_threshold).await?;
+        let migrations = if config.auto_migrate {
+            Migrations::Apply
+        } else {
+            Migrations::Verify
+        };
+        let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
         let salt = match &config.api_key_salt {
             Some(salt) => KeySalt::from_secret_string(salt),
             None => {

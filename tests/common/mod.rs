@@ -10,6 +10,10 @@
 
 #![allow(dead_code)]
 
+pub mod db;
+#[allow(unused_imports)]
+pub use db::{RecordRow, TestDatabase, TestDb, open_db, rows};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,8 +27,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use claude_nexus::{Config, Server};
 use futures_util::stream;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Row, SqlitePool};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -363,7 +365,7 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub credentials_dir: PathBuf,
-    pub db_path: PathBuf,
+    pub database: TestDatabase,
     pub reloads: tokio::sync::watch::Receiver<u64>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
@@ -405,20 +407,26 @@ impl ProxyBuilder {
         for account in &self.accounts {
             write_account(&credentials_dir, account);
         }
-        let db_path = dir.path().join("records.db");
         let mut env = self.env;
+        let database = match env.get("DATABASE_URL") {
+            Some(url) => TestDatabase { url: url.clone() },
+            None => TestDatabase::fresh(dir.path()).await,
+        };
+        env.entry("DATABASE_URL".into())
+            .or_insert_with(|| database.url.clone());
+        if database.is_postgres() {
+            env.entry("AUTO_MIGRATE".into()).or_insert("true".into());
+        }
         env.insert(
             "CREDENTIALS_DIR".into(),
             credentials_dir.display().to_string(),
         );
         env.insert("NEXUS_DATA_DIR".into(), dir.path().display().to_string());
-        env.entry("DATABASE_URL".into())
-            .or_insert(format!("sqlite://{}", db_path.display()));
         let mut proxy = TestProxy {
             addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             credentials_dir,
-            db_path,
+            database,
             reloads: tokio::sync::watch::channel(0).1,
             env,
             stop: None,
@@ -473,66 +481,10 @@ impl TestProxy {
     }
 
     /// Stops the server, then opens its database.
-    pub async fn stop_and_open_db(&mut self) -> SqlitePool {
+    pub async fn stop_and_open_db(&mut self) -> TestDb {
         self.stop().await;
-        open_db(&self.db_path).await
+        self.database.open().await
     }
-}
-
-pub async fn open_db(path: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .unwrap()
-}
-
-/// One `api_requests` row, the columns tests look at.
-#[derive(Debug)]
-pub struct RecordRow {
-    pub request_id: String,
-    pub domain: String,
-    pub account_id: Option<String>,
-    pub path: String,
-    pub model: Option<String>,
-    pub status: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_creation: i64,
-    pub cache_read: i64,
-    pub total_tokens: i64,
-    pub first_token_ms: Option<i64>,
-    pub streaming: bool,
-    pub api_key_hash: Option<String>,
-    pub error: Option<String>,
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
-}
-
-pub async fn rows(pool: &SqlitePool) -> Vec<RecordRow> {
-    sqlx::query("SELECT * FROM api_requests ORDER BY timestamp, request_id")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| RecordRow {
-            request_id: r.get("request_id"),
-            domain: r.get("domain"),
-            account_id: r.get("account_id"),
-            path: r.get("path"),
-            model: r.get("model"),
-            status: r.get("response_status"),
-            input_tokens: r.get("input_tokens"),
-            output_tokens: r.get("output_tokens"),
-            cache_creation: r.get("cache_creation_input_tokens"),
-            cache_read: r.get("cache_read_input_tokens"),
-            total_tokens: r.get("total_tokens"),
-            first_token_ms: r.get("first_token_ms"),
-            streaming: r.get("response_streaming"),
-            api_key_hash: r.get("api_key_hash"),
-            error: r.get("error"),
-            request_body: r.get("request_body"),
-            response_body: r.get("response_body"),
-        })
-        .collect()
 }
 
 pub fn http() -> reqwest::Client {
