@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,7 @@ use crate::credentials::{self, Credentials};
 use crate::keys::KeySalt;
 use crate::proxy;
 use crate::records::{self, Recorder};
+use crate::retention::{self, RetentionReport};
 use crate::state::{AppState, ProxySettings};
 use crate::store::{Migrations, Store, StoreError};
 
@@ -48,6 +50,7 @@ pub struct Server {
     stop_tasks: CancellationToken,
     writer: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
+    retention: JoinHandle<()>,
 }
 
 impl Server {
@@ -90,11 +93,14 @@ impl Server {
             stop_tasks.clone(),
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
+        let (retention, retention_reports) =
+            retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let state = Arc::new(AppState {
             credentials,
             salt,
             recorder,
             store,
+            retention: retention_reports,
             http: proxy::client()?,
             settings: ProxySettings {
                 upstream_base: config.upstream.base_url.clone(),
@@ -113,12 +119,18 @@ impl Server {
             stop_tasks,
             writer,
             watcher,
+            retention,
         })
     }
 
     /// The accounts, for callers that want to watch reloads.
     pub fn credentials(&self) -> &Arc<Credentials> {
         &self.state.credentials
+    }
+
+    /// The outcome of each retention pass, for callers that want to wait for one.
+    pub fn retention(&self) -> watch::Receiver<RetentionReport> {
+        self.state.retention.clone()
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops gracefully.
@@ -162,6 +174,7 @@ impl Server {
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
+        let _ = self.retention.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

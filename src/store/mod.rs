@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -67,6 +67,12 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Encode(_)) => true,
             _ => false,
         }
+    }
+
+    /// The database refused the statement for lack of a privilege (PostgreSQL's 42501), as
+    /// under the least-privilege role without the optional `DELETE` grant.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501"))
     }
 }
 
@@ -277,6 +283,124 @@ impl Store {
         })?;
         self.note_duration("model_totals", started);
         Ok(totals)
+    }
+
+    /// Deletes up to `limit` of the oldest requests older than `cutoff` (their stream chunks
+    /// go with them), returning how many. Small batches keep each write lock short.
+    pub async fn delete_requests_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.execute_with_time(
+            "delete_requests_before",
+            "DELETE FROM api_requests WHERE request_id IN (SELECT request_id FROM api_requests \
+             WHERE timestamp < ? ORDER BY timestamp LIMIT ?)",
+            cutoff,
+            limit,
+        )
+        .await
+    }
+
+    /// Drops the stored bodies and stream chunks of up to `limit` requests older than `cutoff`,
+    /// keeping their metadata. Returns how many rows changed.
+    pub async fn clear_bodies_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let chunks = self
+            .execute_with_time(
+                "delete_chunks_before",
+                "DELETE FROM streaming_chunks WHERE id IN (SELECT id FROM streaming_chunks \
+                 WHERE timestamp < ? LIMIT ?)",
+                cutoff,
+                limit,
+            )
+            .await?;
+        let bodies = self
+            .execute_with_time(
+                "clear_bodies_before",
+                "UPDATE api_requests SET request_body = NULL, response_body = NULL \
+                 WHERE request_id IN (SELECT request_id FROM api_requests WHERE timestamp < ? \
+                 AND (request_body IS NOT NULL OR response_body IS NOT NULL) LIMIT ?)",
+                cutoff,
+                limit,
+            )
+            .await?;
+        Ok(chunks + bodies)
+    }
+
+    /// Deletes the `limit` oldest requests, whatever their age (the SQLite size cap).
+    pub async fn delete_oldest(&self, limit: u32) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let sql = AssertSqlSafe(
+            self.dialect()
+                .sql(
+                    "DELETE FROM api_requests WHERE request_id IN (SELECT request_id \
+                     FROM api_requests ORDER BY timestamp LIMIT ?)",
+                )
+                .into_owned(),
+        );
+        let deleted = with_pool!(self, pool => sqlx::query(sql)
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await?
+            .rows_affected());
+        self.note_duration("delete_oldest", started);
+        Ok(deleted)
+    }
+
+    /// How many requests are recorded.
+    pub async fn count_requests(&self) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM api_requests";
+        let count: i64 = with_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await?);
+        Ok(as_u64(count))
+    }
+
+    /// The bytes the SQLite file holds in live pages (free pages are reused, not counted);
+    /// `None` on PostgreSQL, whose size its administrator manages.
+    pub async fn used_bytes(&self) -> Result<Option<u64>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let used: i64 = sqlx::query_scalar(
+                    "SELECT (page_count - freelist_count) * page_size \
+                     FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
+                )
+                .fetch_one(pool)
+                .await?;
+                Ok(Some(as_u64(used)))
+            }
+            Pool::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// Runs `sql` (with `?` for a timestamp and a row limit) and returns the rows it changed.
+    async fn execute_with_time(
+        &self,
+        name: &'static str,
+        sql: &'static str,
+        at: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let sql = AssertSqlSafe(self.dialect().sql(sql).into_owned());
+        let changed = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query(sql)
+                .bind(format_timestamp(at))
+                .bind(i64::from(limit))
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Pool::Postgres(pool) => sqlx::query(sql)
+                .bind(at)
+                .bind(i64::from(limit))
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        self.note_duration(name, started);
+        Ok(changed)
     }
 
     fn note_duration(&self, name: &'static str, started: Instant) {

@@ -25,6 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use claude_nexus::retention::RetentionReport;
 use claude_nexus::{Config, Server};
 use futures_util::stream;
 use tokio::net::TcpListener;
@@ -367,6 +368,7 @@ pub struct TestProxy {
     pub credentials_dir: PathBuf,
     pub database: TestDatabase,
     pub reloads: tokio::sync::watch::Receiver<u64>,
+    pub retention: tokio::sync::watch::Receiver<RetentionReport>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -428,6 +430,7 @@ impl ProxyBuilder {
             credentials_dir,
             database,
             reloads: tokio::sync::watch::channel(0).1,
+            retention: tokio::sync::watch::channel(RetentionReport::default()).1,
             env,
             stop: None,
             task: None,
@@ -442,6 +445,7 @@ impl TestProxy {
         let config = Config::from_map(&self.env).unwrap();
         let server = Server::start(config).await.unwrap();
         self.reloads = server.credentials().subscribe();
+        self.retention = server.retention();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -449,6 +453,11 @@ impl TestProxy {
         self.task = Some(tokio::spawn(server.run(listener, async move {
             let _ = stopped.await;
         })));
+    }
+
+    /// Changes a configuration value for the next [`TestProxy::restart`].
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.insert(name.into(), value.into());
     }
 
     /// Stops the server (flushing its records) and starts a new one on the same files.
@@ -478,6 +487,18 @@ impl TestProxy {
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    /// Waits for the running server's first retention pass and returns its report.
+    pub async fn first_retention_pass(&mut self) -> RetentionReport {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.retention.wait_for(|r| r.passes > 0),
+        )
+        .await
+        .expect("a retention pass within 30 s")
+        .unwrap()
+        .clone()
     }
 
     /// Stops the server, then opens its database.
