@@ -12,9 +12,9 @@ if ! command -v pg_ctlcluster >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql postgresql-client
   version=$(ls /etc/postgresql | sort -V | tail -1)
-  # A cluster just installed for the tests: the local postgres user logs in over TCP without
-  # a password, as on the development machines.
-  sed -i '1i host all postgres 127.0.0.1/32 trust' "/etc/postgresql/$version/main/pg_hba.conf"
+  # A cluster just installed for the tests: local users log in over TCP without
+  # a password, as on the development machines (the tests also log in as roles they create).
+  sed -i '1i host all all 127.0.0.1/32 trust' "/etc/postgresql/$version/main/pg_hba.conf"
 fi
 version=$(ls /etc/postgresql | sort -V | tail -1)
 if ! pg_isready -q -h 127.0.0.1; then
@@ -29,3 +29,6 @@ fi
 # Databases left by earlier runs (each test creates its own, named nexus_t_…).
 psql "$admin_url" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'nexus\_t\_%'" |
   while read -r name; do psql "$admin_url" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)"; done
+# Roles the least-privilege test created.
+psql "$admin_url" -tAc "SELECT rolname FROM pg_roles WHERE rolname LIKE 'nexus\_app\_%'" |
+  while read -r name; do psql "$admin_url" -qc "DROP ROLE IF EXISTS \"$name\""; done
