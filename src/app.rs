@@ -42,8 +42,15 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     };
     let healthy = database["status"] == "ok";
     let stats = state.recorder.stats();
+    let spooled = *stats.spool_pending.borrow();
+    // Degraded: records wait in the spool until the database takes them again.
+    let status = match (healthy, spooled) {
+        (true, 0) => "ok",
+        (_, 1..) => "degraded",
+        (false, 0) => "unhealthy",
+    };
     let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
+        "status": status,
         "version": crate::VERSION,
         "database": database,
         "accounts": state.credentials.snapshot().len(),
@@ -52,6 +59,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             "written": stats.written.load(Ordering::Relaxed),
             "pending": state.recorder.pending(),
             "lost": stats.lost.load(Ordering::Relaxed),
+            "spooled": spooled,
         },
     });
     let status = if healthy {

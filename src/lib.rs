@@ -17,6 +17,7 @@ pub mod records;
 pub mod redact;
 pub mod retention;
 pub mod server;
+pub mod spool;
 pub mod state;
 pub mod store;
 pub mod usage;

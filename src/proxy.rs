@@ -149,6 +149,14 @@ async fn read_body(parts: &request::Parts, body: Body, limit: usize) -> Result<B
     }
 }
 
+/// The `request_type` a spooled record named (the values of [`request_type`]).
+pub fn request_type_named(name: &str) -> &'static str {
+    ["inference", "count_tokens", "models", "batch"]
+        .into_iter()
+        .find(|known| *known == name)
+        .unwrap_or("other")
+}
+
 fn request_type(path: &str) -> &'static str {
     match path {
         "/v1/messages" => "inference",

@@ -20,8 +20,9 @@ use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::keys::KeySalt;
 use crate::proxy;
-use crate::records::{self, Recorder};
+use crate::records::{self, RecordStats, Recorder};
 use crate::retention::{self, RetentionReport};
+use crate::spool::{self, Spool};
 use crate::state::{AppState, ProxySettings};
 use crate::store::{Migrations, Store, StoreError};
 
@@ -86,10 +87,19 @@ impl Server {
 
         let stop_tasks = CancellationToken::new();
         let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
+        let spool = Spool::open(spool::path_in(&config.data_dir))
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "no spool in {} ({e}): records wait in memory when the database is unavailable",
+                    config.data_dir.display()
+                );
+            })
+            .ok();
         let writer = records::spawn_writer(
             store.clone(),
             queue,
             recorder.stats().clone(),
+            spool,
             stop_tasks.clone(),
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
@@ -126,6 +136,11 @@ impl Server {
     /// The accounts, for callers that want to watch reloads.
     pub fn credentials(&self) -> &Arc<Credentials> {
         &self.state.credentials
+    }
+
+    /// The record pipeline's counters (written, spooled, lost, …).
+    pub fn record_stats(&self) -> Arc<RecordStats> {
+        self.state.recorder.stats().clone()
     }
 
     /// The outcome of each retention pass, for callers that want to wait for one.

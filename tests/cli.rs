@@ -3,15 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
+use common::process::{BIN, Running};
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_claude-nexus");
 const CLIENT_KEY: &str = "cnp_live_clisecretCLIENTKEY0000000000000000000000000";
 const TEAM_KEY: &str = "cnp_live_clisecretTEAMKEY00000000000000000000000000000";
 const WRONG_KEY: &str = "cnp_live_clisecretWRONGKEY000000000000000000000000000";
@@ -74,73 +71,6 @@ fn keys_generate_prints_fresh_keys() {
         .unwrap();
     let key = String::from_utf8(out.stdout).unwrap();
     assert!(key.trim().starts_with("cnp_test_") && key.trim().len() == 52);
-}
-
-/// A running `claude-nexus serve` whose stderr lines are collected.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> (Running, String) {
-        let mut child = cmd
-            .args(["serve", "--port", "0"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                if tx.send(line.unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut running = Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        let line = running.wait_for("listening on http://");
-        let addr = line
-            .split("listening on http://")
-            .nth(1)
-            .unwrap()
-            .split([',', '"'])
-            .next()
-            .unwrap()
-            .to_string();
-        (running, addr)
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    /// SIGTERM, then every line the process wrote.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status, self.seen.join("\n"))
-    }
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod process;
 #[allow(unused_imports)]
 pub use db::{RecordRow, TestDatabase, TestDb, open_db, rows};
 
@@ -25,6 +26,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use claude_nexus::records::RecordStats;
 use claude_nexus::retention::RetentionReport;
 use claude_nexus::{Config, Server};
 use futures_util::stream;
@@ -369,6 +371,7 @@ pub struct TestProxy {
     pub database: TestDatabase,
     pub reloads: tokio::sync::watch::Receiver<u64>,
     pub retention: tokio::sync::watch::Receiver<RetentionReport>,
+    pub records: Arc<RecordStats>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -431,6 +434,7 @@ impl ProxyBuilder {
             database,
             reloads: tokio::sync::watch::channel(0).1,
             retention: tokio::sync::watch::channel(RetentionReport::default()).1,
+            records: Arc::default(),
             env,
             stop: None,
             task: None,
@@ -446,6 +450,7 @@ impl TestProxy {
         let server = Server::start(config).await.unwrap();
         self.reloads = server.credentials().subscribe();
         self.retention = server.retention();
+        self.records = server.record_stats();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -487,6 +492,20 @@ impl TestProxy {
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    /// Waits until the spool holds exactly `n` records.
+    pub async fn spool_holds(&self, n: u64) {
+        let mut pending = self.records.spool_pending.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), pending.wait_for(|p| *p == n))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "spool holds {} records, not {n}",
+                    *self.records.spool_pending.borrow()
+                )
+            })
+            .unwrap();
     }
 
     /// Waits for the running server's first retention pass and returns its report.
