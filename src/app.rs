@@ -1,4 +1,4 @@
-//! The router: `/v1/*` to the proxy, plus `/health` and `/token-stats`.
+//! The router: `/v1/*` to the proxy, plus `/health`, `/token-stats` and `/oauth-metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/token-stats", get(token_stats))
+        .route("/oauth-metrics", get(oauth_metrics))
         .route("/v1/{*path}", any(proxy::handle))
         .fallback(proxy::not_found)
         // The proxy enforces MAX_REQUEST_SIZE itself, with an Anthropic-shaped 413.
@@ -47,6 +48,12 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         "version": crate::VERSION,
         "database": database,
         "accounts": state.credentials.snapshot().len(),
+        "oauth": state.oauth.statuses().iter().map(|a| json!({
+            "domain": a.domain,
+            "account_id": a.account_id,
+            "status": a.status,
+            "expires_at": a.expires_at,
+        })).collect::<Vec<_>>(),
         "records": {
             "written": stats.written.load(Ordering::Relaxed),
             "pending": state.recorder.pending(),
@@ -59,6 +66,19 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Counters of every OAuth refresh attempt, and each OAuth account's status. No secrets.
+async fn oauth_metrics(State(state): State<Arc<AppState>>) -> Response {
+    let m = state.oauth.metrics();
+    Json(json!({
+        "attempts": m.attempts.load(Ordering::Relaxed),
+        "successes": m.successes.load(Ordering::Relaxed),
+        "failures": m.failures.load(Ordering::Relaxed),
+        "concurrent_waits": m.concurrent_waits.load(Ordering::Relaxed),
+        "accounts": state.oauth.statuses(),
+    }))
+    .into_response()
 }
 
 #[derive(Serialize, Default)]

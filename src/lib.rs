@@ -6,12 +6,14 @@
 //! See `ARCHITECTURE.md` for the map and the invariants.
 
 pub mod app;
+pub mod atomic_file;
 pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod keys;
 pub mod logging;
+pub mod oauth;
 pub mod proxy;
 pub mod records;
 pub mod redact;

@@ -23,11 +23,14 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use forward::UpstreamAuth;
 pub use forward::client;
 
 use crate::auth;
+use crate::credentials::UpstreamCredential;
 use crate::error::ProxyError;
 use crate::keys::KeyHash;
+use crate::oauth::TokenUnavailable;
 use crate::records::Record;
 use crate::state::AppState;
 use crate::usage::{BodyKind, Meter, Metered};
@@ -72,8 +75,27 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         }
     }
 
+    let oauth_token;
+    let auth = match &client.account.credential {
+        UpstreamCredential::ApiKey(key) => UpstreamAuth::ApiKey(key),
+        UpstreamCredential::Passthrough => UpstreamAuth::Passthrough,
+        UpstreamCredential::OAuth(_) => match state.oauth.access_token(&client.account).await {
+            Some(Ok(token)) => {
+                oauth_token = token;
+                UpstreamAuth::OAuth(&oauth_token)
+            }
+            Some(Err(TokenUnavailable::BackingOff(wait))) => {
+                return exchange.fail(ProxyError::TokenRefreshBackoff(wait));
+            }
+            Some(Err(TokenUnavailable::NeedsLogin)) | None => {
+                return exchange.fail(ProxyError::NeedsLogin {
+                    domain: client.account.domain.clone(),
+                });
+            }
+        },
+    };
     let url = forward::upstream_url(&state.settings.upstream_base, &parts.uri);
-    let headers = forward::upstream_headers(&parts.headers, &client.account.credential);
+    let headers = forward::upstream_headers(&parts.headers, auth);
     let request = state
         .http
         .request(parts.method.clone(), url)

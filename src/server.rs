@@ -18,6 +18,7 @@ use crate::app;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::keys::KeySalt;
+use crate::oauth::{self, Tokens};
 use crate::proxy;
 use crate::records::{self, Recorder};
 use crate::state::{AppState, ProxySettings};
@@ -48,6 +49,7 @@ pub struct Server {
     stop_tasks: CancellationToken,
     writer: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
+    refresher: JoinHandle<()>,
 }
 
 impl Server {
@@ -85,12 +87,17 @@ impl Server {
             stop_tasks.clone(),
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
+        let http = proxy::client()?;
+        let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
+        let refresher =
+            oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
         let state = Arc::new(AppState {
             credentials,
             salt,
             recorder,
             store,
-            http: proxy::client()?,
+            http,
+            oauth: tokens,
             settings: ProxySettings {
                 upstream_base: config.upstream.base_url.clone(),
                 header_timeout: config.upstream.header_timeout,
@@ -108,6 +115,7 @@ impl Server {
             stop_tasks,
             writer,
             watcher,
+            refresher,
         })
     }
 
@@ -157,6 +165,7 @@ impl Server {
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
+        let _ = self.refresher.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credentials;
 use crate::keys::KeySalt;
+use crate::oauth::Tokens;
 use crate::records::Recorder;
 use crate::store::Store;
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub recorder: Recorder,
     pub store: Store,
     pub http: reqwest::Client,
+    /// The live tokens of OAuth accounts.
+    pub oauth: Arc<Tokens>,
     pub settings: ProxySettings,
     /// Fires when the shutdown grace period is over: open response streams are cut (and
     /// recorded as such) so the server can stop.

@@ -10,6 +10,9 @@
 
 #![allow(dead_code)]
 
+mod oauth_mock;
+pub use oauth_mock::*;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -333,6 +336,45 @@ pub fn oauth_account(domain: &'static str, account_id: &str, client_key: &str) -
     }
 }
 
+/// An OAuth account whose token expires at `expires_at` (Unix ms), with extra fields that must
+/// survive a rewrite.
+pub fn expiring_oauth_account(
+    domain: &'static str,
+    account_id: &str,
+    client_key: &str,
+    expires_at: i64,
+) -> AccountFile {
+    AccountFile {
+        domain,
+        json: format!(
+            r##"{{"type":"oauth","accountId":"{account_id}","client_api_key":"{client_key}","oauth":{{"accessToken":"{OAUTH_TOKEN}","refreshToken":"{OLD_REFRESH}","expiresAt":{expires_at},"scopes":["user:inference"],"isMax":true}},"slack":{{"channel":"#ops","enabled":false}}}}"##
+        ),
+    }
+}
+
+pub const OLD_REFRESH: &str = "sk-ant-ort01-refresh";
+
+pub fn passthrough_account(
+    domain: &'static str,
+    account_id: &str,
+    client_key: &str,
+) -> AccountFile {
+    AccountFile {
+        domain,
+        json: format!(
+            r#"{{"type":"passthrough","accountId":"{account_id}","client_api_key":"{client_key}"}}"#
+        ),
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// The proxy with one `api_key` account, `a.example` (`acc_a`), whose client key is `key`.
 pub async fn proxy_with_account(mock: &MockUpstream, key: &str) -> TestProxy {
     ProxyBuilder::new(mock)
@@ -388,6 +430,14 @@ impl ProxyBuilder {
 
     pub fn env(mut self, name: &str, value: &str) -> ProxyBuilder {
         self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Points the proxy's OAuth endpoints at `oauth`.
+    pub fn oauth(mut self, oauth: &MockOAuth) -> ProxyBuilder {
+        for (name, value) in oauth.env() {
+            self.env.insert(name.into(), value);
+        }
         self
     }
 

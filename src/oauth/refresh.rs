@@ -1,0 +1,624 @@
+//! Live OAuth tokens: the one place an OAuth account's current access token lives, renewed
+//! ahead of expiry by a background refresher and, when a request finds it about to expire,
+//! before that request goes out.
+//!
+//! Invariants:
+//! - At most one refresh per account at a time (refresh tokens rotate; two concurrent
+//!   refreshes can lock an account out). Whoever needs a refresh takes the account's flight
+//!   lock; everyone who arrives meanwhile waits for it and then uses its result.
+//! - A new token is in memory before it is written to the file, and the file is rewritten
+//!   atomically keeping its other fields. When the watcher reloads the file, an access token
+//!   we have retired is recognised as a stale read and ignored; any other new token is a user
+//!   edit (a new login) and is adopted.
+//! - Failures back off (exponentially, and never sooner than `Retry-After`); `invalid_grant`
+//!   marks the account "needs login" until its file changes. While a refresh backs off, a token
+//!   that has not expired yet is still used.
+//! - No token ever reaches a log line or an error message.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::endpoint::{self, EndpointError, unix_ms_now};
+use crate::config::OAuthConfig;
+use crate::credentials::{
+    self, Account, Accounts, Credentials, OAuthCredential, OAuthTokens, UpstreamCredential,
+};
+
+/// First retry after a failed refresh; doubles per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A token refreshed this recently is not refreshed again before it expires, even when the
+/// endpoint grants lifetimes shorter than the margin.
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(30);
+/// The refresher looks again at least this often (files change, clocks jump).
+const MAX_IDLE: Duration = Duration::from_secs(60);
+/// Retired token fingerprints kept per account, to recognise stale reads of our own file.
+const RETIRED: usize = 8;
+
+/// Counters of every refresh attempt, served by `GET /oauth-metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub attempts: AtomicU64,
+    pub successes: AtomicU64,
+    pub failures: AtomicU64,
+    /// Requests (or the refresher) that found a refresh in flight and waited for it.
+    pub concurrent_waits: AtomicU64,
+}
+
+/// Why a request cannot have a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenUnavailable {
+    /// The refresh token was refused (or there is none and the token expired).
+    NeedsLogin,
+    /// The token expired and refreshing it is backing off for this long.
+    BackingOff(Duration),
+}
+
+/// The last refresh of an account, for status displays.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRefresh {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// One OAuth account's state as status displays show it. No secrets.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountStatus {
+    pub domain: String,
+    pub account_id: Option<String>,
+    /// `ok`, `expired`, `backing_off` or `needs_login`.
+    pub status: &'static str,
+    /// Unix milliseconds.
+    pub expires_at: Option<i64>,
+    pub expires_in_secs: Option<i64>,
+    pub scopes: Vec<String>,
+    pub last_refresh: Option<LastRefresh>,
+    pub consecutive_failures: u32,
+    pub retry_in_secs: Option<u64>,
+}
+
+/// The live tokens of every OAuth account.
+pub struct Tokens {
+    config: OAuthConfig,
+    http: reqwest::Client,
+    accounts: Mutex<HashMap<String, Arc<AccountToken>>>,
+    metrics: Metrics,
+    /// Wakes the refresher when something changed its schedule.
+    changed: Notify,
+}
+
+/// One account's live token and the lock that makes its refreshes single-flight.
+pub struct AccountToken {
+    domain: String,
+    state: Mutex<TokenState>,
+    flight: tokio::sync::Mutex<()>,
+}
+
+struct TokenState {
+    /// The loaded account this state last compared itself with.
+    source: Weak<Account>,
+    account_id: Option<String>,
+    file: PathBuf,
+    access: SecretString,
+    refresh: Option<SecretString>,
+    expires_at: Option<i64>,
+    scopes: Vec<String>,
+    needs_login: bool,
+    /// Bumped by every refresh attempt: a waiter that sees it move uses that attempt's result.
+    attempt: u64,
+    failures: u32,
+    retry_at: Option<Instant>,
+    refreshed_at: Option<Instant>,
+    last: Option<LastRefresh>,
+    /// Fingerprints of access tokens we replaced.
+    retired: VecDeque<[u8; 32]>,
+    last_used: Option<Instant>,
+}
+
+fn fingerprint(secret: &SecretString) -> [u8; 32] {
+    Sha256::digest(secret.expose_secret().as_bytes()).into()
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The wait before the next attempt after `failures` consecutive failures.
+pub fn retry_delay(failures: u32, retry_after: Option<Duration>) -> Duration {
+    let exponential = FIRST_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    exponential.max(retry_after.unwrap_or_default())
+}
+
+impl TokenState {
+    fn from_file(account: &Arc<Account>, credential: &OAuthCredential) -> TokenState {
+        TokenState {
+            source: Arc::downgrade(account),
+            account_id: account.account_id.clone(),
+            file: account.file.clone(),
+            access: credential.access_token.clone(),
+            refresh: credential.refresh_token.clone(),
+            expires_at: credential.expires_at,
+            scopes: credential.scopes.clone(),
+            needs_login: false,
+            attempt: 0,
+            failures: 0,
+            retry_at: None,
+            refreshed_at: None,
+            last: None,
+            retired: VecDeque::new(),
+            last_used: None,
+        }
+    }
+
+    /// Compares with a (re)loaded file: our own write or a stale read changes nothing; a new
+    /// token from elsewhere (a login, an edit) replaces ours and clears any failure.
+    fn sync(&mut self, account: &Arc<Account>, credential: &OAuthCredential, domain: &str) {
+        if Weak::ptr_eq(&self.source, &Arc::downgrade(account)) {
+            return;
+        }
+        self.source = Arc::downgrade(account);
+        self.account_id = account.account_id.clone();
+        self.file = account.file.clone();
+        let seen = fingerprint(&credential.access_token);
+        if seen == fingerprint(&self.access) || self.retired.contains(&seen) {
+            return;
+        }
+        tracing::info!("{domain}: credential file has a new OAuth token; using it");
+        *self = TokenState {
+            attempt: self.attempt + 1,
+            last: self.last.take(),
+            ..TokenState::from_file(account, credential)
+        };
+    }
+
+    fn retire(&mut self, old: [u8; 32]) {
+        if self.retired.len() == RETIRED {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(old);
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        let expires_at = self.expires_at?;
+        Some(Duration::from_millis(
+            expires_at.saturating_sub(unix_ms_now()).max(0) as u64,
+        ))
+    }
+
+    /// How long until this token should be refreshed; `None` when it never will be.
+    fn due_in(&self, margin: Duration, now: Instant) -> Option<Duration> {
+        if self.needs_login || self.refresh.is_none() {
+            return None;
+        }
+        let remaining = self.remaining()?;
+        let mut due = remaining.saturating_sub(margin);
+        if let Some(at) = self.refreshed_at
+            && !remaining.is_zero()
+        {
+            due = due.max((at + MIN_REFRESH_GAP).saturating_duration_since(now));
+        }
+        if let Some(at) = self.retry_at {
+            due = due.max(at.saturating_duration_since(now));
+        }
+        Some(due)
+    }
+
+    fn status(&self, domain: &str, now: Instant) -> AccountStatus {
+        let remaining = self.remaining();
+        let retry_in = self
+            .retry_at
+            .map(|at| at.saturating_duration_since(now))
+            .filter(|d| !d.is_zero());
+        let status = if self.needs_login {
+            "needs_login"
+        } else if retry_in.is_some() {
+            "backing_off"
+        } else if remaining.is_some_and(|r| r.is_zero()) {
+            "expired"
+        } else {
+            "ok"
+        };
+        AccountStatus {
+            domain: domain.to_string(),
+            account_id: self.account_id.clone(),
+            status,
+            expires_at: self.expires_at,
+            expires_in_secs: self
+                .expires_at
+                .map(|at| (at - unix_ms_now()).div_euclid(1000)),
+            scopes: self.scopes.clone(),
+            last_refresh: self.last.clone(),
+            consecutive_failures: self.failures,
+            retry_in_secs: retry_in.map(|d| d.as_secs_f64().ceil() as u64),
+        }
+    }
+}
+
+impl AccountToken {
+    fn lock(&self) -> MutexGuard<'_, TokenState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// When a request last used this account.
+    pub fn last_used(&self) -> Option<Instant> {
+        self.lock().last_used
+    }
+}
+
+impl Tokens {
+    pub fn new(config: OAuthConfig, http: reqwest::Client) -> Tokens {
+        Tokens {
+            config,
+            http,
+            accounts: Mutex::default(),
+            metrics: Metrics::default(),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<AccountToken>>> {
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live token of an OAuth account, brought in line with the account as loaded.
+    pub fn entry(&self, account: &Arc<Account>) -> Option<Arc<AccountToken>> {
+        let UpstreamCredential::OAuth(credential) = &account.credential else {
+            return None;
+        };
+        let mut map = self.map();
+        if let Some(entry) = map.get(&account.domain) {
+            entry.lock().sync(account, credential, &account.domain);
+            return Some(entry.clone());
+        }
+        let entry = Arc::new(AccountToken {
+            domain: account.domain.clone(),
+            state: Mutex::new(TokenState::from_file(account, credential)),
+            flight: tokio::sync::Mutex::new(()),
+        });
+        map.insert(account.domain.clone(), entry.clone());
+        self.changed.notify_one();
+        Some(entry)
+    }
+
+    /// Brings every account in line with a new snapshot; forgets accounts that are gone.
+    pub fn sync_all(&self, accounts: &Accounts) {
+        self.map().retain(|domain, _| {
+            accounts
+                .by_domain(domain)
+                .is_some_and(|a| matches!(a.credential, UpstreamCredential::OAuth(_)))
+        });
+        for account in accounts.iter() {
+            self.entry(account);
+        }
+    }
+
+    pub fn entries(&self) -> Vec<Arc<AccountToken>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// The status of every OAuth account, by domain.
+    pub fn statuses(&self) -> Vec<AccountStatus> {
+        let now = Instant::now();
+        let mut all: Vec<_> = self
+            .entries()
+            .iter()
+            .map(|e| e.lock().status(&e.domain, now))
+            .collect();
+        all.sort_by(|a, b| a.domain.cmp(&b.domain));
+        all
+    }
+
+    /// The access token to send for `account` (an OAuth account) now. A token within the
+    /// refresh margin is refreshed first, sharing any refresh already in flight.
+    pub async fn access_token(
+        &self,
+        account: &Arc<Account>,
+    ) -> Option<Result<SecretString, TokenUnavailable>> {
+        let entry = self.entry(account)?;
+        entry.lock().last_used = Some(Instant::now());
+        Some(self.token_of(&entry).await)
+    }
+
+    /// The access token of `entry`, refreshed first when due.
+    pub async fn token_of(&self, entry: &AccountToken) -> Result<SecretString, TokenUnavailable> {
+        loop {
+            let seen = {
+                let s = entry.lock();
+                if s.needs_login {
+                    return Err(TokenUnavailable::NeedsLogin);
+                }
+                let now = Instant::now();
+                let expired = s.remaining().is_some_and(|r| r.is_zero());
+                match s.due_in(self.config.refresh_margin, now) {
+                    Some(due) if due.is_zero() => {}
+                    // Not due yet, or backing off: a token that still works is used.
+                    _ if !expired => return Ok(s.access.clone()),
+                    None => return Err(TokenUnavailable::NeedsLogin),
+                    Some(due) => return Err(TokenUnavailable::BackingOff(due)),
+                }
+                s.attempt
+            };
+            let _flight = match entry.flight.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    self.metrics
+                        .concurrent_waits
+                        .fetch_add(1, Ordering::Relaxed);
+                    entry.flight.lock().await
+                }
+            };
+            if entry.lock().attempt == seen {
+                self.refresh_locked(entry).await;
+            }
+            // Either way an attempt has ended since we looked: look again.
+        }
+    }
+
+    /// Refreshes `entry` now, whatever its expiry (`claude-nexus oauth refresh`, tests).
+    pub async fn force_refresh(&self, entry: &AccountToken) {
+        let _flight = entry.flight.lock().await;
+        self.refresh_locked(entry).await;
+    }
+
+    /// One attempt. The caller holds the account's flight lock.
+    async fn refresh_locked(&self, entry: &AccountToken) {
+        let domain = &entry.domain;
+        let Some(refresh_token) = entry.lock().refresh.clone() else {
+            return;
+        };
+        self.metrics.attempts.fetch_add(1, Ordering::Relaxed);
+        let result = endpoint::refresh(&self.http, &self.config, &refresh_token).await;
+        let now = Instant::now();
+        match result {
+            Ok(granted) => {
+                let tokens = granted.tokens;
+                let rotated = tokens.refresh_token.is_some();
+                let expires_in = (tokens.expires_at - unix_ms_now()) / 1000;
+                let file = {
+                    let mut s = entry.lock();
+                    let old = fingerprint(&s.access);
+                    s.retire(old);
+                    s.access = tokens.access_token.clone();
+                    if let Some(refresh) = &tokens.refresh_token {
+                        s.refresh = Some(refresh.clone());
+                    }
+                    s.expires_at = Some(tokens.expires_at);
+                    if !tokens.scopes.is_empty() {
+                        s.scopes = tokens.scopes.clone();
+                    }
+                    s.attempt += 1;
+                    s.failures = 0;
+                    s.retry_at = None;
+                    s.refreshed_at = Some(now);
+                    s.last = Some(LastRefresh {
+                        at: now_rfc3339(),
+                        ok: true,
+                        detail: format!("refreshed; expires in {expires_in} s"),
+                    });
+                    s.file.clone()
+                };
+                self.metrics.successes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    domain,
+                    expires_in_secs = expires_in,
+                    rotated,
+                    "oauth token refreshed"
+                );
+                if let Err(e) = persist(file, tokens).await {
+                    tracing::error!(
+                        "{domain}: oauth token refreshed but not saved ({e}); it stays in memory until the next refresh"
+                    );
+                    if let Some(last) = &mut entry.lock().last {
+                        last.detail = format!("refreshed, but not saved: {e}");
+                    }
+                }
+            }
+            Err(error) => {
+                self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                let mut s = entry.lock();
+                s.attempt += 1;
+                s.failures += 1;
+                if matches!(error, EndpointError::InvalidGrant) {
+                    s.needs_login = true;
+                    tracing::warn!(
+                        "{domain}: oauth refresh refused (invalid_grant); the account must log in again: claude-nexus oauth login {domain}"
+                    );
+                } else {
+                    let delay = retry_delay(s.failures, error.retry_after());
+                    s.retry_at = Some(now + delay);
+                    tracing::warn!(
+                        domain,
+                        retry_in_secs = delay.as_secs(),
+                        failures = s.failures,
+                        "oauth refresh failed: {error}"
+                    );
+                }
+                s.last = Some(LastRefresh {
+                    at: now_rfc3339(),
+                    ok: false,
+                    detail: error.to_string(),
+                });
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// Refreshes every account that is due; returns how long until the next one is.
+    async fn refresh_due(&self) -> Duration {
+        let margin = self.config.refresh_margin;
+        let mut next = MAX_IDLE;
+        for entry in self.entries() {
+            let due = entry.lock().due_in(margin, Instant::now());
+            if due.is_some_and(|d| d.is_zero()) {
+                // Through the request path, so a refresh a request started is shared.
+                let _ = self.token_of(&entry).await;
+            }
+            if let Some(due) = entry.lock().due_in(margin, Instant::now()) {
+                next = next.min(due.max(Duration::from_millis(100)));
+            }
+        }
+        next
+    }
+}
+
+async fn persist(file: PathBuf, tokens: OAuthTokens) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || credentials::save_oauth_tokens(&file, &tokens))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// The background refresher: renews tokens ahead of expiry until `shutdown`. A refresh in
+/// flight at shutdown is let finish, so a rotated token is never lost.
+pub fn spawn_refresher(
+    tokens: Arc<Tokens>,
+    credentials: Arc<Credentials>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let mut reloads = credentials.subscribe();
+    tokio::spawn(async move {
+        loop {
+            reloads.borrow_and_update();
+            tokens.sync_all(&credentials.snapshot());
+            let next = tokens.refresh_due().await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = reloads.changed() => {}
+                () = tokens.changed.notified() => {}
+                () = tokio::time::sleep(next) => {}
+            }
+        }
+    })
+}
+
+/// Refreshes one credential file directly, outside a running proxy
+/// (`claude-nexus oauth refresh`). Returns the new expiry in Unix milliseconds.
+pub async fn refresh_file(
+    http: &reqwest::Client,
+    config: &OAuthConfig,
+    file: &Path,
+) -> Result<i64, RefreshFileError> {
+    let salt = crate::keys::KeySalt::from_secret_string(&SecretString::from("unused"));
+    let account =
+        credentials::load_file(file, &salt).map_err(|e| RefreshFileError::File(e.to_string()))?;
+    let UpstreamCredential::OAuth(credential) = &account.credential else {
+        return Err(RefreshFileError::NotOAuth);
+    };
+    let refresh = credential
+        .refresh_token
+        .as_ref()
+        .ok_or(RefreshFileError::NoRefreshToken)?;
+    let granted = endpoint::refresh(http, config, refresh).await?;
+    let expires_at = granted.tokens.expires_at;
+    persist(file.to_path_buf(), granted.tokens)
+        .await
+        .map_err(RefreshFileError::File)?;
+    Ok(expires_at)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshFileError {
+    #[error("{0}")]
+    File(String),
+    #[error("not an OAuth account (\"type\" is not \"oauth\")")]
+    NotOAuth,
+    #[error("the file has no oauth.refreshToken; log in again")]
+    NoRefreshToken,
+    #[error("{0}")]
+    Endpoint(#[from] EndpointError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_never_undercuts_retry_after() {
+        assert_eq!(retry_delay(1, None), Duration::from_secs(5));
+        assert_eq!(retry_delay(2, None), Duration::from_secs(10));
+        assert_eq!(retry_delay(10, None), MAX_BACKOFF);
+        assert_eq!(retry_delay(100, None), MAX_BACKOFF);
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(90))),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(3600)
+        );
+    }
+
+    fn state(expires_in_ms: i64) -> TokenState {
+        TokenState {
+            source: Weak::new(),
+            account_id: None,
+            file: PathBuf::new(),
+            access: SecretString::from("a"),
+            refresh: Some(SecretString::from("r")),
+            expires_at: Some(unix_ms_now() + expires_in_ms),
+            scopes: vec![],
+            needs_login: false,
+            attempt: 0,
+            failures: 0,
+            retry_at: None,
+            refreshed_at: None,
+            last: None,
+            retired: VecDeque::new(),
+            last_used: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_is_not_retried_before_retry_after() {
+        let margin = Duration::from_secs(600);
+        let mut s = state(300_000);
+        assert_eq!(s.due_in(margin, Instant::now()), Some(Duration::ZERO));
+        s.failures = 1;
+        s.retry_at = Some(Instant::now() + retry_delay(1, Some(Duration::from_secs(120))));
+        tokio::time::advance(Duration::from_secs(119)).await;
+        assert_eq!(
+            s.due_in(margin, Instant::now()),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(s.status("d", Instant::now()).status, "backing_off");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(s.due_in(margin, Instant::now()), Some(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_lived_grants_are_not_refreshed_in_a_loop() {
+        let margin = Duration::from_secs(600);
+        let mut s = state(120_000);
+        s.refreshed_at = Some(Instant::now());
+        assert_eq!(s.due_in(margin, Instant::now()), Some(MIN_REFRESH_GAP));
+        s.needs_login = true;
+        assert_eq!(s.due_in(margin, Instant::now()), None);
+    }
+}
