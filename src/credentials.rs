@@ -184,7 +184,7 @@ impl Credentials {
     /// Re-reads every file. A file that fails keeps its last good version, if it had one.
     pub fn reload(&self) -> Vec<CredentialError> {
         let mut errors = Vec::new();
-        let files = match list_files(&self.dir) {
+        let mut files = match list_files(&self.dir) {
             Ok(files) => files,
             Err(source) => {
                 errors.push(CredentialError::Io {
@@ -195,6 +195,14 @@ impl Credentials {
             }
         };
         let mut last_good = self.last_good.lock().unwrap_or_else(|e| e.into_inner());
+        // A listing taken while a file is renamed over (an editor's save, our own token
+        // rotation) may miss it on some filesystems: a file we had counts as removed only
+        // when it is really gone.
+        for known in last_good.keys() {
+            if !files.contains(known) && known.is_file() {
+                files.push(known.clone());
+            }
+        }
         let mut loaded = HashMap::new();
         for file in files {
             match load_file(&file, &self.salt) {
