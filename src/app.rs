@@ -1,4 +1,5 @@
-//! The router: `/v1/*` to the proxy, plus `/health`, `/token-stats` and `/oauth-metrics`.
+//! The router: `/v1/*` to the proxy, plus `/health`, `/token-stats`, `/oauth-metrics` and
+//! `/api/accounts/{id}/usage-window`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::routing::{any, get};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::account_api;
 use crate::auth;
 use crate::error::ProxyError;
 use crate::proxy;
@@ -23,6 +25,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/token-stats", get(token_stats))
         .route("/oauth-metrics", get(oauth_metrics))
+        .route(
+            "/api/accounts/{id}/usage-window",
+            get(account_api::usage_window),
+        )
         .route("/v1/{*path}", any(proxy::handle))
         .fallback(proxy::not_found)
         // The proxy enforces MAX_REQUEST_SIZE itself, with an Anthropic-shaped 413.

@@ -31,6 +31,7 @@ use crate::credentials::UpstreamCredential;
 use crate::error::ProxyError;
 use crate::keys::KeyHash;
 use crate::oauth::TokenUnavailable;
+use crate::oauth::usage_window::UnifiedHeaders;
 use crate::records::Record;
 use crate::state::AppState;
 use crate::usage::{BodyKind, Meter, Metered};
@@ -81,6 +82,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         UpstreamCredential::Passthrough => UpstreamAuth::Passthrough,
         UpstreamCredential::OAuth(_) => match state.oauth.access_token(&client.account).await {
             Some(Ok(token)) => {
+                state.usage_windows.mark_used(&client.account.domain);
                 oauth_token = token;
                 UpstreamAuth::OAuth(&oauth_token)
             }
@@ -119,6 +121,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         .get("request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some(unified) = UnifiedHeaders::from_headers(response.headers()) {
+        state
+            .usage_windows
+            .record_headers(&client.account.domain, unified);
+    }
     let headers = forward::client_headers(response.headers());
     let upstream_body = axum::http::Response::from(response).into_body();
 

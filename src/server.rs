@@ -18,6 +18,7 @@ use crate::app;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::keys::KeySalt;
+use crate::oauth::usage_window::{self, UsageWindows};
 use crate::oauth::{self, Tokens};
 use crate::proxy;
 use crate::records::{self, Recorder};
@@ -50,6 +51,7 @@ pub struct Server {
     writer: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
     refresher: JoinHandle<()>,
+    usage_poller: JoinHandle<()>,
 }
 
 impl Server {
@@ -91,6 +93,15 @@ impl Server {
         let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
+        let usage_windows = Arc::new(UsageWindows::default());
+        let usage_poller = usage_window::spawn_usage_poller(
+            usage_windows.clone(),
+            tokens.clone(),
+            http.clone(),
+            config.upstream.base_url.clone(),
+            config.oauth.usage_interval,
+            stop_tasks.clone(),
+        );
         let state = Arc::new(AppState {
             credentials,
             salt,
@@ -98,6 +109,8 @@ impl Server {
             store,
             http,
             oauth: tokens,
+            usage_windows,
+            dashboard_api_key: config.dashboard_api_key.clone(),
             settings: ProxySettings {
                 upstream_base: config.upstream.base_url.clone(),
                 header_timeout: config.upstream.header_timeout,
@@ -116,6 +129,7 @@ impl Server {
             writer,
             watcher,
             refresher,
+            usage_poller,
         })
     }
 
@@ -166,6 +180,7 @@ impl Server {
             let _ = watcher.await;
         }
         let _ = self.refresher.await;
+        let _ = self.usage_poller.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

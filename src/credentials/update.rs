@@ -58,16 +58,10 @@ pub fn save_login(
 ) -> Result<Option<SecretString>, UpdateError> {
     let mut obj = read_object(file)?.unwrap_or_default();
     obj.insert("type".into(), json!("oauth"));
-    if !obj
-        .get("accountId")
-        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-    {
+    if !has_text(&obj, "accountId") {
         obj.insert("accountId".into(), json!(account_id));
     }
-    let created = if obj
-        .get("client_api_key")
-        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-    {
+    let created = if has_text(&obj, "client_api_key") {
         None
     } else {
         let key = keys::generate(KeyKind::Live)?;
@@ -77,6 +71,12 @@ pub fn save_login(
     set_tokens(&mut obj, file, tokens)?;
     write(file, &obj)?;
     Ok(created)
+}
+
+fn has_text(obj: &Map<String, Value>, name: &str) -> bool {
+    obj.get(name)
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
 }
 
 fn read_object(file: &Path) -> Result<Option<Map<String, Value>>, UpdateError> {

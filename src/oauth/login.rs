@@ -220,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn a_state_mismatch_or_a_bare_code_is_refused_before_any_call() {
         let config = config();
-        let http = reqwest::Client::new();
+        let http = crate::proxy::client().unwrap();
         let login = PendingLogin::start(&config).unwrap();
         let err = login.finish(&http, &config, "code#not-our-state").await;
         assert!(matches!(err, Err(LoginError::StateMismatch)), "{err:?}");

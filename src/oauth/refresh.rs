@@ -127,7 +127,6 @@ struct TokenState {
     last: Option<LastRefresh>,
     /// Fingerprints of access tokens we replaced.
     retired: VecDeque<[u8; 32]>,
-    last_used: Option<Instant>,
 }
 
 fn fingerprint(secret: &SecretString) -> [u8; 32] {
@@ -165,7 +164,6 @@ impl TokenState {
             refreshed_at: None,
             last: None,
             retired: VecDeque::new(),
-            last_used: None,
         }
     }
 
@@ -261,11 +259,6 @@ impl AccountToken {
     pub fn domain(&self) -> &str {
         &self.domain
     }
-
-    /// When a request last used this account.
-    pub fn last_used(&self) -> Option<Instant> {
-        self.lock().last_used
-    }
 }
 
 impl Tokens {
@@ -342,7 +335,6 @@ impl Tokens {
         account: &Arc<Account>,
     ) -> Option<Result<SecretString, TokenUnavailable>> {
         let entry = self.entry(account)?;
-        entry.lock().last_used = Some(Instant::now());
         Some(self.token_of(&entry).await)
     }
 
@@ -591,7 +583,6 @@ mod tests {
             refreshed_at: None,
             last: None,
             retired: VecDeque::new(),
-            last_used: None,
         }
     }
 
