@@ -205,7 +205,7 @@ fn the_shipped_templates_parse() {
             parsed += 1;
         }
     }
-    assert_eq!(parsed, 2);
+    assert_eq!(parsed, 3);
 }
 
 /// A directory listing taken while a file is renamed over (an editor's save, the proxy's own
