@@ -16,6 +16,7 @@ pub mod keys;
 pub mod logging;
 pub mod oauth;
 pub mod proxy;
+pub mod ratelimit;
 pub mod records;
 pub mod redact;
 pub mod server;

@@ -31,7 +31,7 @@ use crate::credentials::UpstreamCredential;
 use crate::error::ProxyError;
 use crate::keys::KeyHash;
 use crate::oauth::TokenUnavailable;
-use crate::oauth::usage_window::UnifiedHeaders;
+use crate::ratelimit::UnifiedHeaders;
 use crate::records::Record;
 use crate::state::AppState;
 use crate::usage::{BodyKind, Meter, Metered};

@@ -2,7 +2,8 @@
 //!
 //! Two sources. Every response may carry `anthropic-ratelimit-unified-*` headers (status,
 //! 5-hour and 7-day utilization and reset); the proxy reads them per request
-//! ([`UnifiedHeaders::from_headers`]) and keeps the latest per account here. And for each OAuth
+//! ([`UnifiedHeaders::from_headers`], which the record of the request keeps too) and keeps the
+//! latest per account here. And for each OAuth
 //! account in use, a poller asks `GET {CLAUDE_API_BASE_URL}/api/oauth/usage` every
 //! `CLAUDE_OAUTH_USAGE_INTERVAL`, backing off on errors (never sooner than `Retry-After`).
 //! Both are kept in memory, latest only.
@@ -11,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -23,63 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoint::retry_after;
 use super::refresh::Tokens;
+pub use crate::ratelimit::{UnifiedHeaders, Window};
 
 const MAX_POLL_BACKOFF: Duration = Duration::from_secs(3600);
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One window: how much is used (as the source gives it) and when it resets.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Window {
-    pub utilization: Option<f64>,
-    /// RFC 3339.
-    pub resets_at: Option<String>,
-}
-
-/// The `anthropic-ratelimit-unified-*` headers of one response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct UnifiedHeaders {
-    /// `-status`: `allowed`, `allowed_warning`, `rejected`.
-    pub status: Option<String>,
-    /// `-5h-utilization` (a fraction) and `-5h-reset` (Unix seconds, shown as RFC 3339).
-    pub five_hour: Window,
-    /// `-7d-utilization` and `-7d-reset`.
-    pub seven_day: Window,
-}
-
-const PREFIX: &str = "anthropic-ratelimit-unified-";
-
-impl UnifiedHeaders {
-    /// The unified headers of a response; `None` when it has none.
-    pub fn from_headers(headers: &HeaderMap) -> Option<UnifiedHeaders> {
-        let get = |suffix: &str| {
-            headers
-                .get(format!("{PREFIX}{suffix}"))
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let window = |name: &str| Window {
-            utilization: get(&format!("{name}-utilization")).and_then(|v| v.parse().ok()),
-            resets_at: get(&format!("{name}-reset")).map(reset_time),
-        };
-        let found = UnifiedHeaders {
-            status: get("status").map(|s| s.chars().take(64).collect()),
-            five_hour: window("5h"),
-            seven_day: window("7d"),
-        };
-        (found != UnifiedHeaders::default()).then_some(found)
-    }
-}
-
-/// A reset given in Unix seconds becomes RFC 3339; anything else is kept as sent.
-fn reset_time(value: &str) -> String {
-    value
-        .parse::<i64>()
-        .ok()
-        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| value.chars().take(64).collect())
-}
 
 /// The answer of `/api/oauth/usage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -287,36 +234,7 @@ pub fn parse_plan_usage(bytes: &[u8]) -> Option<PlanUsage> {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
-
-    #[test]
-    fn unified_headers_are_parsed() {
-        let mut h = HeaderMap::new();
-        assert_eq!(UnifiedHeaders::from_headers(&h), None);
-        for (name, value) in [
-            ("anthropic-ratelimit-unified-status", "allowed_warning"),
-            ("anthropic-ratelimit-unified-5h-utilization", "0.42"),
-            ("anthropic-ratelimit-unified-5h-reset", "1764331200"),
-            ("anthropic-ratelimit-unified-7d-utilization", "0.9"),
-            ("anthropic-ratelimit-unified-7d-reset", "1764763200"),
-        ] {
-            h.insert(name, HeaderValue::from_static(value));
-        }
-        let u = UnifiedHeaders::from_headers(&h).unwrap();
-        assert_eq!(u.status.as_deref(), Some("allowed_warning"));
-        assert_eq!(u.five_hour.utilization, Some(0.42));
-        assert_eq!(
-            u.five_hour.resets_at.as_deref(),
-            Some("2025-11-28T12:00:00Z")
-        );
-        assert_eq!(u.seven_day.utilization, Some(0.9));
-        assert_eq!(
-            u.seven_day.resets_at.as_deref(),
-            Some("2025-12-03T12:00:00Z")
-        );
-    }
 
     #[test]
     fn the_usage_endpoint_answer_is_parsed() {
