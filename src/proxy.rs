@@ -79,7 +79,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     let oauth_token;
     let auth = match &client.account.credential {
         UpstreamCredential::ApiKey(key) => UpstreamAuth::ApiKey(key),
-        UpstreamCredential::Passthrough => UpstreamAuth::Passthrough,
+        UpstreamCredential::Passthrough => {
+            exchange.draft.upstream_credential_hash =
+                auth::upstream_style_key(&parts.headers).map(|token| state.salt.hash(token));
+            UpstreamAuth::Passthrough
+        }
         UpstreamCredential::OAuth(_) => match state.oauth.access_token(&client.account).await {
             Some(Ok(token)) => {
                 state.usage_windows.mark_used(&client.account.domain);
@@ -124,7 +128,8 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     if let Some(unified) = UnifiedHeaders::from_headers(response.headers()) {
         state
             .usage_windows
-            .record_headers(&client.account.domain, unified);
+            .record_headers(&client.account.domain, unified.clone());
+        exchange.draft.ratelimit = Some(unified);
     }
     let headers = forward::client_headers(response.headers());
     let upstream_body = axum::http::Response::from(response).into_body();
@@ -201,6 +206,8 @@ struct Draft {
     streaming: bool,
     client_ip: Option<IpAddr>,
     key_hash: Option<KeyHash>,
+    upstream_credential_hash: Option<KeyHash>,
+    ratelimit: Option<UnifiedHeaders>,
     request_body: Option<Bytes>,
 }
 
@@ -243,6 +250,8 @@ impl Exchange {
                 streaming: false,
                 client_ip,
                 key_hash: None,
+                upstream_credential_hash: None,
+                ratelimit: None,
                 request_body: None,
             },
             recorded: false,
@@ -290,6 +299,8 @@ impl Exchange {
             streaming: outcome.streaming,
             client_ip: d.client_ip,
             api_key_hash: d.key_hash,
+            upstream_credential_hash: d.upstream_credential_hash,
+            ratelimit: d.ratelimit.take(),
             error: outcome.error,
             upstream_request_id: outcome.upstream_request_id,
             request_body: d.request_body.take(),

@@ -22,14 +22,16 @@ use crate::usage::Usage;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
 /// handful of prepared statements serve every batch (each distinct row count would otherwise
-/// be prepared and cached on its own). 64 rows × 23 columns stays far below SQLite's
+/// be prepared and cached on its own). 64 rows × 29 columns stays far below SQLite's
 /// 32,766 parameters.
 const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
 
 const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method, path, model, \
      request_type, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
      cache_read_input_tokens, total_tokens, duration_ms, first_token_ms, response_streaming, \
-     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body";
+     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body, \
+     ratelimit_unified_status, ratelimit_unified_5h_utilization, ratelimit_unified_5h_reset, \
+     ratelimit_unified_7d_utilization, ratelimit_unified_7d_reset, upstream_credential_hash";
 const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
 
 /// The multi-row `INSERT` text for each shape, built once.
@@ -245,6 +247,20 @@ fn bind_request(query: SqliteQuery, r: &Record) -> SqliteQuery {
         .bind(r.upstream_request_id.clone())
         .bind(r.request_body.as_deref().map(lossy))
         .bind(r.response_body.as_deref().map(lossy))
+        .bind(r.ratelimit.as_ref().and_then(|u| u.status.clone()))
+        .bind(r.ratelimit.as_ref().and_then(|u| u.five_hour.utilization))
+        .bind(
+            r.ratelimit
+                .as_ref()
+                .and_then(|u| u.five_hour.resets_at.clone()),
+        )
+        .bind(r.ratelimit.as_ref().and_then(|u| u.seven_day.utilization))
+        .bind(
+            r.ratelimit
+                .as_ref()
+                .and_then(|u| u.seven_day.resets_at.clone()),
+        )
+        .bind(r.upstream_credential_hash.map(|h| h.to_string()))
 }
 
 /// `INSERT INTO table (columns) VALUES (?, …), …` for each of [`INSERT_SHAPES`].
@@ -320,8 +336,8 @@ mod tests {
     fn insert_statements_have_a_placeholder_per_column_and_row() {
         let one = &INSERT_REQUESTS[3];
         assert!(one.starts_with("INSERT INTO api_requests (request_id, domain,"));
-        assert_eq!(one.matches('?').count(), 23);
-        assert_eq!(INSERT_REQUESTS[0].matches('?').count(), 23 * 64);
+        assert_eq!(one.matches('?').count(), 29);
+        assert_eq!(INSERT_REQUESTS[0].matches('?').count(), 29 * 64);
         assert_eq!(INSERT_CHUNKS[2].matches('?').count(), 4 * 4);
     }
 }

@@ -515,8 +515,21 @@ async fn passthrough_forwards_the_clients_own_token_and_records_the_row() {
     assert_eq!(ok.output_tokens, 42);
     assert!(ok.streaming);
     assert_eq!(ok.api_key_hash.as_ref().map(String::len), Some(64));
+    // The passed-through token is kept only as its salted hash, for attribution.
+    let (credential_hash,): (Option<String>,) = sqlx::query_as(
+        "SELECT upstream_credential_hash FROM api_requests WHERE response_status = 200",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let salt =
+        claude_nexus::keys::KeySalt::from_secret_string(&secrecy::SecretString::from("test-salt"));
+    assert_eq!(
+        credential_hash,
+        Some(salt.hash(CLIENTS_OWN_TOKEN).to_string())
+    );
     let all: Vec<(String,)> = sqlx::query_as(
-        "SELECT COALESCE(error,'') || COALESCE(api_key_hash,'') || COALESCE(request_body,'') || COALESCE(response_body,'') FROM api_requests",
+        "SELECT COALESCE(error,'') || COALESCE(api_key_hash,'') || COALESCE(upstream_credential_hash,'') || COALESCE(request_body,'') || COALESCE(response_body,'') FROM api_requests",
     )
     .fetch_all(&db)
     .await

@@ -13,6 +13,17 @@ const KEY_A: &str = "cnp_live_usagetestAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const DASHBOARD_KEY: &str = "dashboard-test-key-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The `ratelimit_unified_*` columns (status, 5h utilization and reset, 7d ...) and
+/// `api_key_hash`.
+type WindowColumns = (
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+);
+
 async fn window(proxy: &TestProxy, id: &str, key: Option<&str>) -> (u16, Value) {
     let mut request = http().get(proxy.url(&format!("/api/accounts/{id}/usage-window")));
     if let Some(key) = key {
@@ -112,7 +123,23 @@ async fn windows_come_from_response_headers_and_the_usage_endpoint() {
     let (status, api) = window(&proxy, "acc_a", Some(DASHBOARD_KEY)).await;
     assert_eq!(status, 200);
     assert!(api["plan"].is_null() && api["oauth"].is_null());
-    proxy.stop().await;
+
+    // The request's row keeps the windows its response reported, next to the key that spent.
+    let db = proxy.stop_and_open_db().await;
+    let row: WindowColumns = sqlx::query_as(
+        "SELECT ratelimit_unified_status, ratelimit_unified_5h_utilization, \
+                    ratelimit_unified_5h_reset, ratelimit_unified_7d_utilization, \
+                    ratelimit_unified_7d_reset, api_key_hash FROM api_requests",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(row.0.as_deref(), Some("allowed_warning"));
+    assert_eq!(row.1, Some(0.42));
+    assert_eq!(row.2.as_deref(), Some("2025-11-28T12:00:00Z"));
+    assert_eq!(row.3, Some(0.9));
+    assert_eq!(row.4.as_deref(), Some("2025-12-03T12:00:00Z"));
+    assert!(row.5.is_some());
 }
 
 #[tokio::test]
