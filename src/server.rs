@@ -180,6 +180,7 @@ impl Server {
             let _ = watcher.await;
         }
         let _ = self.refresher.await;
+        self.state.oauth.settle().await;
         let _ = self.usage_poller.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();

@@ -539,3 +539,65 @@ async fn passthrough_forwards_the_clients_own_token_and_records_the_row() {
         assert!(!row.contains(KEY_P), "{row}");
     }
 }
+
+#[tokio::test]
+async fn a_client_leaving_during_the_refresh_does_not_lose_the_rotated_token() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    oauth.hold();
+    let mut proxy = oauth_proxy(
+        &mock,
+        &oauth,
+        vec![expiring_oauth_account(
+            "t.example",
+            "acc_t",
+            KEY_T,
+            now_ms() - 1_000,
+        )],
+    )
+    .await;
+
+    // The client gives up while the refresh it is waiting for is at the token endpoint.
+    let request = send(&proxy, KEY_T);
+    tokio::select! {
+        _ = request => panic!("the token endpoint is held"),
+        () = oauth.wait_calls(1) => {}
+    }
+    // Its request is recorded (as a 499) once the proxy has dropped it.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let health = get_json(&proxy, "/health").await;
+            let records = &health["records"];
+            if records["written"].as_u64().unwrap() + records["pending"].as_u64().unwrap() >= 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the abandoned request is recorded");
+
+    // The endpoint answers (having rotated the refresh token): the answer is kept and saved.
+    oauth.release();
+    tokio::time::timeout(WAIT, async {
+        while get_json(&proxy, "/oauth-metrics").await["successes"] != 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the refresh completes without its request");
+    assert_eq!(
+        file_json(&proxy, "t.example")["oauth"]["refreshToken"],
+        rotated_refresh(1)
+    );
+    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(
+        bearer_of(&mock.received()[0]),
+        format!("Bearer {}", refreshed_access(1))
+    );
+    assert_eq!(oauth.calls().len(), 1);
+
+    let db = proxy.stop_and_open_db().await;
+    let statuses: Vec<i64> = rows(&db).await.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![499, 200]);
+}

@@ -6,6 +6,9 @@
 //! - At most one refresh per account at a time (refresh tokens rotate; two concurrent
 //!   refreshes can lock an account out). Whoever needs a refresh takes the account's flight
 //!   lock; everyone who arrives meanwhile waits for it and then uses its result.
+//! - A refresh runs in its own task, holding the flight lock: a request that started it and
+//!   then went away (client gone) cannot cancel it half-way, after the endpoint rotated the
+//!   refresh token but before we saved the new one. Shutdown waits for refreshes in flight.
 //! - A new token is in memory before it is written to the file, and the file is rewritten
 //!   atomically keeping its other fields. When the watcher reloads the file, an access token
 //!   we have retired is recognised as a stale read and ignored; any other new token is a user
@@ -106,7 +109,7 @@ pub struct Tokens {
 pub struct AccountToken {
     domain: String,
     state: Mutex<TokenState>,
-    flight: tokio::sync::Mutex<()>,
+    flight: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct TokenState {
@@ -293,7 +296,7 @@ impl Tokens {
         let entry = Arc::new(AccountToken {
             domain: account.domain.clone(),
             state: Mutex::new(TokenState::from_file(account, credential)),
-            flight: tokio::sync::Mutex::new(()),
+            flight: Arc::default(),
         });
         map.insert(account.domain.clone(), entry.clone());
         self.changed.notify_one();
@@ -331,7 +334,7 @@ impl Tokens {
     /// The access token to send for `account` (an OAuth account) now. A token within the
     /// refresh margin is refreshed first, sharing any refresh already in flight.
     pub async fn access_token(
-        &self,
+        self: &Arc<Self>,
         account: &Arc<Account>,
     ) -> Option<Result<SecretString, TokenUnavailable>> {
         let entry = self.entry(account)?;
@@ -339,7 +342,10 @@ impl Tokens {
     }
 
     /// The access token of `entry`, refreshed first when due.
-    pub async fn token_of(&self, entry: &AccountToken) -> Result<SecretString, TokenUnavailable> {
+    pub async fn token_of(
+        self: &Arc<Self>,
+        entry: &Arc<AccountToken>,
+    ) -> Result<SecretString, TokenUnavailable> {
         loop {
             let seen = {
                 let s = entry.lock();
@@ -357,26 +363,41 @@ impl Tokens {
                 }
                 s.attempt
             };
-            let _flight = match entry.flight.try_lock() {
+            let flight = match entry.flight.clone().try_lock_owned() {
                 Ok(guard) => guard,
                 Err(_) => {
                     self.metrics
                         .concurrent_waits
                         .fetch_add(1, Ordering::Relaxed);
-                    entry.flight.lock().await
+                    entry.flight.clone().lock_owned().await
                 }
             };
             if entry.lock().attempt == seen {
-                self.refresh_locked(entry).await;
+                let (tokens, entry) = (self.clone(), entry.clone());
+                let attempt = tokio::spawn(async move {
+                    tokens.refresh_locked(&entry).await;
+                    drop(flight);
+                });
+                // If this waiter is dropped, the attempt still runs to its end.
+                let _ = attempt.await;
             }
             // Either way an attempt has ended since we looked: look again.
         }
     }
 
-    /// Refreshes `entry` now, whatever its expiry (`claude-nexus oauth refresh`, tests).
-    pub async fn force_refresh(&self, entry: &AccountToken) {
-        let _flight = entry.flight.lock().await;
-        self.refresh_locked(entry).await;
+    /// The current access token of `entry` if it can be used as it is: never refreshes (for
+    /// callers that may be cancelled, such as the usage poller).
+    pub fn usable_token(&self, entry: &AccountToken) -> Option<SecretString> {
+        let s = entry.lock();
+        let expired = s.remaining().is_some_and(|r| r.is_zero());
+        (!s.needs_login && !expired).then(|| s.access.clone())
+    }
+
+    /// Waits until no refresh is in flight (shutdown: a rotated token is saved before exit).
+    pub async fn settle(&self) {
+        for entry in self.entries() {
+            let _idle = entry.flight.lock().await;
+        }
     }
 
     /// One attempt. The caller holds the account's flight lock.
@@ -463,7 +484,7 @@ impl Tokens {
     }
 
     /// Refreshes every account that is due; returns how long until the next one is.
-    async fn refresh_due(&self) -> Duration {
+    async fn refresh_due(self: &Arc<Self>) -> Duration {
         let margin = self.config.refresh_margin;
         let mut next = MAX_IDLE;
         for entry in self.entries() {

@@ -117,7 +117,10 @@ pub fn spawn_usage_poller(
     url.set_path(&path);
     tokio::spawn(async move {
         loop {
-            let next = poll_due(&windows, &tokens, &http, &url, interval).await;
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = poll_due(&windows, &tokens, &http, &url, interval) => next,
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = windows.wake.notified() => {}
@@ -154,9 +157,14 @@ async fn poll_due(
             account.next_poll.is_none_or(|at| at <= now)
         };
         if due {
-            let result = match tokens.token_of(&entry).await {
-                Ok(token) => fetch(http, url, token.expose_secret()).await,
-                Err(_) => Err(("the account's token is unavailable".to_string(), None)),
+            // Never refreshes here: a due token is the refresher's, and a poll may be cut
+            // short by shutdown.
+            let result = match tokens.usable_token(&entry) {
+                Some(token) => fetch(http, url, token.expose_secret()).await,
+                None => Err((
+                    "the account's token is expired or needs login".to_string(),
+                    None,
+                )),
             };
             let mut map = windows.map();
             let account = map.entry(domain.clone()).or_default();
