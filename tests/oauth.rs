@@ -540,64 +540,62 @@ async fn passthrough_forwards_the_clients_own_token_and_records_the_row() {
     }
 }
 
+/// Through the library, with no refresher running, so the caller that gives up is the one
+/// whose call started the refresh.
 #[tokio::test]
-async fn a_client_leaving_during_the_refresh_does_not_lose_the_rotated_token() {
-    let mock = MockUpstream::start().await;
+async fn a_caller_leaving_during_the_refresh_does_not_lose_the_rotated_token() {
+    use claude_nexus::credentials::Credentials;
+    use claude_nexus::keys::KeySalt;
+    use claude_nexus::oauth::Tokens;
+    use secrecy::{ExposeSecret, SecretString};
+
     let oauth = MockOAuth::start().await;
     oauth.hold();
-    let mut proxy = oauth_proxy(
-        &mock,
-        &oauth,
-        vec![expiring_oauth_account(
-            "t.example",
-            "acc_t",
-            KEY_T,
-            now_ms() - 1_000,
-        )],
-    )
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(
+        dir.path(),
+        &expiring_oauth_account("t.example", "acc_t", KEY_T, now_ms() - 1_000),
+    );
+    let salt = std::sync::Arc::new(KeySalt::from_secret_string(&SecretString::from("s")));
+    let (credentials, _) = Credentials::load(dir.path(), salt);
+    let mut env: std::collections::HashMap<String, String> = oauth
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.insert("NEXUS_DATA_DIR".into(), dir.path().display().to_string());
+    let config = claude_nexus::Config::from_map(&env).unwrap();
+    let tokens = std::sync::Arc::new(Tokens::new(
+        config.oauth,
+        claude_nexus::proxy::client().unwrap(),
+    ));
+    let account = credentials
+        .snapshot()
+        .by_domain("t.example")
+        .unwrap()
+        .clone();
 
-    // The client gives up while the refresh it is waiting for is at the token endpoint.
-    let request = send(&proxy, KEY_T);
+    // The caller gives up (a client leaving) while its refresh is at the token endpoint.
     tokio::select! {
-        _ = request => panic!("the token endpoint is held"),
+        _ = tokens.access_token(&account) => panic!("the token endpoint is held"),
         () = oauth.wait_calls(1) => {}
     }
-    // Its request is recorded (as a 499) once the proxy has dropped it.
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let health = get_json(&proxy, "/health").await;
-            let records = &health["records"];
-            if records["written"].as_u64().unwrap() + records["pending"].as_u64().unwrap() >= 1 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the abandoned request is recorded");
-
-    // The endpoint answers (having rotated the refresh token): the answer is kept and saved.
+    // The endpoint answers, having rotated the refresh token: the answer is kept and saved.
     oauth.release();
-    tokio::time::timeout(WAIT, async {
-        while get_json(&proxy, "/oauth-metrics").await["successes"] != 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the refresh completes without its request");
-    assert_eq!(
-        file_json(&proxy, "t.example")["oauth"]["refreshToken"],
-        rotated_refresh(1)
-    );
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
-    assert_eq!(
-        bearer_of(&mock.received()[0]),
-        format!("Bearer {}", refreshed_access(1))
-    );
+    tokio::time::timeout(WAIT, tokens.settle()).await.unwrap();
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("t.example.credentials.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["oauth"]["refreshToken"], rotated_refresh(1));
+    let token = tokens.access_token(&account).await.unwrap().unwrap();
+    assert_eq!(token.expose_secret(), refreshed_access(1));
     assert_eq!(oauth.calls().len(), 1);
-
-    let db = proxy.stop_and_open_db().await;
-    let statuses: Vec<i64> = rows(&db).await.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![499, 200]);
+    assert_eq!(
+        tokens
+            .metrics()
+            .successes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }

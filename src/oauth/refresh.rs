@@ -437,14 +437,17 @@ impl Tokens {
                     });
                     s.file.clone()
                 };
-                self.metrics.successes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     domain,
                     expires_in_secs = expires_in,
                     rotated,
                     "oauth token refreshed"
                 );
-                if let Err(e) = persist(file, tokens).await {
+                // Counted once the save was attempted, so a success seen in /oauth-metrics
+                // is also on disk (unless the save failed, which is logged and shown).
+                let saved = persist(file, tokens).await;
+                self.metrics.successes.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = saved {
                     tracing::error!(
                         "{domain}: oauth token refreshed but not saved ({e}); it stays in memory until the next refresh"
                     );
