@@ -8,6 +8,7 @@
 pub mod endpoint;
 pub mod login;
 mod refresh;
+mod token_state;
 pub mod usage_window;
 
 pub use refresh::{

@@ -18,38 +18,26 @@
 //!   that has not expired yet is still used.
 //! - No token ever reaches a log line or an error message.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{self, EndpointError, unix_ms_now};
+pub use super::token_state::{AccountStatus, LastRefresh, retry_delay};
+use super::token_state::{TokenState, fingerprint, now_rfc3339};
 use crate::config::OAuthConfig;
-use crate::credentials::{
-    self, Account, Accounts, Credentials, OAuthCredential, OAuthTokens, UpstreamCredential,
-};
+use crate::credentials::{self, Account, Accounts, Credentials, OAuthTokens, UpstreamCredential};
 
-/// First retry after a failed refresh; doubles per failure up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// A token refreshed this recently is not refreshed again before it expires, even when the
-/// endpoint grants lifetimes shorter than the margin.
-const MIN_REFRESH_GAP: Duration = Duration::from_secs(30);
 /// The refresher looks again at least this often (files change, clocks jump).
 const MAX_IDLE: Duration = Duration::from_secs(60);
-/// Retired token fingerprints kept per account, to recognise stale reads of our own file.
-const RETIRED: usize = 8;
 
 /// Counters of every refresh attempt, served by `GET /oauth-metrics`.
 #[derive(Debug, Default)]
@@ -70,31 +58,6 @@ pub enum TokenUnavailable {
     BackingOff(Duration),
 }
 
-/// The last refresh of an account, for status displays.
-#[derive(Debug, Clone, Serialize)]
-pub struct LastRefresh {
-    /// RFC 3339, UTC.
-    pub at: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-/// One OAuth account's state as status displays show it. No secrets.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccountStatus {
-    pub domain: String,
-    pub account_id: Option<String>,
-    /// `ok`, `expired`, `backing_off` or `needs_login`.
-    pub status: &'static str,
-    /// Unix milliseconds.
-    pub expires_at: Option<i64>,
-    pub expires_in_secs: Option<i64>,
-    pub scopes: Vec<String>,
-    pub last_refresh: Option<LastRefresh>,
-    pub consecutive_failures: u32,
-    pub retry_in_secs: Option<u64>,
-}
-
 /// The live tokens of every OAuth account.
 pub struct Tokens {
     config: OAuthConfig,
@@ -110,148 +73,6 @@ pub struct AccountToken {
     domain: String,
     state: Mutex<TokenState>,
     flight: Arc<tokio::sync::Mutex<()>>,
-}
-
-struct TokenState {
-    /// The loaded account this state last compared itself with.
-    source: Weak<Account>,
-    account_id: Option<String>,
-    file: PathBuf,
-    access: SecretString,
-    refresh: Option<SecretString>,
-    expires_at: Option<i64>,
-    scopes: Vec<String>,
-    needs_login: bool,
-    /// Bumped by every refresh attempt: a waiter that sees it move uses that attempt's result.
-    attempt: u64,
-    failures: u32,
-    retry_at: Option<Instant>,
-    refreshed_at: Option<Instant>,
-    last: Option<LastRefresh>,
-    /// Fingerprints of access tokens we replaced.
-    retired: VecDeque<[u8; 32]>,
-}
-
-fn fingerprint(secret: &SecretString) -> [u8; 32] {
-    Sha256::digest(secret.expose_secret().as_bytes()).into()
-}
-
-fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
-/// The wait before the next attempt after `failures` consecutive failures.
-pub fn retry_delay(failures: u32, retry_after: Option<Duration>) -> Duration {
-    let exponential = FIRST_BACKOFF
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    exponential.max(retry_after.unwrap_or_default())
-}
-
-impl TokenState {
-    fn from_file(account: &Arc<Account>, credential: &OAuthCredential) -> TokenState {
-        TokenState {
-            source: Arc::downgrade(account),
-            account_id: account.account_id.clone(),
-            file: account.file.clone(),
-            access: credential.access_token.clone(),
-            refresh: credential.refresh_token.clone(),
-            expires_at: credential.expires_at,
-            scopes: credential.scopes.clone(),
-            needs_login: false,
-            attempt: 0,
-            failures: 0,
-            retry_at: None,
-            refreshed_at: None,
-            last: None,
-            retired: VecDeque::new(),
-        }
-    }
-
-    /// Compares with a (re)loaded file: our own write or a stale read changes nothing; a new
-    /// token from elsewhere (a login, an edit) replaces ours and clears any failure.
-    fn sync(&mut self, account: &Arc<Account>, credential: &OAuthCredential, domain: &str) {
-        if Weak::ptr_eq(&self.source, &Arc::downgrade(account)) {
-            return;
-        }
-        self.source = Arc::downgrade(account);
-        self.account_id = account.account_id.clone();
-        self.file = account.file.clone();
-        let seen = fingerprint(&credential.access_token);
-        if seen == fingerprint(&self.access) || self.retired.contains(&seen) {
-            return;
-        }
-        tracing::info!("{domain}: credential file has a new OAuth token; using it");
-        *self = TokenState {
-            attempt: self.attempt + 1,
-            last: self.last.take(),
-            ..TokenState::from_file(account, credential)
-        };
-    }
-
-    fn retire(&mut self, old: [u8; 32]) {
-        if self.retired.len() == RETIRED {
-            self.retired.pop_front();
-        }
-        self.retired.push_back(old);
-    }
-
-    fn remaining(&self) -> Option<Duration> {
-        let expires_at = self.expires_at?;
-        Some(Duration::from_millis(
-            expires_at.saturating_sub(unix_ms_now()).max(0) as u64,
-        ))
-    }
-
-    /// How long until this token should be refreshed; `None` when it never will be.
-    fn due_in(&self, margin: Duration, now: Instant) -> Option<Duration> {
-        if self.needs_login || self.refresh.is_none() {
-            return None;
-        }
-        let remaining = self.remaining()?;
-        let mut due = remaining.saturating_sub(margin);
-        if let Some(at) = self.refreshed_at
-            && !remaining.is_zero()
-        {
-            due = due.max((at + MIN_REFRESH_GAP).saturating_duration_since(now));
-        }
-        if let Some(at) = self.retry_at {
-            due = due.max(at.saturating_duration_since(now));
-        }
-        Some(due)
-    }
-
-    fn status(&self, domain: &str, now: Instant) -> AccountStatus {
-        let remaining = self.remaining();
-        let retry_in = self
-            .retry_at
-            .map(|at| at.saturating_duration_since(now))
-            .filter(|d| !d.is_zero());
-        let status = if self.needs_login {
-            "needs_login"
-        } else if retry_in.is_some() {
-            "backing_off"
-        } else if remaining.is_some_and(|r| r.is_zero()) {
-            "expired"
-        } else {
-            "ok"
-        };
-        AccountStatus {
-            domain: domain.to_string(),
-            account_id: self.account_id.clone(),
-            status,
-            expires_at: self.expires_at,
-            expires_in_secs: self
-                .expires_at
-                .map(|at| (at - unix_ms_now()).div_euclid(1000)),
-            scopes: self.scopes.clone(),
-            last_refresh: self.last.clone(),
-            consecutive_failures: self.failures,
-            retry_in_secs: retry_in.map(|d| d.as_secs_f64().ceil() as u64),
-        }
-    }
 }
 
 impl AccountToken {
@@ -569,71 +390,4 @@ pub enum RefreshFileError {
     NoRefreshToken,
     #[error("{0}")]
     Endpoint(#[from] EndpointError),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_caps_and_never_undercuts_retry_after() {
-        assert_eq!(retry_delay(1, None), Duration::from_secs(5));
-        assert_eq!(retry_delay(2, None), Duration::from_secs(10));
-        assert_eq!(retry_delay(10, None), MAX_BACKOFF);
-        assert_eq!(retry_delay(100, None), MAX_BACKOFF);
-        assert_eq!(
-            retry_delay(1, Some(Duration::from_secs(90))),
-            Duration::from_secs(90)
-        );
-        assert_eq!(
-            retry_delay(1, Some(Duration::from_secs(3600))),
-            Duration::from_secs(3600)
-        );
-    }
-
-    fn state(expires_in_ms: i64) -> TokenState {
-        TokenState {
-            source: Weak::new(),
-            account_id: None,
-            file: PathBuf::new(),
-            access: SecretString::from("a"),
-            refresh: Some(SecretString::from("r")),
-            expires_at: Some(unix_ms_now() + expires_in_ms),
-            scopes: vec![],
-            needs_login: false,
-            attempt: 0,
-            failures: 0,
-            retry_at: None,
-            refreshed_at: None,
-            last: None,
-            retired: VecDeque::new(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_refresh_is_not_retried_before_retry_after() {
-        let margin = Duration::from_secs(600);
-        let mut s = state(300_000);
-        assert_eq!(s.due_in(margin, Instant::now()), Some(Duration::ZERO));
-        s.failures = 1;
-        s.retry_at = Some(Instant::now() + retry_delay(1, Some(Duration::from_secs(120))));
-        tokio::time::advance(Duration::from_secs(119)).await;
-        assert_eq!(
-            s.due_in(margin, Instant::now()),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(s.status("d", Instant::now()).status, "backing_off");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(s.due_in(margin, Instant::now()), Some(Duration::ZERO));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn short_lived_grants_are_not_refreshed_in_a_loop() {
-        let margin = Duration::from_secs(600);
-        let mut s = state(120_000);
-        s.refreshed_at = Some(Instant::now());
-        assert_eq!(s.due_in(margin, Instant::now()), Some(MIN_REFRESH_GAP));
-        s.needs_login = true;
-        assert_eq!(s.due_in(margin, Instant::now()), None);
-    }
 }
