@@ -1,6 +1,8 @@
 //! The account API that exists before the dashboard's: `GET /api/accounts/{id}/usage-window`,
-//! an account's plan usage windows and OAuth status. `{id}` is the account's `accountId` or
-//! its domain.
+//! an account's plan usage windows and OAuth status, and `POST /api/accounts/{id}/oauth/refresh`,
+//! which refreshes an OAuth account's token now (what `claude-nexus oauth refresh` asks of a
+//! running proxy, so that the proxy stays the only one rotating the token). `{id}` is the
+//! account's `accountId` or its domain.
 //!
 //! Authenticated with `Authorization: Bearer <DASHBOARD_API_KEY>`; with no `DASHBOARD_API_KEY`
 //! set, it is closed (never open without a key). It is meant to move under the dashboard API.
@@ -14,7 +16,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::credentials::UpstreamCredential;
+use crate::credentials::{Account, UpstreamCredential};
 use crate::error::anthropic_error;
 use crate::state::AppState;
 
@@ -28,6 +30,8 @@ pub enum AccountApiError {
     Unauthenticated,
     #[error("no account with that accountId or domain")]
     NotFound,
+    #[error("not an OAuth account")]
+    NotOAuth,
 }
 
 impl IntoResponse for AccountApiError {
@@ -37,6 +41,7 @@ impl IntoResponse for AccountApiError {
                 (StatusCode::UNAUTHORIZED, "authentication_error")
             }
             AccountApiError::NotFound => (StatusCode::NOT_FOUND, "not_found_error"),
+            AccountApiError::NotOAuth => (StatusCode::BAD_REQUEST, "invalid_request_error"),
         };
         anthropic_error(status, kind, &self.to_string())
     }
@@ -61,6 +66,31 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AccountApiErro
     same.then_some(()).ok_or(AccountApiError::Unauthenticated)
 }
 
+fn find(state: &AppState, id: &str) -> Result<Arc<Account>, AccountApiError> {
+    let accounts = state.credentials.snapshot();
+    accounts
+        .iter()
+        .find(|a| a.account_id.as_deref() == Some(id))
+        .or_else(|| accounts.by_domain(&id.to_ascii_lowercase()))
+        .cloned()
+        .ok_or(AccountApiError::NotFound)
+}
+
+/// `POST /api/accounts/{id}/oauth/refresh`: refreshes now; answers the account's status.
+pub async fn oauth_refresh(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AccountApiError> {
+    authorize(&state, &headers)?;
+    let account = find(&state, &id)?;
+    let entry = state
+        .oauth
+        .entry(&account)
+        .ok_or(AccountApiError::NotOAuth)?;
+    Ok(Json(state.oauth.force_refresh(&entry).await).into_response())
+}
+
 /// `GET /api/accounts/{id}/usage-window`.
 pub async fn usage_window(
     State(state): State<Arc<AppState>>,
@@ -68,12 +98,7 @@ pub async fn usage_window(
     headers: HeaderMap,
 ) -> Result<Response, AccountApiError> {
     authorize(&state, &headers)?;
-    let accounts = state.credentials.snapshot();
-    let account = accounts
-        .iter()
-        .find(|a| a.account_id.as_deref() == Some(id.as_str()))
-        .or_else(|| accounts.by_domain(&id.to_ascii_lowercase()))
-        .ok_or(AccountApiError::NotFound)?;
+    let account = find(&state, &id)?;
     let kind = match account.credential {
         UpstreamCredential::ApiKey(_) => "api_key",
         UpstreamCredential::OAuth(_) => "oauth",

@@ -1,5 +1,5 @@
-//! The router: `/v1/*` to the proxy, plus `/health`, `/token-stats`, `/oauth-metrics` and
-//! `/api/accounts/{id}/usage-window`.
+//! The router: `/v1/*` to the proxy, plus `/health`, `/token-stats`, `/oauth-metrics` and the
+//! account API (`/api/accounts/{id}/usage-window`, `/api/accounts/{id}/oauth/refresh`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, request};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde::Serialize;
 use serde_json::json;
 
@@ -28,6 +28,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/accounts/{id}/usage-window",
             get(account_api::usage_window),
+        )
+        .route(
+            "/api/accounts/{id}/oauth/refresh",
+            post(account_api::oauth_refresh),
         )
         .route("/v1/{*path}", any(proxy::handle))
         .fallback(proxy::not_found)

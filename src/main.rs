@@ -172,23 +172,8 @@ async fn oauth_status(config: &Config, only: Option<&str>) -> anyhow::Result<()>
         eprintln!("warning: {error}");
     }
     // The last refresh result lives in the running proxy, when there is one.
-    let metrics_url = format!(
-        "http://{}/oauth-metrics",
-        SocketAddr::new(config.host, config.port)
-    );
-    let live: Option<serde_json::Value> = match claude_nexus::proxy::client()?
-        .get(&metrics_url)
-        .timeout(std::time::Duration::from_secs(2))
-        .send()
-        .await
-    {
-        Ok(response) => response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok()),
-        Err(_) => None,
-    };
+    let base = proxy_base(config);
+    let live = running_proxy_metrics(&claude_nexus::proxy::client()?, &base).await;
     let snapshot = credentials.snapshot();
     let mut accounts: Vec<_> = snapshot
         .iter()
@@ -234,7 +219,7 @@ async fn oauth_status(config: &Config, only: Option<&str>) -> anyhow::Result<()>
                     None => println!("  last refresh: none since the proxy started"),
                 }
             }
-            None => println!("  last refresh: unknown (no proxy answering at {metrics_url})"),
+            None => println!("  last refresh: unknown (no proxy answering at {base})"),
         }
     }
     Ok(())
@@ -261,9 +246,67 @@ fn describe_expiry(expires_at: Option<i64>) -> String {
     }
 }
 
+fn proxy_base(config: &Config) -> String {
+    format!("http://{}", SocketAddr::new(config.host, config.port))
+}
+
+/// `/oauth-metrics` of the proxy running at `base`, if one answers.
+async fn running_proxy_metrics(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let response = http
+        .get(format!("{base}/oauth-metrics"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    serde_json::from_slice(&response.bytes().await.ok()?).ok()
+}
+
 async fn oauth_refresh(config: &Config, domain: &str) -> anyhow::Result<()> {
     let file = login::credential_file(&config.credentials_dir, domain)?;
+    let domain = domain.to_ascii_lowercase();
     let http = claude_nexus::proxy::client()?;
+    // A running proxy rotates this account's token itself: ask it, so that there is only ever
+    // one refresher (two can lock the account out).
+    let base = proxy_base(config);
+    let served = running_proxy_metrics(&http, &base).await.is_some_and(|m| {
+        m["accounts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["domain"] == domain.as_str()))
+    });
+    if served {
+        let key = config.dashboard_api_key.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the proxy running at {base} refreshes {domain} itself; set DASHBOARD_API_KEY (as the proxy has it) so that this command asks it, or stop the proxy"
+            )
+        })?;
+        let response = http
+            .post(format!("{base}/api/accounts/{domain}/oauth/refresh"))
+            .bearer_auth(key.expose_secret())
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await?).unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!(
+                "the proxy at {base} answered {status}: {}",
+                body["error"]["message"].as_str().unwrap_or_default()
+            );
+        }
+        let last = &body["last_refresh"];
+        if last["ok"] != true {
+            anyhow::bail!(
+                "refreshing {domain} failed: {}",
+                last["detail"].as_str().unwrap_or("unknown")
+            );
+        }
+        println!(
+            "refreshed {domain} (by the proxy at {base}); expires {}",
+            describe_expiry(body["expires_at"].as_i64())
+        );
+        return Ok(());
+    }
     let expires_at = oauth::refresh_file(&http, &config.oauth, &file).await?;
     println!(
         "refreshed {domain}; expires {}",

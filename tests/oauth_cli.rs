@@ -219,11 +219,13 @@ fn run(mut cmd: Command, args: &[&str]) -> (bool, String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_shows_the_running_proxys_last_refresh_and_refresh_forces_one() {
+async fn status_shows_the_running_proxys_last_refresh_and_refresh_goes_through_it() {
+    const DASHBOARD_KEY: &str = "cli-test-dashboard-key-0123456789";
     let mock = MockUpstream::start().await;
     let oauth = MockOAuth::start().await;
     let mut proxy = ProxyBuilder::new(&mock)
         .oauth(&oauth)
+        .env("DASHBOARD_API_KEY", DASHBOARD_KEY)
         .account(expiring_oauth_account(
             "t.example",
             "acc_t",
@@ -242,13 +244,16 @@ async fn status_shows_the_running_proxys_last_refresh_and_refresh_forces_one() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let cli = |oauth: &MockOAuth| {
-        let mut cmd = command(proxy.dir.path(), oauth);
-        cmd.env("CREDENTIALS_DIR", &proxy.credentials_dir)
-            .env("PORT", proxy.addr.port().to_string());
+    let cli = |oauth: &MockOAuth, dir: &Path, port: u16| {
+        let mut cmd = command(dir, oauth);
+        cmd.env("CREDENTIALS_DIR", dir.join("credentials"))
+            .env("PORT", port.to_string());
         cmd
     };
-    let (ok, out, err) = tokio::task::block_in_place(|| run(cli(&oauth), &["oauth", "status"]));
+    let dir = proxy.dir.path().to_path_buf();
+    let port = proxy.addr.port();
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| run(cli(&oauth, &dir, port), &["oauth", "status"]));
     assert!(ok, "{err}");
     assert!(out.contains("t.example (acc_t)"), "{out}");
     assert!(
@@ -267,27 +272,55 @@ async fn status_shows_the_running_proxys_last_refresh_and_refresh_forces_one() {
         assert!(!out.contains(secret) && !err.contains(secret), "{secret}");
     }
 
-    let (ok, out, err) =
-        tokio::task::block_in_place(|| run(cli(&oauth), &["oauth", "refresh", "t.example"]));
+    // While the proxy runs, only it refreshes: without its key the command refuses...
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        run(cli(&oauth, &dir, port), &["oauth", "refresh", "t.example"])
+    });
+    assert!(!ok);
+    assert!(err.contains("refreshes t.example itself"), "{err}");
+    assert_eq!(oauth.calls().len(), 1);
+    // ...and with it, the proxy does the refresh, one at a time with its own.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        let mut cmd = cli(&oauth, &dir, port);
+        cmd.env("DASHBOARD_API_KEY", DASHBOARD_KEY);
+        run(cmd, &["oauth", "refresh", "t.example"])
+    });
     assert!(ok, "{err}");
-    assert!(out.contains("refreshed t.example"), "{out}");
+    assert!(out.contains("refreshed t.example (by the proxy"), "{out}");
     let calls = oauth.calls();
     assert_eq!(calls.len(), 2);
-    assert_eq!(
-        calls[1]["refresh_token"],
-        rotated_refresh(1),
-        "the saved rotation was used"
-    );
-    let saved: Value = serde_json::from_str(
-        &std::fs::read_to_string(proxy.credentials_dir.join("t.example.credentials.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(saved["oauth"]["accessToken"], refreshed_access(2));
-    assert_eq!(saved["slack"]["channel"], "#ops");
+    assert_eq!(calls[1]["refresh_token"], rotated_refresh(1));
+    let saved = |proxy: &TestProxy| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(proxy.credentials_dir.join("t.example.credentials.json"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(saved(&proxy)["oauth"]["accessToken"], refreshed_access(2));
 
-    let (ok, _, err) =
-        tokio::task::block_in_place(|| run(cli(&oauth), &["oauth", "status", "nobody.example"]));
+    // With no proxy running, the command refreshes the file itself.
+    proxy.stop().await;
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        run(cli(&oauth, &dir, port), &["oauth", "refresh", "t.example"])
+    });
+    assert!(ok, "{err}");
+    assert!(out.contains("refreshed t.example; expires"), "{out}");
+    let calls = oauth.calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[2]["refresh_token"], rotated_refresh(2));
+    let file = saved(&proxy);
+    assert_eq!(file["oauth"]["accessToken"], refreshed_access(3));
+    assert_eq!(file["oauth"]["refreshToken"], rotated_refresh(3));
+    assert_eq!(file["slack"]["channel"], "#ops");
+    assert_eq!(file["client_api_key"], KEY_T);
+
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        run(
+            cli(&oauth, &dir, port),
+            &["oauth", "status", "nobody.example"],
+        )
+    });
     assert!(!ok);
     assert!(err.contains("no OAuth account for nobody.example"), "{err}");
-    proxy.stop().await;
 }

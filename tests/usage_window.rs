@@ -185,6 +185,33 @@ async fn the_usage_window_api_needs_the_dashboard_key() {
     let (status, body) = window(&proxy, "nobody", Some(DASHBOARD_KEY)).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["type"], "not_found_error");
+
+    // The refresh endpoint: the same key; OAuth accounts only.
+    let refresh = |id: &str, key: Option<&str>| {
+        let mut request = http().post(proxy.url(&format!("/api/accounts/{id}/oauth/refresh")));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(refresh("acc_team", None).await.unwrap().status(), 401);
+    assert_eq!(
+        refresh("acc_team", Some(KEY_T)).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        refresh("acc_a", Some(DASHBOARD_KEY))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let response = refresh("acc_team", Some(DASHBOARD_KEY)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["domain"], "team.example");
+    assert_eq!(status["last_refresh"]["ok"], true);
+    assert_eq!(oauth.calls().len(), 1, "forced, although far from expiry");
     proxy.stop().await;
 
     // Without DASHBOARD_API_KEY the API is closed, and says how to open it.

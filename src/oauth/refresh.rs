@@ -214,6 +214,20 @@ impl Tokens {
         (!s.needs_login && !expired).then(|| s.access.clone())
     }
 
+    /// Refreshes `entry` now, whatever its expiry or backoff (an explicit request: `claude-nexus
+    /// oauth refresh` through the account API). Still one at a time: it waits for a refresh
+    /// in flight, then makes its own. Returns the account's status afterwards.
+    pub async fn force_refresh(self: &Arc<Self>, entry: &Arc<AccountToken>) -> AccountStatus {
+        let flight = entry.flight.clone().lock_owned().await;
+        let (tokens, owned) = (self.clone(), entry.clone());
+        let attempt = tokio::spawn(async move {
+            tokens.refresh_locked(&owned).await;
+            drop(flight);
+        });
+        let _ = attempt.await;
+        entry.lock().status(&entry.domain, Instant::now())
+    }
+
     /// Waits until no refresh is in flight (shutdown: a rotated token is saved before exit).
     pub async fn settle(&self) {
         for entry in self.entries() {
