@@ -5,14 +5,18 @@
 //! the store. The headless binary (`src/main.rs`) and the tray app only wire these up.
 //! See `ARCHITECTURE.md` for the map and the invariants.
 
+pub mod account_api;
 pub mod app;
+pub mod atomic_file;
 pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod keys;
 pub mod logging;
+pub mod oauth;
 pub mod proxy;
+pub mod ratelimit;
 pub mod records;
 pub mod redact;
 pub mod retention;

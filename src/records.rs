@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::keys::KeyHash;
+use crate::ratelimit::UnifiedHeaders;
 use crate::spool::Spool;
 use crate::store::{Store, StoreError};
 use crate::usage::Usage;
@@ -53,6 +54,10 @@ pub struct Record {
     pub streaming: bool,
     pub client_ip: Option<IpAddr>,
     pub api_key_hash: Option<KeyHash>,
+    /// Passthrough accounts: the salted hash of the client's own upstream credential.
+    pub upstream_credential_hash: Option<KeyHash>,
+    /// The response's `anthropic-ratelimit-unified-*` headers, when it had them.
+    pub ratelimit: Option<UnifiedHeaders>,
     pub error: Option<String>,
     pub upstream_request_id: Option<String>,
     pub request_body: Option<Bytes>,

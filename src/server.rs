@@ -19,6 +19,8 @@ use crate::app;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::keys::KeySalt;
+use crate::oauth::usage_window::{self, UsageWindows};
+use crate::oauth::{self, Tokens};
 use crate::proxy;
 use crate::records::{self, RecordStats, Recorder};
 use crate::retention::{self, RetentionReport};
@@ -52,6 +54,8 @@ pub struct Server {
     writer: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+    usage_poller: JoinHandle<()>,
 }
 
 impl Server {
@@ -105,13 +109,29 @@ impl Server {
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
+        let http = proxy::client()?;
+        let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
+        let refresher =
+            oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
+        let usage_windows = Arc::new(UsageWindows::default());
+        let usage_poller = usage_window::spawn_usage_poller(
+            usage_windows.clone(),
+            tokens.clone(),
+            http.clone(),
+            config.upstream.base_url.clone(),
+            config.oauth.usage_interval,
+            stop_tasks.clone(),
+        );
         let state = Arc::new(AppState {
             credentials,
             salt,
             recorder,
             store,
             retention: retention_reports,
-            http: proxy::client()?,
+            http,
+            oauth: tokens,
+            usage_windows,
+            dashboard_api_key: config.dashboard_api_key.clone(),
             settings: ProxySettings {
                 upstream_base: config.upstream.base_url.clone(),
                 header_timeout: config.upstream.header_timeout,
@@ -130,6 +150,8 @@ impl Server {
             writer,
             watcher,
             retention,
+            refresher,
+            usage_poller,
         })
     }
 
@@ -190,6 +212,9 @@ impl Server {
             let _ = watcher.await;
         }
         let _ = self.retention.await;
+        let _ = self.refresher.await;
+        self.state.oauth.settle().await;
+        let _ = self.usage_poller.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

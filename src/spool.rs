@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::keys::KeyHash;
+use crate::ratelimit::UnifiedHeaders;
 use crate::records::Record;
 use crate::usage::Usage;
 
@@ -143,6 +144,8 @@ struct SpooledRecord {
     request_body: Option<String>,
     response_body: Option<String>,
     chunks: Vec<(u64, String)>,
+    ratelimit: Option<UnifiedHeaders>,
+    upstream_credential_hash: Option<String>,
 }
 
 impl From<&Record> for SpooledRecord {
@@ -175,6 +178,8 @@ impl From<&Record> for SpooledRecord {
             request_body: text(&r.request_body),
             response_body: text(&r.response_body),
             chunks: r.chunks.clone(),
+            ratelimit: r.ratelimit.clone(),
+            upstream_credential_hash: r.upstream_credential_hash.map(|h| h.to_string()),
         }
     }
 }
@@ -207,6 +212,11 @@ impl SpooledRecord {
             request_body: self.request_body.map(Bytes::from),
             response_body: self.response_body.map(Bytes::from),
             chunks: self.chunks,
+            ratelimit: self.ratelimit,
+            upstream_credential_hash: self
+                .upstream_credential_hash
+                .as_deref()
+                .and_then(KeyHash::from_hex),
         }
     }
 }

@@ -36,6 +36,8 @@ fn record(id: Uuid) -> Record {
         streaming: false,
         client_ip: None,
         api_key_hash: None,
+        upstream_credential_hash: None,
+        ratelimit: None,
         error: None,
         upstream_request_id: None,
         request_body: None,

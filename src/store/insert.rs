@@ -12,14 +12,16 @@ use crate::records::Record;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
 /// handful of prepared statements serve every batch (each distinct row count would otherwise
-/// be prepared and cached on its own). 64 rows × 23 columns stays far below SQLite's 32,766
+/// be prepared and cached on its own). 64 rows × 29 columns stays far below SQLite's 32,766
 /// and PostgreSQL's 65,535 parameters.
 pub(super) const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
 
 const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method, path, model, \
      request_type, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
      cache_read_input_tokens, total_tokens, duration_ms, first_token_ms, response_streaming, \
-     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body";
+     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body, \
+     ratelimit_unified_status, ratelimit_unified_5h_utilization, ratelimit_unified_5h_reset, \
+     ratelimit_unified_7d_utilization, ratelimit_unified_7d_reset, upstream_credential_hash";
 const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
 
 /// What an insert does with a row that is already there.
@@ -75,6 +77,20 @@ macro_rules! bind_request {
             .bind(r.upstream_request_id.clone())
             .bind(r.request_body.as_deref().map(lossy).map($text))
             .bind(r.response_body.as_deref().map(lossy).map($text))
+            .bind(r.ratelimit.as_ref().and_then(|u| u.status.clone()))
+            .bind(r.ratelimit.as_ref().and_then(|u| u.five_hour.utilization))
+            .bind(
+                r.ratelimit
+                    .as_ref()
+                    .and_then(|u| u.five_hour.resets_at.clone()),
+            )
+            .bind(r.ratelimit.as_ref().and_then(|u| u.seven_day.utilization))
+            .bind(
+                r.ratelimit
+                    .as_ref()
+                    .and_then(|u| u.seven_day.resets_at.clone()),
+            )
+            .bind(r.upstream_credential_hash.map(|h| h.to_string()))
     }};
 }
 
@@ -226,8 +242,8 @@ mod tests {
     fn insert_statements_have_a_placeholder_per_column_and_row() {
         let sqlite = &INSERT_REQUESTS[Dialect::Sqlite as usize][0];
         assert!(sqlite[3].starts_with("INSERT INTO api_requests (request_id, domain,"));
-        assert_eq!(sqlite[3].matches('?').count(), 23);
-        assert_eq!(sqlite[0].matches('?').count(), 23 * 64);
+        assert_eq!(sqlite[3].matches('?').count(), 29);
+        assert_eq!(sqlite[0].matches('?').count(), 29 * 64);
         assert_eq!(
             INSERT_CHUNKS[Dialect::Sqlite as usize][0][2]
                 .matches('?')
@@ -236,9 +252,9 @@ mod tests {
         );
 
         let postgres = &INSERT_REQUESTS[Dialect::Postgres as usize][0];
-        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"));
-        assert!(postgres[0].ends_with(", $1472)"));
-        assert!(postgres[1].contains("($24, $25,"));
+        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"));
+        assert!(postgres[0].ends_with(", $1856)"));
+        assert!(postgres[1].contains("($30, $31,"));
         let replay = &INSERT_REQUESTS[Dialect::Postgres as usize][1];
         assert!(replay[2].ends_with(") ON CONFLICT DO NOTHING"));
     }
