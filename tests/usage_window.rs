@@ -13,9 +13,6 @@ const KEY_A: &str = "cnp_live_usagetestAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const DASHBOARD_KEY: &str = "dashboard-test-key-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The `ratelimit_unified_*` columns (status, 5h utilization and reset, 7d ...) and
-/// `api_key_hash`.
-
 async fn window(proxy: &TestProxy, id: &str, key: Option<&str>) -> (u16, Value) {
     let mut request = http().get(proxy.url(&format!("/api/accounts/{id}/usage-window")));
     if let Some(key) = key {
