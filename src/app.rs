@@ -122,6 +122,7 @@ async fn token_stats(
         &parts.headers,
         &domain,
         &accounts,
+        &state.client_keys,
         &state.salt,
         &state.settings,
     )

@@ -4,7 +4,9 @@
 //! Code sends the second with `ANTHROPIC_API_KEY`, the third with `ANTHROPIC_AUTH_TOKEN`). A
 //! passthrough account takes its key only from `x-nexus-key`, because its `Authorization` is
 //! the client's own Claude credential, bound for the upstream. It is hashed with
-//! the salt and looked up in memory; nothing here touches the disk or the database. The domain
+//! the salt and looked up in memory, first among the database's keys ([`ClientKeys`]: revoked
+//! ones are absent, expired ones refused), then among the credential files' `client_api_key`s;
+//! nothing here touches the disk, the database or the keychain. The domain
 //! is the `Host` without its port: when a credential file exists for it, the key must be that
 //! file's; otherwise the key alone selects its account. A failure never says whether an
 //! account exists.
@@ -13,15 +15,18 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, header, request};
 
+use crate::client_keys::{ClientKeys, FILE_KEY_PREFIX};
 use crate::credentials::{Account, Accounts, UpstreamCredential};
 use crate::error::ProxyError;
 use crate::keys::{KeyHash, KeySalt};
 use crate::state::ProxySettings;
 
-/// The account a request was accepted for, and the hash of the key it used.
+/// The account a request was accepted for, and the hash and id of the key it used.
 pub struct Client {
     pub account: Arc<Account>,
     pub key_hash: Option<KeyHash>,
+    /// A `client_keys` id, or `file:<domain>` for a credential file's `client_api_key`.
+    pub key_id: Option<String>,
 }
 
 /// A refused request: the error to answer, and the hash of the key it presented, if any.
@@ -34,6 +39,7 @@ pub fn authenticate(
     headers: &HeaderMap,
     domain: &str,
     accounts: &Accounts,
+    keys: &ClientKeys,
     salt: &KeySalt,
     settings: &ProxySettings,
 ) -> Result<Client, Refused> {
@@ -55,15 +61,39 @@ pub fn authenticate(
         return Ok(Client {
             account: account.clone(),
             key_hash,
+            key_id: None,
         });
     }
 
     let hash = key_hash.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;
-    let account = match accounts.by_domain(domain) {
-        Some(account) => Some(account).filter(|a| a.client_key.is_some_and(|k| k.ct_eq(&hash))),
-        None => accounts.by_key(&hash),
+    let (account, key_id) = match keys.lookup(&hash) {
+        // A key of the database: its account, which the Host must not contradict.
+        Some(key) => {
+            let account = Some(key)
+                .filter(|k| !k.is_expired(time::OffsetDateTime::now_utc()))
+                .filter(|k| {
+                    accounts
+                        .by_domain(domain)
+                        .is_none_or(|a| a.domain == k.account)
+                })
+                .and_then(|k| Some((accounts.by_domain(&k.account)?, Some(k.id.clone()))));
+            account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?
+        }
+        // A credential file's client_api_key.
+        None => {
+            let account = match accounts.by_domain(domain) {
+                Some(account) => {
+                    Some(account).filter(|a| a.client_key.is_some_and(|k| k.ct_eq(&hash)))
+                }
+                None => accounts.by_key(&hash),
+            };
+            let account = account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;
+            (
+                account,
+                Some(format!("{FILE_KEY_PREFIX}{}", account.domain)),
+            )
+        }
     };
-    let account = account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;
     let in_nexus_header = presented.is_some_and(|(_, nexus)| nexus);
     if matches!(account.credential, UpstreamCredential::Passthrough) && !in_nexus_header {
         return Err(refuse(ProxyError::PassthroughKeyHeader));
@@ -71,6 +101,7 @@ pub fn authenticate(
     Ok(Client {
         account: account.clone(),
         key_hash,
+        key_id,
     })
 }
 

@@ -280,7 +280,8 @@ pub fn spawn_watcher(
     }))
 }
 
-fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The credential files (`*.credentials.json`) in `dir`, sorted.
+pub fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -294,6 +295,15 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The domain a credential file is for (its name less [`FILE_SUFFIX`], lower case).
+pub fn domain_of(file: &Path) -> String {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(FILE_SUFFIX))
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 fn check_dir_permissions(dir: &Path) {

@@ -9,6 +9,7 @@ pub mod account_api;
 pub mod app;
 pub mod atomic_file;
 pub mod auth;
+pub mod client_keys;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -1,6 +1,9 @@
 //! `claude-nexus`: the headless proxy. Parses the command line and the environment, sets up
 //! logging, and hands over to the library.
 
+#[path = "cli/keys_cmd.rs"]
+mod keys_cmd;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -81,15 +84,60 @@ enum KeysCommand {
         #[arg(long)]
         test: bool,
     },
+    /// Create a client key for an account; prints it once and stores only its hash.
+    Create(keys_cmd::CreateArgs),
+    /// Every client key: prefix, label, account, created, last used, expiry, status.
+    List(keys_cmd::ListArgs),
+    /// Revoke a key (or, with --all, every key): refused by the running proxy within a second.
+    Revoke(keys_cmd::RevokeArgs),
+    /// Create a successor of a key (same account and label); the old one stays valid.
+    Rotate(keys_cmd::RotateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys(KeysCommand::Generate { count, test }) => generate_keys(count, test),
+        Command::Keys(command) => cli_command(|config| async move {
+            match command {
+                KeysCommand::Generate { .. } => unreachable!("handled above"),
+                KeysCommand::Create(args) => keys_cmd::create(&config, args).await,
+                KeysCommand::List(args) => keys_cmd::list(&config, args).await,
+                KeysCommand::Revoke(args) => keys_cmd::revoke(&config, args).await,
+                KeysCommand::Rotate(args) => keys_cmd::rotate(&config, args).await,
+            }
+        }),
         Command::Serve(args) => serve(&args),
         Command::Migrate => migrate(),
         Command::Oauth(command) => oauth(command),
+    }
+}
+
+/// Runs a CLI command with the configuration from the environment, on a small runtime;
+/// its error goes to stderr in one line.
+fn cli_command<F, Fut>(job: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(job(config)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -47,6 +47,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         &parts.headers,
         &exchange.draft.domain,
         &accounts,
+        &state.client_keys,
         &state.salt,
         &state.settings,
     ) {
@@ -58,6 +59,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     };
     exchange.draft.account_id = client.account.account_id.clone();
     exchange.draft.key_hash = client.key_hash;
+    exchange.draft.client_key_id = client.key_id.clone();
 
     let body = match read_body(&parts, body, state.settings.max_request_size).await {
         Ok(body) => body,
@@ -214,6 +216,7 @@ struct Draft {
     streaming: bool,
     client_ip: Option<IpAddr>,
     key_hash: Option<KeyHash>,
+    client_key_id: Option<String>,
     upstream_credential_hash: Option<KeyHash>,
     ratelimit: Option<UnifiedHeaders>,
     request_body: Option<Bytes>,
@@ -258,6 +261,7 @@ impl Exchange {
                 streaming: false,
                 client_ip,
                 key_hash: None,
+                client_key_id: None,
                 upstream_credential_hash: None,
                 ratelimit: None,
                 request_body: None,
@@ -307,6 +311,7 @@ impl Exchange {
             streaming: outcome.streaming,
             client_ip: d.client_ip,
             api_key_hash: d.key_hash,
+            client_key_id: d.client_key_id.take(),
             upstream_credential_hash: d.upstream_credential_hash,
             ratelimit: d.ratelimit.take(),
             error: outcome.error,

@@ -54,6 +54,9 @@ pub struct Record {
     pub streaming: bool,
     pub client_ip: Option<IpAddr>,
     pub api_key_hash: Option<KeyHash>,
+    /// The id of the client key used: a `client_keys` id, or `file:<domain>` for a credential
+    /// file's `client_api_key`.
+    pub client_key_id: Option<String>,
     /// Passthrough accounts: the salted hash of the client's own upstream credential.
     pub upstream_credential_hash: Option<KeyHash>,
     /// The response's `anthropic-ratelimit-unified-*` headers, when it had them.

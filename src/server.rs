@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
+use crate::client_keys::{self, ClientKeys};
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::keys::KeySalt;
@@ -56,6 +57,7 @@ pub struct Server {
     retention: JoinHandle<()>,
     refresher: JoinHandle<()>,
     usage_poller: JoinHandle<()>,
+    key_refresher: JoinHandle<()>,
 }
 
 impl Server {
@@ -122,9 +124,16 @@ impl Server {
             config.oauth.usage_interval,
             stop_tasks.clone(),
         );
+        let client_keys = Arc::new(ClientKeys::default());
+        if let Err(e) = client_keys.refresh(&store).await {
+            tracing::warn!("cannot load client keys yet ({e}); retrying every second");
+        }
+        let key_refresher =
+            client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());
         let state = Arc::new(AppState {
             credentials,
             salt,
+            client_keys,
             recorder,
             store,
             retention: retention_reports,
@@ -152,6 +161,7 @@ impl Server {
             retention,
             refresher,
             usage_poller,
+            key_refresher,
         })
     }
 
@@ -215,6 +225,7 @@ impl Server {
         let _ = self.refresher.await;
         self.state.oauth.settle().await;
         let _ = self.usage_poller.await;
+        let _ = self.key_refresher.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

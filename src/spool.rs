@@ -146,6 +146,8 @@ struct SpooledRecord {
     chunks: Vec<(u64, String)>,
     ratelimit: Option<UnifiedHeaders>,
     upstream_credential_hash: Option<String>,
+    #[serde(default)]
+    client_key_id: Option<String>,
 }
 
 impl From<&Record> for SpooledRecord {
@@ -180,6 +182,7 @@ impl From<&Record> for SpooledRecord {
             chunks: r.chunks.clone(),
             ratelimit: r.ratelimit.clone(),
             upstream_credential_hash: r.upstream_credential_hash.map(|h| h.to_string()),
+            client_key_id: r.client_key_id.clone(),
         }
     }
 }
@@ -217,6 +220,7 @@ impl SpooledRecord {
                 .upstream_credential_hash
                 .as_deref()
                 .and_then(KeyHash::from_hex),
+            client_key_id: self.client_key_id,
         }
     }
 }

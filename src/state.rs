@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::client_keys::ClientKeys;
 use crate::credentials::Credentials;
 use crate::keys::KeySalt;
 use crate::oauth::Tokens;
@@ -19,6 +20,8 @@ use crate::store::Store;
 pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub salt: Arc<KeySalt>,
+    /// The database's client keys, kept current by a task of the server.
+    pub client_keys: Arc<ClientKeys>,
     pub recorder: Recorder,
     pub store: Store,
     pub retention: watch::Receiver<RetentionReport>,

@@ -36,6 +36,7 @@ fn record(id: Uuid) -> Record {
         streaming: false,
         client_ip: None,
         api_key_hash: None,
+        client_key_id: None,
         upstream_credential_hash: None,
         ratelimit: None,
         error: None,

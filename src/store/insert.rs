@@ -12,7 +12,7 @@ use crate::records::Record;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
 /// handful of prepared statements serve every batch (each distinct row count would otherwise
-/// be prepared and cached on its own). 64 rows × 29 columns stays far below SQLite's 32,766
+/// be prepared and cached on its own). 64 rows × 30 columns stays far below SQLite's 32,766
 /// and PostgreSQL's 65,535 parameters.
 pub(super) const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
 
@@ -21,7 +21,8 @@ const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method
      cache_read_input_tokens, total_tokens, duration_ms, first_token_ms, response_streaming, \
      client_ip, api_key_hash, error, upstream_request_id, request_body, response_body, \
      ratelimit_unified_status, ratelimit_unified_5h_utilization, ratelimit_unified_5h_reset, \
-     ratelimit_unified_7d_utilization, ratelimit_unified_7d_reset, upstream_credential_hash";
+     ratelimit_unified_7d_utilization, ratelimit_unified_7d_reset, upstream_credential_hash, \
+     client_key_id";
 const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
 
 /// What an insert does with a row that is already there.
@@ -91,6 +92,7 @@ macro_rules! bind_request {
                     .and_then(|u| u.seven_day.resets_at.clone()),
             )
             .bind(r.upstream_credential_hash.map(|h| h.to_string()))
+            .bind(r.client_key_id.clone())
     }};
 }
 
@@ -242,8 +244,8 @@ mod tests {
     fn insert_statements_have_a_placeholder_per_column_and_row() {
         let sqlite = &INSERT_REQUESTS[Dialect::Sqlite as usize][0];
         assert!(sqlite[3].starts_with("INSERT INTO api_requests (request_id, domain,"));
-        assert_eq!(sqlite[3].matches('?').count(), 29);
-        assert_eq!(sqlite[0].matches('?').count(), 29 * 64);
+        assert_eq!(sqlite[3].matches('?').count(), 30);
+        assert_eq!(sqlite[0].matches('?').count(), 30 * 64);
         assert_eq!(
             INSERT_CHUNKS[Dialect::Sqlite as usize][0][2]
                 .matches('?')
@@ -252,9 +254,9 @@ mod tests {
         );
 
         let postgres = &INSERT_REQUESTS[Dialect::Postgres as usize][0];
-        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"));
-        assert!(postgres[0].ends_with(", $1856)"));
-        assert!(postgres[1].contains("($30, $31,"));
+        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"));
+        assert!(postgres[0].ends_with(", $1920)"));
+        assert!(postgres[1].contains("($31, $32,"));
         let replay = &INSERT_REQUESTS[Dialect::Postgres as usize][1];
         assert!(replay[2].ends_with(") ON CONFLICT DO NOTHING"));
     }

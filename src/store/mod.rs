@@ -151,6 +151,9 @@ macro_rules! with_pool {
     };
 }
 
+mod client_keys;
+pub use client_keys::{ClientKeyRow, ClientKeysVersion};
+
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
@@ -253,11 +256,13 @@ impl Store {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 insert::insert_sqlite(&mut tx, records, duplicates).await?;
+                client_keys::touch_sqlite(&mut tx, records).await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 insert::insert_postgres(&mut tx, records, duplicates).await?;
+                client_keys::touch_postgres(&mut tx, records).await?;
                 tx.commit().await?;
             }
         }
