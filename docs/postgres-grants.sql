@@ -14,13 +14,16 @@
 -- And run every server with:
 --   DATABASE_URL=postgres://nexus_app:app-password@db-host/nexus?sslmode=require claude-nexus serve
 
--- Step 1: connect, and read and write the records; nothing else (no DELETE, no DDL).
+-- Step 1: connect, and read and write the records and client keys; nothing else (no DELETE, no DDL).
 DO $$ BEGIN
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO nexus_app', current_database());
 END $$;
 GRANT USAGE ON SCHEMA public TO nexus_app;
 GRANT SELECT, INSERT, UPDATE ON api_requests, streaming_chunks TO nexus_app;
 GRANT USAGE ON SEQUENCE streaming_chunks_id_seq TO nexus_app;
+-- Client keys: servers read them and record their last use; `claude-nexus keys` (run with
+-- the same DATABASE_URL) creates and revokes them. Keys are never deleted.
+GRANT SELECT, INSERT, UPDATE ON client_keys TO nexus_app;
 -- `serve` checks that the schema is up to date before it starts.
 GRANT SELECT ON _sqlx_migrations TO nexus_app;
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,13 +51,28 @@ impl LiveKey {
 }
 
 /// The database's active client keys, in memory.
-#[derive(Default)]
 pub struct ClientKeys {
     by_hash: ArcSwap<HashMap<KeyHash, Arc<LiveKey>>>,
     version: std::sync::Mutex<Option<ClientKeysVersion>>,
+    reloads: watch::Sender<u64>,
+}
+
+impl Default for ClientKeys {
+    fn default() -> Self {
+        ClientKeys {
+            by_hash: ArcSwap::default(),
+            version: std::sync::Mutex::default(),
+            reloads: watch::Sender::new(0),
+        }
+    }
 }
 
 impl ClientKeys {
+    /// A channel that ticks after every reload (the value counts reloads).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
     /// The key with this hash, unless it is revoked (or unknown). No lock, no I/O.
     pub fn lookup(&self, hash: &KeyHash) -> Option<Arc<LiveKey>> {
         self.by_hash.load().get(hash).cloned()
@@ -92,6 +108,7 @@ impl ClientKeys {
             .collect();
         self.by_hash.store(Arc::new(map));
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
+        self.reloads.send_modify(|n| *n += 1);
         Ok(true)
     }
 }

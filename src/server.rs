@@ -170,6 +170,11 @@ impl Server {
         &self.state.credentials
     }
 
+    /// The database's client keys, for callers that want to watch reloads.
+    pub fn client_keys(&self) -> &Arc<ClientKeys> {
+        &self.state.client_keys
+    }
+
     /// The record pipeline's counters (written, spooled, lost, …).
     pub fn record_stats(&self) -> Arc<RecordStats> {
         self.state.recorder.stats().clone()

@@ -136,7 +136,7 @@ impl Store {
             let q = bind_ts!(q, ts(d, key.expires_at));
             let q = bind_ts!(q, ts(d, key.last_used_at));
             let q = bind_ts!(q, ts(d, key.revoked_at));
-            q.bind(key.rotated_from.clone()).execute(pool).await.map(drop)?
+            q.bind(key.rotated_from.clone()).execute(pool).await.map(drop)?;
         });
         self.note_duration("insert_client_key", started);
         Ok(())
@@ -276,6 +276,19 @@ impl Store {
     }
 }
 
+impl Store {
+    /// See [`touch_fn`]; a failure is logged, never returned.
+    pub(super) async fn touch_last_used(&self, records: &[Record]) {
+        let result = match &self.pool {
+            Pool::Sqlite(pool) => touch_sqlite(pool, records).await,
+            Pool::Postgres(pool) => touch_postgres(pool, records).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!("cannot update the client keys' last use: {e}");
+        }
+    }
+}
+
 /// The latest request of each client key in `records` (keys of the `client_keys` table only).
 fn latest_use(records: &[Record]) -> HashMap<&str, OffsetDateTime> {
     let mut latest: HashMap<&str, OffsetDateTime> = HashMap::new();
@@ -295,21 +308,19 @@ fn latest_use(records: &[Record]) -> HashMap<&str, OffsetDateTime> {
 const TOUCH: &str = "UPDATE client_keys SET last_used_at = ? \
                      WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)";
 
-/// Moves `last_used_at` forward for the keys a batch of records used, in the batch's
-/// transaction: one `UPDATE` per key, never one per request.
+/// Moves `last_used_at` forward for the keys a batch of records used, once the batch is
+/// written: one `UPDATE` per key, never one per request. Outside the batch's transaction, so
+/// that a failure here (a missing grant) never holds back a record.
 macro_rules! touch_fn {
     ($name:ident, $db:ty, $dialect:expr, $ts:expr) => {
-        pub(super) async fn $name(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            records: &[Record],
-        ) -> Result<(), sqlx::Error> {
+        async fn $name(pool: &sqlx::Pool<$db>, records: &[Record]) -> Result<(), sqlx::Error> {
             let sql = $dialect.sql(TOUCH);
             for (id, at) in latest_use(records) {
                 sqlx::query(AssertSqlSafe(sql.clone().into_owned()))
                     .bind($ts(at))
                     .bind(id.to_string())
                     .bind($ts(at))
-                    .execute(&mut **tx)
+                    .execute(pool)
                     .await?;
             }
             Ok(())

@@ -256,17 +256,16 @@ impl Store {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 insert::insert_sqlite(&mut tx, records, duplicates).await?;
-                client_keys::touch_sqlite(&mut tx, records).await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 insert::insert_postgres(&mut tx, records, duplicates).await?;
-                client_keys::touch_postgres(&mut tx, records).await?;
                 tx.commit().await?;
             }
         }
         self.note_duration("insert_records", started);
+        self.touch_last_used(records).await;
         Ok(())
     }
 

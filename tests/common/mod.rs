@@ -473,6 +473,8 @@ pub struct TestProxy {
     pub reloads: tokio::sync::watch::Receiver<u64>,
     pub retention: tokio::sync::watch::Receiver<RetentionReport>,
     pub records: Arc<RecordStats>,
+    /// Ticks when the server reloads the database's client keys.
+    pub key_reloads: tokio::sync::watch::Receiver<u64>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -544,6 +546,7 @@ impl ProxyBuilder {
             reloads: tokio::sync::watch::channel(0).1,
             retention: tokio::sync::watch::channel(RetentionReport::default()).1,
             records: Arc::default(),
+            key_reloads: tokio::sync::watch::channel(0).1,
             env,
             stop: None,
             task: None,
@@ -560,6 +563,7 @@ impl TestProxy {
         self.reloads = server.credentials().subscribe();
         self.retention = server.retention();
         self.records = server.record_stats();
+        self.key_reloads = server.client_keys().subscribe();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -567,6 +571,11 @@ impl TestProxy {
         self.task = Some(tokio::spawn(server.run(listener, async move {
             let _ = stopped.await;
         })));
+    }
+
+    /// The proxy's configuration, for running the CLI on the same files and database.
+    pub fn env_vars(&self) -> &HashMap<String, String> {
+        &self.env
     }
 
     /// Changes a configuration value for the next [`TestProxy::restart`].
