@@ -13,6 +13,7 @@
 //! Writing back (a rotated OAuth token, a new login) is in [`update`]: atomic, mode 0600, every
 //! other field of the file kept.
 
+pub mod keychain;
 mod update;
 
 use std::collections::HashMap;
@@ -28,8 +29,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::keys::{KeyHash, KeySalt};
+use crate::secrets::{Keychain, SecretStore};
 
-pub use update::{OAuthTokens, UpdateError, save_login, save_oauth_tokens};
+pub use update::{OAuthTokens, UpdateError, save_login, save_oauth_tokens, save_oauth_tokens_with};
 
 pub const FILE_SUFFIX: &str = ".credentials.json";
 
@@ -146,6 +148,8 @@ impl Accounts {
 pub struct Credentials {
     dir: PathBuf,
     salt: Arc<KeySalt>,
+    /// Where `{"keychain": …}` references are resolved (at load time only).
+    secrets: Arc<dyn SecretStore>,
     current: ArcSwap<Accounts>,
     /// The last version of each file that loaded, kept when an edit breaks it.
     last_good: Mutex<HashMap<PathBuf, Arc<Account>>>,
@@ -155,9 +159,19 @@ pub struct Credentials {
 impl Credentials {
     /// Loads the directory; returns the files that could not be loaded alongside.
     pub fn load(dir: &Path, salt: Arc<KeySalt>) -> (Credentials, Vec<CredentialError>) {
+        Self::load_with(dir, salt, Arc::new(Keychain))
+    }
+
+    /// Like [`Credentials::load`], resolving keychain references in `secrets`.
+    pub fn load_with(
+        dir: &Path,
+        salt: Arc<KeySalt>,
+        secrets: Arc<dyn SecretStore>,
+    ) -> (Credentials, Vec<CredentialError>) {
         let credentials = Credentials {
             dir: dir.to_path_buf(),
             salt,
+            secrets,
             current: ArcSwap::default(),
             last_good: Mutex::default(),
             reloads: watch::Sender::new(0),
@@ -169,6 +183,11 @@ impl Credentials {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the files' keychain references point.
+    pub fn secrets(&self) -> &Arc<dyn SecretStore> {
+        &self.secrets
     }
 
     /// The current accounts. Cheap: no lock, no I/O.
@@ -205,7 +224,7 @@ impl Credentials {
         }
         let mut loaded = HashMap::new();
         for file in files {
-            match load_file(&file, &self.salt) {
+            match load_file_with(&file, &self.salt, self.secrets.as_ref()) {
                 Ok(account) => {
                     loaded.insert(file, Arc::new(account));
                 }
@@ -323,8 +342,18 @@ fn check_dir_permissions(dir: &Path) {
     }
 }
 
-/// Loads one credential file: permissions first, then the JSON.
+/// Loads one credential file: permissions first, then the JSON (keychain references resolved
+/// in the OS keychain).
 pub fn load_file(file: &Path, salt: &KeySalt) -> Result<Account, CredentialError> {
+    load_file_with(file, salt, &Keychain)
+}
+
+/// Loads one credential file, resolving keychain references in `secrets`.
+pub fn load_file_with(
+    file: &Path,
+    salt: &KeySalt,
+    secrets: &dyn SecretStore,
+) -> Result<Account, CredentialError> {
     let io = |source| CredentialError::Io {
         file: file.to_path_buf(),
         source,
@@ -347,25 +376,36 @@ pub fn load_file(file: &Path, salt: &KeySalt) -> Result<Account, CredentialError
         .and_then(|n| n.strip_suffix(FILE_SUFFIX))
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let mut account = parse(&domain, &text, salt).map_err(|reason| CredentialError::Invalid {
-        file: file.to_path_buf(),
-        reason,
-    })?;
+    let mut account =
+        parse_with(&domain, &text, salt, secrets).map_err(|reason| CredentialError::Invalid {
+            file: file.to_path_buf(),
+            reason,
+        })?;
     account.file = file.to_path_buf();
     Ok(account)
 }
 
 /// Parses a credential file's text. Error messages name the field, never its value.
 pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String> {
+    parse_with(domain, text, salt, &Keychain)
+}
+
+/// Parses a credential file's text, resolving keychain references in `secrets`.
+pub fn parse_with(
+    domain: &str,
+    text: &str,
+    salt: &KeySalt,
+    secrets: &dyn SecretStore,
+) -> Result<Account, String> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| format!("not valid JSON (line {}, column {})", e.line(), e.column()))?;
     let obj = value.as_object().ok_or("expected a JSON object")?;
     let kind = string_field(obj, "type")?.ok_or("missing field \"type\"")?;
     let credential = match kind {
         "api_key" => {
-            let key = string_field(obj, "api_key")?
+            let key = secret_field(obj, "api_key", "api_key", secrets)?
                 .ok_or("field \"api_key\" is required when \"type\" is \"api_key\"")?;
-            UpstreamCredential::ApiKey(SecretString::from(key))
+            UpstreamCredential::ApiKey(key)
         }
         "oauth" => {
             let oauth = match obj.get("oauth") {
@@ -373,7 +413,7 @@ pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String
                 Some(_) => return Err("field \"oauth\" must be an object".into()),
                 None => return Err("field \"oauth\" is required when \"type\" is \"oauth\"".into()),
             };
-            UpstreamCredential::OAuth(parse_oauth(oauth)?)
+            UpstreamCredential::OAuth(parse_oauth(oauth, secrets)?)
         }
         "passthrough" => UpstreamCredential::Passthrough,
         _ => {
@@ -395,9 +435,12 @@ pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String
     })
 }
 
-fn parse_oauth(oauth: &Map<String, Value>) -> Result<OAuthCredential, String> {
-    let field = |name: &str| string_field(oauth, name).map_err(|e| format!("oauth.{e}"));
-    let access = field("accessToken")?.ok_or("field \"oauth.accessToken\" is required")?;
+fn parse_oauth(
+    oauth: &Map<String, Value>,
+    secrets: &dyn SecretStore,
+) -> Result<OAuthCredential, String> {
+    let access = secret_field(oauth, "accessToken", "oauth.accessToken", secrets)?
+        .ok_or("field \"oauth.accessToken\" is required")?;
     let expires_at = match oauth.get("expiresAt") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -421,12 +464,48 @@ fn parse_oauth(oauth: &Map<String, Value>) -> Result<OAuthCredential, String> {
             .ok_or("field \"oauth.isMax\" must be true or false")?,
     };
     Ok(OAuthCredential {
-        access_token: SecretString::from(access),
-        refresh_token: field("refreshToken")?.map(SecretString::from),
+        access_token: access,
+        refresh_token: secret_field(oauth, "refreshToken", "oauth.refreshToken", secrets)?,
         expires_at,
         scopes,
         is_max,
     })
+}
+
+/// A secret field: an inline string, or `{"keychain": "<entry>"}` resolved in `secrets`.
+/// `path` names the field in errors (which never quote a value).
+fn secret_field(
+    obj: &Map<String, Value>,
+    name: &str,
+    path: &str,
+    secrets: &dyn SecretStore,
+) -> Result<Option<SecretString>, String> {
+    match obj.get(name) {
+        Some(Value::Object(reference)) => {
+            let entry = reference
+                .get("keychain")
+                .and_then(Value::as_str)
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| {
+                    format!("field \"{path}\" must be a string or {{\"keychain\": \"<entry>\"}}")
+                })?;
+            secrets
+                .get(entry)
+                .map(Some)
+                .map_err(|e| format!("field \"{path}\": {e}"))
+        }
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Ok(string_field(obj, name)?.map(SecretString::from))
+        }
+        Some(_) => Err(format!(
+            "field \"{path}\" must be a string or {{\"keychain\": \"<entry>\"}}"
+        )),
+    }
+}
+
+/// The keychain entry a secret field refers to, if it is a reference.
+pub fn keychain_reference<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    obj.get(name)?.as_object()?.get("keychain")?.as_str()
 }
 
 /// An optional string field: absent, null or empty is `None`; any other type is an error.

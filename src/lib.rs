@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod records;
 pub mod redact;
 pub mod retention;
+pub mod secrets;
 pub mod server;
 pub mod spool;
 pub mod state;

@@ -1,6 +1,8 @@
 //! `claude-nexus`: the headless proxy. Parses the command line and the environment, sets up
 //! logging, and hands over to the library.
 
+#[path = "cli/credentials_cmd.rs"]
+mod credentials_cmd;
 #[path = "cli/keys_cmd.rs"]
 mod keys_cmd;
 
@@ -42,6 +44,9 @@ enum Command {
     /// Client keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Credential files and the OS keychain: import, export, check.
+    #[command(subcommand)]
+    Credentials(credentials_cmd::CredentialsCommand),
     /// Claude Pro/Max (OAuth) accounts: log in, show status, refresh.
     #[command(subcommand)]
     Oauth(OauthCommand),
@@ -110,6 +115,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Migrate => migrate(),
         Command::Oauth(command) => oauth(command),
+        Command::Credentials(command) => {
+            cli_command(|config| async move { credentials_cmd::run(&config, command).await })
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use crate::oauth::{self, Tokens};
 use crate::proxy;
 use crate::records::{self, RecordStats, Recorder};
 use crate::retention::{self, RetentionReport};
+use crate::secrets::{Keychain, SecretStore};
 use crate::spool::{self, Spool};
 use crate::state::{AppState, ProxySettings};
 use crate::store::{Migrations, Store, StoreError};
@@ -63,6 +64,15 @@ pub struct Server {
 impl Server {
     /// Opens the store, loads the accounts and starts the background tasks.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        Self::start_with(config, Arc::new(Keychain)).await
+    }
+
+    /// Like [`Server::start`], resolving the credential files' keychain references in
+    /// `secrets` (only when files are loaded; requests never ask it).
+    pub async fn start_with(
+        config: Config,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<Server, StartError> {
         let migrations = if config.auto_migrate {
             Migrations::Apply
         } else {
@@ -80,7 +90,8 @@ impl Server {
             }
         };
         let salt = Arc::new(salt);
-        let (credentials, errors) = Credentials::load(&config.credentials_dir, salt.clone());
+        let (credentials, errors) =
+            Credentials::load_with(&config.credentials_dir, salt.clone(), secrets.clone());
         for error in &errors {
             tracing::warn!("{error}");
         }
@@ -112,7 +123,8 @@ impl Server {
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let http = proxy::client()?;
-        let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
+        let tokens =
+            Arc::new(Tokens::new(config.oauth.clone(), http.clone()).with_secrets(secrets));
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
         let usage_windows = Arc::new(UsageWindows::default());

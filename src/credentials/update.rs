@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::atomic_file;
 use crate::keys::{self, KeyKind};
+use crate::secrets::{Keychain, SecretStore};
 
 /// The tokens of an OAuth account, as the token endpoint granted them.
 #[derive(Debug)]
@@ -39,12 +40,25 @@ pub enum UpdateError {
 }
 
 /// Replaces the tokens of an existing OAuth credential file, keeping every other field.
+/// A token the file keeps in the keychain is written there (see [`save_oauth_tokens_with`]).
 pub fn save_oauth_tokens(file: &Path, tokens: &OAuthTokens) -> Result<(), UpdateError> {
+    save_oauth_tokens_with(file, tokens, &Keychain)
+}
+
+/// Replaces the tokens of an existing OAuth credential file, keeping every other field. A
+/// token whose field is a `{"keychain": …}` reference goes to that entry in `secrets` (before
+/// the file is rewritten with the new expiry), the reference staying; should the keychain
+/// refuse it, the token is written inline instead, so a rotated token is never lost.
+pub fn save_oauth_tokens_with(
+    file: &Path,
+    tokens: &OAuthTokens,
+    secrets: &dyn SecretStore,
+) -> Result<(), UpdateError> {
     let mut obj = read_object(file)?.ok_or_else(|| UpdateError::Io {
         file: file.to_path_buf(),
         source: std::io::ErrorKind::NotFound.into(),
     })?;
-    set_tokens(&mut obj, file, tokens)?;
+    set_tokens(&mut obj, file, tokens, secrets)?;
     write(file, &obj)
 }
 
@@ -68,7 +82,7 @@ pub fn save_login(
         obj.insert("client_api_key".into(), json!(key.expose_secret()));
         Some(key)
     };
-    set_tokens(&mut obj, file, tokens)?;
+    set_tokens(&mut obj, file, tokens, &Keychain)?;
     write(file, &obj)?;
     Ok(created)
 }
@@ -103,6 +117,7 @@ fn set_tokens(
     obj: &mut Map<String, Value>,
     file: &Path,
     tokens: &OAuthTokens,
+    secrets: &dyn SecretStore,
 ) -> Result<(), UpdateError> {
     let oauth = obj
         .entry("oauth")
@@ -113,18 +128,33 @@ fn set_tokens(
             reason: "field \"oauth\" is not an object",
         });
     };
-    oauth.insert(
-        "accessToken".into(),
-        json!(tokens.access_token.expose_secret()),
-    );
+    set_secret(oauth, "accessToken", &tokens.access_token, secrets);
     if let Some(refresh) = &tokens.refresh_token {
-        oauth.insert("refreshToken".into(), json!(refresh.expose_secret()));
+        set_secret(oauth, "refreshToken", refresh, secrets);
     }
     oauth.insert("expiresAt".into(), json!(tokens.expires_at));
     if !tokens.scopes.is_empty() {
         oauth.insert("scopes".into(), json!(tokens.scopes));
     }
     Ok(())
+}
+
+/// Writes a secret where its field says: the keychain entry it refers to, else inline.
+fn set_secret(
+    obj: &mut Map<String, Value>,
+    name: &str,
+    secret: &SecretString,
+    secrets: &dyn SecretStore,
+) {
+    if let Some(entry) = super::keychain_reference(obj, name) {
+        match secrets.set(entry, secret) {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(
+                "cannot write oauth.{name} to the keychain ({e}); writing it inline in the file"
+            ),
+        }
+    }
+    obj.insert(name.into(), json!(secret.expose_secret()));
 }
 
 fn write(file: &Path, obj: &Map<String, Value>) -> Result<(), UpdateError> {

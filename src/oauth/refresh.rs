@@ -18,6 +18,7 @@
 //!   that has not expired yet is still used.
 //! - No token ever reaches a log line or an error message.
 
+use crate::secrets::{Keychain, SecretStore};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +67,8 @@ pub struct Tokens {
     metrics: Metrics,
     /// Wakes the refresher when something changed its schedule.
     changed: Notify,
+    /// Where rotated tokens go when the file refers to the keychain.
+    secrets: Arc<dyn SecretStore>,
 }
 
 /// One account's live token and the lock that makes its refreshes single-flight.
@@ -93,7 +96,14 @@ impl Tokens {
             accounts: Mutex::default(),
             metrics: Metrics::default(),
             changed: Notify::new(),
+            secrets: Arc::new(Keychain),
         }
+    }
+
+    /// Rotated tokens of files with keychain references are written to `secrets`.
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretStore>) -> Tokens {
+        self.secrets = secrets;
+        self
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -280,7 +290,7 @@ impl Tokens {
                 );
                 // Counted once the save was attempted, so a success seen in /oauth-metrics
                 // is also on disk (unless the save failed, which is logged and shown).
-                let saved = persist(file, tokens).await;
+                let saved = persist(file, tokens, self.secrets.clone()).await;
                 self.metrics.successes.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = saved {
                     tracing::error!(
@@ -339,11 +349,17 @@ impl Tokens {
     }
 }
 
-async fn persist(file: PathBuf, tokens: OAuthTokens) -> Result<(), String> {
-    tokio::task::spawn_blocking(move || credentials::save_oauth_tokens(&file, &tokens))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+async fn persist(
+    file: PathBuf,
+    tokens: OAuthTokens,
+    secrets: Arc<dyn SecretStore>,
+) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        credentials::save_oauth_tokens_with(&file, &tokens, secrets.as_ref())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
 /// The background refresher: renews tokens ahead of expiry until `shutdown`. A refresh in
@@ -388,7 +404,7 @@ pub async fn refresh_file(
         .ok_or(RefreshFileError::NoRefreshToken)?;
     let granted = endpoint::refresh(http, config, refresh).await?;
     let expires_at = granted.tokens.expires_at;
-    persist(file.to_path_buf(), granted.tokens)
+    persist(file.to_path_buf(), granted.tokens, Arc::new(Keychain))
         .await
         .map_err(RefreshFileError::File)?;
     Ok(expires_at)
