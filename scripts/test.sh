@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
 # installs what the build needs (a C compiler for ring and the bundled SQLite) and the real
-# clients the tests drive (Claude Code, from npm, into tests/clients), and PostgreSQL for the
+# clients the tests drive (Claude Code, from npm, into tests/clients), D-Bus and gnome-keyring
+# for the keychain tests, and PostgreSQL for the
 # second pass of the store and proxy tests (scripts/postgres.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +12,11 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v kill >/dev/null || missing+=(procps)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# The keychain (keyring's Secret Service backend) links libdbus; its tests need a session bus
+# and gnome-keyring (scripts/keychain-tests.sh).
+pkg-config --exists dbus-1 2>/dev/null || missing+=(libdbus-1-dev)
+command -v dbus-run-session >/dev/null || missing+=(dbus dbus-daemon)
+command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -20,6 +26,10 @@ npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
 # Every test, with records in SQLite files.
 cargo test --locked --all-targets
+
+# The keychain tests again, against the real Secret Service (a private D-Bus session with an
+# unlocked gnome-keyring).
+scripts/keychain-tests.sh
 
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh

@@ -34,6 +34,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use claude_nexus::records::RecordStats;
 use claude_nexus::retention::RetentionReport;
+use claude_nexus::secrets::SecretStore;
 use claude_nexus::{Config, Server};
 use futures_util::stream;
 use tokio::net::TcpListener;
@@ -475,6 +476,7 @@ pub struct TestProxy {
     pub records: Arc<RecordStats>,
     /// Ticks when the server reloads the database's client keys.
     pub key_reloads: tokio::sync::watch::Receiver<u64>,
+    secrets: Option<Arc<dyn SecretStore>>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -483,6 +485,7 @@ pub struct TestProxy {
 pub struct ProxyBuilder {
     env: HashMap<String, String>,
     accounts: Vec<AccountFile>,
+    secrets: Option<Arc<dyn SecretStore>>,
 }
 
 impl ProxyBuilder {
@@ -493,6 +496,7 @@ impl ProxyBuilder {
         ProxyBuilder {
             env,
             accounts: Vec::new(),
+            secrets: None,
         }
     }
 
@@ -506,6 +510,12 @@ impl ProxyBuilder {
         for (name, value) in oauth.env() {
             self.env.insert(name.into(), value);
         }
+        self
+    }
+
+    /// Resolves keychain references in `secrets` instead of the OS keychain.
+    pub fn secrets(mut self, secrets: Arc<dyn SecretStore>) -> ProxyBuilder {
+        self.secrets = Some(secrets);
         self
     }
 
@@ -547,6 +557,7 @@ impl ProxyBuilder {
             retention: tokio::sync::watch::channel(RetentionReport::default()).1,
             records: Arc::default(),
             key_reloads: tokio::sync::watch::channel(0).1,
+            secrets: self.secrets,
             env,
             stop: None,
             task: None,
@@ -559,7 +570,10 @@ impl ProxyBuilder {
 impl TestProxy {
     async fn launch(&mut self) {
         let config = Config::from_map(&self.env).unwrap();
-        let server = Server::start(config).await.unwrap();
+        let server = match &self.secrets {
+            Some(secrets) => Server::start_with(config, secrets.clone()).await.unwrap(),
+            None => Server::start(config).await.unwrap(),
+        };
         self.reloads = server.credentials().subscribe();
         self.retention = server.retention();
         self.records = server.record_stats();
