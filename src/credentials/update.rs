@@ -63,19 +63,23 @@ pub fn save_oauth_tokens_with(
 }
 
 /// Writes the result of a login: creates the file, or renews the tokens of an existing one
-/// (which becomes `"type": "oauth"`). A file without a client key gets a new one, returned so
-/// it can be shown once. `account_id` is used only when the file has no `accountId`.
+/// (which becomes `"type": "oauth"`). A new file gets a client key, returned so it can be
+/// shown once; an existing file is not given one (its keys may be in the database, and a
+/// plaintext key must not come back after `credentials import`). `account_id` is used only
+/// when the file has no `accountId`.
 pub fn save_login(
     file: &Path,
     tokens: &OAuthTokens,
     account_id: &str,
 ) -> Result<Option<SecretString>, UpdateError> {
-    let mut obj = read_object(file)?.unwrap_or_default();
+    let existing = read_object(file)?;
+    let is_new = existing.is_none();
+    let mut obj = existing.unwrap_or_default();
     obj.insert("type".into(), json!("oauth"));
     if !has_text(&obj, "accountId") {
         obj.insert("accountId".into(), json!(account_id));
     }
-    let created = if has_text(&obj, "client_api_key") {
+    let created = if !is_new || has_text(&obj, "client_api_key") {
         None
     } else {
         let key = keys::generate(KeyKind::Live)?;
