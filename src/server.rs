@@ -79,6 +79,10 @@ impl Server {
             Migrations::Verify
         };
         let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
+        let client_keys = Arc::new(ClientKeys::default());
+        if let Err(e) = client_keys.refresh(&store).await {
+            tracing::warn!("cannot load client keys yet ({e}); retrying every second");
+        }
         let salt = match &config.api_key_salt {
             Some(salt) => KeySalt::from_secret_string(salt),
             None => {
@@ -136,10 +140,6 @@ impl Server {
             config.oauth.usage_interval,
             stop_tasks.clone(),
         );
-        let client_keys = Arc::new(ClientKeys::default());
-        if let Err(e) = client_keys.refresh(&store).await {
-            tracing::warn!("cannot load client keys yet ({e}); retrying every second");
-        }
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());
         let state = Arc::new(AppState {
