@@ -6,7 +6,8 @@
 //! ([`spawn_refresher`]) asks the database every [`REFRESH_INTERVAL`] for a cheap version of the
 //! table (how many keys, how many revoked) and reloads the snapshot when it changed, so a key
 //! created or revoked by the CLI (or by another instance on the same PostgreSQL) takes effect
-//! within about a second, without a restart. Expiry is checked against the clock on each
+//! within half a second, without a restart; the CLI returns after [`SETTLE`], when the change
+//! is in effect. Expiry is checked against the clock on each
 //! lookup, so an expired key stops working the moment it expires. `last_used_at` is moved
 //! forward by the record writer, one `UPDATE` per key and batch.
 //!
@@ -28,8 +29,12 @@ use crate::config::Config;
 use crate::keys::{self, KeyHash, KeyKind, KeySalt};
 use crate::store::{ClientKeyRow, ClientKeysVersion, Store, StoreError};
 
-/// How often the server checks whether keys were created or revoked.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the server checks whether keys were created or revoked (one `COUNT` on a small
+/// table: cheap enough to ask twice a second).
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long `keys create|rotate|revoke` wait before returning, so that a running proxy that
+/// answers its database has applied the change by then: two refresh intervals.
+pub const SETTLE: Duration = Duration::from_secs(1);
 /// Characters of a key kept for display: `cnp_live_` and four of the random part.
 const PREFIX_CHARS: usize = keys::LIVE_PREFIX.len() + 4;
 /// The key id recorded for a credential file's `client_api_key`.

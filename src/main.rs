@@ -93,7 +93,7 @@ enum KeysCommand {
     Create(keys_cmd::CreateArgs),
     /// Every client key: prefix, label, account, created, last used, expiry, status.
     List(keys_cmd::ListArgs),
-    /// Revoke a key (or, with --all, every key): refused by the running proxy within a second.
+    /// Revoke a key (or, with --all, every key): refused by a running proxy from then on.
     Revoke(keys_cmd::RevokeArgs),
     /// Create a successor of a key (same account and label); the old one stays valid.
     Rotate(keys_cmd::RotateArgs),

@@ -81,7 +81,7 @@ impl Server {
         let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
         let client_keys = Arc::new(ClientKeys::default());
         if let Err(e) = client_keys.refresh(&store).await {
-            tracing::warn!("cannot load client keys yet ({e}); retrying every second");
+            tracing::warn!("cannot load client keys yet ({e}); retrying");
         }
         let salt = match &config.api_key_salt {
             Some(salt) => KeySalt::from_secret_string(salt),

@@ -1,5 +1,6 @@
 //! `claude-nexus keys create|list|revoke|rotate`: the client key lifecycle from the command
-//! line. The keys live in the database; a running proxy notices a change within a second.
+//! line. The keys live in the database; a running proxy applies a change within half a second,
+//! and these commands return after [`client_keys::SETTLE`], when it is in effect.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -97,6 +98,7 @@ pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
     )
     .await?;
     store.close().await;
+    tokio::time::sleep(client_keys::SETTLE).await;
     describe_new(&created.row);
     println!("{}", created.key.expose_secret());
     Ok(())
@@ -123,6 +125,7 @@ pub async fn rotate(config: &Config, args: RotateArgs) -> anyhow::Result<()> {
     let (old, created) =
         client_keys::rotate(&store, &salt(config)?, &args.id, args.expires).await?;
     store.close().await;
+    tokio::time::sleep(client_keys::SETTLE).await;
     describe_new(&created.row);
     println!("{}", created.key.expose_secret());
     eprintln!(
@@ -251,8 +254,9 @@ pub async fn revoke(config: &Config, args: RevokeArgs) -> anyhow::Result<()> {
     if let Some(id) = args.id {
         let key = client_keys::find(&store, &id).await?;
         if store.revoke_client_key(&id, now).await? {
+            tokio::time::sleep(client_keys::SETTLE).await;
             println!(
-                "revoked {id} ({}, {}); the running proxy refuses it within a second",
+                "revoked {id} ({}, {}); a running proxy refuses it from now on",
                 client_keys::display_prefix(&key.prefix),
                 key.account
             );
@@ -297,6 +301,9 @@ pub async fn revoke(config: &Config, args: RevokeArgs) -> anyhow::Result<()> {
         .revoke_all_client_keys(account.as_deref(), now)
         .await?;
     store.close().await;
+    if !revoked.is_empty() {
+        tokio::time::sleep(client_keys::SETTLE).await;
+    }
     println!("revoked {} client key(s) in the database", revoked.len());
     for id in &revoked {
         println!("  {id}");

@@ -194,7 +194,7 @@ impl Store {
         Ok(rows)
     }
 
-    /// See [`ClientKeysVersion`]. One index-only count, cheap enough to ask every second.
+    /// See [`ClientKeysVersion`]. One index-only count, cheap enough to ask twice a second.
     pub async fn client_keys_version(&self) -> Result<ClientKeysVersion, StoreError> {
         let sql =
             "SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(revoked_at) AS BIGINT) FROM client_keys";
