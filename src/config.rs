@@ -35,8 +35,13 @@ pub struct Config {
     pub host: IpAddr,
     /// `PORT` (3000).
     pub port: u16,
-    /// `DASHBOARD_PORT` (3001), for the dashboard.
+    /// `DASHBOARD_PORT` (3001): the dashboard, always on 127.0.0.1.
     pub dashboard_port: u16,
+    /// `DASHBOARD_API_KEY`; when unset, one is generated at start and a login link printed.
+    pub dashboard_api_key: Option<SecretString>,
+    /// `ALLOWED_HOSTS`: comma-separated host names (no port) accepted in `Host` besides
+    /// 127.0.0.1, localhost and [::1], on both ports.
+    pub allowed_hosts: Vec<String>,
     pub upstream: UpstreamConfig,
     /// `MAX_REQUEST_SIZE` in bytes (32 MiB): larger request bodies get a 413.
     pub max_request_size: usize,
@@ -123,6 +128,8 @@ impl Config {
             host: get("HOST").map_or(Ok(Ipv4Addr::LOCALHOST.into()), |v| parse_host(&v))?,
             port: parse_or("PORT", get("PORT"), 3000)?,
             dashboard_port: parse_or("DASHBOARD_PORT", get("DASHBOARD_PORT"), 3001)?,
+            dashboard_api_key: parse_dashboard_key(get("DASHBOARD_API_KEY"))?,
+            allowed_hosts: parse_allowed_hosts(get("ALLOWED_HOSTS"))?,
             upstream: UpstreamConfig {
                 base_url: parse_base_url(get("CLAUDE_API_BASE_URL"))?,
                 header_timeout: duration_or(
@@ -233,6 +240,50 @@ fn parse_base_url(value: Option<String>) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// The shortest `DASHBOARD_API_KEY` accepted: the dashboard holds every record.
+pub const DASHBOARD_KEY_MIN_LEN: usize = 16;
+
+fn parse_dashboard_key(value: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    let Some(key) = value else { return Ok(None) };
+    let key = key.trim();
+    if key.len() < DASHBOARD_KEY_MIN_LEN {
+        return Err(invalid(
+            "DASHBOARD_API_KEY",
+            format!(
+                "too short ({} characters); use at least {DASHBOARD_KEY_MIN_LEN}, e.g. from `claude-nexus keys generate`",
+                key.len()
+            ),
+        ));
+    }
+    Ok(Some(SecretString::from(key)))
+}
+
+fn parse_allowed_hosts(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let valid = h.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+            });
+            if valid {
+                Ok(h.to_ascii_lowercase())
+            } else {
+                Err(invalid(
+                    "ALLOWED_HOSTS",
+                    format!(
+                        "expected comma-separated host names without port or scheme, got {h:?}"
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
     let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
     match scheme.to_ascii_lowercase().as_str() {
@@ -323,12 +374,27 @@ mod tests {
             ("CLAUDE_API_TIMEOUT", "soon"),
             ("ENABLE_CLIENT_AUTH", "maybe"),
             ("MAX_REQUEST_SIZE", "-1"),
+            ("DASHBOARD_API_KEY", "short"),
+            ("ALLOWED_HOSTS", "http://example.com/"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");
             assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
         }
+    }
+
+    #[test]
+    fn dashboard_settings() {
+        let c = config(&[
+            ("DASHBOARD_API_KEY", "a-long-enough-dashboard-key"),
+            ("ALLOWED_HOSTS", "Proxy.Example.com, box.lan,"),
+        ])
+        .unwrap();
+        assert!(c.dashboard_api_key.is_some());
+        assert_eq!(c.allowed_hosts, ["proxy.example.com", "box.lan"]);
+        let err = config(&[("DASHBOARD_API_KEY", "tiny-secret")]).unwrap_err();
+        assert!(!err.to_string().contains("tiny-secret"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod credentials;
+pub mod dashboard;
 pub mod error;
 pub mod keys;
 pub mod logging;

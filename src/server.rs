@@ -6,7 +6,7 @@
 //! tests pass a channel and bind port 0, and the tray app passes its Quit.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +14,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::app;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
+use crate::dashboard::{self, DashboardState, hosts};
 use crate::keys::KeySalt;
 use crate::proxy;
 use crate::records::{self, Recorder};
@@ -40,7 +43,18 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("cannot listen for the dashboard on {addr} (set DASHBOARD_PORT): {source}")]
+    Dashboard {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate a dashboard key: {0}")]
+    Random(#[from] getrandom::Error),
 }
+
+/// Live summaries kept for slow dashboard listeners before they miss some.
+const FEED_CAPACITY: usize = 1024;
 
 pub struct Server {
     state: Arc<AppState>,
@@ -48,6 +62,10 @@ pub struct Server {
     stop_tasks: CancellationToken,
     writer: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
+    dashboard: Arc<DashboardState>,
+    dashboard_listener: TcpListener,
+    /// The key, when it was generated here (then the login link is printed at start).
+    generated_dashboard_key: Option<SecretString>,
 }
 
 impl Server {
@@ -77,14 +95,40 @@ impl Server {
         }
 
         let stop_tasks = CancellationToken::new();
+        let dashboard_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.dashboard_port));
+        let dashboard_listener =
+            TcpListener::bind(dashboard_addr)
+                .await
+                .map_err(|source| StartError::Dashboard {
+                    addr: dashboard_addr,
+                    source,
+                })?;
+        let (dashboard_key, generated_dashboard_key) = match &config.dashboard_api_key {
+            Some(key) => (key.clone(), None),
+            None => {
+                let key = dashboard::auth::generate_key()?;
+                (key.clone(), Some(key))
+            }
+        };
+        let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
+
         let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
         let writer = records::spawn_writer(
             store.clone(),
             queue,
             recorder.stats().clone(),
             stop_tasks.clone(),
+            feed.clone(),
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
+        let dashboard = Arc::new(DashboardState {
+            store: store.clone(),
+            auth: dashboard::auth::Auth::new(&dashboard_key),
+            feed,
+            prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
+            hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
+            shutdown: CancellationToken::new(),
+        });
         let state = Arc::new(AppState {
             credentials,
             salt,
@@ -108,7 +152,15 @@ impl Server {
             stop_tasks,
             writer,
             watcher,
+            dashboard,
+            dashboard_listener,
+            generated_dashboard_key,
         })
+    }
+
+    /// Where the dashboard listens (127.0.0.1, `DASHBOARD_PORT`; port 0 picks a free one).
+    pub fn dashboard_addr(&self) -> std::io::Result<SocketAddr> {
+        self.dashboard_listener.local_addr()
     }
 
     /// The accounts, for callers that want to watch reloads.
@@ -129,9 +181,34 @@ impl Server {
             self.state.credentials.snapshot().len(),
             self.state.credentials.dir().display(),
         );
+        let dashboard_addr = self.dashboard_listener.local_addr()?;
+        match &self.generated_dashboard_key {
+            // To stdout, not through the log (stderr): it is the one deliberate showing of
+            // the key, and log lines may be collected elsewhere.
+            Some(key) => println!(
+                "\nDashboard: http://{dashboard_addr}/login#key={}\n  One-time login link: the key was generated because DASHBOARD_API_KEY is not set, and changes at every start.\n",
+                key.expose_secret()
+            ),
+            None => tracing::info!("dashboard on http://{dashboard_addr}"),
+        }
         let graceful = CancellationToken::new();
-        let app =
-            app::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let proxy_hosts = hosts::ProxyHosts {
+            allowed: self.dashboard.hosts.clone(),
+            credentials: self.state.credentials.clone(),
+        };
+        let app = app::router(self.state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                proxy_hosts,
+                hosts::proxy_guard,
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let dashboard_app = dashboard::router(self.dashboard.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let dashboard_task = tokio::spawn(
+            axum::serve(self.dashboard_listener, dashboard_app)
+                .with_graceful_shutdown(graceful.clone().cancelled_owned())
+                .into_future(),
+        );
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(graceful.clone().cancelled_owned())
             .into_future();
@@ -142,6 +219,7 @@ impl Server {
             () = shutdown => {
                 tracing::info!("shutting down: finishing in-flight requests");
                 graceful.cancel();
+                self.dashboard.shutdown.cancel();
                 match tokio::time::timeout(self.shutdown_timeout, &mut serve).await {
                     Ok(result) => result,
                     Err(_) => {
@@ -153,6 +231,13 @@ impl Server {
             }
         };
 
+        graceful.cancel();
+        self.dashboard.shutdown.cancel();
+        match tokio::time::timeout(CUT_WAIT, dashboard_task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("dashboard: {e}"),
+            Err(_) => tracing::warn!("dashboard connections still open at shutdown; closing"),
+            _ => {}
+        }
         self.stop_tasks.cancel();
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;

@@ -16,6 +16,11 @@ use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
+mod dashboard_queries;
+pub use dashboard_queries::{
+    Bucket, GroupTotals, Grouping, PageCursor, RequestDetailRow, RequestFilter, RequestListRow,
+};
+
 use crate::config::DatabaseConfig;
 use crate::records::Record;
 use crate::usage::Usage;

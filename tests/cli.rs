@@ -22,6 +22,7 @@ fn command(dir: &Path) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NEXUS_DATA_DIR", dir)
+        .env("DASHBOARD_PORT", "0")
         .env("CREDENTIALS_DIR", dir.join("credentials"))
         .env(
             "DATABASE_URL",

@@ -46,7 +46,13 @@ fn record(id: Uuid) -> Record {
 async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
     let (recorder, queue) = Recorder::channel(16);
     let stop = CancellationToken::new();
-    let writer = spawn_writer(store.clone(), queue, recorder.stats().clone(), stop.clone());
+    let writer = spawn_writer(
+        store.clone(),
+        queue,
+        recorder.stats().clone(),
+        stop.clone(),
+        tokio::sync::broadcast::channel(16).0,
+    );
     for r in records {
         recorder.record(r);
     }

@@ -29,6 +29,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+/// The dashboard key every test proxy is started with.
+pub const DASHBOARD_KEY: &str = "test-dashboard-key-0123456789";
+
 pub const MODEL: &str = "claude-sonnet-4-5-20250929";
 pub const UPSTREAM_KEY: &str = "sk-ant-api03-upstream-secret-AAAA";
 pub const OAUTH_TOKEN: &str = "sk-ant-oat01-oauth-access-secret-BBBB";
@@ -361,6 +364,8 @@ pub fn write_file_mode(path: &Path, text: &str, mode: u32) {
 /// The real proxy, on port 0, with its own directory.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// The dashboard's listener (its key is [`DASHBOARD_KEY`]).
+    pub dashboard_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub credentials_dir: PathBuf,
     pub db_path: PathBuf,
@@ -380,6 +385,8 @@ impl ProxyBuilder {
         let mut env = HashMap::new();
         env.insert("CLAUDE_API_BASE_URL".into(), upstream.url());
         env.insert("API_KEY_SALT".into(), "test-salt".into());
+        env.insert("DASHBOARD_PORT".into(), "0".into());
+        env.insert("DASHBOARD_API_KEY".into(), DASHBOARD_KEY.into());
         ProxyBuilder {
             env,
             accounts: Vec::new(),
@@ -416,6 +423,7 @@ impl ProxyBuilder {
             .or_insert(format!("sqlite://{}", db_path.display()));
         let mut proxy = TestProxy {
             addr: "127.0.0.1:0".parse().unwrap(),
+            dashboard_addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             credentials_dir,
             db_path,
@@ -434,6 +442,7 @@ impl TestProxy {
         let config = Config::from_map(&self.env).unwrap();
         let server = Server::start(config).await.unwrap();
         self.reloads = server.credentials().subscribe();
+        self.dashboard_addr = server.dashboard_addr().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -458,6 +467,11 @@ impl TestProxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the dashboard's listener.
+    pub fn dashboard_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.dashboard_addr, path)
     }
 
     /// Stops the server as Ctrl-C would, and waits until its records are flushed.
