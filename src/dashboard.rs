@@ -39,8 +39,9 @@ pub struct DashboardState {
     pub shutdown: CancellationToken,
 }
 
-/// Paths under `/api/` that need no login.
-const PUBLIC_API: [&str; 2] = ["/api/login", "/api/openapi.json"];
+/// Paths under `/api/` that need no login. `/api/session` only says whether the caller is
+/// logged in (so the UI's first question is never answered with an error).
+const PUBLIC_API: [&str; 3] = ["/api/login", "/api/openapi.json", "/api/session"];
 
 /// The dashboard app: API, OpenAPI document, UI files, behind the Host and auth guards.
 pub fn router(state: Arc<DashboardState>) -> Router {
@@ -71,6 +72,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api::routes().split_for_parts().1
 }
 
+/// Whether the request carries a live session cookie.
+fn has_session(state: &DashboardState, jar: &CookieJar) -> bool {
+    jar.get(auth::SESSION_COOKIE)
+        .is_some_and(|c| state.auth.session_valid(c.value()))
+}
+
+/// Whether the request is logged in: a session cookie or the key as bearer.
+pub fn is_authenticated(
+    state: &DashboardState,
+    headers: &axum::http::HeaderMap,
+    jar: &CookieJar,
+) -> bool {
+    auth::bearer(headers).is_some_and(|key| state.auth.is_key(key)) || has_session(state, jar)
+}
+
 async fn api_not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -95,10 +111,7 @@ async fn guard(
     if PUBLIC_API.contains(&path) {
         return next.run(request).await;
     }
-    let session = jar
-        .get(auth::SESSION_COOKIE)
-        .is_some_and(|c| state.auth.session_valid(c.value()));
-    if bearer || session {
+    if bearer || has_session(&state, &jar) {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()

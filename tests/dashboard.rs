@@ -95,7 +95,7 @@ async fn send_message(proxy: &TestProxy, mode: &str) -> StatusCode {
 }
 
 #[tokio::test]
-async fn every_api_path_needs_a_login_except_login_and_openapi() {
+async fn every_api_path_needs_a_login_except_login_session_and_openapi() {
     let mock = MockUpstream::start().await;
     let proxy = proxy_with_account(&mock, KEY).await;
     let spec = get_json(&proxy, "/api/openapi.json").await;
@@ -112,6 +112,12 @@ async fn every_api_path_needs_a_login_except_login_and_openapi() {
                 .await
                 .unwrap();
             let status = response.status();
+            if path == "/api/session" {
+                assert_eq!(status, StatusCode::OK);
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["authenticated"], false);
+                continue;
+            }
             if path == "/api/login" {
                 // No body: refused by the JSON extractor, but the route is there.
                 assert!(
@@ -231,13 +237,16 @@ async fn login_sets_a_strict_cookie_and_logout_ends_the_session() {
     assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
 
-    let session = http()
+    let session: Value = http()
         .get(proxy.dashboard_url("/api/session"))
         .header(header::COOKIE, &cookie)
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(session.status(), StatusCode::OK);
+    assert_eq!(session["authenticated"], true);
 
     // Behind a TLS-terminating proxy the cookie is Secure.
     let tls = http()
@@ -264,12 +273,22 @@ async fn login_sets_a_strict_cookie_and_logout_ends_the_session() {
         .unwrap();
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     let after = http()
-        .get(proxy.dashboard_url("/api/session"))
+        .get(proxy.dashboard_url("/api/overview"))
         .header(header::COOKIE, &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let session: Value = http()
+        .get(proxy.dashboard_url("/api/session"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["authenticated"], false);
 }
 
 #[tokio::test]
@@ -303,7 +322,7 @@ async fn state_changing_calls_need_the_dashboards_own_origin() {
     }
     // The session survived those attempts.
     let session = http()
-        .get(proxy.dashboard_url("/api/session"))
+        .get(proxy.dashboard_url("/api/overview"))
         .header(header::COOKIE, &cookie)
         .send()
         .await
@@ -376,7 +395,7 @@ async fn foreign_hosts_are_refused_on_both_ports() {
         ),
         ("a.example".to_string(), StatusCode::FORBIDDEN),
     ] {
-        for path in ["/api/session", "/api/openapi.json", "/"] {
+        for path in ["/api/overview", "/api/openapi.json", "/"] {
             let status = with_host(proxy.dashboard_url(path), &host)
                 .await
                 .unwrap()

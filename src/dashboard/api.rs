@@ -189,12 +189,16 @@ pub struct SessionInfo {
     pub version: String,
 }
 
-/// Whether the caller is logged in (the UI asks this first).
+/// Whether the caller is logged in (the UI asks this first). Public: it says nothing else.
 #[utoipa::path(get, path = "/api/session", tag = "session",
-    responses((status = 200, body = SessionInfo), (status = 401, body = ErrorBody)))]
-async fn session() -> Json<SessionInfo> {
+    responses((status = 200, body = SessionInfo)))]
+async fn session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Json<SessionInfo> {
     Json(SessionInfo {
-        authenticated: true,
+        authenticated: super::is_authenticated(&state, &headers, &jar),
         version: crate::VERSION.to_string(),
     })
 }

@@ -37,12 +37,11 @@ mod files {
 /// Serves a UI file, or `index.html` for the UI's routes.
 #[cfg(not(ui_missing))]
 pub async fn serve(uri: Uri) -> Response {
-    use rust_embed::RustEmbed;
     let path = uri.path().trim_start_matches('/');
-    let (file, name) = match files::Ui::get(path) {
+    let (file, name) = match <files::Ui as rust_embed::RustEmbed>::get(path) {
         Some(file) if !path.is_empty() => (file, path),
         _ if path.starts_with("assets/") => return StatusCode::NOT_FOUND.into_response(),
-        _ => match files::Ui::get("index.html") {
+        _ => match <files::Ui as rust_embed::RustEmbed>::get("index.html") {
             Some(file) => (file, "index.html"),
             None => return StatusCode::NOT_FOUND.into_response(),
         },
