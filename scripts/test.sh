@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
-# installs what the build needs (a C compiler for ring and the bundled SQLite) and the real
-# clients the tests drive (Claude Code, from npm, into tests/clients).
+# installs what the build needs (a C compiler for ring and the bundled SQLite, Node.js for
+# the web UI), the real clients the tests drive (Claude Code, from npm, into tests/clients)
+# and Debian's Chromium for the dashboard's browser tests; it builds the UI (ui/dist, which
+# the binary embeds) and runs its unit tests before the Rust tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,11 +12,16 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v kill >/dev/null || missing+=(procps)
 command -v npm >/dev/null || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+
+# The dashboard UI: install, type-check and build (embedded by the Rust build), unit tests.
+# Its browser tests run inside `cargo test` (tests/ui.rs) against the real binary.
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
 
 cargo test --locked --all-targets

@@ -738,14 +738,14 @@ async fn export_requests(
     } else {
         ("text/csv; charset=utf-8", "requests.csv")
     };
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, content_type)
         .header(
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{name}\""),
         )
         .body(Body::from_stream(pages))
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 // ---------------------------------------------------------------- live events
