@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
 # installs what the build needs (a C compiler for ring and the bundled SQLite, Node.js for
-# the web UI), the real clients the tests drive (Claude Code, from npm, into tests/clients)
-# and Debian's Chromium for the dashboard's browser tests; it builds the UI (ui/dist, which
-# the binary embeds) and runs its unit tests before the Rust tests.
+# the web UI), the real clients the tests drive (Claude Code, from npm, into tests/clients),
+# Debian's Chromium for the dashboard's browser tests, and PostgreSQL for the second pass
+# of the store and proxy tests (scripts/postgres.sh). It builds the UI (ui/dist, which the
+# binary embeds) and runs its unit tests before the Rust tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,4 +25,9 @@ npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 # Its browser tests run inside `cargo test` (tests/ui.rs) against the real binary.
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
 
+# Every test, with records in SQLite files.
 cargo test --locked --all-targets
+
+# The store and proxy tests again, each in its own fresh PostgreSQL database.
+source scripts/postgres.sh
+cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test dashboard

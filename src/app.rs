@@ -47,6 +47,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         "version": crate::VERSION,
         "database": database,
         "accounts": state.credentials.snapshot().len(),
+        "retention": &*state.retention.borrow(),
         "records": {
             "written": stats.written.load(Ordering::Relaxed),
             "pending": state.recorder.pending(),

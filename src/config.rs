@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+
+use crate::retention::RetentionPolicy;
 
 /// A configuration value that could not be used. The message names the variable and never
 /// repeats a secret value.
@@ -53,6 +55,12 @@ pub struct Config {
     pub default_account: Option<String>,
     /// `DATABASE_URL` (a SQLite file in the data directory).
     pub database: DatabaseConfig,
+    /// `AUTO_MIGRATE` (true for SQLite, false for PostgreSQL, whose schema its owner migrates
+    /// with `claude-nexus migrate`): apply pending migrations at start.
+    pub auto_migrate: bool,
+    /// `RETENTION_DAYS` (90; 0 keeps everything), `BODY_RETENTION_DAYS` (as long as the
+    /// records), `MAX_DB_SIZE_MB` (no cap; SQLite only).
+    pub retention: RetentionPolicy,
     /// `STORAGE_ENABLED` (false): also store request/response bodies and SSE events.
     pub storage_enabled: bool,
     /// `API_KEY_SALT`; when unset, a random salt kept in the data directory.
@@ -80,7 +88,7 @@ pub struct UpstreamConfig {
 #[derive(Debug)]
 pub enum DatabaseConfig {
     Sqlite(PathBuf),
-    /// Accepted by the parser so the message can be precise; the store says it is not built yet.
+    /// A `postgres://` or `postgresql://` URL, which may hold a password.
     Postgres(SecretString),
 }
 
@@ -89,7 +97,18 @@ impl DatabaseConfig {
     pub fn describe(&self) -> String {
         match self {
             DatabaseConfig::Sqlite(path) => format!("sqlite:{}", path.display()),
-            DatabaseConfig::Postgres(_) => "postgres".to_string(),
+            DatabaseConfig::Postgres(url) => match Url::parse(url.expose_secret()) {
+                Ok(mut shown) => {
+                    let _ = shown.set_password(None);
+                    let sslmode = shown
+                        .query_pairs()
+                        .find(|(k, _)| k == "sslmode")
+                        .map(|(_, v)| v.into_owned());
+                    shown.set_query(sslmode.map(|m| format!("sslmode={m}")).as_deref());
+                    shown.to_string()
+                }
+                Err(_) => "postgres".to_string(),
+            },
         }
     }
 }
@@ -148,6 +167,12 @@ impl Config {
                 .map_or_else(|| PathBuf::from("credentials"), PathBuf::from),
             client_auth: bool_or("ENABLE_CLIENT_AUTH", get("ENABLE_CLIENT_AUTH"), true)?,
             default_account: get("DEFAULT_ACCOUNT"),
+            auto_migrate: bool_or(
+                "AUTO_MIGRATE",
+                get("AUTO_MIGRATE"),
+                matches!(database, DatabaseConfig::Sqlite(_)),
+            )?,
+            retention: retention_policy(&get)?,
             database,
             storage_enabled: bool_or("STORAGE_ENABLED", get("STORAGE_ENABLED"), false)?,
             api_key_salt: get("API_KEY_SALT").map(SecretString::from),
@@ -165,6 +190,28 @@ impl Config {
             )?),
         })
     }
+}
+
+fn retention_policy(get: &impl Fn(&str) -> Option<String>) -> Result<RetentionPolicy, ConfigError> {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let days = |var: &'static str, default: Option<u32>| -> Result<Option<Duration>, ConfigError> {
+        let days = match get(var) {
+            None => default,
+            Some(v) => Some(parse_or(var, Some(v), 0u32)?),
+        };
+        Ok(days.filter(|&d| d > 0).map(|d| DAY * d))
+    };
+    let keep = days("RETENTION_DAYS", Some(90))?;
+    Ok(RetentionPolicy {
+        keep,
+        keep_bodies: days("BODY_RETENTION_DAYS", None)?.filter(|b| keep.is_none_or(|k| *b < k)),
+        max_bytes: match get("MAX_DB_SIZE_MB") {
+            None => None,
+            Some(v) => {
+                Some(parse_or::<u64>("MAX_DB_SIZE_MB", Some(v), 0)? << 20).filter(|&b| b > 0)
+            }
+        },
+    })
 }
 
 fn parse_or<T: FromStr>(
@@ -284,6 +331,15 @@ fn parse_allowed_hosts(value: Option<String>) -> Result<Vec<String>, ConfigError
         .collect()
 }
 
+impl FromStr for DatabaseConfig {
+    type Err = ConfigError;
+
+    /// Parses a `DATABASE_URL` value.
+    fn from_str(url: &str) -> Result<DatabaseConfig, ConfigError> {
+        parse_database_url(url)
+    }
+}
+
 fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
     let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
     match scheme.to_ascii_lowercase().as_str() {
@@ -298,7 +354,13 @@ fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
             }
             Ok(DatabaseConfig::Sqlite(PathBuf::from(path)))
         }
-        "postgres" | "postgresql" => Ok(DatabaseConfig::Postgres(SecretString::from(url))),
+        "postgres" | "postgresql" => match Url::parse(url) {
+            Ok(_) => Ok(DatabaseConfig::Postgres(SecretString::from(url))),
+            Err(e) => Err(invalid(
+                "DATABASE_URL",
+                format!("not a valid postgres:// URL ({e})"),
+            )),
+        },
         _ => Err(invalid(
             "DATABASE_URL",
             format!("unknown scheme {scheme:?}; expected sqlite:// or postgres://"),
@@ -309,6 +371,43 @@ fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_defaults_to_90_days_and_0_keeps_everything() {
+        let day = Duration::from_secs(86_400);
+        let c = config(&[]).unwrap();
+        assert_eq!(c.retention.keep, Some(day * 90));
+        assert_eq!(c.retention.keep_bodies, None);
+        let c = config(&[
+            ("RETENTION_DAYS", "0"),
+            ("BODY_RETENTION_DAYS", "7"),
+            ("MAX_DB_SIZE_MB", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.retention.keep, None);
+        assert_eq!(c.retention.keep_bodies, Some(day * 7));
+        assert_eq!(c.retention.max_bytes, Some(100 << 20));
+        let e = config(&[("RETENTION_DAYS", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("RETENTION_DAYS"));
+    }
+
+    #[test]
+    fn postgres_urls_are_described_without_password() {
+        let c = config(&[(
+            "DATABASE_URL",
+            "postgres://nexus:hunter2@db.example:5432/nexus?sslmode=require&password=x",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.database.describe(),
+            "postgres://nexus@db.example:5432/nexus?sslmode=require"
+        );
+        assert!(
+            !c.auto_migrate,
+            "PostgreSQL schemas are migrated by their owner"
+        );
+        assert!(config(&[]).unwrap().auto_migrate);
+    }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut map: HashMap<String, String> = pairs

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod proxy;
 pub mod records;
 pub mod redact;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use claude_nexus::keys::{self, KeyKind};
+use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server, logging};
 use secrecy::ExposeSecret;
 
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the proxy (configuration from the environment; see README).
     Serve(ServeArgs),
+    /// Apply the database migrations (as the database owner) and exit.
+    Migrate,
     /// Client keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keys(KeysCommand::Generate { count, test }) => generate_keys(count, test),
         Command::Serve(args) => serve(&args),
+        Command::Migrate => migrate(),
     }
 }
 
@@ -79,24 +83,24 @@ fn generate_keys(count: u32, test: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(args: &ServeArgs) -> ExitCode {
-    // Configuration is read and checked before anything else happens.
-    let config = Config::from_lookup(|name| {
-        let flag = match name {
-            "HOST" => args.host.clone(),
-            "PORT" => args.port.map(|p| p.to_string()),
+/// Configuration from the environment, with `serve`'s flags on top; exits 2 when invalid.
+fn load_config(args: Option<&ServeArgs>) -> Result<Config, ExitCode> {
+    Config::from_lookup(|name| {
+        let flag = match (name, args) {
+            ("HOST", Some(args)) => args.host.clone(),
+            ("PORT", Some(args)) => args.port.map(|p| p.to_string()),
             _ => None,
         };
         flag.or_else(|| std::env::var(name).ok())
-    });
-    let config = match config {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let _log = logging::init(config.log_json);
+    })
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Runs `job` on a fresh runtime, logging its error.
+fn block_on(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -104,13 +108,42 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    // Configuration is read and checked before anything else happens.
+    let config = match load_config(Some(args)) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let _log = logging::init(config.log_json);
+    block_on(run(config))
+}
+
+fn migrate() -> ExitCode {
+    let config = match load_config(None) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let _log = logging::init(config.log_json);
+    block_on(async move {
+        let store = Store::open(
+            &config.database,
+            Migrations::Apply,
+            config.slow_query_threshold,
+        )
+        .await?;
+        tracing::info!("database {} is up to date", store.describe());
+        store.close().await;
+        Ok(())
+    })
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

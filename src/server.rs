@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +24,9 @@ use crate::dashboard::{self, DashboardState, hosts};
 use crate::keys::KeySalt;
 use crate::proxy;
 use crate::records::{self, Recorder};
+use crate::retention::{self, RetentionReport};
 use crate::state::{AppState, ProxySettings};
-use crate::store::{Store, StoreError};
+use crate::store::{Migrations, Store, StoreError};
 
 /// Records the queue holds before producers start waiting (in spawned tasks, off the request).
 const RECORD_QUEUE: usize = 65_536;
@@ -66,12 +68,18 @@ pub struct Server {
     dashboard_listener: TcpListener,
     /// The key, when it was generated here (then the login link is printed at start).
     generated_dashboard_key: Option<SecretString>,
+    retention: JoinHandle<()>,
 }
 
 impl Server {
     /// Opens the store, loads the accounts and starts the background tasks.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        let store = Store::open(&config.database, config.slow_query_threshold).await?;
+        let migrations = if config.auto_migrate {
+            Migrations::Apply
+        } else {
+            Migrations::Verify
+        };
+        let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
         let salt = match &config.api_key_salt {
             Some(salt) => KeySalt::from_secret_string(salt),
             None => {
@@ -129,11 +137,14 @@ impl Server {
             hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
             shutdown: CancellationToken::new(),
         });
+        let (retention, retention_reports) =
+            retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let state = Arc::new(AppState {
             credentials,
             salt,
             recorder,
             store,
+            retention: retention_reports,
             http: proxy::client()?,
             settings: ProxySettings {
                 upstream_base: config.upstream.base_url.clone(),
@@ -155,6 +166,7 @@ impl Server {
             dashboard,
             dashboard_listener,
             generated_dashboard_key,
+            retention,
         })
     }
 
@@ -166,6 +178,11 @@ impl Server {
     /// The accounts, for callers that want to watch reloads.
     pub fn credentials(&self) -> &Arc<Credentials> {
         &self.state.credentials
+    }
+
+    /// The outcome of each retention pass, for callers that want to wait for one.
+    pub fn retention(&self) -> watch::Receiver<RetentionReport> {
+        self.state.retention.clone()
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops gracefully.
@@ -242,6 +259,7 @@ impl Server {
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
+        let _ = self.retention.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

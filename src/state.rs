@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credentials;
 use crate::keys::KeySalt;
 use crate::records::Recorder;
+use crate::retention::RetentionReport;
 use crate::store::Store;
 
 pub struct AppState {
@@ -16,6 +18,7 @@ pub struct AppState {
     pub salt: Arc<KeySalt>,
     pub recorder: Recorder,
     pub store: Store,
+    pub retention: watch::Receiver<RetentionReport>,
     pub http: reqwest::Client,
     pub settings: ProxySettings,
     /// Fires when the shutdown grace period is over: open response streams are cut (and

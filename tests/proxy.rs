@@ -219,12 +219,21 @@ async fn count_tokens_and_models_with_query_strings() {
     }
 
     let db = proxy.stop_and_open_db().await;
-    let types: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT path, request_type, response_status FROM api_requests ORDER BY timestamp",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let types: Vec<(String, String, i64)> = db
+        .text_rows(
+            "SELECT path, request_type, response_status FROM api_requests ORDER BY timestamp",
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            let [path, kind, status] = <[Option<String>; 3]>::try_from(r).unwrap();
+            (
+                path.unwrap(),
+                kind.unwrap(),
+                status.unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
         types,
         vec![
@@ -610,44 +619,34 @@ async fn monitoring_queries_from_the_security_guide_run_unchanged() {
     let db = proxy.stop_and_open_db().await;
     let today = time::OffsetDateTime::now_utc().date().to_string();
 
-    let failed: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT COUNT(*), domain, DATE(timestamp) FROM api_requests WHERE response_status = 401 GROUP BY domain, DATE(timestamp) HAVING COUNT(*) > 10 ORDER BY DATE(timestamp) DESC;",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
-    assert_eq!(failed, vec![(12, "127.0.0.1".to_string(), today.clone())]);
+    // The security guide's queries, verbatim.
+    let failed = db
+        .text_rows("SELECT COUNT(*), domain, DATE(timestamp) FROM api_requests WHERE response_status = 401 GROUP BY domain, DATE(timestamp) HAVING COUNT(*) > 10 ORDER BY DATE(timestamp) DESC;")
+        .await;
+    assert_eq!(failed, vec![texts(&["12", "127.0.0.1", &today])]);
 
-    let spikes: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT account_id, domain, DATE(timestamp) as usage_date, SUM(total_tokens) as daily_tokens FROM api_requests WHERE account_id IS NOT NULL GROUP BY account_id, domain, DATE(timestamp) ORDER BY daily_tokens DESC LIMIT 20;",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let spikes = db
+        .text_rows("SELECT account_id, domain, DATE(timestamp) as usage_date, SUM(total_tokens) as daily_tokens FROM api_requests WHERE account_id IS NOT NULL GROUP BY account_id, domain, DATE(timestamp) ORDER BY daily_tokens DESC LIMIT 20;")
+        .await;
+    let daily_tokens = (33 + 162 + 33).to_string();
     assert_eq!(
         spikes,
-        vec![(
-            "acc_a".to_string(),
-            "127.0.0.1".to_string(),
-            today,
-            33 + 162 + 33
-        )]
+        vec![texts(&["acc_a", "127.0.0.1", &today, &daily_tokens])]
     );
 
-    let since: Vec<(String, Option<String>, String, String, String, i64)> = sqlx::query_as(
-        "SELECT request_id, account_id, domain, timestamp, path, response_status FROM api_requests WHERE timestamp > '2026-01-01' ORDER BY timestamp DESC;",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let since = db
+        .text_rows("SELECT request_id, account_id, domain, timestamp, path, response_status FROM api_requests WHERE timestamp > '2026-01-01' ORDER BY timestamp DESC;")
+        .await;
     assert_eq!(since.len(), 15);
-    assert!(since.windows(2).all(|w| w[0].3 >= w[1].3));
-    let none_after: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_requests WHERE timestamp > '2999-01-01'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    assert!(since.windows(2).all(|w| w[0][3] >= w[1][3]));
+    let none_after = db
+        .number("SELECT COUNT(*) FROM api_requests WHERE timestamp > '2999-01-01'")
+        .await;
     assert_eq!(none_after, 0);
+}
+
+fn texts(values: &[&str]) -> Vec<Option<String>> {
+    values.iter().map(|v| Some(v.to_string())).collect()
 }
 
 #[tokio::test]
@@ -712,17 +711,16 @@ async fn bodies_and_stream_events_are_stored_when_enabled() {
     assert_eq!(rows[0].request_body.as_deref(), Some(MESSAGE_JSON));
     assert_eq!(rows[0].response_body.as_deref(), Some(JSON_ANSWER));
     assert_eq!(rows[1].request_body.as_deref(), Some(MESSAGE_SSE));
-    let chunks: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT chunk_index, data FROM streaming_chunks WHERE request_id = ? ORDER BY chunk_index",
-    )
-    .bind(&rows[1].request_id)
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let chunks = db
+        .text_rows(&format!(
+            "SELECT chunk_index, data FROM streaming_chunks WHERE request_id = '{}' ORDER BY chunk_index",
+            rows[1].request_id
+        ))
+        .await;
     assert_eq!(chunks.len(), SSE_EVENTS.len());
-    for (i, (index, data)) in chunks.iter().enumerate() {
-        assert_eq!(*index, i as i64);
-        assert_eq!(data, SSE_EVENTS[i]);
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_eq!(chunk[0], Some(i.to_string()));
+        assert_eq!(chunk[1].as_deref(), Some(SSE_EVENTS[i]));
     }
 }
 
@@ -800,11 +798,8 @@ async fn many_concurrent_requests_each_leave_one_row() {
         done.unwrap();
     }
     let db = proxy.stop_and_open_db().await;
-    let (total, unique, refused): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(response_status = 401) FROM api_requests",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!((total, unique, refused), (300, 300, 30));
+    let counts = db
+        .text_rows("SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(CASE WHEN response_status = 401 THEN 1 ELSE 0 END) FROM api_requests")
+        .await;
+    assert_eq!(counts, vec![texts(&["300", "300", "30"])]);
 }

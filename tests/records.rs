@@ -1,14 +1,16 @@
-//! The record writer against a real SQLite file: a batch with a row the database refuses
+//! The record writer against a real database: a batch with a row the database refuses
 //! still writes its other rows.
 
 mod common;
+
+use common::TestDatabase;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::records::{Record, Recorder, spawn_writer};
-use claude_nexus::store::Store;
+use claude_nexus::store::{Migrations, Store};
 use claude_nexus::usage::Usage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -71,9 +73,10 @@ async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
 #[tokio::test]
 async fn a_refused_row_does_not_hold_back_its_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r.db");
+    let database = TestDatabase::fresh(dir.path()).await;
     let store = Store::open(
-        &DatabaseConfig::Sqlite(path.clone()),
+        &database.url.parse::<DatabaseConfig>().unwrap(),
+        Migrations::Apply,
         Duration::from_secs(5),
     )
     .await
@@ -87,11 +90,13 @@ async fn a_refused_row_does_not_hold_back_its_batch() {
     assert_eq!(written_lost, (2, 1));
     store.close().await;
 
-    let db = common::open_db(&path).await;
-    let mut ids: Vec<String> = sqlx::query_scalar("SELECT request_id FROM api_requests")
-        .fetch_all(&db)
+    let db = database.open().await;
+    let mut ids: Vec<String> = db
+        .text_rows("SELECT request_id FROM api_requests")
         .await
-        .unwrap();
+        .into_iter()
+        .map(|row| row[0].clone().unwrap())
+        .collect();
     ids.sort();
     let mut want = vec![first.to_string(), a.to_string(), b.to_string()];
     want.sort();

@@ -29,7 +29,6 @@ use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
 use crate::records::RecordSummary;
 use crate::store::{
     Bucket, GroupTotals, Grouping, PageCursor, RequestFilter, RequestListRow, StoreError,
-    format_timestamp,
 };
 
 type AppState = Arc<DashboardState>;
@@ -288,14 +287,14 @@ async fn overview(
         Window::Week => (time::Duration::days(7), Bucket::Day),
         Window::Month => (time::Duration::days(30), Bucket::Day),
     };
-    let since = format_timestamp(OffsetDateTime::now_utc() - span);
+    let since = OffsetDateTime::now_utc() - span;
     let store = &state.store;
     let (series, by_model, by_status, by_account, by_key) = tokio::try_join!(
-        store.token_series(bucket, &since),
-        store.grouped_totals(Grouping::Model, &since),
-        store.grouped_totals(Grouping::Status, &since),
-        store.grouped_totals(Grouping::Account, &since),
-        store.grouped_totals(Grouping::ClientKey, &since),
+        store.token_series(bucket, since),
+        store.grouped_totals(Grouping::Model, since),
+        store.grouped_totals(Grouping::Status, since),
+        store.grouped_totals(Grouping::Account, since),
+        store.grouped_totals(Grouping::ClientKey, since),
     )?;
     let priced = |t: &GroupTotals, model: Option<&str>| GroupRow {
         key: t.key.clone(),
@@ -326,7 +325,7 @@ async fn overview(
         })
         .collect();
     Ok(Json(Overview {
-        since: iso(&since),
+        since: iso(since),
         requests: total.requests,
         errors: total.errors,
         error_rate: if total.requests == 0 {
@@ -375,15 +374,21 @@ pub struct RequestSummary {
     pub error: Option<String>,
 }
 
-/// Stored timestamp text (`YYYY-MM-DD HH:MM:SS.SSS`, UTC) as ISO-8601.
-fn iso(stored: &str) -> String {
-    format!("{}Z", stored.replacen(' ', "T", 1))
+const ISO: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
+/// A time as ISO-8601 UTC with milliseconds, as the API shows every time.
+fn iso(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(ISO)
+        .unwrap_or_default()
 }
 
 impl From<RequestListRow> for RequestSummary {
     fn from(r: RequestListRow) -> Self {
         RequestSummary {
-            timestamp: iso(&r.timestamp),
+            timestamp: iso(r.timestamp),
             request_id: r.request_id,
             domain: r.domain,
             account_id: r.account_id,
@@ -410,7 +415,7 @@ impl From<&RecordSummary> for RequestSummary {
     fn from(r: &RecordSummary) -> Self {
         RequestSummary {
             request_id: r.request_id.to_string(),
-            timestamp: iso(&format_timestamp(r.timestamp)),
+            timestamp: iso(r.timestamp),
             domain: r.domain.clone(),
             account_id: r.account_id.clone(),
             method: r.method.clone(),
@@ -452,11 +457,10 @@ pub struct RequestQuery {
     pub limit: Option<u32>,
 }
 
-fn stored_time(name: &str, value: Option<&String>) -> Result<Option<String>, ApiError> {
+fn parse_time(name: &str, value: Option<&String>) -> Result<Option<OffsetDateTime>, ApiError> {
     value
         .map(|v| {
             OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .map(format_timestamp)
                 .map_err(|_| ApiError::BadRequest(format!("{name}: expected RFC 3339, got {v:?}")))
         })
         .transpose()
@@ -471,15 +475,20 @@ impl RequestQuery {
             status: self.status,
             streaming: self.streaming,
             api_key_hash: self.api_key_hash.clone(),
-            since: stored_time("since", self.since.as_ref())?,
-            until: stored_time("until", self.until.as_ref())?,
+            since: parse_time("since", self.since.as_ref())?,
+            until: parse_time("until", self.until.as_ref())?,
         })
     }
 }
 
+/// A cursor is the last row's (time in Unix nanoseconds, request id), base64url: opaque to
+/// clients, exact for the keyset comparison.
 fn encode_cursor(row: &RequestListRow) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}|{}", row.timestamp, row.request_id))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        row.timestamp.unix_timestamp_nanos(),
+        row.request_id
+    ))
 }
 
 fn decode_cursor(text: &str) -> Result<PageCursor, ApiError> {
@@ -488,9 +497,10 @@ fn decode_cursor(text: &str) -> Result<PageCursor, ApiError> {
         .decode(text)
         .map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (timestamp, request_id) = text.split_once('|').ok_or_else(bad)?;
+    let (nanos, request_id) = text.split_once('|').ok_or_else(bad)?;
+    let nanos: i128 = nanos.parse().map_err(|_| bad())?;
     Ok(PageCursor {
-        timestamp: timestamp.to_string(),
+        timestamp: OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?,
         request_id: request_id.to_string(),
     })
 }
@@ -571,7 +581,7 @@ async fn request_detail(
             .chunks
             .into_iter()
             .map(|(timestamp, data)| StreamEvent {
-                timestamp: iso(&timestamp),
+                timestamp: iso(timestamp),
                 data,
             })
             .collect(),
@@ -645,7 +655,7 @@ fn csv_rows(rows: &[RequestListRow], header: bool) -> Vec<u8> {
     for r in rows {
         let _ = w.write_record([
             r.request_id.clone(),
-            iso(&r.timestamp),
+            iso(r.timestamp),
             r.domain.clone(),
             r.account_id.clone().unwrap_or_default(),
             r.method.clone(),
@@ -721,7 +731,7 @@ async fn export_requests(
                 // Only the last page is short, so every later page continues the list.
                 let last = rows.len() < EXPORT_PAGE as usize;
                 let next = rows.last().map(|r| PageCursor {
-                    timestamp: r.timestamp.clone(),
+                    timestamp: r.timestamp,
                     request_id: r.request_id.clone(),
                 });
                 let chunk = if json {

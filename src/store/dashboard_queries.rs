@@ -1,16 +1,16 @@
-//! Read queries for the dashboard: totals and series for the overview, the keyset-paginated
-//! request list and one request's detail. SQLite only for now; kept apart from the writer's
-//! queries so that the two-dialect store can take them over as a unit.
+//! Read queries for the dashboard, in both dialects: totals and series for the overview, the
+//! keyset-paginated request list and one request's detail.
 //!
-//! Timestamps are the stored UTC text (`YYYY-MM-DD HH:MM:SS.SSS`), which sorts like time,
-//! so ranges and the keyset compare text. Every value is a bound parameter.
+//! SQL is written once with `?` placeholders; values travel as [`Value`]s and are bound per
+//! dialect (a time is the stored UTC text in SQLite, a `TIMESTAMPTZ` in PostgreSQL). The
+//! only dialect-specific SQL is the time-bucket expression. Every value is a bound parameter.
 
 use std::time::Instant;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Row};
+use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::{Store, StoreError, as_u64};
+use super::{Dialect, Pool, Store, StoreError, TIMESTAMP, as_u64, format_timestamp};
 use crate::usage::Usage;
 
 /// Which requests a list, an export or a count covers. Empty fields do not filter.
@@ -22,16 +22,16 @@ pub struct RequestFilter {
     pub status: Option<u16>,
     pub streaming: Option<bool>,
     pub api_key_hash: Option<String>,
-    /// Inclusive lower bound, stored timestamp text.
-    pub since: Option<String>,
-    /// Exclusive upper bound, stored timestamp text.
-    pub until: Option<String>,
+    /// Inclusive lower bound.
+    pub since: Option<OffsetDateTime>,
+    /// Exclusive upper bound.
+    pub until: Option<OffsetDateTime>,
 }
 
 /// Where a page starts: after the row with this (timestamp, request_id), newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {
-    pub timestamp: String,
+    pub timestamp: OffsetDateTime,
     pub request_id: String,
 }
 
@@ -39,7 +39,7 @@ pub struct PageCursor {
 #[derive(Debug, Clone)]
 pub struct RequestListRow {
     pub request_id: String,
-    pub timestamp: String,
+    pub timestamp: OffsetDateTime,
     pub domain: String,
     pub account_id: Option<String>,
     pub method: String,
@@ -63,8 +63,8 @@ pub struct RequestDetailRow {
     pub upstream_request_id: Option<String>,
     pub request_body: Option<String>,
     pub response_body: Option<String>,
-    /// (timestamp, data) in order.
-    pub chunks: Vec<(String, String)>,
+    /// (arrival, data) in order.
+    pub chunks: Vec<(OffsetDateTime, String)>,
 }
 
 /// Requests and tokens for one group (a model, an account, a time bucket, a status).
@@ -78,133 +78,11 @@ pub struct GroupTotals {
     pub usage: Usage,
 }
 
-/// Time bucket width for series.
+/// Time bucket width for series; a bucket's key is UTC `YYYY-MM-DD HH` or `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Hour,
     Day,
-}
-
-const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, model, \
-     response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
-     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error";
-
-const SUMS: &str = "COUNT(*) AS requests, \
-     COALESCE(SUM(CASE WHEN response_status >= 400 THEN 1 ELSE 0 END), 0) AS errors, \
-     COALESCE(SUM(input_tokens), 0) AS input_tokens, \
-     COALESCE(SUM(output_tokens), 0) AS output_tokens, \
-     COALESCE(SUM(cache_creation_input_tokens), 0) AS cache_creation, \
-     COALESCE(SUM(cache_read_input_tokens), 0) AS cache_read";
-
-impl Store {
-    /// A page of requests, newest first, after `cursor`.
-    pub async fn list_requests(
-        &self,
-        filter: &RequestFilter,
-        cursor: Option<&PageCursor>,
-        limit: u32,
-    ) -> Result<Vec<RequestListRow>, StoreError> {
-        let started = Instant::now();
-        let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {LIST_COLUMNS} FROM api_requests"));
-        push_filter(&mut q, filter);
-        if let Some(c) = cursor {
-            q.push(" AND (timestamp < ")
-                .push_bind(c.timestamp.clone())
-                .push(" OR (timestamp = ")
-                .push_bind(c.timestamp.clone())
-                .push(" AND request_id < ")
-                .push_bind(c.request_id.clone())
-                .push("))");
-        }
-        q.push(" ORDER BY timestamp DESC, request_id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
-        self.note_duration("list_requests", started);
-        rows.iter().map(list_row).collect()
-    }
-
-    /// One request with bodies and stream chunks, or `None`.
-    pub async fn request_detail(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<RequestDetailRow>, StoreError> {
-        let started = Instant::now();
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {LIST_COLUMNS}, request_type, client_ip, upstream_request_id, request_body, \
-             response_body FROM api_requests WHERE request_id = ?"
-        )))
-        .bind(request_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let chunks = sqlx::query(
-            "SELECT timestamp, data FROM streaming_chunks WHERE request_id = ? ORDER BY chunk_index",
-        )
-        .bind(request_id)
-        .fetch_all(&self.pool)
-        .await?;
-        self.note_duration("request_detail", started);
-        Ok(Some(RequestDetailRow {
-            row: list_row(&row)?,
-            request_type: row.try_get("request_type")?,
-            client_ip: row.try_get("client_ip")?,
-            upstream_request_id: row.try_get("upstream_request_id")?,
-            request_body: row.try_get("request_body")?,
-            response_body: row.try_get("response_body")?,
-            chunks: chunks
-                .iter()
-                .map(|c| Ok((c.try_get("timestamp")?, c.try_get("data")?)))
-                .collect::<Result<_, sqlx::Error>>()?,
-        }))
-    }
-
-    /// Totals grouped by one column: `model`, `response_status` or (`account_id`, `domain`).
-    pub async fn grouped_totals(
-        &self,
-        group: Grouping,
-        since: &str,
-    ) -> Result<Vec<GroupTotals>, StoreError> {
-        let started = Instant::now();
-        let (key, key2) = match group {
-            Grouping::Model => ("model", "NULL"),
-            Grouping::Status => ("CAST(response_status AS TEXT)", "NULL"),
-            Grouping::Account => ("account_id", "domain"),
-            Grouping::ClientKey => ("api_key_hash", "NULL"),
-        };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {key} AS key, {key2} AS key2, {SUMS} FROM api_requests \
-             WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY requests DESC"
-        )))
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        self.note_duration("grouped_totals", started);
-        rows.iter().map(group_row).collect()
-    }
-
-    /// Totals per (time bucket, model) since `since`, oldest first.
-    pub async fn token_series(
-        &self,
-        bucket: Bucket,
-        since: &str,
-    ) -> Result<Vec<GroupTotals>, StoreError> {
-        let started = Instant::now();
-        // The stored text's prefix is the bucket: 'YYYY-MM-DD HH' or 'YYYY-MM-DD'.
-        let width: i64 = match bucket {
-            Bucket::Hour => 13,
-            Bucket::Day => 10,
-        };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT substr(timestamp, 1, ?) AS key, model AS key2, {SUMS} FROM api_requests \
-             WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY 1"
-        )))
-        .bind(width)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        self.note_duration("token_series", started);
-        rows.iter().map(group_row).collect()
-    }
 }
 
 /// What [`Store::grouped_totals`] groups by.
@@ -216,8 +94,249 @@ pub enum Grouping {
     ClientKey,
 }
 
-fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &RequestFilter) {
-    q.push(" WHERE 1 = 1");
+const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, model, \
+     response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
+     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error";
+
+const SUMS: &str = "COUNT(*) AS requests, \
+     CAST(COALESCE(SUM(CASE WHEN response_status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
+     CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
+     CAST(COALESCE(SUM(cache_creation_input_tokens), 0) AS BIGINT) AS cache_creation, \
+     CAST(COALESCE(SUM(cache_read_input_tokens), 0) AS BIGINT) AS cache_read";
+
+/// A bound value, converted to each dialect's type when bound.
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Time(OffsetDateTime),
+}
+
+/// Runs `$sql` (with `?` placeholders) with `$values` bound, fetching with `$fetch`
+/// (`fetch_all`, `fetch_optional`), on whichever pool the store has. The caller maps the
+/// [`Fetched`] rows with functions generic over [`ReadRow`].
+macro_rules! fetch {
+    ($store:expr, $sql:expr, $values:expr, $fetch:ident) => {{
+        let sql = AssertSqlSafe($store.dialect().sql(&$sql).into_owned());
+        match &$store.pool {
+            Pool::Sqlite(pool) => {
+                let mut q = sqlx::query(sql);
+                for v in $values {
+                    q = match v {
+                        Value::Text(s) => q.bind(s.clone()),
+                        Value::Int(n) => q.bind(*n),
+                        Value::Bool(b) => q.bind(*b),
+                        Value::Time(t) => q.bind(format_timestamp(*t)),
+                    };
+                }
+                Fetched::Sqlite(q.$fetch(pool).await?)
+            }
+            Pool::Postgres(pool) => {
+                let mut q = sqlx::query(sql);
+                for v in $values {
+                    q = match v {
+                        Value::Text(s) => q.bind(s.clone()),
+                        Value::Int(n) => q.bind(*n),
+                        Value::Bool(b) => q.bind(*b),
+                        Value::Time(t) => q.bind(*t),
+                    };
+                }
+                Fetched::Postgres(q.$fetch(pool).await?)
+            }
+        }
+    }};
+}
+
+enum Fetched<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// Reading a row the same way from either dialect: a timestamp is text in SQLite.
+trait ReadRow {
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn small_int(&self, column: &str) -> Result<i32, sqlx::Error>;
+    fn boolean(&self, column: &str) -> Result<bool, sqlx::Error>;
+    fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error>;
+}
+
+macro_rules! read_row {
+    ($row:ty, $time:expr) => {
+        impl ReadRow for $row {
+            fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn small_int(&self, column: &str) -> Result<i32, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn boolean(&self, column: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+                $time(self, column)
+            }
+        }
+    };
+}
+
+read_row!(sqlx::sqlite::SqliteRow, sqlite_time);
+read_row!(sqlx::postgres::PgRow, postgres_time);
+
+fn sqlite_time(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    parse_stored_time(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("not a stored timestamp: {text:?}").into(),
+    })
+}
+
+fn postgres_time(row: &sqlx::postgres::PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    row.try_get(column)
+}
+
+/// The SQLite text form (`YYYY-MM-DD HH:MM:SS.SSS`, UTC) back to a time.
+fn parse_stored_time(text: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(text, TIMESTAMP)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+impl Store {
+    /// A page of requests, newest first, after `cursor`.
+    pub async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        cursor: Option<&PageCursor>,
+        limit: u32,
+    ) -> Result<Vec<RequestListRow>, StoreError> {
+        let started = Instant::now();
+        let mut sql = format!("SELECT {LIST_COLUMNS} FROM api_requests");
+        let mut values = push_filter(&mut sql, filter);
+        if let Some(c) = cursor {
+            sql.push_str(" AND (timestamp < ? OR (timestamp = ? AND request_id < ?))");
+            values.push(Value::Time(c.timestamp));
+            values.push(Value::Time(c.timestamp));
+            values.push(Value::Text(c.request_id.clone()));
+        }
+        sql.push_str(" ORDER BY timestamp DESC, request_id DESC LIMIT ?");
+        values.push(Value::Int(i64::from(limit)));
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(list_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(list_row).collect(),
+        };
+        self.note_duration("list_requests", started);
+        rows.map_err(StoreError::from)
+    }
+
+    /// One request with bodies and stream chunks, or `None`.
+    pub async fn request_detail(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RequestDetailRow>, StoreError> {
+        let started = Instant::now();
+        let sql = format!(
+            "SELECT {LIST_COLUMNS}, request_type, client_ip, upstream_request_id, request_body, \
+             response_body FROM api_requests WHERE request_id = ?"
+        );
+        let id = [Value::Text(request_id.to_string())];
+        let detail = match fetch!(self, sql, &id, fetch_optional) {
+            Fetched::Sqlite(row) => row.as_ref().map(detail_row).transpose()?,
+            Fetched::Postgres(row) => row.as_ref().map(detail_row).transpose()?,
+        };
+        let Some(mut detail) = detail else {
+            return Ok(None);
+        };
+        let sql = "SELECT timestamp, data FROM streaming_chunks WHERE request_id = ? \
+                   ORDER BY chunk_index";
+        detail.chunks = match fetch!(self, sql, &id, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(chunk_row).collect::<Result<_, _>>()?,
+            Fetched::Postgres(rows) => rows.iter().map(chunk_row).collect::<Result<_, _>>()?,
+        };
+        self.note_duration("request_detail", started);
+        Ok(Some(detail))
+    }
+
+    /// Totals since `since`, grouped by model, status, (account, domain) or client key.
+    pub async fn grouped_totals(
+        &self,
+        group: Grouping,
+        since: OffsetDateTime,
+    ) -> Result<Vec<GroupTotals>, StoreError> {
+        let started = Instant::now();
+        let (key, key2) = match group {
+            Grouping::Model => ("model", "CAST(NULL AS TEXT)"),
+            Grouping::Status => ("CAST(response_status AS TEXT)", "CAST(NULL AS TEXT)"),
+            Grouping::Account => ("account_id", "domain"),
+            Grouping::ClientKey => ("api_key_hash", "CAST(NULL AS TEXT)"),
+        };
+        let sql = format!(
+            "SELECT {key} AS key, {key2} AS key2, {SUMS} FROM api_requests \
+             WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY requests DESC, 1"
+        );
+        let rows = self.groups(sql, since).await?;
+        self.note_duration("grouped_totals", started);
+        Ok(rows)
+    }
+
+    /// Totals per (time bucket, model) since `since`, oldest first.
+    pub async fn token_series(
+        &self,
+        bucket: Bucket,
+        since: OffsetDateTime,
+    ) -> Result<Vec<GroupTotals>, StoreError> {
+        let started = Instant::now();
+        let key = match (self.dialect(), bucket) {
+            // The stored text's prefix is the bucket.
+            (Dialect::Sqlite, Bucket::Hour) => "substr(timestamp, 1, 13)",
+            (Dialect::Sqlite, Bucket::Day) => "substr(timestamp, 1, 10)",
+            (Dialect::Postgres, Bucket::Hour) => {
+                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
+            }
+            (Dialect::Postgres, Bucket::Day) => {
+                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+        };
+        let sql = format!(
+            "SELECT {key} AS key, model AS key2, {SUMS} FROM api_requests \
+             WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let rows = self.groups(sql, since).await?;
+        self.note_duration("token_series", started);
+        Ok(rows)
+    }
+
+    async fn groups(
+        &self,
+        sql: String,
+        since: OffsetDateTime,
+    ) -> Result<Vec<GroupTotals>, StoreError> {
+        let values = [Value::Time(since)];
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(group_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(group_row).collect(),
+        };
+        rows.map_err(StoreError::from)
+    }
+}
+
+/// Appends ` WHERE …` for `f` to `sql` and returns the values to bind, in order.
+fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
+    let mut values = Vec::new();
+    sql.push_str(" WHERE 1 = 1");
     let text = [
         ("account_id", &f.account_id),
         ("domain", &f.domain),
@@ -226,63 +345,113 @@ fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &RequestFilter) {
     ];
     for (column, value) in text {
         if let Some(v) = value {
-            q.push(format!(" AND {column} = ")).push_bind(v.clone());
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Text(v.clone()));
         }
     }
     if let Some(status) = f.status {
-        q.push(" AND response_status = ")
-            .push_bind(i64::from(status));
+        sql.push_str(" AND response_status = ?");
+        values.push(Value::Int(i64::from(status)));
     }
     if let Some(streaming) = f.streaming {
-        q.push(" AND response_streaming = ").push_bind(streaming);
+        sql.push_str(" AND response_streaming = ?");
+        values.push(Value::Bool(streaming));
     }
-    if let Some(since) = &f.since {
-        q.push(" AND timestamp >= ").push_bind(since.clone());
+    if let Some(since) = f.since {
+        sql.push_str(" AND timestamp >= ?");
+        values.push(Value::Time(since));
     }
-    if let Some(until) = &f.until {
-        q.push(" AND timestamp < ").push_bind(until.clone());
+    if let Some(until) = f.until {
+        sql.push_str(" AND timestamp < ?");
+        values.push(Value::Time(until));
     }
+    values
 }
 
-fn opt_u64(row: &SqliteRow, column: &str) -> Result<Option<u64>, sqlx::Error> {
-    Ok(row.try_get::<Option<i64>, _>(column)?.map(as_u64))
-}
-
-fn list_row(row: &SqliteRow) -> Result<RequestListRow, StoreError> {
+fn list_row(row: &impl ReadRow) -> Result<RequestListRow, sqlx::Error> {
     Ok(RequestListRow {
-        request_id: row.try_get("request_id")?,
-        timestamp: row.try_get("timestamp")?,
-        domain: row.try_get("domain")?,
-        account_id: row.try_get("account_id")?,
-        method: row.try_get("method")?,
-        path: row.try_get("path")?,
-        model: row.try_get("model")?,
-        status: u16::try_from(row.try_get::<i64, _>("response_status")?).unwrap_or(0),
+        request_id: row.text("request_id")?,
+        timestamp: row.time("timestamp")?,
+        domain: row.text("domain")?,
+        account_id: row.opt_text("account_id")?,
+        method: row.text("method")?,
+        path: row.text("path")?,
+        model: row.opt_text("model")?,
+        status: u16::try_from(row.small_int("response_status")?).unwrap_or(0),
         usage: Usage {
-            input_tokens: as_u64(row.try_get("input_tokens")?),
-            output_tokens: as_u64(row.try_get("output_tokens")?),
-            cache_creation_input_tokens: as_u64(row.try_get("cache_creation_input_tokens")?),
-            cache_read_input_tokens: as_u64(row.try_get("cache_read_input_tokens")?),
+            input_tokens: as_u64(row.int("input_tokens")?),
+            output_tokens: as_u64(row.int("output_tokens")?),
+            cache_creation_input_tokens: as_u64(row.int("cache_creation_input_tokens")?),
+            cache_read_input_tokens: as_u64(row.int("cache_read_input_tokens")?),
         },
-        duration_ms: opt_u64(row, "duration_ms")?,
-        first_token_ms: opt_u64(row, "first_token_ms")?,
-        streaming: row.try_get("response_streaming")?,
-        api_key_hash: row.try_get("api_key_hash")?,
-        error: row.try_get("error")?,
+        duration_ms: row.opt_int("duration_ms")?.map(as_u64),
+        first_token_ms: row.opt_int("first_token_ms")?.map(as_u64),
+        streaming: row.boolean("response_streaming")?,
+        api_key_hash: row.opt_text("api_key_hash")?,
+        error: row.opt_text("error")?,
     })
 }
 
-fn group_row(row: &SqliteRow) -> Result<GroupTotals, StoreError> {
+fn detail_row(row: &impl ReadRow) -> Result<RequestDetailRow, sqlx::Error> {
+    Ok(RequestDetailRow {
+        row: list_row(row)?,
+        request_type: row.opt_text("request_type")?,
+        client_ip: row.opt_text("client_ip")?,
+        upstream_request_id: row.opt_text("upstream_request_id")?,
+        request_body: row.opt_text("request_body")?,
+        response_body: row.opt_text("response_body")?,
+        chunks: Vec::new(),
+    })
+}
+
+fn chunk_row(row: &impl ReadRow) -> Result<(OffsetDateTime, String), sqlx::Error> {
+    Ok((row.time("timestamp")?, row.text("data")?))
+}
+
+fn group_row(row: &impl ReadRow) -> Result<GroupTotals, sqlx::Error> {
     Ok(GroupTotals {
-        key: row.try_get("key")?,
-        key2: row.try_get("key2")?,
-        requests: as_u64(row.try_get("requests")?),
-        errors: as_u64(row.try_get("errors")?),
+        key: row.opt_text("key")?,
+        key2: row.opt_text("key2")?,
+        requests: as_u64(row.int("requests")?),
+        errors: as_u64(row.int("errors")?),
         usage: Usage {
-            input_tokens: as_u64(row.try_get("input_tokens")?),
-            output_tokens: as_u64(row.try_get("output_tokens")?),
-            cache_creation_input_tokens: as_u64(row.try_get("cache_creation")?),
-            cache_read_input_tokens: as_u64(row.try_get("cache_read")?),
+            input_tokens: as_u64(row.int("input_tokens")?),
+            output_tokens: as_u64(row.int("output_tokens")?),
+            cache_creation_input_tokens: as_u64(row.int("cache_creation")?),
+            cache_read_input_tokens: as_u64(row.int("cache_read")?),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_round_trip() {
+        let at = time::macros::datetime!(2026-11-28 14:03:07.123 UTC);
+        assert_eq!(parse_stored_time(&format_timestamp(at)), Some(at));
+        assert_eq!(parse_stored_time("yesterday"), None);
+    }
+
+    #[test]
+    fn filters_bind_every_value() {
+        let mut sql = String::from("SELECT 1 FROM api_requests");
+        let values = push_filter(
+            &mut sql,
+            &RequestFilter {
+                model: Some("m'; DROP TABLE api_requests; --".into()),
+                status: Some(429),
+                streaming: Some(true),
+                ..RequestFilter::default()
+            },
+        );
+        assert_eq!(sql.matches('?').count(), values.len());
+        assert!(!sql.contains("DROP"));
+        assert_eq!(
+            Dialect::Postgres.sql(&sql),
+            "SELECT 1 FROM api_requests WHERE 1 = 1 AND model = $1 AND response_status = $2 \
+             AND response_streaming = $3"
+        );
+    }
 }

@@ -10,6 +10,10 @@
 
 #![allow(dead_code)]
 
+pub mod db;
+#[allow(unused_imports)]
+pub use db::{RecordRow, TestDatabase, TestDb, open_db, rows};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,10 +25,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use claude_nexus::retention::RetentionReport;
 use claude_nexus::{Config, Server};
 use futures_util::stream;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Row, SqlitePool};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -368,8 +371,9 @@ pub struct TestProxy {
     pub dashboard_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub credentials_dir: PathBuf,
-    pub db_path: PathBuf,
+    pub database: TestDatabase,
     pub reloads: tokio::sync::watch::Receiver<u64>,
+    pub retention: tokio::sync::watch::Receiver<RetentionReport>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -412,22 +416,29 @@ impl ProxyBuilder {
         for account in &self.accounts {
             write_account(&credentials_dir, account);
         }
-        let db_path = dir.path().join("records.db");
         let mut env = self.env;
+        let database = match env.get("DATABASE_URL") {
+            Some(url) => TestDatabase { url: url.clone() },
+            None => TestDatabase::fresh(dir.path()).await,
+        };
+        env.entry("DATABASE_URL".into())
+            .or_insert_with(|| database.url.clone());
+        if database.is_postgres() {
+            env.entry("AUTO_MIGRATE".into()).or_insert("true".into());
+        }
         env.insert(
             "CREDENTIALS_DIR".into(),
             credentials_dir.display().to_string(),
         );
         env.insert("NEXUS_DATA_DIR".into(), dir.path().display().to_string());
-        env.entry("DATABASE_URL".into())
-            .or_insert(format!("sqlite://{}", db_path.display()));
         let mut proxy = TestProxy {
             addr: "127.0.0.1:0".parse().unwrap(),
             dashboard_addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             credentials_dir,
-            db_path,
+            database,
             reloads: tokio::sync::watch::channel(0).1,
+            retention: tokio::sync::watch::channel(RetentionReport::default()).1,
             env,
             stop: None,
             task: None,
@@ -443,6 +454,7 @@ impl TestProxy {
         let server = Server::start(config).await.unwrap();
         self.reloads = server.credentials().subscribe();
         self.dashboard_addr = server.dashboard_addr().unwrap();
+        self.retention = server.retention();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -450,6 +462,11 @@ impl TestProxy {
         self.task = Some(tokio::spawn(server.run(listener, async move {
             let _ = stopped.await;
         })));
+    }
+
+    /// Changes a configuration value for the next [`TestProxy::restart`].
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.insert(name.into(), value.into());
     }
 
     /// Stops the server (flushing its records) and starts a new one on the same files.
@@ -486,67 +503,23 @@ impl TestProxy {
         }
     }
 
-    /// Stops the server, then opens its database.
-    pub async fn stop_and_open_db(&mut self) -> SqlitePool {
-        self.stop().await;
-        open_db(&self.db_path).await
+    /// Waits for the running server's first retention pass and returns its report.
+    pub async fn first_retention_pass(&mut self) -> RetentionReport {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.retention.wait_for(|r| r.passes > 0),
+        )
+        .await
+        .expect("a retention pass within 30 s")
+        .unwrap()
+        .clone()
     }
-}
 
-pub async fn open_db(path: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .unwrap()
-}
-
-/// One `api_requests` row, the columns tests look at.
-#[derive(Debug)]
-pub struct RecordRow {
-    pub request_id: String,
-    pub domain: String,
-    pub account_id: Option<String>,
-    pub path: String,
-    pub model: Option<String>,
-    pub status: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_creation: i64,
-    pub cache_read: i64,
-    pub total_tokens: i64,
-    pub first_token_ms: Option<i64>,
-    pub streaming: bool,
-    pub api_key_hash: Option<String>,
-    pub error: Option<String>,
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
-}
-
-pub async fn rows(pool: &SqlitePool) -> Vec<RecordRow> {
-    sqlx::query("SELECT * FROM api_requests ORDER BY timestamp, request_id")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| RecordRow {
-            request_id: r.get("request_id"),
-            domain: r.get("domain"),
-            account_id: r.get("account_id"),
-            path: r.get("path"),
-            model: r.get("model"),
-            status: r.get("response_status"),
-            input_tokens: r.get("input_tokens"),
-            output_tokens: r.get("output_tokens"),
-            cache_creation: r.get("cache_creation_input_tokens"),
-            cache_read: r.get("cache_read_input_tokens"),
-            total_tokens: r.get("total_tokens"),
-            first_token_ms: r.get("first_token_ms"),
-            streaming: r.get("response_streaming"),
-            api_key_hash: r.get("api_key_hash"),
-            error: r.get("error"),
-            request_body: r.get("request_body"),
-            response_body: r.get("response_body"),
-        })
-        .collect()
+    /// Stops the server, then opens its database.
+    pub async fn stop_and_open_db(&mut self) -> TestDb {
+        self.stop().await;
+        self.database.open().await
+    }
 }
 
 pub fn http() -> reqwest::Client {

@@ -1,0 +1,29 @@
+-- Least-privilege PostgreSQL set-up for Claude Nexus (see README, "PostgreSQL for teams").
+--
+-- Two roles: an owner that creates the schema, and the role the servers run as, which may only
+-- read and write records. Step 0 runs once as a superuser; step 1 as the owner, in the
+-- database, after every `claude-nexus migrate`; step 2 is optional.
+--
+-- Step 0 (superuser, once; choose your own passwords):
+--   CREATE ROLE nexus_owner LOGIN PASSWORD 'owner-password';
+--   CREATE ROLE nexus_app LOGIN PASSWORD 'app-password';
+--   CREATE DATABASE nexus OWNER nexus_owner;
+-- Then, as the owner:
+--   DATABASE_URL=postgres://nexus_owner:owner-password@db-host/nexus?sslmode=require claude-nexus migrate
+--   psql postgres://nexus_owner:owner-password@db-host/nexus?sslmode=require -f docs/postgres-grants.sql
+-- And run every server with:
+--   DATABASE_URL=postgres://nexus_app:app-password@db-host/nexus?sslmode=require claude-nexus serve
+
+-- Step 1: connect, and read and write the records; nothing else (no DELETE, no DDL).
+DO $$ BEGIN
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO nexus_app', current_database());
+END $$;
+GRANT USAGE ON SCHEMA public TO nexus_app;
+GRANT SELECT, INSERT, UPDATE ON api_requests, streaming_chunks TO nexus_app;
+GRANT USAGE ON SEQUENCE streaming_chunks_id_seq TO nexus_app;
+-- `serve` checks that the schema is up to date before it starts.
+GRANT SELECT ON _sqlx_migrations TO nexus_app;
+
+-- Step 2 (optional): let retention (RETENTION_DAYS, BODY_RETENTION_DAYS) delete old rows.
+-- Without it the servers keep serving and /health reports retention "no_permission".
+-- GRANT DELETE ON api_requests, streaming_chunks TO nexus_app;

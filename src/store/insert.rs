@@ -1,0 +1,225 @@
+//! Batched inserts of records: multi-row `INSERT` statements in a few fixed shapes, per dialect.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use sqlx::{Postgres, Sqlite};
+use time::OffsetDateTime;
+
+use super::Dialect;
+use crate::records::Record;
+
+/// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
+/// handful of prepared statements serve every batch (each distinct row count would otherwise
+/// be prepared and cached on its own). 64 rows × 23 columns stays far below SQLite's 32,766
+/// and PostgreSQL's 65,535 parameters.
+pub(super) const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
+
+const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method, path, model, \
+     request_type, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
+     cache_read_input_tokens, total_tokens, duration_ms, first_token_ms, response_streaming, \
+     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body";
+const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
+
+/// The multi-row `INSERT` texts, built once: `[dialect][shape]`.
+static INSERT_REQUESTS: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
+    [Dialect::Sqlite, Dialect::Postgres]
+        .map(|dialect| insert_statements(dialect, "api_requests", REQUEST_COLUMNS))
+});
+static INSERT_CHUNKS: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
+    [Dialect::Sqlite, Dialect::Postgres]
+        .map(|dialect| insert_statements(dialect, "streaming_chunks", CHUNK_COLUMNS))
+});
+
+/// Binds one record's columns in [`REQUEST_COLUMNS`] order; `$ts` and `$text` adapt the
+/// timestamp and free text to the dialect.
+macro_rules! bind_request {
+    ($query:expr, $r:expr, $ts:expr, $text:expr) => {{
+        let r: &Record = $r;
+        $query
+            .bind(r.request_id.to_string())
+            .bind(r.domain.clone())
+            .bind(r.account_id.clone())
+            .bind($ts(r.timestamp))
+            .bind(r.method.clone())
+            .bind(r.path.clone())
+            .bind(r.model.as_deref().map(|m| $text(Cow::Borrowed(m))))
+            .bind(r.request_type)
+            .bind(i32::from(r.status))
+            .bind(as_i64(r.usage.input_tokens))
+            .bind(as_i64(r.usage.output_tokens))
+            .bind(as_i64(r.usage.cache_creation_input_tokens))
+            .bind(as_i64(r.usage.cache_read_input_tokens))
+            .bind(as_i64(r.usage.total()))
+            .bind(as_i64(r.duration_ms))
+            .bind(r.first_token_ms.map(as_i64))
+            .bind(r.streaming)
+            .bind(r.client_ip.map(|ip| ip.to_string()))
+            .bind(r.api_key_hash.map(|h| h.to_string()))
+            .bind(r.error.clone())
+            .bind(r.upstream_request_id.clone())
+            .bind(r.request_body.as_deref().map(lossy).map($text))
+            .bind(r.response_body.as_deref().map(lossy).map($text))
+    }};
+}
+
+/// Inserts `records` and their chunks inside `tx`. One function per dialect, same body.
+macro_rules! insert_fn {
+    ($name:ident, $db:ty, $dialect:expr, $ts:expr, $text:expr) => {
+        pub(super) async fn $name(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            records: &[Record],
+        ) -> Result<(), sqlx::Error> {
+            let requests = &INSERT_REQUESTS[$dialect as usize];
+            let chunks = &INSERT_CHUNKS[$dialect as usize];
+            for rows in shaped_chunks(records) {
+                let mut insert = sqlx::query(statement_for(requests, rows.len()));
+                for r in rows {
+                    insert = bind_request!(insert, r, $ts, $text);
+                }
+                insert.execute(&mut **tx).await?;
+            }
+            for r in records.iter().filter(|r| !r.chunks.is_empty()) {
+                let id = r.request_id.to_string();
+                let mut index: i32 = 0;
+                for rows in shaped_chunks(&r.chunks) {
+                    let mut insert = sqlx::query(statement_for(chunks, rows.len()));
+                    for (offset_ms, data) in rows {
+                        let at = r.timestamp + Duration::from_millis(*offset_ms);
+                        insert = insert
+                            .bind(id.clone())
+                            .bind(index)
+                            .bind($ts(at))
+                            .bind($text(Cow::Borrowed(data.as_str())));
+                        index += 1;
+                    }
+                    insert.execute(&mut **tx).await?;
+                }
+            }
+            Ok(())
+        }
+    };
+}
+
+insert_fn!(
+    insert_sqlite,
+    Sqlite,
+    Dialect::Sqlite,
+    super::format_timestamp,
+    sqlite_text
+);
+insert_fn!(
+    insert_postgres,
+    Postgres,
+    Dialect::Postgres,
+    std::convert::identity::<OffsetDateTime>,
+    postgres_text
+);
+
+fn sqlite_text(s: Cow<'_, str>) -> String {
+    s.into_owned()
+}
+
+/// PostgreSQL's `TEXT` cannot hold NUL, which a JSON string may decode to (`"\u0000"`): it
+/// becomes U+FFFD rather than making the whole row unwritable.
+fn postgres_text(s: Cow<'_, str>) -> String {
+    match memchr::memchr(0, s.as_bytes()) {
+        None => s.into_owned(),
+        Some(_) => s.replace('\0', "\u{FFFD}"),
+    }
+}
+
+/// `INSERT INTO table (columns) VALUES (…), …` for each of [`INSERT_SHAPES`].
+fn insert_statements(dialect: Dialect, table: &str, columns: &str) -> Vec<String> {
+    let width = columns.split(',').count();
+    INSERT_SHAPES
+        .iter()
+        .map(|&rows| {
+            let values: Vec<String> = (0..rows)
+                .map(|row| {
+                    let cells: Vec<Cow<str>> = (1..=width)
+                        .map(|col| dialect.placeholder(row * width + col))
+                        .collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            format!(
+                "INSERT INTO {table} ({columns}) VALUES {}",
+                values.join(", ")
+            )
+        })
+        .collect()
+}
+
+fn statement_for(statements: &[String], rows: usize) -> &str {
+    let shape = INSERT_SHAPES
+        .iter()
+        .position(|&s| s == rows)
+        .expect("rows come from shaped_chunks");
+    statements[shape].as_str()
+}
+
+/// Splits `items` into consecutive slices whose lengths are all in [`INSERT_SHAPES`].
+pub(super) fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = INSERT_SHAPES.into_iter().find(|&s| s <= items.len())?;
+        let (head, tail) = items.split_at(size);
+        items = tail;
+        Some(head)
+    })
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_few_statement_shapes() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 77, 256, 300] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n}: every item once, in order");
+            assert!(
+                chunks.iter().all(|c| INSERT_SHAPES.contains(&c.len())),
+                "{n}"
+            );
+        }
+        let items = [0; 77];
+        let sizes: Vec<usize> = shaped_chunks(&items).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![64, 4, 4, 4, 1]);
+    }
+
+    #[test]
+    fn insert_statements_have_a_placeholder_per_column_and_row() {
+        let sqlite = &INSERT_REQUESTS[Dialect::Sqlite as usize];
+        assert!(sqlite[3].starts_with("INSERT INTO api_requests (request_id, domain,"));
+        assert_eq!(sqlite[3].matches('?').count(), 23);
+        assert_eq!(sqlite[0].matches('?').count(), 23 * 64);
+        assert_eq!(
+            INSERT_CHUNKS[Dialect::Sqlite as usize][2]
+                .matches('?')
+                .count(),
+            4 * 4
+        );
+
+        let postgres = &INSERT_REQUESTS[Dialect::Postgres as usize];
+        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"));
+        assert!(postgres[0].ends_with(", $1472)"));
+        assert!(postgres[1].contains("($24, $25,"));
+    }
+
+    #[test]
+    fn postgres_text_replaces_nul_only() {
+        assert_eq!(postgres_text("a\0b".into()), "a\u{FFFD}b");
+        assert_eq!(postgres_text("plain".into()), "plain");
+    }
+}
