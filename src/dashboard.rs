@@ -35,6 +35,8 @@ pub struct DashboardState {
     pub feed: RecordFeed,
     pub prices: prices::PriceTable,
     pub hosts: hosts::AllowedHosts,
+    /// What the security checks read of the configuration.
+    pub checks: crate::checks::Settings,
     /// Fires at shutdown: open event streams end so the listener can close.
     pub shutdown: CancellationToken,
 }

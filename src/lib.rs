@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod checks;
 pub mod config;
 pub mod credentials;
 pub mod dashboard;

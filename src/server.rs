@@ -135,6 +135,7 @@ impl Server {
             feed,
             prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
             hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
+            checks: crate::checks::Settings::from_config(&config),
             shutdown: CancellationToken::new(),
         });
         let (retention, retention_reports) =

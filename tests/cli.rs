@@ -272,3 +272,32 @@ fn log_json_writes_json_lines() {
         );
     }
 }
+
+#[test]
+fn doctor_fails_on_an_open_credential_file_and_passes_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let file = credentials.join("a.example.credentials.json");
+    write_file_mode(&file, "{}", 0o644);
+
+    let out = command(dir.path()).arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] Credential files are private"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fix: chmod 600"), "{stdout}");
+
+    write_file_mode(&file, "{}", 0o600);
+    let out = command(dir.path()).arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("[pass] Credential files are private"),
+        "{stdout}"
+    );
+    // No database yet: doctor does not create one.
+    assert!(!dir.path().join("records.db").exists());
+}

@@ -192,9 +192,11 @@ async fn openapi_document_matches_the_router() {
             "GET /api/requests",
             "GET /api/requests/export",
             "GET /api/requests/{id}",
+            "GET /api/security",
             "GET /api/session",
             "POST /api/login",
             "POST /api/logout",
+            "PUT /api/security/manual/{id}",
         ],
         "a route was added or removed: update this list and the UI"
     );
@@ -566,4 +568,81 @@ async fn ui_pages_are_served_with_a_strict_policy() {
         let html = response.text().await.unwrap();
         assert!(html.contains("<title>Claude Nexus"), "{path}: {html}");
     }
+}
+
+#[tokio::test]
+async fn security_checklist_and_manual_items() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    // A wrong key through the proxy shows up in the failed-authentication check.
+    let refused = http()
+        .post(proxy.url("/v1/messages"))
+        .header(
+            "x-api-key",
+            "cnp_live_wrongwrongwrongwrongwrongwrongwrongwrong00",
+        )
+        .body(MESSAGE_JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let mut events = open_events(&proxy).await;
+    send_message(&proxy, "json").await;
+    read_request_events(&mut events, 1).await;
+
+    let report = get_json(&proxy, "/api/security").await;
+    let check = |report: &Value, id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no check {id}: {report}"))
+            .clone()
+    };
+    assert_eq!(check(&report, "client-auth")["status"], "pass");
+    assert_eq!(check(&report, "credential-files")["status"], "pass");
+    let failed = check(&report, "failed-auth");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 proxy request(s) refused with 401"),
+        "{failed}"
+    );
+    assert_eq!(check(&report, "backups")["status"], "todo");
+    assert_eq!(check(&report, "backups")["manual"], true);
+
+    let cookie = login(&proxy).await;
+    let mark = |id: &str, origin_header: Option<String>| {
+        let mut request = http()
+            .put(proxy.dashboard_url(&format!("/api/security/manual/{id}")))
+            .header(header::COOKIE, &cookie)
+            .json(&serde_json::json!({ "done": true }));
+        if let Some(o) = origin_header {
+            request = request.header("origin", o);
+        }
+        request.send()
+    };
+    assert_eq!(
+        mark("backups", None).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        mark("backups", Some(origin(&proxy)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        mark("no-such-item", Some(origin(&proxy)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let report = get_json(&proxy, "/api/security").await;
+    assert_eq!(check(&report, "backups")["status"], "pass");
+    assert!(check(&report, "backups")["done_on"].is_string());
 }

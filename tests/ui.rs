@@ -106,6 +106,7 @@ async fn dashboard_in_a_real_browser() {
     let screenshots = root.join("target/ui-screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
     let e2e = ui.clone();
+    let credentials = credentials.clone();
     let run = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args(["--test", "--test-concurrency=1", "e2e/"])
@@ -114,6 +115,10 @@ async fn dashboard_in_a_real_browser() {
             .env("NEXUS_PROXY_URL", format!("http://{proxy_addr}"))
             .env("NEXUS_CLIENT_KEY", KEY)
             .env("NEXUS_MODEL", MODEL)
+            .env(
+                "NEXUS_CREDENTIAL_FILE",
+                credentials.join("a.example.credentials.json"),
+            )
             .env("SCREENSHOT_DIR", &screenshots)
             .env("CHROMIUM", CHROMIUM)
             .stdin(Stdio::null())

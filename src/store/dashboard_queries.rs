@@ -85,6 +85,17 @@ pub enum Bucket {
     Day,
 }
 
+/// A count or a sum for one (key, domain, day), from the documented monitoring queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCount {
+    /// The account (token totals) or `None` (failed authentications).
+    pub account_id: Option<String>,
+    pub domain: String,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub value: u64,
+}
+
 /// What [`Store::grouped_totals`] groups by.
 #[derive(Debug, Clone, Copy)]
 pub enum Grouping {
@@ -319,6 +330,61 @@ impl Store {
         Ok(rows)
     }
 
+    /// The security guide's "failed authentication" query: 401s per domain and day since
+    /// `since`, newest day first.
+    pub async fn failed_auth_by_day(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DailyCount>, StoreError> {
+        let sql = format!(
+            "SELECT CAST(NULL AS TEXT) AS account_id, domain, {day} AS day, COUNT(*) AS value \
+             FROM api_requests WHERE response_status = 401 AND timestamp >= ? \
+             GROUP BY domain, 3 ORDER BY 3 DESC, value DESC",
+            day = self.day_expression()
+        );
+        self.daily("failed_auth_by_day", sql, since).await
+    }
+
+    /// The security guide's "token spikes" query: total tokens per account, domain and day
+    /// since `since`, newest day first.
+    pub async fn daily_tokens_by_account(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DailyCount>, StoreError> {
+        let sql = format!(
+            "SELECT account_id, domain, {day} AS day, \
+             CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT) AS value FROM api_requests \
+             WHERE account_id IS NOT NULL AND timestamp >= ? \
+             GROUP BY account_id, domain, 3 ORDER BY 3 DESC, value DESC",
+            day = self.day_expression()
+        );
+        self.daily("daily_tokens_by_account", sql, since).await
+    }
+
+    /// The UTC day of `timestamp` as `YYYY-MM-DD` text.
+    fn day_expression(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "substr(timestamp, 1, 10)",
+            Dialect::Postgres => "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        }
+    }
+
+    async fn daily(
+        &self,
+        name: &'static str,
+        sql: String,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DailyCount>, StoreError> {
+        let started = Instant::now();
+        let values = [Value::Time(since)];
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(daily_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(daily_row).collect(),
+        };
+        self.note_duration(name, started);
+        rows.map_err(StoreError::from)
+    }
+
     async fn groups(
         &self,
         sql: String,
@@ -406,6 +472,15 @@ fn detail_row(row: &impl ReadRow) -> Result<RequestDetailRow, sqlx::Error> {
 
 fn chunk_row(row: &impl ReadRow) -> Result<(OffsetDateTime, String), sqlx::Error> {
     Ok((row.time("timestamp")?, row.text("data")?))
+}
+
+fn daily_row(row: &impl ReadRow) -> Result<DailyCount, sqlx::Error> {
+    Ok(DailyCount {
+        account_id: row.opt_text("account_id")?,
+        domain: row.text("domain")?,
+        day: row.text("day")?,
+        value: as_u64(row.int("value")?),
+    })
 }
 
 fn group_row(row: &impl ReadRow) -> Result<GroupTotals, sqlx::Error> {

@@ -10,7 +10,8 @@ mod dashboard_queries;
 mod insert;
 
 pub use dashboard_queries::{
-    Bucket, GroupTotals, Grouping, PageCursor, RequestDetailRow, RequestFilter, RequestListRow,
+    Bucket, DailyCount, GroupTotals, Grouping, PageCursor, RequestDetailRow, RequestFilter,
+    RequestListRow,
 };
 
 use std::borrow::Cow;

@@ -7,7 +7,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -22,6 +22,7 @@ const proxy = env("NEXUS_PROXY_URL");
 const clientKey = env("NEXUS_CLIENT_KEY");
 const model = env("NEXUS_MODEL");
 const shots = env("SCREENSHOT_DIR");
+const credentialFile = env("NEXUS_CREDENTIAL_FILE");
 mkdirSync(shots, { recursive: true });
 
 let browser;
@@ -160,6 +161,33 @@ test("dark theme follows the system, and a narrow window stays readable", async 
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
   await shot(page, "requests-narrow-dark");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+// Last: it takes the account away for a moment (a credential file readable by others is refused).
+test("a security check fails, its cause is fixed, and it passes; a manual item is marked done", async () => {
+  const { context, page, errors } = await open();
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.getByRole("link", { name: "Security" }).click();
+  const files = page.locator('[data-check="credential-files"]');
+  await files.getByText("Pass").waitFor();
+
+  chmodSync(credentialFile, 0o644);
+  await page.getByRole("button", { name: "Check again" }).click();
+  await files.getByText("Fail").waitFor();
+  await files.getByText("chmod 600").waitFor();
+  await shot(page, "security-fail");
+
+  chmodSync(credentialFile, 0o600);
+  await page.getByRole("button", { name: "Check again" }).click();
+  await files.getByText("Pass").waitFor();
+
+  const backups = page.locator('[data-check="backups"]');
+  await backups.getByRole("checkbox").check();
+  await backups.getByText(/marked on \d{4}-\d\d-\d\d/).first().waitFor();
+  await shot(page, "security");
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -62,6 +62,16 @@ export interface Overview extends Tokens {
   by_client_key: GroupRow[];
 }
 
+export interface SecurityCheck {
+  id: string;
+  title: string;
+  status: "pass" | "warn" | "fail" | "todo";
+  detail: string;
+  fix: string | null;
+  manual: boolean;
+  done_on: string | null;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -97,5 +107,8 @@ export const api = {
   logout: () => call<void>("POST", "/api/logout"),
   overview: (window: Window) => call<Overview>("GET", `/api/overview?window=${window}`),
   requests: (query: string) => call<RequestPage>("GET", `/api/requests?${query}`),
+  security: () => call<{ checks: SecurityCheck[] }>("GET", "/api/security"),
+  markManual: (id: string, done: boolean) =>
+    call<void>("PUT", `/api/security/manual/${encodeURIComponent(id)}`, { done }),
   request: (id: string) => call<RequestDetail>("GET", `/api/requests/${encodeURIComponent(id)}`),
 };

@@ -11,6 +11,7 @@ import {
   mergeLive,
   stackByModel,
   statusClass,
+  worstFirst,
 } from "./format";
 
 function summary(over: Partial<RequestSummary>): RequestSummary {
@@ -122,5 +123,18 @@ describe("stackByModel", () => {
     expect(s.labels.length).toBe(8);
     expect(s.labels[0]).toBe("2026-11-21");
     expect(s.datasets[0].data[6]).toBe(2);
+  });
+});
+
+describe("worstFirst", () => {
+  it("puts failures first and keeps the order within a status", () => {
+    const checks = [
+      { id: "a", status: "pass" },
+      { id: "b", status: "todo" },
+      { id: "c", status: "fail" },
+      { id: "d", status: "warn" },
+      { id: "e", status: "fail" },
+    ];
+    expect(worstFirst(checks).map((c) => c.id)).toEqual(["c", "e", "d", "b", "a"]);
   });
 });

@@ -154,3 +154,12 @@ export function statusClass(status: number): "ok" | "client" | "server" {
   if (status >= 400) return "client";
   return "ok";
 }
+
+/** Checks ordered worst first (fail, warn, todo, pass), keeping their order otherwise. */
+export function worstFirst<T extends { status: string }>(checks: T[]): T[] {
+  const rank: Record<string, number> = { fail: 0, warn: 1, todo: 2, pass: 3 };
+  return checks
+    .map((c, i) => [c, i] as const)
+    .sort(([a, i], [b, j]) => (rank[a.status] ?? 9) - (rank[b.status] ?? 9) || i - j)
+    .map(([c]) => c);
+}

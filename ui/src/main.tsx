@@ -5,6 +5,7 @@ import { Login } from "./pages/Login";
 import { OverviewPage } from "./pages/Overview";
 import { RequestsPage } from "./pages/Requests";
 import { RequestDetailPage } from "./pages/RequestDetail";
+import { SecurityPage } from "./pages/Security";
 import { navigate, usePath, Link } from "./router";
 import "./style.css";
 
@@ -46,6 +47,9 @@ function App() {
   if (path.startsWith("/requests/")) {
     title = "Request";
     page = <RequestDetailPage id={decodeURIComponent(path.slice("/requests/".length))} onError={onAuthError} />;
+  } else if (path === "/security") {
+    title = "Security";
+    page = <SecurityPage onError={onAuthError} />;
   } else if (path === "/requests") {
     title = "Requests";
     page = <RequestsPage onError={onAuthError} />;
@@ -62,6 +66,7 @@ function App() {
         <nav aria-label="Main">
           <Link href="/" current={path === "/"}>Overview</Link>
           <Link href="/requests" current={path.startsWith("/requests")}>Requests</Link>
+          <Link href="/security" current={path === "/security"}>Security</Link>
         </nav>
         <button type="button" class="secondary" onClick={logout}>
           Log out
