@@ -188,6 +188,7 @@ async fn openapi_document_matches_the_router() {
         documented,
         [
             "GET /api/events",
+            "GET /api/monitoring",
             "GET /api/overview",
             "GET /api/requests",
             "GET /api/requests/export",
@@ -589,6 +590,12 @@ async fn security_checklist_and_manual_items() {
     let mut events = open_events(&proxy).await;
     send_message(&proxy, "json").await;
     read_request_events(&mut events, 1).await;
+
+    let monitoring = get_json(&proxy, "/api/monitoring?days=7").await;
+    assert_eq!(monitoring["failed_auth"][0]["value"], 1, "{monitoring}");
+    assert_eq!(monitoring["failed_auth"][0]["domain"], "127.0.0.1");
+    assert_eq!(monitoring["daily_tokens"][0]["account_id"], "acc_a");
+    assert_eq!(monitoring["daily_tokens"][0]["value"], 11 + 22);
 
     let report = get_json(&proxy, "/api/security").await;
     let check = |report: &Value, id: &str| {
