@@ -576,6 +576,7 @@ async fn security_checklist_and_manual_items() {
     let mock = MockUpstream::start().await;
     let proxy = proxy_with_account(&mock, KEY).await;
     // A wrong key through the proxy shows up in the failed-authentication check.
+    let mut events = open_events(&proxy).await;
     let refused = http()
         .post(proxy.url("/v1/messages"))
         .header(
@@ -587,9 +588,8 @@ async fn security_checklist_and_manual_items() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let mut events = open_events(&proxy).await;
     send_message(&proxy, "json").await;
-    read_request_events(&mut events, 1).await;
+    read_request_events(&mut events, 2).await;
 
     let monitoring = get_json(&proxy, "/api/monitoring?days=7").await;
     assert_eq!(monitoring["failed_auth"][0]["value"], 1, "{monitoring}");

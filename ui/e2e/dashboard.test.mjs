@@ -110,6 +110,13 @@ test("the login link logs in, and a proxied request appears on the Requests page
   await page.getByRole("button", { name: "7 days", pressed: true }).waitFor();
   await shot(page, "overview");
 
+  await page.getByRole("link", { name: "Monitoring" }).click();
+  await page.getByRole("heading", { name: "Daily tokens per account" }).waitFor();
+  await page.getByRole("cell", { name: "acc_ui" }).first().waitFor();
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.getByRole("table", { name: "Access" }).getByRole("cell", { name: "/v1/messages" }).first().waitFor();
+  await shot(page, "monitoring");
+
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -185,8 +192,9 @@ test("a security check fails, its cause is fixed, and it passes; a manual item i
   await files.getByText("Pass").waitFor();
 
   const backups = page.locator('[data-check="backups"]');
-  await backups.getByRole("checkbox").check();
+  await backups.getByRole("checkbox").click();
   await backups.getByText(/marked on \d{4}-\d\d-\d\d/).first().waitFor();
+  assert.equal(await backups.getByRole("checkbox").isChecked(), true);
   await shot(page, "security");
   assert.deepEqual(errors, []);
   await context.close();

@@ -72,6 +72,19 @@ export interface SecurityCheck {
   done_on: string | null;
 }
 
+export interface DailyRow {
+  account_id: string | null;
+  domain: string;
+  day: string;
+  value: number;
+}
+
+export interface Monitoring {
+  since: string;
+  failed_auth: DailyRow[];
+  daily_tokens: DailyRow[];
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -107,6 +120,7 @@ export const api = {
   logout: () => call<void>("POST", "/api/logout"),
   overview: (window: Window) => call<Overview>("GET", `/api/overview?window=${window}`),
   requests: (query: string) => call<RequestPage>("GET", `/api/requests?${query}`),
+  monitoring: (days: number) => call<Monitoring>("GET", `/api/monitoring?days=${days}`),
   security: () => call<{ checks: SecurityCheck[] }>("GET", "/api/security"),
   markManual: (id: string, done: boolean) =>
     call<void>("PUT", `/api/security/manual/${encodeURIComponent(id)}`, { done }),

@@ -12,6 +12,7 @@ import {
   stackByModel,
   statusClass,
   worstFirst,
+  pivotDaily,
 } from "./format";
 
 function summary(over: Partial<RequestSummary>): RequestSummary {
@@ -136,5 +137,21 @@ describe("worstFirst", () => {
       { id: "e", status: "fail" },
     ];
     expect(worstFirst(checks).map((c) => c.id)).toEqual(["c", "e", "d", "b", "a"]);
+  });
+});
+
+describe("pivotDaily", () => {
+  it("orders days and stacks accounts", () => {
+    const s = pivotDaily([
+      { account_id: "b", domain: "b.example", day: "2026-11-28", value: 5 },
+      { account_id: "a", domain: "a.example", day: "2026-11-27", value: 3 },
+      { account_id: null, domain: "c.example", day: "2026-11-28", value: 1 },
+    ]);
+    expect(s.labels).toEqual(["2026-11-27", "2026-11-28"]);
+    expect(s.datasets).toEqual([
+      { label: "a", data: [3, 0] },
+      { label: "b", data: [0, 5] },
+      { label: "c.example", data: [0, 1] },
+    ]);
   });
 });

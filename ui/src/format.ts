@@ -163,3 +163,18 @@ export function worstFirst<T extends { status: string }>(checks: T[]): T[] {
     .sort(([a, i], [b, j]) => (rank[a.status] ?? 9) - (rank[b.status] ?? 9) || i - j)
     .map(([c]) => c);
 }
+
+/** Daily rows (one per account/domain and day) as a stacked series: days oldest first,
+ * one dataset per account (or domain when there is no account). */
+export function pivotDaily(rows: { account_id: string | null; domain: string; day: string; value: number }[]): StackedSeries {
+  const labels = [...new Set(rows.map((r) => r.day))].sort();
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const series = new Map<string, number[]>();
+  for (const r of rows) {
+    const name = r.account_id ?? r.domain;
+    if (!series.has(name)) series.set(name, new Array(labels.length).fill(0));
+    series.get(name)![index.get(r.day)!] += r.value;
+  }
+  const datasets = [...series.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([label, data]) => ({ label, data }));
+  return { labels, datasets };
+}

@@ -6,6 +6,7 @@ import { OverviewPage } from "./pages/Overview";
 import { RequestsPage } from "./pages/Requests";
 import { RequestDetailPage } from "./pages/RequestDetail";
 import { SecurityPage } from "./pages/Security";
+import { MonitoringPage } from "./pages/Monitoring";
 import { navigate, usePath, Link } from "./router";
 import "./style.css";
 
@@ -50,6 +51,9 @@ function App() {
   } else if (path === "/security") {
     title = "Security";
     page = <SecurityPage onError={onAuthError} />;
+  } else if (path === "/monitoring") {
+    title = "Monitoring";
+    page = <MonitoringPage onError={onAuthError} />;
   } else if (path === "/requests") {
     title = "Requests";
     page = <RequestsPage onError={onAuthError} />;
@@ -67,6 +71,7 @@ function App() {
           <Link href="/" current={path === "/"}>Overview</Link>
           <Link href="/requests" current={path.startsWith("/requests")}>Requests</Link>
           <Link href="/security" current={path === "/security"}>Security</Link>
+          <Link href="/monitoring" current={path === "/monitoring"}>Monitoring</Link>
         </nav>
         <button type="button" class="secondary" onClick={logout}>
           Log out
