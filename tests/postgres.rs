@@ -49,6 +49,7 @@ fn nexus(database_url: &str, args: &[&str]) -> std::process::Output {
         .env("CREDENTIALS_DIR", dir.path())
         .env("DATABASE_URL", database_url)
         .env("PORT", "0")
+        .env("DASHBOARD_PORT", "0")
         .stdin(Stdio::null())
         .output()
         .unwrap()
