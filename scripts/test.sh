@@ -28,6 +28,9 @@ npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 # Every test, with records in SQLite files.
 cargo test --locked --all-targets
 
+# The dashboard API fuzzed against its OpenAPI document (schemathesis): no 5xx.
+scripts/fuzz-api.sh
+
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh
 cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test dashboard

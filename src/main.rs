@@ -201,6 +201,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = SocketAddr::new(config.host, config.port);
     let stop = stop_signal()?;
     let server = Server::start(config).await?;
+    if let Some(link) = server.login_link() {
+        // On stdout, not in the log (stderr), which may be collected elsewhere: this is the
+        // one deliberate showing of the generated key.
+        println!(
+            "\nDashboard: {}\n  One-time login link: the key was generated because DASHBOARD_API_KEY is not set, and changes at every start.\n",
+            link.expose_secret()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

@@ -171,6 +171,18 @@ impl Server {
         })
     }
 
+    /// The login link (`http://127.0.0.1:PORT/login#key=…`) when the dashboard key was
+    /// generated here (no `DASHBOARD_API_KEY`), for the caller to show once: the headless
+    /// binary prints it on stdout, the tray app can open it. The log never carries it.
+    pub fn login_link(&self) -> Option<SecretString> {
+        let key = self.generated_dashboard_key.as_ref()?;
+        let addr = self.dashboard_listener.local_addr().ok()?;
+        Some(SecretString::from(format!(
+            "http://{addr}/login#key={}",
+            key.expose_secret()
+        )))
+    }
+
     /// Where the dashboard listens (127.0.0.1, `DASHBOARD_PORT`; port 0 picks a free one).
     pub fn dashboard_addr(&self) -> std::io::Result<SocketAddr> {
         self.dashboard_listener.local_addr()
@@ -200,15 +212,7 @@ impl Server {
             self.state.credentials.dir().display(),
         );
         let dashboard_addr = self.dashboard_listener.local_addr()?;
-        match &self.generated_dashboard_key {
-            // To stdout, not through the log (stderr): it is the one deliberate showing of
-            // the key, and log lines may be collected elsewhere.
-            Some(key) => println!(
-                "\nDashboard: http://{dashboard_addr}/login#key={}\n  One-time login link: the key was generated because DASHBOARD_API_KEY is not set, and changes at every start.\n",
-                key.expose_secret()
-            ),
-            None => tracing::info!("dashboard on http://{dashboard_addr}"),
-        }
+        tracing::info!("dashboard on http://{dashboard_addr}");
         let graceful = CancellationToken::new();
         let proxy_hosts = hosts::ProxyHosts {
             allowed: self.dashboard.hosts.clone(),
