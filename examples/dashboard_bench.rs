@@ -1,7 +1,7 @@
 //! Generates a records database of many rows (default 1,000,000, spread over 30 days, a few
 //! accounts, models, client keys and statuses) and times the dashboard's queries on it: the
-//! overview (the five queries `/api/overview` runs) for 24 h, 7 d and 30 d, and a page of
-//! requests (first page, a later page by cursor, a filtered page).
+//! overview (the one pass `/api/overview` makes) for 24 h, 7 d and 30 d, and a page of
+//! requests (first page, a later page by cursor, filtered pages).
 //!
 //! ```sh
 //! cargo run --release --example dashboard_bench -- /tmp/nexus-1m.db 1000000
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::keys::KeySalt;
 use claude_nexus::records::Record;
-use claude_nexus::store::{Bucket, Grouping, Migrations, RequestFilter, Store};
+use claude_nexus::store::{Bucket, Migrations, RequestFilter, Store};
 use claude_nexus::usage::Usage;
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -61,14 +61,7 @@ async fn main() -> anyhow::Result<()> {
     ] {
         let since = now - span;
         report(name, || async {
-            tokio::try_join!(
-                store.token_series(bucket, since),
-                store.grouped_totals(Grouping::Model, since),
-                store.grouped_totals(Grouping::Status, since),
-                store.grouped_totals(Grouping::Account, since),
-                store.grouped_totals(Grouping::ClientKey, since),
-            )
-            .map(drop)
+            store.usage_groups(bucket, since).await.map(drop)
         })
         .await?;
     }

@@ -2,6 +2,7 @@
 //! declared with `utoipa-axum`, so the router and `/api/openapi.json` come from the same
 //! list and cannot drift apart.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +28,7 @@ use utoipa_axum::routes;
 use super::DashboardState;
 use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
 use crate::records::RecordSummary;
-use crate::store::{
-    Bucket, GroupTotals, Grouping, PageCursor, RequestFilter, RequestListRow, StoreError,
-};
+use crate::store::{Bucket, PageCursor, RequestFilter, RequestListRow, StoreError, UsageGroup};
 
 type AppState = Arc<DashboardState>;
 
@@ -244,7 +243,7 @@ pub struct GroupRow {
     pub errors: u64,
     #[serde(flatten)]
     pub tokens: Tokens,
-    /// Estimated USD (per-model and series rows; null for unknown models).
+    /// Estimated USD (null when no model of the group is in the price table).
     pub cost_usd: Option<f64>,
 }
 
@@ -268,16 +267,65 @@ pub struct Overview {
     pub by_client_key: Vec<GroupRow>,
 }
 
-fn tokens(t: &GroupTotals) -> Tokens {
-    Tokens {
-        input_tokens: t.usage.input_tokens,
-        output_tokens: t.usage.output_tokens,
-        cache_creation_input_tokens: t.usage.cache_creation_input_tokens,
-        cache_read_input_tokens: t.usage.cache_read_input_tokens,
+/// Requests, errors, tokens and estimated cost summed over usage groups.
+#[derive(Default)]
+struct Totals {
+    requests: u64,
+    errors: u64,
+    usage: crate::usage::Usage,
+    cost: f64,
+    /// Whether any group had a known price.
+    priced: bool,
+}
+
+impl Totals {
+    fn add(&mut self, g: &UsageGroup, cost: Option<f64>) {
+        self.requests += g.requests;
+        if g.status >= 400 {
+            self.errors += g.requests;
+        }
+        self.usage.input_tokens += g.usage.input_tokens;
+        self.usage.output_tokens += g.usage.output_tokens;
+        self.usage.cache_creation_input_tokens += g.usage.cache_creation_input_tokens;
+        self.usage.cache_read_input_tokens += g.usage.cache_read_input_tokens;
+        if let Some(cost) = cost {
+            self.cost += cost;
+            self.priced = true;
+        }
+    }
+
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            input_tokens: self.usage.input_tokens,
+            output_tokens: self.usage.output_tokens,
+            cache_creation_input_tokens: self.usage.cache_creation_input_tokens,
+            cache_read_input_tokens: self.usage.cache_read_input_tokens,
+        }
+    }
+
+    fn row(&self, (key, key2): (Option<String>, Option<String>)) -> GroupRow {
+        GroupRow {
+            key,
+            key2,
+            requests: self.requests,
+            errors: self.errors,
+            tokens: self.tokens(),
+            cost_usd: self.priced.then_some(self.cost),
+        }
     }
 }
 
-/// Totals, series and breakdowns for the last 24 hours, 7 days or 30 days.
+type GroupKey = (Option<String>, Option<String>);
+
+/// Rows of a breakdown, most requests first (then by key).
+fn breakdown(groups: BTreeMap<GroupKey, Totals>) -> Vec<GroupRow> {
+    let mut rows: Vec<GroupRow> = groups.into_iter().map(|(k, t)| t.row(k)).collect();
+    rows.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.key.cmp(&b.key)));
+    rows
+}
+
+/// Totals, series and breakdowns for the last 24 hours, 7 days or 30 days, folded from one
+/// pass over the window.
 #[utoipa::path(get, path = "/api/overview", tag = "usage", params(OverviewQuery),
     responses((status = 200, body = Overview), (status = 401, body = ErrorBody)))]
 async fn overview(
@@ -291,42 +339,38 @@ async fn overview(
         Window::Month => (time::Duration::days(30), Bucket::Day),
     };
     let since = OffsetDateTime::now_utc() - span;
-    let store = &state.store;
-    let (series, by_model, by_status, by_account, by_key) = tokio::try_join!(
-        store.token_series(bucket, since),
-        store.grouped_totals(Grouping::Model, since),
-        store.grouped_totals(Grouping::Status, since),
-        store.grouped_totals(Grouping::Account, since),
-        store.grouped_totals(Grouping::ClientKey, since),
-    )?;
-    let priced = |t: &GroupTotals, model: Option<&str>| GroupRow {
-        key: t.key.clone(),
-        key2: t.key2.clone(),
-        requests: t.requests,
-        errors: t.errors,
-        tokens: tokens(t),
-        cost_usd: state.prices.cost(model, &t.usage),
-    };
-    let plain = |t: &GroupTotals| GroupRow {
-        cost_usd: None,
-        ..priced(t, None)
-    };
-    let mut total = GroupTotals::default();
-    let mut cost = 0.0;
-    let by_model: Vec<GroupRow> = by_model
-        .iter()
-        .map(|t| {
-            total.requests += t.requests;
-            total.errors += t.errors;
-            total.usage.input_tokens += t.usage.input_tokens;
-            total.usage.output_tokens += t.usage.output_tokens;
-            total.usage.cache_creation_input_tokens += t.usage.cache_creation_input_tokens;
-            total.usage.cache_read_input_tokens += t.usage.cache_read_input_tokens;
-            let row = priced(t, t.key.as_deref());
-            cost += row.cost_usd.unwrap_or(0.0);
-            row
-        })
-        .collect();
+    let groups = state.store.usage_groups(bucket, since).await?;
+
+    let mut total = Totals::default();
+    let mut series: BTreeMap<GroupKey, Totals> = BTreeMap::new();
+    let mut by_model: BTreeMap<GroupKey, Totals> = BTreeMap::new();
+    let mut by_status: BTreeMap<GroupKey, Totals> = BTreeMap::new();
+    let mut by_account: BTreeMap<GroupKey, Totals> = BTreeMap::new();
+    let mut by_key: BTreeMap<GroupKey, Totals> = BTreeMap::new();
+    for g in &groups {
+        let cost = state.prices.cost(g.model.as_deref(), &g.usage);
+        total.add(g, cost);
+        series
+            .entry((Some(g.bucket.clone()), g.model.clone()))
+            .or_default()
+            .add(g, cost);
+        by_model
+            .entry((g.model.clone(), None))
+            .or_default()
+            .add(g, cost);
+        by_status
+            .entry((Some(g.status.to_string()), None))
+            .or_default()
+            .add(g, cost);
+        by_account
+            .entry((g.account_id.clone(), Some(g.domain.clone())))
+            .or_default()
+            .add(g, cost);
+        by_key
+            .entry((g.api_key_hash.clone(), None))
+            .or_default()
+            .add(g, cost);
+    }
     Ok(Json(Overview {
         since: iso(since),
         requests: total.requests,
@@ -336,21 +380,19 @@ async fn overview(
         } else {
             total.errors as f64 / total.requests as f64
         },
-        tokens: tokens(&total),
-        cost_usd: cost,
+        tokens: total.tokens(),
+        cost_usd: total.cost,
         bucket: match bucket {
             Bucket::Hour => "hour",
             Bucket::Day => "day",
         }
         .to_string(),
-        series: series
-            .iter()
-            .map(|t| priced(t, t.key2.as_deref()))
-            .collect(),
-        by_model,
-        by_status: by_status.iter().map(plain).collect(),
-        by_account: by_account.iter().map(plain).collect(),
-        by_client_key: by_key.iter().map(plain).collect(),
+        // Oldest bucket first, then by model.
+        series: series.into_iter().map(|(k, t)| t.row(k)).collect(),
+        by_model: breakdown(by_model),
+        by_status: breakdown(by_status),
+        by_account: breakdown(by_account),
+        by_client_key: breakdown(by_key),
     }))
 }
 

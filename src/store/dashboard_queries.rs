@@ -67,14 +67,18 @@ pub struct RequestDetailRow {
     pub chunks: Vec<(OffsetDateTime, String)>,
 }
 
-/// Requests and tokens for one group (a model, an account, a time bucket, a status).
-#[derive(Debug, Clone, Default)]
-pub struct GroupTotals {
-    pub key: Option<String>,
-    /// Second key: the domain for accounts, the model for time buckets.
-    pub key2: Option<String>,
+/// Requests and tokens for one (time bucket, model, status, account, domain, client key):
+/// the overview's single pass over the window, which the API folds into its views.
+#[derive(Debug, Clone)]
+pub struct UsageGroup {
+    /// UTC `YYYY-MM-DD HH` or `YYYY-MM-DD`.
+    pub bucket: String,
+    pub model: Option<String>,
+    pub status: u16,
+    pub account_id: Option<String>,
+    pub domain: String,
+    pub api_key_hash: Option<String>,
     pub requests: u64,
-    pub errors: u64,
     pub usage: Usage,
 }
 
@@ -96,21 +100,11 @@ pub struct DailyCount {
     pub value: u64,
 }
 
-/// What [`Store::grouped_totals`] groups by.
-#[derive(Debug, Clone, Copy)]
-pub enum Grouping {
-    Model,
-    Status,
-    Account,
-    ClientKey,
-}
-
 const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, model, \
      response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
      cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error";
 
 const SUMS: &str = "COUNT(*) AS requests, \
-     CAST(COALESCE(SUM(CASE WHEN response_status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
      CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
      CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
      CAST(COALESCE(SUM(cache_creation_input_tokens), 0) AS BIGINT) AS cache_creation, \
@@ -281,34 +275,13 @@ impl Store {
         Ok(Some(detail))
     }
 
-    /// Totals since `since`, grouped by model, status, (account, domain) or client key.
-    pub async fn grouped_totals(
-        &self,
-        group: Grouping,
-        since: OffsetDateTime,
-    ) -> Result<Vec<GroupTotals>, StoreError> {
-        let started = Instant::now();
-        let (key, key2) = match group {
-            Grouping::Model => ("model", "CAST(NULL AS TEXT)"),
-            Grouping::Status => ("CAST(response_status AS TEXT)", "CAST(NULL AS TEXT)"),
-            Grouping::Account => ("account_id", "domain"),
-            Grouping::ClientKey => ("api_key_hash", "CAST(NULL AS TEXT)"),
-        };
-        let sql = format!(
-            "SELECT {key} AS key, {key2} AS key2, {SUMS} FROM api_requests \
-             WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY requests DESC, 1"
-        );
-        let rows = self.groups(sql, since).await?;
-        self.note_duration("grouped_totals", started);
-        Ok(rows)
-    }
-
-    /// Totals per (time bucket, model) since `since`, oldest first.
-    pub async fn token_series(
+    /// Requests and tokens since `since` per (time bucket, model, status, account, domain,
+    /// client key), in one pass: the overview folds these into its series and breakdowns.
+    pub async fn usage_groups(
         &self,
         bucket: Bucket,
         since: OffsetDateTime,
-    ) -> Result<Vec<GroupTotals>, StoreError> {
+    ) -> Result<Vec<UsageGroup>, StoreError> {
         let started = Instant::now();
         let key = match (self.dialect(), bucket) {
             // The stored text's prefix is the bucket.
@@ -322,12 +295,16 @@ impl Store {
             }
         };
         let sql = format!(
-            "SELECT {key} AS key, model AS key2, {SUMS} FROM api_requests \
-             WHERE timestamp >= ? GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT {key} AS bucket, model, response_status, account_id, domain, api_key_hash, \
+             {SUMS} FROM api_requests WHERE timestamp >= ? GROUP BY 1, 2, 3, 4, 5, 6"
         );
-        let rows = self.groups(sql, since).await?;
-        self.note_duration("token_series", started);
-        Ok(rows)
+        let values = [Value::Time(since)];
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(usage_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(usage_row).collect(),
+        };
+        self.note_duration("usage_groups", started);
+        rows.map_err(StoreError::from)
     }
 
     /// The security guide's "failed authentication" query: 401s per domain and day since
@@ -382,19 +359,6 @@ impl Store {
             Fetched::Postgres(rows) => rows.iter().map(daily_row).collect(),
         };
         self.note_duration(name, started);
-        rows.map_err(StoreError::from)
-    }
-
-    async fn groups(
-        &self,
-        sql: String,
-        since: OffsetDateTime,
-    ) -> Result<Vec<GroupTotals>, StoreError> {
-        let values = [Value::Time(since)];
-        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
-            Fetched::Sqlite(rows) => rows.iter().map(group_row).collect(),
-            Fetched::Postgres(rows) => rows.iter().map(group_row).collect(),
-        };
         rows.map_err(StoreError::from)
     }
 }
@@ -483,12 +447,15 @@ fn daily_row(row: &impl ReadRow) -> Result<DailyCount, sqlx::Error> {
     })
 }
 
-fn group_row(row: &impl ReadRow) -> Result<GroupTotals, sqlx::Error> {
-    Ok(GroupTotals {
-        key: row.opt_text("key")?,
-        key2: row.opt_text("key2")?,
+fn usage_row(row: &impl ReadRow) -> Result<UsageGroup, sqlx::Error> {
+    Ok(UsageGroup {
+        bucket: row.text("bucket")?,
+        model: row.opt_text("model")?,
+        status: u16::try_from(row.small_int("response_status")?).unwrap_or(0),
+        account_id: row.opt_text("account_id")?,
+        domain: row.text("domain")?,
+        api_key_hash: row.opt_text("api_key_hash")?,
         requests: as_u64(row.int("requests")?),
-        errors: as_u64(row.int("errors")?),
         usage: Usage {
             input_tokens: as_u64(row.int("input_tokens")?),
             output_tokens: as_u64(row.int("output_tokens")?),

@@ -10,8 +10,7 @@ mod dashboard_queries;
 mod insert;
 
 pub use dashboard_queries::{
-    Bucket, DailyCount, GroupTotals, Grouping, PageCursor, RequestDetailRow, RequestFilter,
-    RequestListRow,
+    Bucket, DailyCount, PageCursor, RequestDetailRow, RequestFilter, RequestListRow, UsageGroup,
 };
 
 use std::borrow::Cow;
