@@ -232,7 +232,9 @@ impl Store {
         let mut sql = format!("SELECT {LIST_COLUMNS} FROM api_requests");
         let mut values = push_filter(&mut sql, filter);
         if let Some(c) = cursor {
-            sql.push_str(" AND (timestamp < ? OR (timestamp = ? AND request_id < ?))");
+            // The first bound is a plain range on the timestamp index; an OR alone would
+            // make SQLite scan the table.
+            sql.push_str(" AND timestamp <= ? AND (timestamp < ? OR request_id < ?)");
             values.push(Value::Time(c.timestamp));
             values.push(Value::Time(c.timestamp));
             values.push(Value::Text(c.request_id.clone()));
