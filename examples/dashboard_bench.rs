@@ -172,6 +172,8 @@ async fn generate(store: &Store, rows: usize) -> anyhow::Result<()> {
             streaming: (r >> 3) % 3 != 0,
             client_ip: Some(IpAddr::from([127, 0, 0, 1])),
             api_key_hash: Some(keys[((r >> 12) % 6) as usize]),
+            upstream_credential_hash: None,
+            ratelimit: None,
             error: (!ok).then(|| "rate limited".to_string()),
             upstream_request_id: None,
             request_body: None,

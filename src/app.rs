@@ -1,4 +1,5 @@
-//! The router: `/v1/*` to the proxy, plus `/health` and `/token-stats`.
+//! The router: `/v1/*` to the proxy, plus `/health`, `/token-stats`, `/oauth-metrics` and the
+//! account API (`/api/accounts/{id}/usage-window`, `/api/accounts/{id}/oauth/refresh`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, request};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::account_api;
 use crate::auth;
 use crate::error::ProxyError;
 use crate::proxy;
@@ -22,6 +24,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/token-stats", get(token_stats))
+        .route("/oauth-metrics", get(oauth_metrics))
+        .route(
+            "/api/accounts/{id}/usage-window",
+            get(account_api::usage_window),
+        )
+        .route(
+            "/api/accounts/{id}/oauth/refresh",
+            post(account_api::oauth_refresh),
+        )
         .route("/v1/{*path}", any(proxy::handle))
         .fallback(proxy::not_found)
         // The proxy enforces MAX_REQUEST_SIZE itself, with an Anthropic-shaped 413.
@@ -42,16 +53,30 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     };
     let healthy = database["status"] == "ok";
     let stats = state.recorder.stats();
+    let spooled = *stats.spool_pending.borrow();
+    // Degraded: records wait in the spool until the database takes them again.
+    let status = match (healthy, spooled) {
+        (true, 0) => "ok",
+        (_, 1..) => "degraded",
+        (false, 0) => "unhealthy",
+    };
     let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
+        "status": status,
         "version": crate::VERSION,
         "database": database,
         "accounts": state.credentials.snapshot().len(),
         "retention": &*state.retention.borrow(),
+        "oauth": state.oauth.statuses().iter().map(|a| json!({
+            "domain": a.domain,
+            "account_id": a.account_id,
+            "status": a.status,
+            "expires_at": a.expires_at,
+        })).collect::<Vec<_>>(),
         "records": {
             "written": stats.written.load(Ordering::Relaxed),
             "pending": state.recorder.pending(),
             "lost": stats.lost.load(Ordering::Relaxed),
+            "spooled": spooled,
         },
     });
     let status = if healthy {
@@ -60,6 +85,19 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Counters of every OAuth refresh attempt, and each OAuth account's status. No secrets.
+async fn oauth_metrics(State(state): State<Arc<AppState>>) -> Response {
+    let m = state.oauth.metrics();
+    Json(json!({
+        "attempts": m.attempts.load(Ordering::Relaxed),
+        "successes": m.successes.load(Ordering::Relaxed),
+        "failures": m.failures.load(Ordering::Relaxed),
+        "concurrent_waits": m.concurrent_waits.load(Ordering::Relaxed),
+        "accounts": state.oauth.statuses(),
+    }))
+    .into_response()
 }
 
 #[derive(Serialize, Default)]

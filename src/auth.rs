@@ -1,7 +1,9 @@
 //! Client authentication: which account a request belongs to.
 //!
-//! The client key comes from `x-api-key` or `Authorization: Bearer` (Claude Code sends the
-//! first with `ANTHROPIC_API_KEY`, the second with `ANTHROPIC_AUTH_TOKEN`). It is hashed with
+//! The client key comes from `x-nexus-key`, else `x-api-key` or `Authorization: Bearer` (Claude
+//! Code sends the second with `ANTHROPIC_API_KEY`, the third with `ANTHROPIC_AUTH_TOKEN`). A
+//! passthrough account takes its key only from `x-nexus-key`, because its `Authorization` is
+//! the client's own Claude credential, bound for the upstream. It is hashed with
 //! the salt and looked up in memory; nothing here touches the disk or the database. The domain
 //! is the `Host` without its port: when a credential file exists for it, the key must be that
 //! file's; otherwise the key alone selects its account. A failure never says whether an
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, header, request};
 
-use crate::credentials::{Account, Accounts};
+use crate::credentials::{Account, Accounts, UpstreamCredential};
 use crate::error::ProxyError;
 use crate::keys::{KeyHash, KeySalt};
 use crate::state::ProxySettings;
@@ -35,7 +37,8 @@ pub fn authenticate(
     salt: &KeySalt,
     settings: &ProxySettings,
 ) -> Result<Client, Refused> {
-    let key_hash = presented_key(headers).map(|key| salt.hash(key));
+    let presented = presented(headers);
+    let key_hash = presented.map(|(key, _)| salt.hash(key));
     let refuse = |error| Refused { error, key_hash };
 
     if !settings.client_auth {
@@ -61,14 +64,35 @@ pub fn authenticate(
         None => accounts.by_key(&hash),
     };
     let account = account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;
+    let in_nexus_header = presented.is_some_and(|(_, nexus)| nexus);
+    if matches!(account.credential, UpstreamCredential::Passthrough) && !in_nexus_header {
+        return Err(refuse(ProxyError::PassthroughKeyHeader));
+    }
     Ok(Client {
         account: account.clone(),
         key_hash,
     })
 }
 
-/// The client's key: `x-api-key`, else the token of `Authorization: Bearer`.
+/// The client's key: `x-nexus-key`, else `x-api-key`, else the token of `Authorization:
+/// Bearer`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    presented(headers).map(|(key, _)| key)
+}
+
+/// The client's key, and whether it came in `x-nexus-key`.
+fn presented(headers: &HeaderMap) -> Option<(&str, bool)> {
+    if let Some(key) = headers.get("x-nexus-key").and_then(|v| v.to_str().ok()) {
+        let key = key.trim();
+        if !key.is_empty() {
+            return Some((key, true));
+        }
+    }
+    upstream_style_key(headers).map(|key| (key, false))
+}
+
+/// The credential in `x-api-key` or `Authorization: Bearer`.
+pub fn upstream_style_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         let key = key.trim();
         if !key.is_empty() {
@@ -119,6 +143,9 @@ mod tests {
         assert_eq!(presented_key(&h), Some("cnp_live_b"));
         h.insert("x-api-key", HeaderValue::from_static("cnp_live_a"));
         assert_eq!(presented_key(&h), Some("cnp_live_a"));
+        h.insert("x-nexus-key", HeaderValue::from_static("cnp_live_n"));
+        assert_eq!(presented(&h), Some(("cnp_live_n", true)));
+        assert_eq!(upstream_style_key(&h), Some("cnp_live_a"));
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_key(&h), None);

@@ -39,7 +39,8 @@ pub struct Config {
     pub port: u16,
     /// `DASHBOARD_PORT` (3001): the dashboard, always on 127.0.0.1.
     pub dashboard_port: u16,
-    /// `DASHBOARD_API_KEY`; when unset, one is generated at start and a login link printed.
+    /// `DASHBOARD_API_KEY`; when unset, one is generated at start and a login link printed
+    /// (the proxy port's account API, `/api/accounts/...`, accepts only a configured key).
     pub dashboard_api_key: Option<SecretString>,
     /// `ALLOWED_HOSTS`: comma-separated host names (no port) accepted in `Host` besides
     /// 127.0.0.1, localhost and [::1], on both ports.
@@ -73,7 +74,29 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `SLOW_QUERY_THRESHOLD_MS` (5000): slower database writes are logged.
     pub slow_query_threshold: Duration,
+    pub oauth: OAuthConfig,
 }
+
+/// The Claude OAuth endpoints and the refresh schedule (`CLAUDE_OAUTH_*`).
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// `CLAUDE_OAUTH_CLIENT_ID` (Claude Code's public client id).
+    pub client_id: String,
+    /// `CLAUDE_OAUTH_AUTHORIZE_URL` (https://claude.ai/oauth/authorize).
+    pub authorize_url: Url,
+    /// `CLAUDE_OAUTH_TOKEN_URL` (https://platform.claude.com/v1/oauth/token).
+    pub token_url: Url,
+    /// `CLAUDE_OAUTH_REDIRECT_URI` (https://platform.claude.com/oauth/code/callback).
+    pub redirect_uri: String,
+    /// `CLAUDE_OAUTH_SCOPES`, space-separated (`org:create_api_key user:profile user:inference`).
+    pub scopes: String,
+    /// `CLAUDE_OAUTH_REFRESH_MARGIN` (10 min): tokens with less time left are renewed.
+    pub refresh_margin: Duration,
+    /// `CLAUDE_OAUTH_USAGE_INTERVAL` (5 min): how often plan usage is polled for an account in use.
+    pub usage_interval: Duration,
+}
+
+pub const DEFAULT_OAUTH_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -188,6 +211,39 @@ impl Config {
                 get("SLOW_QUERY_THRESHOLD_MS"),
                 5000,
             )?),
+            oauth: OAuthConfig {
+                client_id: get("CLAUDE_OAUTH_CLIENT_ID")
+                    .unwrap_or_else(|| DEFAULT_OAUTH_CLIENT_ID.to_string()),
+                authorize_url: http_url(
+                    "CLAUDE_OAUTH_AUTHORIZE_URL",
+                    get("CLAUDE_OAUTH_AUTHORIZE_URL"),
+                    "https://claude.ai/oauth/authorize",
+                )?,
+                token_url: http_url(
+                    "CLAUDE_OAUTH_TOKEN_URL",
+                    get("CLAUDE_OAUTH_TOKEN_URL"),
+                    "https://platform.claude.com/v1/oauth/token",
+                )?,
+                redirect_uri: http_url(
+                    "CLAUDE_OAUTH_REDIRECT_URI",
+                    get("CLAUDE_OAUTH_REDIRECT_URI"),
+                    "https://platform.claude.com/oauth/code/callback",
+                )?
+                .to_string(),
+                scopes: get("CLAUDE_OAUTH_SCOPES")
+                    .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .unwrap_or_else(|| "org:create_api_key user:profile user:inference".into()),
+                refresh_margin: duration_or(
+                    "CLAUDE_OAUTH_REFRESH_MARGIN",
+                    get("CLAUDE_OAUTH_REFRESH_MARGIN"),
+                    Duration::from_secs(600),
+                )?,
+                usage_interval: duration_or(
+                    "CLAUDE_OAUTH_USAGE_INTERVAL",
+                    get("CLAUDE_OAUTH_USAGE_INTERVAL"),
+                    Duration::from_secs(300),
+                )?,
+            },
         })
     }
 }
@@ -212,6 +268,17 @@ fn retention_policy(get: &impl Fn(&str) -> Option<String>) -> Result<RetentionPo
             }
         },
     })
+}
+
+fn http_url(var: &'static str, value: Option<String>, default: &str) -> Result<Url, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_string());
+    match Url::parse(value.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        _ => Err(invalid(
+            var,
+            format!("expected an http(s) URL with a host, got {value:?}"),
+        )),
+    }
 }
 
 fn parse_or<T: FromStr>(
@@ -432,6 +499,25 @@ mod tests {
         assert!(c.client_auth);
         assert!(!c.storage_enabled);
         assert_eq!(c.credentials_dir, PathBuf::from("credentials"));
+        assert_eq!(c.oauth.client_id, DEFAULT_OAUTH_CLIENT_ID);
+        assert_eq!(
+            c.oauth.token_url.as_str(),
+            "https://platform.claude.com/v1/oauth/token"
+        );
+        assert_eq!(
+            c.oauth.authorize_url.as_str(),
+            "https://claude.ai/oauth/authorize"
+        );
+        assert_eq!(
+            c.oauth.redirect_uri,
+            "https://platform.claude.com/oauth/code/callback"
+        );
+        assert_eq!(
+            c.oauth.scopes,
+            "org:create_api_key user:profile user:inference"
+        );
+        assert_eq!(c.oauth.refresh_margin, Duration::from_secs(600));
+        assert!(c.dashboard_api_key.is_none());
         assert!(
             matches!(&c.database, DatabaseConfig::Sqlite(p) if p == &PathBuf::from("/tmp/nexus-test/claude-nexus.db"))
         );
@@ -475,6 +561,9 @@ mod tests {
             ("MAX_REQUEST_SIZE", "-1"),
             ("DASHBOARD_API_KEY", "short"),
             ("ALLOWED_HOSTS", "http://example.com/"),
+            ("CLAUDE_OAUTH_TOKEN_URL", "not a url"),
+            ("CLAUDE_OAUTH_AUTHORIZE_URL", "file:///etc/passwd"),
+            ("CLAUDE_OAUTH_REFRESH_MARGIN", "soon"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

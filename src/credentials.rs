@@ -1,7 +1,7 @@
 //! Accounts: the credential files in `CREDENTIALS_DIR`, in the original's format.
 //!
 //! One file per domain, `<domain>.credentials.json`:
-//! `{"type": "api_key" | "oauth", "accountId", "api_key", "client_api_key",
+//! `{"type": "api_key" | "oauth" | "passthrough", "accountId", "api_key", "client_api_key",
 //!   "oauth": {"accessToken", "refreshToken", "expiresAt", "scopes", "isMax"}, "slack": {…}}`.
 //!
 //! Files readable by group or others are refused, like ssh does. A malformed file is reported
@@ -9,6 +9,11 @@
 //! watched: an edit takes effect without a restart, and a broken edit keeps the file's last
 //! good version. Requests read an immutable [`Accounts`] snapshot, so a reload never disturbs
 //! one in flight.
+//!
+//! Writing back (a rotated OAuth token, a new login) is in [`update`]: atomic, mode 0600, every
+//! other field of the file kept.
+
+mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,12 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::keys::{KeyHash, KeySalt};
 
+pub use update::{OAuthTokens, UpdateError, save_login, save_oauth_tokens};
+
 pub const FILE_SUFFIX: &str = ".credentials.json";
 
 /// One account: a domain, its upstream credential and the hash of its client key.
 #[derive(Debug)]
 pub struct Account {
     pub domain: String,
+    /// The file it was loaded from (empty for an account parsed from text).
+    pub file: PathBuf,
     pub account_id: Option<String>,
     pub credential: UpstreamCredential,
     pub client_key: Option<KeyHash>,
@@ -41,6 +50,9 @@ pub enum UpstreamCredential {
     ApiKey(SecretString),
     /// Sent upstream as `Authorization: Bearer`, with `anthropic-beta: oauth-2025-04-20`.
     OAuth(OAuthCredential),
+    /// None of ours: the client's own `Authorization`/`x-api-key` goes upstream untouched, and
+    /// the client key comes in `x-nexus-key`.
+    Passthrough,
 }
 
 #[derive(Debug)]
@@ -113,6 +125,10 @@ impl Accounts {
         self.by_domain.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Account>> {
+        self.by_domain.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_domain.is_empty()
     }
@@ -168,7 +184,7 @@ impl Credentials {
     /// Re-reads every file. A file that fails keeps its last good version, if it had one.
     pub fn reload(&self) -> Vec<CredentialError> {
         let mut errors = Vec::new();
-        let files = match list_files(&self.dir) {
+        let mut files = match list_files(&self.dir) {
             Ok(files) => files,
             Err(source) => {
                 errors.push(CredentialError::Io {
@@ -179,6 +195,14 @@ impl Credentials {
             }
         };
         let mut last_good = self.last_good.lock().unwrap_or_else(|e| e.into_inner());
+        // A listing taken while a file is renamed over (an editor's save, our own token
+        // rotation) may miss it on some filesystems: a file we had counts as removed only
+        // when it is really gone.
+        for known in last_good.keys() {
+            if !files.contains(known) && known.is_file() {
+                files.push(known.clone());
+            }
+        }
         let mut loaded = HashMap::new();
         for file in files {
             match load_file(&file, &self.salt) {
@@ -313,10 +337,12 @@ pub fn load_file(file: &Path, salt: &KeySalt) -> Result<Account, CredentialError
         .and_then(|n| n.strip_suffix(FILE_SUFFIX))
         .unwrap_or_default()
         .to_ascii_lowercase();
-    parse(&domain, &text, salt).map_err(|reason| CredentialError::Invalid {
+    let mut account = parse(&domain, &text, salt).map_err(|reason| CredentialError::Invalid {
         file: file.to_path_buf(),
         reason,
-    })
+    })?;
+    account.file = file.to_path_buf();
+    Ok(account)
 }
 
 /// Parses a credential file's text. Error messages name the field, never its value.
@@ -339,8 +365,9 @@ pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String
             };
             UpstreamCredential::OAuth(parse_oauth(oauth)?)
         }
+        "passthrough" => UpstreamCredential::Passthrough,
         _ => {
-            return Err("field \"type\" must be \"api_key\" or \"oauth\"".into());
+            return Err("field \"type\" must be \"api_key\", \"oauth\" or \"passthrough\"".into());
         }
     };
     if obj
@@ -351,6 +378,7 @@ pub fn parse(domain: &str, text: &str, salt: &KeySalt) -> Result<Account, String
     }
     Ok(Account {
         domain: domain.to_string(),
+        file: PathBuf::new(),
         account_id: string_field(obj, "accountId")?.map(str::to_string),
         credential,
         client_key: string_field(obj, "client_api_key")?.map(|key| salt.hash(key)),

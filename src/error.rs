@@ -15,6 +15,20 @@ pub enum ProxyError {
     /// Missing or wrong client key. Deliberately vague: it never says whether an account exists.
     #[error("invalid or missing client API key")]
     Unauthenticated,
+    /// A passthrough account's key came in `x-api-key`/`Authorization`, where the client's own
+    /// Anthropic credential belongs.
+    #[error(
+        "this account is a passthrough account: send the client key in the x-nexus-key header (Claude Code: ANTHROPIC_CUSTOM_HEADERS=\"x-nexus-key: cnp_live_...\") and your own Claude credential as usual"
+    )]
+    PassthroughKeyHeader,
+    /// The OAuth account's refresh token was refused: only a new login helps.
+    #[error(
+        "the OAuth account {domain} must log in again (its refresh token was refused or is missing): run claude-nexus oauth login {domain}"
+    )]
+    NeedsLogin { domain: String },
+    /// The OAuth token expired and refreshing it is backing off after failures.
+    #[error("the OAuth token expired and refreshing it failed; next attempt in {} s", .0.as_secs().max(1))]
+    TokenRefreshBackoff(Duration),
     #[error("client authentication is off and no account is selected: set DEFAULT_ACCOUNT")]
     NoAccount,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -27,7 +41,9 @@ pub enum ProxyError {
     UpstreamUnreachable(#[source] reqwest::Error),
     #[error("upstream API sent no response headers within {}", humantime::format_duration(*.0))]
     UpstreamTimeout(Duration),
-    #[error("not found: the proxy serves /v1/* (Claude API), /health and /token-stats")]
+    #[error(
+        "not found: the proxy serves /v1/* (Claude API), /health, /token-stats and /oauth-metrics"
+    )]
     NotFound,
     #[error("internal error")]
     Internal(String),
@@ -36,7 +52,10 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::Unauthenticated
+            | ProxyError::PassthroughKeyHeader
+            | ProxyError::NeedsLogin { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::TokenRefreshBackoff(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -49,12 +68,15 @@ impl ProxyError {
     /// Anthropic's `error.type` for this error.
     pub fn kind(&self) -> &'static str {
         match self {
-            ProxyError::Unauthenticated => "authentication_error",
+            ProxyError::Unauthenticated
+            | ProxyError::PassthroughKeyHeader
+            | ProxyError::NeedsLogin { .. } => "authentication_error",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => "invalid_request_error",
             ProxyError::UpstreamTimeout(_) => "timeout_error",
             ProxyError::NotFound => "not_found_error",
             ProxyError::UpstreamUnreachable(_)
+            | ProxyError::TokenRefreshBackoff(_)
             | ProxyError::NoAccount
             | ProxyError::Internal(_) => "api_error",
         }
@@ -101,6 +123,13 @@ impl IntoResponse for ProxyError {
         if let ProxyError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        anthropic_error(self.status(), self.kind(), &self.to_string())
+        let mut response = anthropic_error(self.status(), self.kind(), &self.to_string());
+        if let ProxyError::TokenRefreshBackoff(wait) = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
+        response
     }
 }

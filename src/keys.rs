@@ -45,6 +45,13 @@ pub fn generate(kind: KeyKind) -> Result<SecretString, getrandom::Error> {
 pub struct KeyHash([u8; 32]);
 
 impl KeyHash {
+    /// Reads back the hex form that `Display` writes.
+    pub fn from_hex(hex: &str) -> Option<KeyHash> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes).ok()?;
+        Some(KeyHash(bytes))
+    }
+
     /// Constant-time comparison, for checking a presented key against one expected key.
     pub fn ct_eq(&self, other: &KeyHash) -> bool {
         self.0.ct_eq(&other.0).into()

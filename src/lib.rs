@@ -5,7 +5,9 @@
 //! the store. The headless binary (`src/main.rs`) and the tray app only wire these up.
 //! See `ARCHITECTURE.md` for the map and the invariants.
 
+pub mod account_api;
 pub mod app;
+pub mod atomic_file;
 pub mod auth;
 pub mod checks;
 pub mod config;
@@ -14,11 +16,14 @@ pub mod dashboard;
 pub mod error;
 pub mod keys;
 pub mod logging;
+pub mod oauth;
 pub mod proxy;
+pub mod ratelimit;
 pub mod records;
 pub mod redact;
 pub mod retention;
 pub mod server;
+pub mod spool;
 pub mod state;
 pub mod store;
 pub mod usage;

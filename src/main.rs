@@ -4,11 +4,15 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::{Args, Parser, Subcommand};
-use claude_nexus::keys::{self, KeyKind};
+use claude_nexus::credentials::{Credentials, UpstreamCredential};
+use claude_nexus::keys::{self, KeyKind, KeySalt};
+use claude_nexus::oauth::{self, login, login::PendingLogin};
 use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server, logging};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// mimalloc: the proxy allocates many small short-lived buffers per request, where glibc's
 /// allocator spent about a tenth of the CPU in profiles and fragmented across threads.
@@ -38,6 +42,25 @@ enum Command {
     /// Client keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Claude Pro/Max (OAuth) accounts: log in, show status, refresh.
+    #[command(subcommand)]
+    Oauth(OauthCommand),
+}
+
+#[derive(Subcommand)]
+enum OauthCommand {
+    /// Log in to a Claude Pro/Max account and save it as <domain>.credentials.json in
+    /// CREDENTIALS_DIR. Prints the URL to open, then reads the pasted code#state from stdin.
+    Login {
+        domain: String,
+        /// Only print the URL; do not try to open a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Show each OAuth account's expiry, scopes and (from a running proxy) last refresh.
+    Status { domain: Option<String> },
+    /// Refresh an account's token now and save it.
+    Refresh { domain: String },
 }
 
 #[derive(Args)]
@@ -70,7 +93,234 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Migrate => migrate(),
         Command::Doctor => doctor(),
+        Command::Oauth(command) => oauth(command),
     }
+}
+
+fn oauth(command: OauthCommand) -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match command {
+                    OauthCommand::Login { domain, no_browser } => {
+                        oauth_login(&config, &domain, no_browser).await
+                    }
+                    OauthCommand::Status { domain } => {
+                        oauth_status(&config, domain.as_deref()).await
+                    }
+                    OauthCommand::Refresh { domain } => oauth_refresh(&config, &domain).await,
+                }
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn oauth_login(config: &Config, domain: &str, no_browser: bool) -> anyhow::Result<()> {
+    let file = login::credential_file(&config.credentials_dir, domain)?;
+    let pending = PendingLogin::start(&config.oauth)?;
+    eprintln!("Open this URL, log in, and paste the code shown (code#state) here:");
+    println!("{}", pending.authorize_url());
+    if !no_browser {
+        open_browser(pending.authorize_url().as_str());
+    }
+    eprint!("Code: ");
+    let mut pasted = String::new();
+    std::io::stdin().read_line(&mut pasted)?;
+    let http = claude_nexus::proxy::client()?;
+    let granted = pending.finish(&http, &config.oauth, &pasted).await?;
+    let created = login::save(&config.credentials_dir, domain, &granted)?;
+    println!("saved {}", file.display());
+    if let Some(key) = created {
+        println!(
+            "client key (shown once; it is in the file): {}",
+            key.expose_secret()
+        );
+    }
+    Ok(())
+}
+
+/// Best effort: a desktop session's opener, never an error.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+    {
+        "xdg-open"
+    } else {
+        return;
+    };
+    let _ = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+async fn oauth_status(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
+    let salt = Arc::new(KeySalt::from_secret_string(&SecretString::from("status")));
+    let (credentials, errors) = Credentials::load(&config.credentials_dir, salt);
+    for error in &errors {
+        eprintln!("warning: {error}");
+    }
+    // The last refresh result lives in the running proxy, when there is one.
+    let base = proxy_base(config);
+    let live = running_proxy_metrics(&claude_nexus::proxy::client()?, &base).await;
+    let snapshot = credentials.snapshot();
+    let mut accounts: Vec<_> = snapshot
+        .iter()
+        .filter(|a| only.is_none_or(|d| d.eq_ignore_ascii_case(&a.domain)))
+        .filter_map(|a| match &a.credential {
+            UpstreamCredential::OAuth(oauth) => Some((a, oauth)),
+            _ => None,
+        })
+        .collect();
+    accounts.sort_by(|a, b| a.0.domain.cmp(&b.0.domain));
+    if accounts.is_empty() {
+        anyhow::bail!(
+            "no OAuth account{} in {}",
+            only.map(|d| format!(" for {d}")).unwrap_or_default(),
+            config.credentials_dir.display()
+        );
+    }
+    for (account, oauth) in accounts {
+        println!(
+            "{} ({})",
+            account.domain,
+            account.account_id.as_deref().unwrap_or("no accountId")
+        );
+        println!("  expires:      {}", describe_expiry(oauth.expires_at));
+        println!("  scopes:       {}", oauth.scopes.join(" "));
+        let status = live.as_ref().and_then(|m| {
+            m["accounts"]
+                .as_array()?
+                .iter()
+                .find(|s| s["domain"] == account.domain.as_str())
+                .cloned()
+        });
+        match status {
+            Some(s) => {
+                println!("  status:       {}", s["status"].as_str().unwrap_or("?"));
+                match s.get("last_refresh").filter(|l| !l.is_null()) {
+                    Some(l) => println!(
+                        "  last refresh: {} {} ({})",
+                        l["at"].as_str().unwrap_or("?"),
+                        if l["ok"] == true { "ok" } else { "failed" },
+                        l["detail"].as_str().unwrap_or_default()
+                    ),
+                    None => println!("  last refresh: none since the proxy started"),
+                }
+            }
+            None => println!("  last refresh: unknown (no proxy answering at {base})"),
+        }
+    }
+    Ok(())
+}
+
+fn describe_expiry(expires_at: Option<i64>) -> String {
+    let Some(ms) = expires_at else {
+        return "unknown (no expiresAt)".to_string();
+    };
+    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string());
+    let left = ms - claude_nexus::oauth::endpoint::unix_ms_now();
+    let span =
+        humantime::format_duration(std::time::Duration::from_secs(left.unsigned_abs() / 1000));
+    if left >= 0 {
+        format!("{at} (in {span})")
+    } else {
+        format!("{at} (expired {span} ago)")
+    }
+}
+
+fn proxy_base(config: &Config) -> String {
+    format!("http://{}", SocketAddr::new(config.host, config.port))
+}
+
+/// `/oauth-metrics` of the proxy running at `base`, if one answers.
+async fn running_proxy_metrics(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let response = http
+        .get(format!("{base}/oauth-metrics"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    serde_json::from_slice(&response.bytes().await.ok()?).ok()
+}
+
+async fn oauth_refresh(config: &Config, domain: &str) -> anyhow::Result<()> {
+    let file = login::credential_file(&config.credentials_dir, domain)?;
+    let domain = domain.to_ascii_lowercase();
+    let http = claude_nexus::proxy::client()?;
+    // A running proxy rotates this account's token itself: ask it, so that there is only ever
+    // one refresher (two can lock the account out).
+    let base = proxy_base(config);
+    let served = running_proxy_metrics(&http, &base).await.is_some_and(|m| {
+        m["accounts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["domain"] == domain.as_str()))
+    });
+    if served {
+        let key = config.dashboard_api_key.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the proxy running at {base} refreshes {domain} itself; set DASHBOARD_API_KEY (as the proxy has it) so that this command asks it, or stop the proxy"
+            )
+        })?;
+        let response = http
+            .post(format!("{base}/api/accounts/{domain}/oauth/refresh"))
+            .bearer_auth(key.expose_secret())
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await?).unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!(
+                "the proxy at {base} answered {status}: {}",
+                body["error"]["message"].as_str().unwrap_or_default()
+            );
+        }
+        let last = &body["last_refresh"];
+        if last["ok"] != true {
+            anyhow::bail!(
+                "refreshing {domain} failed: {}",
+                last["detail"].as_str().unwrap_or("unknown")
+            );
+        }
+        println!(
+            "refreshed {domain} (by the proxy at {base}); expires {}",
+            describe_expiry(body["expires_at"].as_i64())
+        );
+        return Ok(());
+    }
+    let expires_at = oauth::refresh_file(&http, &config.oauth, &file).await?;
+    println!(
+        "refreshed {domain}; expires {}",
+        describe_expiry(Some(expires_at))
+    );
+    Ok(())
 }
 
 fn generate_keys(count: u32, test: bool) -> ExitCode {

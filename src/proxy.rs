@@ -23,11 +23,15 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use forward::UpstreamAuth;
 pub use forward::client;
 
 use crate::auth;
+use crate::credentials::UpstreamCredential;
 use crate::error::ProxyError;
 use crate::keys::KeyHash;
+use crate::oauth::TokenUnavailable;
+use crate::ratelimit::UnifiedHeaders;
 use crate::records::Record;
 use crate::state::AppState;
 use crate::usage::{BodyKind, Meter, Metered};
@@ -72,8 +76,32 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         }
     }
 
+    let oauth_token;
+    let auth = match &client.account.credential {
+        UpstreamCredential::ApiKey(key) => UpstreamAuth::ApiKey(key),
+        UpstreamCredential::Passthrough => {
+            exchange.draft.upstream_credential_hash =
+                auth::upstream_style_key(&parts.headers).map(|token| state.salt.hash(token));
+            UpstreamAuth::Passthrough
+        }
+        UpstreamCredential::OAuth(_) => match state.oauth.access_token(&client.account).await {
+            Some(Ok(token)) => {
+                state.usage_windows.mark_used(&client.account.domain);
+                oauth_token = token;
+                UpstreamAuth::OAuth(&oauth_token)
+            }
+            Some(Err(TokenUnavailable::BackingOff(wait))) => {
+                return exchange.fail(ProxyError::TokenRefreshBackoff(wait));
+            }
+            Some(Err(TokenUnavailable::NeedsLogin)) | None => {
+                return exchange.fail(ProxyError::NeedsLogin {
+                    domain: client.account.domain.clone(),
+                });
+            }
+        },
+    };
     let url = forward::upstream_url(&state.settings.upstream_base, &parts.uri);
-    let headers = forward::upstream_headers(&parts.headers, &client.account.credential);
+    let headers = forward::upstream_headers(&parts.headers, auth);
     let request = state
         .http
         .request(parts.method.clone(), url)
@@ -97,6 +125,12 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         .get("request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some(unified) = UnifiedHeaders::from_headers(response.headers()) {
+        state
+            .usage_windows
+            .record_headers(&client.account.domain, unified.clone());
+        exchange.draft.ratelimit = Some(unified);
+    }
     let headers = forward::client_headers(response.headers());
     let upstream_body = axum::http::Response::from(response).into_body();
 
@@ -149,6 +183,14 @@ async fn read_body(parts: &request::Parts, body: Body, limit: usize) -> Result<B
     }
 }
 
+/// The `request_type` a spooled record named (the values of [`request_type`]).
+pub fn request_type_named(name: &str) -> &'static str {
+    ["inference", "count_tokens", "models", "batch"]
+        .into_iter()
+        .find(|known| *known == name)
+        .unwrap_or("other")
+}
+
 fn request_type(path: &str) -> &'static str {
     match path {
         "/v1/messages" => "inference",
@@ -172,6 +214,8 @@ struct Draft {
     streaming: bool,
     client_ip: Option<IpAddr>,
     key_hash: Option<KeyHash>,
+    upstream_credential_hash: Option<KeyHash>,
+    ratelimit: Option<UnifiedHeaders>,
     request_body: Option<Bytes>,
 }
 
@@ -214,6 +258,8 @@ impl Exchange {
                 streaming: false,
                 client_ip,
                 key_hash: None,
+                upstream_credential_hash: None,
+                ratelimit: None,
                 request_body: None,
             },
             recorded: false,
@@ -261,6 +307,8 @@ impl Exchange {
             streaming: outcome.streaming,
             client_ip: d.client_ip,
             api_key_hash: d.key_hash,
+            upstream_credential_hash: d.upstream_credential_hash,
+            ratelimit: d.ratelimit.take(),
             error: outcome.error,
             upstream_request_id: outcome.upstream_request_id,
             request_body: d.request_body.take(),

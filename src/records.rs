@@ -14,13 +14,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::keys::KeyHash;
-use crate::store::Store;
+use crate::ratelimit::UnifiedHeaders;
+use crate::spool::Spool;
+use crate::store::{Store, StoreError};
 use crate::usage::Usage;
 
 /// Records per insert transaction.
@@ -52,6 +54,10 @@ pub struct Record {
     pub streaming: bool,
     pub client_ip: Option<IpAddr>,
     pub api_key_hash: Option<KeyHash>,
+    /// Passthrough accounts: the salted hash of the client's own upstream credential.
+    pub upstream_credential_hash: Option<KeyHash>,
+    /// The response's `anthropic-ratelimit-unified-*` headers, when it had them.
+    pub ratelimit: Option<UnifiedHeaders>,
     pub error: Option<String>,
     pub upstream_request_id: Option<String>,
     pub request_body: Option<Bytes>,
@@ -111,6 +117,10 @@ pub struct RecordStats {
     pub queue_full: AtomicU64,
     pub lost: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Records that went to the spool, over the run.
+    pub spooled: AtomicU64,
+    /// Records waiting in the spool now (0 when the database takes everything).
+    pub spool_pending: watch::Sender<u64>,
 }
 
 /// The sending side of the record queue. Cheap to clone.
@@ -163,15 +173,29 @@ impl Recorder {
 }
 
 /// Starts the writer. After `stop` fires it takes no new records, writes what is queued,
-/// and ends. Each written record is announced on `feed` (when anyone listens).
+/// and ends. Batches the database cannot take go to `spool` (when there is one) and are
+/// replayed once it is back; without a spool they are retried in memory. Each written record is
+/// announced on `feed` (when anyone listens).
 pub fn spawn_writer(
     store: Store,
     mut rx: mpsc::Receiver<Record>,
     stats: Arc<RecordStats>,
+    spool: Option<Spool>,
     stop: CancellationToken,
     feed: RecordFeed,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut writer = Writer {
+            store,
+            stats,
+            spool,
+            stop: stop.clone(),
+            next_replay: tokio::time::Instant::now(),
+            replay_delay: FIRST_REPLAY_DELAY,
+        };
+        writer.publish_spool();
+        // What an earlier run left in the spool.
+        writer.replay().await;
         let mut batch = Vec::with_capacity(BATCH);
         let mut stopping = false;
         loop {
@@ -183,6 +207,10 @@ pub fn spawn_writer(
                     () = stop.cancelled() => {
                         stopping = true;
                         rx.close();
+                        continue;
+                    }
+                    () = tokio::time::sleep_until(writer.next_replay), if writer.spooling() => {
+                        writer.replay().await;
                         continue;
                     }
                 }
@@ -203,7 +231,7 @@ pub fn spawn_writer(
             for record in &batch {
                 access_log(record);
             }
-            write_batch(&store, &batch, &stats, &stop).await;
+            writer.write(&batch).await;
             if feed.receiver_count() > 0 {
                 for record in &batch {
                     let _ = feed.send(Arc::new(RecordSummary::of(record)));
@@ -211,66 +239,209 @@ pub fn spawn_writer(
             }
             batch.clear();
         }
+        // A last chance for the spool; what stays there is replayed at the next start.
+        if writer.spooling() {
+            writer.replay().await;
+        }
     })
 }
 
-async fn write_batch(
-    store: &Store,
-    batch: &[Record],
-    stats: &RecordStats,
-    stop: &CancellationToken,
-) {
-    let mut delay = Duration::from_millis(50);
-    let mut failures_while_stopping = 0;
-    loop {
-        match store.insert_records(batch).await {
-            Ok(()) => {
-                stats
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                return;
+/// The first wait before replaying the spool; it doubles up to [`MAX_REPLAY_DELAY`].
+const FIRST_REPLAY_DELAY: Duration = Duration::from_millis(250);
+const MAX_REPLAY_DELAY: Duration = Duration::from_secs(5);
+
+struct Writer {
+    store: Store,
+    stats: Arc<RecordStats>,
+    spool: Option<Spool>,
+    stop: CancellationToken,
+    next_replay: tokio::time::Instant,
+    replay_delay: Duration,
+}
+
+impl Writer {
+    /// Records are waiting in the spool (the database was unavailable).
+    fn spooling(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| s.pending() > 0)
+    }
+
+    fn publish_spool(&self) {
+        let pending = self.spool.as_ref().map_or(0, Spool::pending);
+        self.stats.spool_pending.send_replace(pending);
+    }
+
+    async fn write(&mut self, batch: &[Record]) {
+        if self.spooling() {
+            // Keep the database's order and don't knock on it for every batch: the replay
+            // finds out when it is back.
+            self.spool_batch(batch).await;
+            return;
+        }
+        if let Err((e, unwritten)) = insert(&self.store, batch, &self.stats, false).await {
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            match &self.spool {
+                Some(spool) => tracing::warn!(
+                    records = unwritten.len(),
+                    "cannot write records ({e}); keeping them in {} until the database is back",
+                    spool.path().display()
+                ),
+                None => tracing::warn!(records = unwritten.len(), "cannot write records: {e}"),
             }
-            Err(e) if e.is_rejected_data() && batch.len() > 1 => {
-                // One bad row must not hold the others back: write them one by one.
-                tracing::warn!(
-                    records = batch.len(),
-                    "batch refused ({e}); writing its records one by one"
-                );
-                for record in batch {
-                    Box::pin(write_batch(
-                        store,
-                        std::slice::from_ref(record),
-                        stats,
-                        stop,
-                    ))
-                    .await;
-                }
-                return;
-            }
-            Err(e) if e.is_rejected_data() => {
-                stats.lost.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(request_id = %batch[0].request_id, "record refused by the database: {e}");
-                return;
-            }
-            Err(e) => {
-                stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                if stop.is_cancelled() {
-                    failures_while_stopping += 1;
-                    if failures_while_stopping >= ATTEMPTS_WHEN_STOPPING {
-                        stats.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        tracing::error!(records = batch.len(), "records lost at shutdown: {e}");
-                        return;
+            self.spool_batch(unwritten).await;
+        }
+    }
+
+    async fn spool_batch(&mut self, batch: &[Record]) {
+        if let Some(spool) = &mut self.spool {
+            let was_empty = spool.pending() == 0;
+            match spool.append(batch) {
+                Ok(()) => {
+                    tracing::info!(
+                        records = batch.len(),
+                        waiting = spool.pending(),
+                        "records spooled"
+                    );
+                    self.stats
+                        .spooled
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if was_empty {
+                        self.replay_delay = FIRST_REPLAY_DELAY;
+                        self.next_replay = tokio::time::Instant::now() + self.replay_delay;
                     }
+                    self.publish_spool();
+                    return;
                 }
-                tracing::warn!(
-                    records = batch.len(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "cannot write records: {e}"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                Err(e) => tracing::error!(
+                    "cannot write to the spool {}: {e}; holding records in memory",
+                    spool.path().display()
+                ),
             }
         }
+        self.retry_in_memory(batch).await;
+    }
+
+    /// Without a usable spool: retries with backoff (a few times once stopping).
+    async fn retry_in_memory(&self, mut batch: &[Record]) {
+        let mut delay = Duration::from_millis(50);
+        let mut failures_while_stopping = 0;
+        loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_REPLAY_DELAY);
+            match insert(&self.store, batch, &self.stats, false).await {
+                Ok(()) => return,
+                Err((e, unwritten)) => {
+                    batch = unwritten;
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if self.stop.is_cancelled() {
+                        failures_while_stopping += 1;
+                        if failures_while_stopping >= ATTEMPTS_WHEN_STOPPING {
+                            self.stats
+                                .lost
+                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            tracing::error!(records = batch.len(), "records lost at shutdown: {e}");
+                            return;
+                        }
+                    }
+                    tracing::warn!(
+                        records = batch.len(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "cannot write records: {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes the spool to the database, then empties it. On failure, tries again later.
+    async fn replay(&mut self) {
+        let Some(spool) = &mut self.spool else { return };
+        if spool.pending() == 0 {
+            return;
+        }
+        let mut replay = match spool.replay(BATCH) {
+            Ok(replay) => replay,
+            Err(e) => {
+                tracing::error!("cannot read the spool {}: {e}", spool.path().display());
+                return;
+            }
+        };
+        let mut replayed = 0u64;
+        for records in replay.by_ref() {
+            let result = match records {
+                Ok(records) => insert(&self.store, &records, &self.stats, true)
+                    .await
+                    .map(|()| records.len() as u64)
+                    .map_err(|(e, _)| e.to_string()),
+                Err(e) => Err(format!("cannot read the spool: {e}")),
+            };
+            match result {
+                Ok(n) => replayed += n,
+                Err(e) => {
+                    self.replay_delay = (self.replay_delay * 2).min(MAX_REPLAY_DELAY);
+                    self.next_replay = tokio::time::Instant::now() + self.replay_delay;
+                    tracing::debug!("spool replay postponed: {e}");
+                    return;
+                }
+            }
+        }
+        if replay.unreadable > 0 {
+            self.stats
+                .lost
+                .fetch_add(replay.unreadable, Ordering::Relaxed);
+            tracing::error!(
+                lines = replay.unreadable,
+                "unreadable spool lines skipped (cut short by a crash)"
+            );
+        }
+        match spool.clear() {
+            Ok(()) => tracing::info!(records = replayed, "database back: spooled records written"),
+            Err(e) => tracing::error!("cannot empty the spool {}: {e}", spool.path().display()),
+        }
+        self.publish_spool();
+    }
+}
+
+/// Inserts `batch`, counting what is written and what the database refuses. A batch the
+/// database refuses is written row by row, so one bad row cannot hold the others back. A
+/// failure that may pass (locked, full, gone) returns the records not written.
+async fn insert<'a>(
+    store: &Store,
+    batch: &'a [Record],
+    stats: &RecordStats,
+    replay: bool,
+) -> Result<(), (StoreError, &'a [Record])> {
+    let result = if replay {
+        store.replay_records(batch).await
+    } else {
+        store.insert_records(batch).await
+    };
+    match result {
+        Ok(()) => {
+            stats
+                .written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) if e.is_rejected_data() && batch.len() > 1 => {
+            tracing::warn!(
+                records = batch.len(),
+                "batch refused ({e}); writing its records one by one"
+            );
+            for (i, record) in batch.iter().enumerate() {
+                if let Err((e, _)) =
+                    Box::pin(insert(store, std::slice::from_ref(record), stats, replay)).await
+                {
+                    return Err((e, &batch[i..]));
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.is_rejected_data() => {
+            stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(request_id = %batch[0].request_id, "record refused by the database: {e}");
+            Ok(())
+        }
+        Err(e) => Err((e, batch)),
     }
 }
 

@@ -22,9 +22,12 @@ use crate::config::Config;
 use crate::credentials::{self, Credentials};
 use crate::dashboard::{self, DashboardState, hosts};
 use crate::keys::KeySalt;
+use crate::oauth::usage_window::{self, UsageWindows};
+use crate::oauth::{self, Tokens};
 use crate::proxy;
-use crate::records::{self, Recorder};
+use crate::records::{self, RecordStats, Recorder};
 use crate::retention::{self, RetentionReport};
+use crate::spool::{self, Spool};
 use crate::state::{AppState, ProxySettings};
 use crate::store::{Migrations, Store, StoreError};
 
@@ -69,6 +72,8 @@ pub struct Server {
     /// The key, when it was generated here (then the login link is printed at start).
     generated_dashboard_key: Option<SecretString>,
     retention: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+    usage_poller: JoinHandle<()>,
 }
 
 impl Server {
@@ -121,10 +126,19 @@ impl Server {
         let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
 
         let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
+        let spool = Spool::open(spool::path_in(&config.data_dir))
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "no spool in {} ({e}): records wait in memory when the database is unavailable",
+                    config.data_dir.display()
+                );
+            })
+            .ok();
         let writer = records::spawn_writer(
             store.clone(),
             queue,
             recorder.stats().clone(),
+            spool,
             stop_tasks.clone(),
             feed.clone(),
         );
@@ -140,13 +154,29 @@ impl Server {
         });
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
+        let http = proxy::client()?;
+        let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
+        let refresher =
+            oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
+        let usage_windows = Arc::new(UsageWindows::default());
+        let usage_poller = usage_window::spawn_usage_poller(
+            usage_windows.clone(),
+            tokens.clone(),
+            http.clone(),
+            config.upstream.base_url.clone(),
+            config.oauth.usage_interval,
+            stop_tasks.clone(),
+        );
         let state = Arc::new(AppState {
             credentials,
             salt,
             recorder,
             store,
             retention: retention_reports,
-            http: proxy::client()?,
+            http,
+            oauth: tokens,
+            usage_windows,
+            dashboard_api_key: config.dashboard_api_key.clone(),
             settings: ProxySettings {
                 upstream_base: config.upstream.base_url.clone(),
                 header_timeout: config.upstream.header_timeout,
@@ -168,6 +198,8 @@ impl Server {
             dashboard_listener,
             generated_dashboard_key,
             retention,
+            refresher,
+            usage_poller,
         })
     }
 
@@ -191,6 +223,11 @@ impl Server {
     /// The accounts, for callers that want to watch reloads.
     pub fn credentials(&self) -> &Arc<Credentials> {
         &self.state.credentials
+    }
+
+    /// The record pipeline's counters (written, spooled, lost, …).
+    pub fn record_stats(&self) -> Arc<RecordStats> {
+        self.state.recorder.stats().clone()
     }
 
     /// The outcome of each retention pass, for callers that want to wait for one.
@@ -265,6 +302,9 @@ impl Server {
             let _ = watcher.await;
         }
         let _ = self.retention.await;
+        let _ = self.refresher.await;
+        self.state.oauth.settle().await;
+        let _ = self.usage_poller.await;
         let _ = self.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credentials;
 use crate::keys::KeySalt;
+use crate::oauth::Tokens;
+use crate::oauth::usage_window::UsageWindows;
 use crate::records::Recorder;
 use crate::retention::RetentionReport;
 use crate::store::Store;
@@ -20,6 +23,12 @@ pub struct AppState {
     pub store: Store,
     pub retention: watch::Receiver<RetentionReport>,
     pub http: reqwest::Client,
+    /// The live tokens of OAuth accounts.
+    pub oauth: Arc<Tokens>,
+    /// The latest plan usage windows per account.
+    pub usage_windows: Arc<UsageWindows>,
+    /// `DASHBOARD_API_KEY`, the bearer key of the account API.
+    pub dashboard_api_key: Option<SecretString>,
     pub settings: ProxySettings,
     /// Fires when the shutdown grace period is over: open response streams are cut (and
     /// recorded as such) so the server can stop.

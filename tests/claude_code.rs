@@ -86,3 +86,90 @@ async fn claude_code_answers_through_the_proxy() {
             .all(|r| r.status == 200 && r.streaming && r.output_tokens == 42)
     );
 }
+
+/// The README's passthrough set-up: Claude Code keeps its own subscription login (here a
+/// stored one in `~/.claude/.credentials.json`), sends it as Bearer, and authenticates to the
+/// proxy with `ANTHROPIC_CUSTOM_HEADERS="x-nexus-key: …"`.
+#[tokio::test]
+async fn claude_code_passthrough_keeps_its_own_login() {
+    const OWN_TOKEN: &str = "sk-ant-oat01-claudecode-own-login-token-QQQQ";
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules/.bin/claude");
+    if !bin.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Claude Code is not installed; scripts/test.sh installs it"
+        );
+        eprintln!("skipped: Claude Code not installed (run scripts/test.sh)");
+        return;
+    }
+    let mock = MockUpstream::start().await;
+    let mut proxy = ProxyBuilder::new(&mock)
+        .account(passthrough_account("p.example", "acc_cc_pass", KEY))
+        .start()
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".claude")).unwrap();
+    write_file_mode(
+        &home.path().join(".claude/.credentials.json"),
+        &serde_json::json!({"claudeAiOauth": {
+            "accessToken": OWN_TOKEN,
+            "refreshToken": "sk-ant-ort01-claudecode-own-refresh",
+            "expiresAt": now_ms() + 8 * 3600 * 1000,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max"
+        }})
+        .to_string(),
+        0o600,
+    );
+    let base_url = proxy.url("");
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["-p", "Say hello"])
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_AUTH_TOKEN")
+            .env("HOME", home.path())
+            .env("ANTHROPIC_BASE_URL", base_url)
+            .env("ANTHROPIC_CUSTOM_HEADERS", format!("x-nexus-key: {KEY}"))
+            .env("DISABLE_TELEMETRY", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("Claude Code answers within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Hello there"), "{stdout}");
+
+    let messages: Vec<Received> = mock
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/v1/messages")
+        .collect();
+    assert!(!messages.is_empty());
+    for r in &messages {
+        assert_eq!(r.headers["authorization"], format!("Bearer {OWN_TOKEN}"));
+        assert!(!r.headers.contains_key("x-nexus-key"));
+        for (_, value) in &r.headers {
+            assert!(!value.to_str().unwrap_or_default().contains(KEY));
+        }
+    }
+    let db = proxy.stop_and_open_db().await;
+    let rows = rows(&db).await;
+    let streamed: Vec<_> = rows.iter().filter(|r| r.path == "/v1/messages").collect();
+    assert_eq!(streamed.len(), messages.len(), "one row per request");
+    assert!(
+        streamed
+            .iter()
+            .all(|r| r.status == 200 && r.account_id.as_deref() == Some("acc_cc_pass"))
+    );
+}

@@ -3,19 +3,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
+use common::process::{BIN, Running};
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_claude-nexus");
 const CLIENT_KEY: &str = "cnp_live_clisecretCLIENTKEY0000000000000000000000000";
 const TEAM_KEY: &str = "cnp_live_clisecretTEAMKEY00000000000000000000000000000";
 const WRONG_KEY: &str = "cnp_live_clisecretWRONGKEY000000000000000000000000000";
 const CLIENT_SENT_UPSTREAM_KEY: &str = "sk-ant-api03-clientsentsecret-ZZZZ";
+const PASS_KEY: &str = "cnp_live_clisecretPASSKEY00000000000000000000000000000";
+const PASSED_THROUGH_TOKEN: &str = "sk-ant-oat01-passedthroughsecret-YYYY";
 
 fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
@@ -77,76 +76,10 @@ fn keys_generate_prints_fresh_keys() {
     assert!(key.trim().starts_with("cnp_test_") && key.trim().len() == 52);
 }
 
-/// A running `claude-nexus serve` whose stderr lines are collected.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> (Running, String) {
-        let mut child = cmd
-            .args(["serve", "--port", "0"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                if tx.send(line.unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut running = Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        let line = running.wait_for("listening on http://");
-        let addr = line
-            .split("listening on http://")
-            .nth(1)
-            .unwrap()
-            .split([',', '"'])
-            .next()
-            .unwrap()
-            .to_string();
-        (running, addr)
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    /// SIGTERM, then every line the process wrote.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status, self.seen.join("\n"))
-    }
-}
-
 #[tokio::test]
 async fn serve_logs_start_up_and_never_a_secret() {
     let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
@@ -154,14 +87,22 @@ async fn serve_logs_start_up_and_never_a_secret() {
         &credentials,
         &api_key_account("a.example", "acc_a", CLIENT_KEY),
     );
+    // About to expire: the proxy refreshes it, so the rotated tokens pass through too.
     write_account(
         &credentials,
-        &oauth_account("team.example", "acc_team", TEAM_KEY),
+        &expiring_oauth_account("team.example", "acc_team", TEAM_KEY, now_ms() + 60_000),
+    );
+    write_account(
+        &credentials,
+        &passthrough_account("pass.example", "acc_pass", PASS_KEY),
     );
     let mut cmd = command(dir.path());
     cmd.env("CLAUDE_API_BASE_URL", mock.url())
         .env("API_KEY_SALT", "cli-test-salt")
         .env("RUST_LOG", "debug");
+    for (name, value) in oauth.env() {
+        cmd.env(name, value);
+    }
     let (running, addr) = Running::start(cmd);
     let startup = &running.seen[running.seen.len() - 1];
     assert!(
@@ -169,7 +110,7 @@ async fn serve_logs_start_up_and_never_a_secret() {
         "{startup}"
     );
     assert!(startup.contains("database sqlite:"), "{startup}");
-    assert!(startup.contains("2 account(s)"), "{startup}");
+    assert!(startup.contains("3 account(s)"), "{startup}");
 
     let client = http();
     let url = format!("http://{addr}/v1/messages");
@@ -204,6 +145,11 @@ async fn serve_logs_start_up_and_never_a_secret() {
             .header("host", "team.example")
             .header("x-api-key", TEAM_KEY)
             .body(MESSAGE_JSON),
+        client
+            .post(&url)
+            .header("authorization", format!("Bearer {PASSED_THROUGH_TOKEN}"))
+            .header("x-nexus-key", PASS_KEY)
+            .body(MESSAGE_JSON),
     ];
     let mut statuses = Vec::new();
     for request in requests {
@@ -211,14 +157,15 @@ async fn serve_logs_start_up_and_never_a_secret() {
         statuses.push(response.status().as_u16());
         response.bytes().await.unwrap();
     }
-    assert_eq!(statuses, vec![200, 200, 401, 401, 401, 200]);
+    assert_eq!(statuses, vec![200, 200, 401, 401, 401, 200, 200]);
+    assert_eq!(oauth.calls().len(), 1, "the team token was refreshed");
 
     let (status, log) = running.terminate();
     assert!(status.success(), "SIGTERM is a clean stop: {status}\n{log}");
     assert!(log.contains("records flushed"), "{log}");
     assert_eq!(
         log.matches("claude_nexus::access").count(),
-        6,
+        7,
         "one access line per request\n{log}"
     );
     assert!(
@@ -233,6 +180,10 @@ async fn serve_logs_start_up_and_never_a_secret() {
         TEAM_KEY,
         WRONG_KEY,
         CLIENT_SENT_UPSTREAM_KEY,
+        PASS_KEY,
+        PASSED_THROUGH_TOKEN,
+        &refreshed_access(1),
+        &rotated_refresh(1),
     ];
     for secret in secrets {
         assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
@@ -246,7 +197,7 @@ async fn serve_logs_start_up_and_never_a_secret() {
     .fetch_all(&db)
     .await
     .unwrap();
-    assert_eq!(dump.len(), 6);
+    assert_eq!(dump.len(), 7);
     for (row,) in &dump {
         for secret in secrets {
             assert!(!row.contains(secret), "{secret} in row {row}");

@@ -205,5 +205,37 @@ fn the_shipped_templates_parse() {
             parsed += 1;
         }
     }
-    assert_eq!(parsed, 2);
+    assert_eq!(parsed, 3);
+}
+
+/// A directory listing taken while a file is renamed over (an editor's save, the proxy's own
+/// token rotation) can miss that file on some filesystems; a reload must not drop the account.
+#[test]
+fn a_reload_during_an_atomic_rewrite_keeps_every_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let salt = Arc::new(KeySalt::from_secret_string(&SecretString::from("s")));
+    for (domain, key) in [("a.example", KEY_A), ("b.example", KEY_NEW)] {
+        write_account(dir.path(), &api_key_account(domain, "acc", key));
+    }
+    const KEY_C: &str = "cnp_live_credtestCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
+    write_account(dir.path(), &api_key_account("c.example", "acc_c", KEY_C));
+    let (credentials, errors) = Credentials::load(dir.path(), salt);
+    assert!(errors.is_empty());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let path = dir.path().join("b.example.credentials.json");
+        let text = api_key_account("b.example", "acc", KEY_NEW).json;
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                claude_nexus::atomic_file::write_private(&path, text.as_bytes()).unwrap();
+            }
+        })
+    };
+    for _ in 0..300 {
+        credentials.reload();
+        assert_eq!(credentials.snapshot().len(), 3);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
 }

@@ -36,6 +36,8 @@ fn record(id: Uuid) -> Record {
         streaming: false,
         client_ip: None,
         api_key_hash: None,
+        upstream_credential_hash: None,
+        ratelimit: None,
         error: None,
         upstream_request_id: None,
         request_body: None,
@@ -52,6 +54,7 @@ async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
         store.clone(),
         queue,
         recorder.stats().clone(),
+        None,
         stop.clone(),
         tokio::sync::broadcast::channel(16).0,
     );

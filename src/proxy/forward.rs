@@ -2,22 +2,35 @@
 //!
 //! To the upstream: the client's headers pass through except hop-by-hop ones, `host`,
 //! `content-length` (recomputed), `accept-encoding` (the tap reads plain bytes) and the
-//! client's own key; the account's credential is injected; `anthropic-version` defaults to
-//! `2023-06-01` only when absent; for OAuth, `oauth-2025-04-20` joins the client's own
-//! `anthropic-beta` values. Back to the client: everything but hop-by-hop headers.
+//! client's own key (`x-api-key`, `Authorization`, `x-nexus-key`); the account's credential is
+//! injected; `anthropic-version` defaults to `2023-06-01` only when absent; for OAuth,
+//! `oauth-2025-04-20` joins the client's own `anthropic-beta` values. For a passthrough account
+//! the client's `Authorization`/`x-api-key` are its own Claude credential and go upstream
+//! untouched (only `x-nexus-key` is removed). Back to the client: everything but hop-by-hop
+//! headers.
 
 use std::time::Duration;
 
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
-
-use crate::credentials::UpstreamCredential;
+use secrecy::{ExposeSecret, SecretString};
 
 pub const OAUTH_BETA: &str = "oauth-2025-04-20";
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub const X_NEXUS_KEY: HeaderName = HeaderName::from_static("x-nexus-key");
+
+/// How the request authenticates upstream.
+#[derive(Clone, Copy)]
+pub enum UpstreamAuth<'a> {
+    /// `x-api-key`.
+    ApiKey(&'a SecretString),
+    /// `Authorization: Bearer` with the OAuth beta.
+    OAuth(&'a SecretString),
+    /// The client's own credential, untouched.
+    Passthrough,
+}
 
 /// The shared upstream client: no redirects, no retries (a retried stream could be billed
 /// twice; this also spares reqwest from copying every request in case it retries), no
@@ -76,16 +89,17 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// The headers to send upstream for a client request with `client_headers`.
-pub fn upstream_headers(client_headers: &HeaderMap, credential: &UpstreamCredential) -> HeaderMap {
+pub fn upstream_headers(client_headers: &HeaderMap, auth: UpstreamAuth<'_>) -> HeaderMap {
     let listed = connection_listed(client_headers);
+    let passthrough = matches!(auth, UpstreamAuth::Passthrough);
     let mut out = HeaderMap::with_capacity(client_headers.len() + 2);
     for (name, value) in client_headers {
         let dropped = is_hop_by_hop(name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name == header::ACCEPT_ENCODING
-            || name == header::AUTHORIZATION
-            || name == X_API_KEY
+            || ((name == header::AUTHORIZATION || name == X_API_KEY) && !passthrough)
+            || name == X_NEXUS_KEY
             || name == ANTHROPIC_BETA
             || listed.contains(name);
         if !dropped {
@@ -103,15 +117,16 @@ pub fn upstream_headers(client_headers: &HeaderMap, credential: &UpstreamCredent
         .map(str::trim)
         .filter(|b| !b.is_empty())
         .collect();
-    match credential {
-        UpstreamCredential::ApiKey(key) => {
+    match auth {
+        UpstreamAuth::Passthrough => {}
+        UpstreamAuth::ApiKey(key) => {
             if let Ok(mut value) = HeaderValue::from_str(key.expose_secret()) {
                 value.set_sensitive(true);
                 out.insert(X_API_KEY, value);
             }
         }
-        UpstreamCredential::OAuth(oauth) => {
-            let bearer = format!("Bearer {}", oauth.access_token.expose_secret());
+        UpstreamAuth::OAuth(token) => {
+            let bearer = format!("Bearer {}", token.expose_secret());
             if let Ok(mut value) = HeaderValue::from_str(&bearer) {
                 value.set_sensitive(true);
                 out.insert(header::AUTHORIZATION, value);
@@ -143,10 +158,7 @@ pub fn client_headers(upstream: &HeaderMap) -> HeaderMap {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
-
     use super::*;
-    use crate::credentials::OAuthCredential;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -159,14 +171,8 @@ mod tests {
         h
     }
 
-    fn oauth() -> UpstreamCredential {
-        UpstreamCredential::OAuth(OAuthCredential {
-            access_token: SecretString::from("sk-ant-oat01-tok"),
-            refresh_token: None,
-            expires_at: None,
-            scopes: vec![],
-            is_max: false,
-        })
+    fn token() -> SecretString {
+        SecretString::from("sk-ant-oat01-tok")
     }
 
     #[test]
@@ -214,10 +220,8 @@ mod tests {
             ("anthropic-version", "2024-01-01"),
             ("x-custom", "kept"),
         ]);
-        let out = upstream_headers(
-            &client,
-            &UpstreamCredential::ApiKey(SecretString::from("sk-ant-api03-real")),
-        );
+        let key = SecretString::from("sk-ant-api03-real");
+        let out = upstream_headers(&client, UpstreamAuth::ApiKey(&key));
         assert_eq!(out["x-api-key"], "sk-ant-api03-real");
         assert!(out["x-api-key"].is_sensitive());
         for gone in [
@@ -247,7 +251,7 @@ mod tests {
             ),
             ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
         ]);
-        let out = upstream_headers(&client, &oauth());
+        let out = upstream_headers(&client, UpstreamAuth::OAuth(&token()));
         assert_eq!(out["authorization"], "Bearer sk-ant-oat01-tok");
         assert!(!out.contains_key("x-api-key"));
         assert_eq!(
@@ -258,9 +262,28 @@ mod tests {
 
         let already = headers(&[("anthropic-beta", "oauth-2025-04-20")]);
         assert_eq!(
-            upstream_headers(&already, &oauth())["anthropic-beta"],
+            upstream_headers(&already, UpstreamAuth::OAuth(&token()))["anthropic-beta"],
             "oauth-2025-04-20"
         );
+    }
+
+    #[test]
+    fn passthrough_keeps_the_clients_credential_and_drops_the_nexus_key() {
+        let client = headers(&[
+            ("authorization", "Bearer sk-ant-oat01-clients-own"),
+            ("x-nexus-key", "cnp_live_client"),
+            ("anthropic-beta", "oauth-2025-04-20,claude-code-20250219"),
+        ]);
+        let out = upstream_headers(&client, UpstreamAuth::Passthrough);
+        assert_eq!(out["authorization"], "Bearer sk-ant-oat01-clients-own");
+        assert!(!out.contains_key("x-nexus-key"));
+        assert_eq!(
+            out["anthropic-beta"],
+            "oauth-2025-04-20,claude-code-20250219"
+        );
+        let out = upstream_headers(&client, UpstreamAuth::OAuth(&token()));
+        assert_eq!(out["authorization"], "Bearer sk-ant-oat01-tok");
+        assert!(!out.contains_key("x-nexus-key"));
     }
 
     #[test]

@@ -12,25 +12,41 @@ use crate::records::Record;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
 /// handful of prepared statements serve every batch (each distinct row count would otherwise
-/// be prepared and cached on its own). 64 rows × 23 columns stays far below SQLite's 32,766
+/// be prepared and cached on its own). 64 rows × 29 columns stays far below SQLite's 32,766
 /// and PostgreSQL's 65,535 parameters.
 pub(super) const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
 
 const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method, path, model, \
      request_type, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
      cache_read_input_tokens, total_tokens, duration_ms, first_token_ms, response_streaming, \
-     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body";
+     client_ip, api_key_hash, error, upstream_request_id, request_body, response_body, \
+     ratelimit_unified_status, ratelimit_unified_5h_utilization, ratelimit_unified_5h_reset, \
+     ratelimit_unified_7d_utilization, ratelimit_unified_7d_reset, upstream_credential_hash";
 const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
 
-/// The multi-row `INSERT` texts, built once: `[dialect][shape]`.
-static INSERT_REQUESTS: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
-    [Dialect::Sqlite, Dialect::Postgres]
-        .map(|dialect| insert_statements(dialect, "api_requests", REQUEST_COLUMNS))
-});
-static INSERT_CHUNKS: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
-    [Dialect::Sqlite, Dialect::Postgres]
-        .map(|dialect| insert_statements(dialect, "streaming_chunks", CHUNK_COLUMNS))
-});
+/// What an insert does with a row that is already there.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Duplicates {
+    /// Refuse it (a unique violation): a new record never repeats a request id.
+    Refuse = 0,
+    /// Skip it: a spool replay may repeat records a cut-short replay already wrote.
+    Skip = 1,
+}
+
+type Statements = [[Vec<String>; 2]; 2];
+
+/// The multi-row `INSERT` texts, built once: `[dialect][duplicates][shape]`.
+static INSERT_REQUESTS: LazyLock<Statements> =
+    LazyLock::new(|| statements("api_requests", REQUEST_COLUMNS));
+static INSERT_CHUNKS: LazyLock<Statements> =
+    LazyLock::new(|| statements("streaming_chunks", CHUNK_COLUMNS));
+
+fn statements(table: &str, columns: &str) -> Statements {
+    [Dialect::Sqlite, Dialect::Postgres].map(|dialect| {
+        [Duplicates::Refuse, Duplicates::Skip]
+            .map(|duplicates| insert_statements(dialect, duplicates, table, columns))
+    })
+}
 
 /// Binds one record's columns in [`REQUEST_COLUMNS`] order; `$ts` and `$text` adapt the
 /// timestamp and free text to the dialect.
@@ -61,6 +77,20 @@ macro_rules! bind_request {
             .bind(r.upstream_request_id.clone())
             .bind(r.request_body.as_deref().map(lossy).map($text))
             .bind(r.response_body.as_deref().map(lossy).map($text))
+            .bind(r.ratelimit.as_ref().and_then(|u| u.status.clone()))
+            .bind(r.ratelimit.as_ref().and_then(|u| u.five_hour.utilization))
+            .bind(
+                r.ratelimit
+                    .as_ref()
+                    .and_then(|u| u.five_hour.resets_at.clone()),
+            )
+            .bind(r.ratelimit.as_ref().and_then(|u| u.seven_day.utilization))
+            .bind(
+                r.ratelimit
+                    .as_ref()
+                    .and_then(|u| u.seven_day.resets_at.clone()),
+            )
+            .bind(r.upstream_credential_hash.map(|h| h.to_string()))
     }};
 }
 
@@ -70,9 +100,10 @@ macro_rules! insert_fn {
         pub(super) async fn $name(
             tx: &mut sqlx::Transaction<'static, $db>,
             records: &[Record],
+            duplicates: Duplicates,
         ) -> Result<(), sqlx::Error> {
-            let requests = &INSERT_REQUESTS[$dialect as usize];
-            let chunks = &INSERT_CHUNKS[$dialect as usize];
+            let requests = &INSERT_REQUESTS[$dialect as usize][duplicates as usize];
+            let chunks = &INSERT_CHUNKS[$dialect as usize][duplicates as usize];
             for rows in shaped_chunks(records) {
                 let mut insert = sqlx::query(statement_for(requests, rows.len()));
                 for r in rows {
@@ -131,7 +162,16 @@ fn postgres_text(s: Cow<'_, str>) -> String {
 }
 
 /// `INSERT INTO table (columns) VALUES (…), …` for each of [`INSERT_SHAPES`].
-fn insert_statements(dialect: Dialect, table: &str, columns: &str) -> Vec<String> {
+fn insert_statements(
+    dialect: Dialect,
+    duplicates: Duplicates,
+    table: &str,
+    columns: &str,
+) -> Vec<String> {
+    let on_conflict = match duplicates {
+        Duplicates::Refuse => "",
+        Duplicates::Skip => " ON CONFLICT DO NOTHING",
+    };
     let width = columns.split(',').count();
     INSERT_SHAPES
         .iter()
@@ -145,7 +185,7 @@ fn insert_statements(dialect: Dialect, table: &str, columns: &str) -> Vec<String
                 })
                 .collect();
             format!(
-                "INSERT INTO {table} ({columns}) VALUES {}",
+                "INSERT INTO {table} ({columns}) VALUES {}{on_conflict}",
                 values.join(", ")
             )
         })
@@ -200,21 +240,23 @@ mod tests {
 
     #[test]
     fn insert_statements_have_a_placeholder_per_column_and_row() {
-        let sqlite = &INSERT_REQUESTS[Dialect::Sqlite as usize];
+        let sqlite = &INSERT_REQUESTS[Dialect::Sqlite as usize][0];
         assert!(sqlite[3].starts_with("INSERT INTO api_requests (request_id, domain,"));
-        assert_eq!(sqlite[3].matches('?').count(), 23);
-        assert_eq!(sqlite[0].matches('?').count(), 23 * 64);
+        assert_eq!(sqlite[3].matches('?').count(), 29);
+        assert_eq!(sqlite[0].matches('?').count(), 29 * 64);
         assert_eq!(
-            INSERT_CHUNKS[Dialect::Sqlite as usize][2]
+            INSERT_CHUNKS[Dialect::Sqlite as usize][0][2]
                 .matches('?')
                 .count(),
             4 * 4
         );
 
-        let postgres = &INSERT_REQUESTS[Dialect::Postgres as usize];
-        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"));
-        assert!(postgres[0].ends_with(", $1472)"));
-        assert!(postgres[1].contains("($24, $25,"));
+        let postgres = &INSERT_REQUESTS[Dialect::Postgres as usize][0];
+        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"));
+        assert!(postgres[0].ends_with(", $1856)"));
+        assert!(postgres[1].contains("($30, $31,"));
+        let replay = &INSERT_REQUESTS[Dialect::Postgres as usize][1];
+        assert!(replay[2].ends_with(") ON CONFLICT DO NOTHING"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod insert;
 pub use dashboard_queries::{
     Bucket, DailyCount, PageCursor, RequestDetailRow, RequestFilter, RequestListRow, UsageGroup,
 };
+use insert::Duplicates;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -240,18 +241,27 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a batch of records (and their stream chunks) in one transaction.
+    /// Inserts a batch of new records (and their stream chunks) in one transaction.
     pub async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.insert(records, Duplicates::Refuse).await
+    }
+
+    /// Inserts records replayed from the spool, skipping those already in the database.
+    pub async fn replay_records(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.insert(records, Duplicates::Skip).await
+    }
+
+    async fn insert(&self, records: &[Record], duplicates: Duplicates) -> Result<(), StoreError> {
         let started = Instant::now();
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_sqlite(&mut tx, records).await?;
+                insert::insert_sqlite(&mut tx, records, duplicates).await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_postgres(&mut tx, records).await?;
+                insert::insert_postgres(&mut tx, records, duplicates).await?;
                 tx.commit().await?;
             }
         }

@@ -6,13 +6,20 @@
 //! `"stream": true`), `status-<code>` (an Anthropic error with rate-limit headers), `hang`
 //! (never answers), `truncate` (a stream without `message_stop`), `stall` (one event, then
 //! silence until the connection is dropped), `gate` (one event, then the rest once the test
-//! calls [`MockUpstream::release`]), `leak` (a 401 whose message contains the key it received).
+//! calls [`MockUpstream::release`]), `leak` (a 401 whose message contains the key it received),
+//! `unified` (the JSON answer with `anthropic-ratelimit-unified-*` headers).
+//!
+//! `GET /api/oauth/usage` (the plan usage endpoint) answers [`USAGE_ANSWER`], or the status set
+//! with [`MockUpstream::usage_status`]; its calls are kept apart, in [`MockUpstream::usage_polls`].
 
 #![allow(dead_code)]
 
 pub mod db;
+pub mod process;
 #[allow(unused_imports)]
 pub use db::{RecordRow, TestDatabase, TestDb, open_db, rows};
+mod oauth_mock;
+pub use oauth_mock::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +32,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use claude_nexus::records::RecordStats;
 use claude_nexus::retention::RetentionReport;
 use claude_nexus::{Config, Server};
 use futures_util::stream;
@@ -53,6 +61,8 @@ pub const SSE_EVENTS: &[&str] = &[
 
 pub const JSON_ANSWER: &str = r#"{"id":"msg_02","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":11,"cache_creation_input_tokens":5,"cache_read_input_tokens":7,"output_tokens":22}}"#;
 
+pub const USAGE_ANSWER: &str = r#"{"five_hour":{"utilization":37.0,"resets_at":"2026-11-28T17:00:00+00:00"},"seven_day":{"utilization":12.5,"resets_at":"2026-12-01T09:00:00+00:00"},"seven_day_opus":null,"seven_day_sonnet":{"utilization":3.0,"resets_at":"2026-12-01T09:00:00+00:00"}}"#;
+
 pub fn sse_body() -> String {
     SSE_EVENTS.concat()
 }
@@ -77,6 +87,8 @@ struct MockState {
     stall_drops: Mutex<u32>,
     /// `gate` streams wait for a permit before sending the rest.
     gate: tokio::sync::Semaphore,
+    usage_polls: Mutex<Vec<HeaderMap>>,
+    usage_status: Mutex<u16>,
 }
 
 pub struct MockUpstream {
@@ -93,6 +105,8 @@ impl MockUpstream {
             stall_dropped: Notify::new(),
             stall_drops: Mutex::default(),
             gate: tokio::sync::Semaphore::new(0),
+            usage_polls: Mutex::default(),
+            usage_status: Mutex::new(200),
         });
         let app = Router::new()
             .fallback(mock_handler)
@@ -119,6 +133,23 @@ impl MockUpstream {
             self.state.received.lock().unwrap().len() >= n
         })
         .await;
+    }
+
+    /// The headers of each `GET /api/oauth/usage` so far.
+    pub fn usage_polls(&self) -> Vec<HeaderMap> {
+        self.state.usage_polls.lock().unwrap().clone()
+    }
+
+    pub async fn wait_usage_polls(&self, n: usize) {
+        wait_until(&self.state.arrived, || {
+            self.state.usage_polls.lock().unwrap().len() >= n
+        })
+        .await;
+    }
+
+    /// The status the usage endpoint answers (429 comes with `retry-after: 7200`).
+    pub fn usage_status(&self, status: u16) {
+        *self.state.usage_status.lock().unwrap() = status;
     }
 
     /// Lets `n` gated streams finish.
@@ -164,6 +195,25 @@ impl Drop for DropSignal {
 
 async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if parts.uri.path() == "/api/oauth/usage" {
+        state
+            .usage_polls
+            .lock()
+            .unwrap()
+            .push(parts.headers.clone());
+        state.arrived.notify_waiters();
+        let status = *state.usage_status.lock().unwrap();
+        if status != 200 {
+            let mut r = json_response(
+                StatusCode::from_u16(status).unwrap(),
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            );
+            r.headers_mut()
+                .insert("retry-after", "7200".parse().unwrap());
+            return r;
+        }
+        return json_response(StatusCode::OK, USAGE_ANSWER);
+    }
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     state.received.lock().unwrap().push(Received {
         method: parts.method.to_string(),
@@ -205,6 +255,20 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
             let mut r = json_response(StatusCode::OK, JSON_ANSWER);
             r.headers_mut()
                 .insert("request-id", "req_json_1".parse().unwrap());
+            r
+        }
+        "unified" => {
+            let mut r = json_response(StatusCode::OK, JSON_ANSWER);
+            let h = r.headers_mut();
+            for (name, value) in [
+                ("anthropic-ratelimit-unified-status", "allowed_warning"),
+                ("anthropic-ratelimit-unified-5h-utilization", "0.42"),
+                ("anthropic-ratelimit-unified-5h-reset", "1764331200"),
+                ("anthropic-ratelimit-unified-7d-utilization", "0.9"),
+                ("anthropic-ratelimit-unified-7d-reset", "1764763200"),
+            ] {
+                h.insert(name, value.parse().unwrap());
+            }
             r
         }
         "sse" => sse_response(SSE_EVENTS.iter().map(|s| s.to_string()).collect(), None),
@@ -339,6 +403,45 @@ pub fn oauth_account(domain: &'static str, account_id: &str, client_key: &str) -
     }
 }
 
+/// An OAuth account whose token expires at `expires_at` (Unix ms), with extra fields that must
+/// survive a rewrite.
+pub fn expiring_oauth_account(
+    domain: &'static str,
+    account_id: &str,
+    client_key: &str,
+    expires_at: i64,
+) -> AccountFile {
+    AccountFile {
+        domain,
+        json: format!(
+            r##"{{"type":"oauth","accountId":"{account_id}","client_api_key":"{client_key}","oauth":{{"accessToken":"{OAUTH_TOKEN}","refreshToken":"{OLD_REFRESH}","expiresAt":{expires_at},"scopes":["user:inference"],"isMax":true}},"slack":{{"channel":"#ops","enabled":false}}}}"##
+        ),
+    }
+}
+
+pub const OLD_REFRESH: &str = "sk-ant-ort01-refresh";
+
+pub fn passthrough_account(
+    domain: &'static str,
+    account_id: &str,
+    client_key: &str,
+) -> AccountFile {
+    AccountFile {
+        domain,
+        json: format!(
+            r#"{{"type":"passthrough","accountId":"{account_id}","client_api_key":"{client_key}"}}"#
+        ),
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// The proxy with one `api_key` account, `a.example` (`acc_a`), whose client key is `key`.
 pub async fn proxy_with_account(mock: &MockUpstream, key: &str) -> TestProxy {
     ProxyBuilder::new(mock)
@@ -374,6 +477,7 @@ pub struct TestProxy {
     pub database: TestDatabase,
     pub reloads: tokio::sync::watch::Receiver<u64>,
     pub retention: tokio::sync::watch::Receiver<RetentionReport>,
+    pub records: Arc<RecordStats>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -399,6 +503,14 @@ impl ProxyBuilder {
 
     pub fn env(mut self, name: &str, value: &str) -> ProxyBuilder {
         self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Points the proxy's OAuth endpoints at `oauth`.
+    pub fn oauth(mut self, oauth: &MockOAuth) -> ProxyBuilder {
+        for (name, value) in oauth.env() {
+            self.env.insert(name.into(), value);
+        }
         self
     }
 
@@ -439,6 +551,7 @@ impl ProxyBuilder {
             database,
             reloads: tokio::sync::watch::channel(0).1,
             retention: tokio::sync::watch::channel(RetentionReport::default()).1,
+            records: Arc::default(),
             env,
             stop: None,
             task: None,
@@ -455,6 +568,7 @@ impl TestProxy {
         self.reloads = server.credentials().subscribe();
         self.dashboard_addr = server.dashboard_addr().unwrap();
         self.retention = server.retention();
+        self.records = server.record_stats();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -501,6 +615,20 @@ impl TestProxy {
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    /// Waits until the spool holds exactly `n` records.
+    pub async fn spool_holds(&self, n: u64) {
+        let mut pending = self.records.spool_pending.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), pending.wait_for(|p| *p == n))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "spool holds {} records, not {n}",
+                    *self.records.spool_pending.borrow()
+                )
+            })
+            .unwrap();
     }
 
     /// Waits for the running server's first retention pass and returns its report.

@@ -1,0 +1,17 @@
+//! Claude Pro/Max OAuth accounts: keeping their access tokens fresh (`refresh`), logging in
+//! ([`login`]), the token endpoint both use ([`endpoint`]), and the plan's 5-hour and 7-day
+//! usage windows ([`usage_window`]).
+//!
+//! The credential file is where an account's tokens start and where rotated ones are saved;
+//! while the proxy runs, [`Tokens`] holds the current ones.
+
+pub mod endpoint;
+pub mod login;
+mod refresh;
+mod token_state;
+pub mod usage_window;
+
+pub use refresh::{
+    AccountStatus, AccountToken, LastRefresh, Metrics, RefreshFileError, TokenUnavailable, Tokens,
+    refresh_file, retry_delay, spawn_refresher,
+};
