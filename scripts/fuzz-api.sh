@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bin=${1:-${CARGO_TARGET_DIR:-target}/debug/claude-nexus}
-venv=${CARGO_TARGET_DIR:-target}/schemathesis-venv
+venv=$(realpath -m "${CARGO_TARGET_DIR:-target}/schemathesis-venv")
 if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
@@ -33,6 +33,8 @@ for _ in $(seq 300); do
 done
 [ -n "$url" ] || { echo "the server did not start" >&2; cat "$dir/log" >&2; exit 1; }
 
+# From the scratch directory, so schemathesis's cache (.schemathesis/) stays out of the tree.
+cd "$dir"
 "$venv/bin/schemathesis" run "$url/api/openapi.json" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error \
