@@ -110,7 +110,8 @@ impl Server {
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let http = proxy::client()?;
-        let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
+        let tokens =
+            Arc::new(Tokens::new(config.oauth.clone(), http.clone()).shared_through(store.clone()));
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
         let usage_windows = Arc::new(UsageWindows::default());

@@ -414,6 +414,41 @@ impl Store {
         Ok(changed)
     }
 
+    /// Runs `job` holding the lock `name`, which every instance sharing this database respects
+    /// (a PostgreSQL session advisory lock; on SQLite, a single machine's file, `job` just
+    /// runs). `on_wait` is called first when another instance holds the lock. Fails, without
+    /// running `job`, only when the lock cannot be taken.
+    pub async fn exclusively<T>(
+        &self,
+        name: &str,
+        on_wait: impl FnOnce(),
+        job: impl Future<Output = T>,
+    ) -> Result<T, StoreError> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return Ok(job.await);
+        };
+        let key = advisory_key(name);
+        let mut held = AdvisoryLock {
+            conn: Some(pool.acquire().await?),
+            key,
+        };
+        let conn = held.conn.as_mut().expect("just acquired");
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut **conn)
+            .await?;
+        if !free {
+            on_wait();
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(key)
+                .execute(&mut **conn)
+                .await?;
+        }
+        let out = job.await;
+        held.release().await;
+        Ok(out)
+    }
+
     fn note_duration(&self, name: &'static str, started: Instant) {
         let took = started.elapsed();
         if took >= self.slow_query {
@@ -424,6 +459,43 @@ impl Store {
             );
         }
     }
+}
+
+/// A held advisory lock. Released explicitly; if that fails or never happens (the holder was
+/// dropped), the connection is closed rather than returned to the pool, which ends the
+/// session and with it the lock.
+struct AdvisoryLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    key: i64,
+}
+
+impl AdvisoryLock {
+    async fn release(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// The advisory lock number of `name`: the first 8 bytes of its SHA-256.
+fn advisory_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("claude-nexus:{name}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// The text form of a timestamp in SQLite: UTC, `YYYY-MM-DD HH:MM:SS.SSS`.
