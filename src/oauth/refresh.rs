@@ -259,7 +259,7 @@ impl Tokens {
         let waiting = || {
             tracing::info!(
                 "{domain}: another instance is refreshing the OAuth token; waiting for it"
-            )
+            );
         };
         let attempt = async {
             // While we waited, the file watcher may have brought the other instance's token.
