@@ -23,4 +23,4 @@ cargo test --locked --all-targets
 
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh
-cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window
+cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test storage

@@ -11,6 +11,7 @@ pub mod atomic_file;
 pub mod auth;
 pub mod config;
 pub mod credentials;
+pub mod crypto;
 pub mod error;
 pub mod keys;
 pub mod logging;

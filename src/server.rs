@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
+use crate::crypto::{DataKey, KeyError};
 use crate::keys::KeySalt;
 use crate::oauth::usage_window::{self, UsageWindows};
 use crate::oauth::{self, Tokens};
@@ -45,6 +47,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("storage encryption key: {0}")]
+    DataKey(#[from] KeyError),
 }
 
 pub struct Server {
@@ -58,6 +62,19 @@ pub struct Server {
     usage_poller: JoinHandle<()>,
 }
 
+/// The key stored bodies are sealed with: `STORAGE_ENCRYPTION_KEY`, else the data directory's
+/// key file (created when bodies are stored, read when it exists, to show older bodies).
+fn data_key(config: &Config) -> Result<Option<DataKey>, StartError> {
+    if let Some(key) = &config.storage_encryption_key {
+        return Ok(Some(DataKey::from_base64(key.expose_secret())?));
+    }
+    let file = config.data_dir.join("storage_key");
+    if config.storage_enabled || file.exists() {
+        return Ok(Some(DataKey::load_or_create(&file)?));
+    }
+    Ok(None)
+}
+
 impl Server {
     /// Opens the store, loads the accounts and starts the background tasks.
     pub async fn start(config: Config) -> Result<Server, StartError> {
@@ -66,7 +83,9 @@ impl Server {
         } else {
             Migrations::Verify
         };
-        let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
+        let store = Store::open(&config.database, migrations, config.slow_query_threshold)
+            .await?
+            .with_data_key(data_key(&config)?);
         let salt = match &config.api_key_salt {
             Some(salt) => KeySalt::from_secret_string(salt),
             None => {

@@ -12,6 +12,7 @@ use insert::Duplicates;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
@@ -21,6 +22,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 
 use crate::config::DatabaseConfig;
+use crate::crypto::{self, DataKey};
 use crate::records::Record;
 use crate::usage::Usage;
 
@@ -42,6 +44,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Decrypt(#[from] crypto::DecryptError),
     #[error("invalid DATABASE_URL: {0}")]
     Url(String),
     #[error(
@@ -156,6 +160,17 @@ pub struct Store {
     pool: Pool,
     description: String,
     slow_query: Duration,
+    /// Seals stored bodies and chunks, and opens them again.
+    data_key: Option<Arc<DataKey>>,
+}
+
+/// A request's stored bodies and stream events, decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBodies {
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+    /// `(chunk_index, data)` in order.
+    pub chunks: Vec<(i64, String)>,
 }
 
 impl Store {
@@ -173,12 +188,59 @@ impl Store {
             pool,
             description: config.describe(),
             slow_query,
+            data_key: None,
         };
         match migrations {
             Migrations::Apply => with_pool!(store, pool => store.migrator().run(pool).await?),
             Migrations::Verify => store.verify_schema().await?,
         }
         Ok(store)
+    }
+
+    /// Bodies and chunks are encrypted with `key` from now on (see [`crate::crypto`]).
+    pub fn with_data_key(mut self, key: Option<DataKey>) -> Store {
+        self.data_key = key.map(Arc::new);
+        self
+    }
+
+    /// The stored bodies and stream events of `request_id`, decrypted; `None` when there is
+    /// no such request. A missing or wrong data key is an error, never garbage.
+    pub async fn stored_bodies(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<StoredBodies>, StoreError> {
+        let started = Instant::now();
+        let key = self.data_key.as_deref();
+        let open = |text: Option<String>| -> Result<Option<String>, StoreError> {
+            Ok(text
+                .map(|t| crypto::open(key, request_id, &t))
+                .transpose()?)
+        };
+        let bodies_sql = AssertSqlSafe(
+            self.dialect()
+                .sql("SELECT request_body, response_body FROM api_requests WHERE request_id = ?")
+                .into_owned(),
+        );
+        let chunks_sql = AssertSqlSafe(self.dialect().sql(
+            "SELECT CAST(chunk_index AS BIGINT), data FROM streaming_chunks WHERE request_id = ? ORDER BY chunk_index",
+        ).into_owned());
+        let (bodies, chunks): (Option<(Option<String>, Option<String>)>, Vec<(i64, String)>) = with_pool!(self, pool => {
+            let bodies = sqlx::query_as(bodies_sql).bind(request_id).fetch_optional(pool).await?;
+            let chunks = sqlx::query_as(chunks_sql).bind(request_id).fetch_all(pool).await?;
+            (bodies, chunks)
+        });
+        self.note_duration("stored_bodies", started);
+        let Some((request_body, response_body)) = bodies else {
+            return Ok(None);
+        };
+        Ok(Some(StoredBodies {
+            request_body: open(request_body)?,
+            response_body: open(response_body)?,
+            chunks: chunks
+                .into_iter()
+                .map(|(i, data)| Ok((i, crypto::open(key, request_id, &data)?)))
+                .collect::<Result<_, StoreError>>()?,
+        }))
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -252,12 +314,14 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_sqlite(&mut tx, records, duplicates).await?;
+                insert::insert_sqlite(&mut tx, records, duplicates, self.data_key.as_deref())
+                    .await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_postgres(&mut tx, records, duplicates).await?;
+                insert::insert_postgres(&mut tx, records, duplicates, self.data_key.as_deref())
+                    .await?;
                 tx.commit().await?;
             }
         }
