@@ -164,6 +164,9 @@ pub struct Store {
     data_key: Option<Arc<DataKey>>,
 }
 
+/// `request_body`, `response_body` as stored.
+type BodyColumns = (Option<String>, Option<String>);
+
 /// A request's stored bodies and stream events, decrypted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredBodies {
@@ -224,7 +227,7 @@ impl Store {
         let chunks_sql = AssertSqlSafe(self.dialect().sql(
             "SELECT CAST(chunk_index AS BIGINT), data FROM streaming_chunks WHERE request_id = ? ORDER BY chunk_index",
         ).into_owned());
-        let (bodies, chunks): (Option<(Option<String>, Option<String>)>, Vec<(i64, String)>) = with_pool!(self, pool => {
+        let (bodies, chunks): (Option<BodyColumns>, Vec<(i64, String)>) = with_pool!(self, pool => {
             let bodies = sqlx::query_as(bodies_sql).bind(request_id).fetch_optional(pool).await?;
             let chunks = sqlx::query_as(chunks_sql).bind(request_id).fetch_all(pool).await?;
             (bodies, chunks)
