@@ -33,4 +33,4 @@ scripts/fuzz-api.sh
 
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh
-cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test dashboard
+cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test storage --test dashboard

@@ -94,6 +94,9 @@ pub struct Settings {
     pub credentials_dir: PathBuf,
     pub data_dir: PathBuf,
     pub storage_enabled: bool,
+    /// Whether `STORAGE_ENCRYPTION_KEY` is set (else bodies are sealed with the data
+    /// directory's key file).
+    pub storage_key_from_env: bool,
     pub retention: RetentionPolicy,
     pub database: DatabaseSummary,
 }
@@ -137,6 +140,7 @@ impl Settings {
             credentials_dir: config.credentials_dir.clone(),
             data_dir: config.data_dir.clone(),
             storage_enabled: config.storage_enabled,
+            storage_key_from_env: config.storage_encryption_key.is_some(),
             retention: config.retention,
             database,
         }
@@ -439,7 +443,7 @@ fn retention(s: &Settings) -> Check {
 }
 
 fn body_storage(s: &Settings) -> Check {
-    let title = "Request bodies are not stored, or expire";
+    let title = "Stored bodies are encrypted and expire";
     if !s.storage_enabled {
         return Check::new(
             "body-storage",
@@ -448,17 +452,46 @@ fn body_storage(s: &Settings) -> Check {
             "STORAGE_ENABLED is off: prompts and answers are not kept".into(),
         );
     }
-    let keep = s.retention.keep_bodies.or(s.retention.keep);
-    let detail = match keep {
-        Some(keep) => format!(
-            "STORAGE_ENABLED=true: prompts and answers are stored unencrypted, for {} days",
-            days(keep)
-        ),
-        None => "STORAGE_ENABLED=true: prompts and answers are stored unencrypted, forever".into(),
+    let kept = match s.retention.keep_bodies.or(s.retention.keep) {
+        Some(keep) => format!("for {} days", days(keep)),
+        None => "forever".into(),
     };
-    Check::new("body-storage", title, Status::Warn, detail).fix(
-        "turn STORAGE_ENABLED off unless you need bodies; otherwise set BODY_RETENTION_DAYS and keep the database on an encrypted disk",
-    )
+    if s.storage_key_from_env {
+        return Check::new(
+            "body-storage",
+            title,
+            if s.retention.keep_bodies.or(s.retention.keep).is_some() {
+                Status::Pass
+            } else {
+                Status::Warn
+            },
+            format!("bodies are sealed with STORAGE_ENCRYPTION_KEY and kept {kept}"),
+        )
+        .fix("set BODY_RETENTION_DAYS (or RETENTION_DAYS) so prompts do not stay forever");
+    }
+    let key_file = s.data_dir.join("storage_key");
+    match mode_of(&key_file) {
+        Some(mode) if mode & 0o077 != 0 => Check::new(
+            "body-storage",
+            title,
+            Status::Fail,
+            format!(
+                "the key file {} is readable by others (mode {mode:o}): stored bodies can be decrypted",
+                key_file.display()
+            ),
+        )
+        .fix(format!("chmod 600 {}", key_file.display())),
+        _ => Check::new(
+            "body-storage",
+            title,
+            Status::Warn,
+            format!(
+                "bodies are sealed with the key file {} beside the data, and kept {kept}: whoever reads the data directory reads them",
+                key_file.display()
+            ),
+        )
+        .fix("set STORAGE_ENCRYPTION_KEY from a secret store, and BODY_RETENTION_DAYS; or turn STORAGE_ENABLED off"),
+    }
 }
 
 async fn failed_auth(store: &Store, dashboard_failed_logins: Option<u64>) -> Check {
@@ -680,6 +713,7 @@ mod tests {
             credentials_dir: dir.join("credentials"),
             data_dir: dir.to_path_buf(),
             storage_enabled: false,
+            storage_key_from_env: false,
             retention: RetentionPolicy {
                 keep: Some(std::time::Duration::from_secs(90 * 86_400)),
                 ..RetentionPolicy::default()

@@ -64,6 +64,9 @@ pub struct Config {
     pub retention: RetentionPolicy,
     /// `STORAGE_ENABLED` (false): also store request/response bodies and SSE events.
     pub storage_enabled: bool,
+    /// `STORAGE_ENCRYPTION_KEY` (base64, 32 bytes): the data key stored bodies are encrypted
+    /// with; when unset, a key file in the data directory.
+    pub storage_encryption_key: Option<SecretString>,
     /// `API_KEY_SALT`; when unset, a random salt kept in the data directory.
     pub api_key_salt: Option<SecretString>,
     /// `NEXUS_DATA_DIR` (the platform's data directory, e.g. `~/.local/share/claude-nexus`).
@@ -198,6 +201,14 @@ impl Config {
             retention: retention_policy(&get)?,
             database,
             storage_enabled: bool_or("STORAGE_ENABLED", get("STORAGE_ENABLED"), false)?,
+            storage_encryption_key: match get("STORAGE_ENCRYPTION_KEY") {
+                None => None,
+                Some(key) => {
+                    crate::crypto::DataKey::from_base64(&key)
+                        .map_err(|e| invalid("STORAGE_ENCRYPTION_KEY", e.to_string()))?;
+                    Some(SecretString::from(key))
+                }
+            },
             api_key_salt: get("API_KEY_SALT").map(SecretString::from),
             data_dir,
             log_json: bool_or("LOG_JSON", get("LOG_JSON"), false)?,

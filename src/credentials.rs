@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::keys::{KeyHash, KeySalt};
 
-pub use update::{OAuthTokens, UpdateError, save_login, save_oauth_tokens};
+pub use update::{OAuthTokens, UpdateError, read_oauth_tokens, save_login, save_oauth_tokens};
 
 pub const FILE_SUFFIX: &str = ".credentials.json";
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod checks;
 pub mod config;
 pub mod credentials;
+pub mod crypto;
 pub mod dashboard;
 pub mod error;
 pub mod keys;

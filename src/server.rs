@@ -10,16 +10,18 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::app;
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
+use crate::crypto::{DataKey, KeyError};
 use crate::dashboard::{self, DashboardState, hosts};
 use crate::keys::KeySalt;
 use crate::oauth::usage_window::{self, UsageWindows};
@@ -48,6 +50,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("storage encryption key: {0}")]
+    DataKey(#[from] KeyError),
     #[error("cannot listen for the dashboard on {addr} (set DASHBOARD_PORT): {source}")]
     Dashboard {
         addr: SocketAddr,
@@ -76,6 +80,19 @@ pub struct Server {
     usage_poller: JoinHandle<()>,
 }
 
+/// The key stored bodies are sealed with: `STORAGE_ENCRYPTION_KEY`, else the data directory's
+/// key file (created when bodies are stored, read when it exists, to show older bodies).
+fn data_key(config: &Config) -> Result<Option<DataKey>, StartError> {
+    if let Some(key) = &config.storage_encryption_key {
+        return Ok(Some(DataKey::from_base64(key.expose_secret())?));
+    }
+    let file = config.data_dir.join("storage_key");
+    if config.storage_enabled || file.exists() {
+        return Ok(Some(DataKey::load_or_create(&file)?));
+    }
+    Ok(None)
+}
+
 impl Server {
     /// Opens the store, loads the accounts and starts the background tasks.
     pub async fn start(config: Config) -> Result<Server, StartError> {
@@ -84,7 +101,9 @@ impl Server {
         } else {
             Migrations::Verify
         };
-        let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
+        let store = Store::open(&config.database, migrations, config.slow_query_threshold)
+            .await?
+            .with_data_key(data_key(&config)?);
         let salt = match &config.api_key_salt {
             Some(salt) => KeySalt::from_secret_string(salt),
             None => {
@@ -155,7 +174,8 @@ impl Server {
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let http = proxy::client()?;
-        let tokens = Arc::new(Tokens::new(config.oauth.clone(), http.clone()));
+        let tokens =
+            Arc::new(Tokens::new(config.oauth.clone(), http.clone()).shared_through(store.clone()));
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
         let usage_windows = Arc::new(UsageWindows::default());

@@ -653,3 +653,43 @@ async fn security_checklist_and_manual_items() {
     assert_eq!(check(&report, "backups")["status"], "pass");
     assert!(check(&report, "backups")["done_on"].is_string());
 }
+
+#[tokio::test]
+async fn detail_shows_stored_bodies_and_stream_events_opened() {
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("STORAGE_ENABLED", "true")
+        .start()
+        .await;
+    let mut events = open_events(&proxy).await;
+    let mut stream = open_stream(&proxy, KEY, "sse").await;
+    let mut received = Vec::new();
+    read_rest(&mut stream, &mut received).await;
+    let pushed = read_request_events(&mut events, 1).await;
+    let id = pushed[0]["request_id"].as_str().unwrap();
+    assert_eq!(pushed[0]["streaming"], true);
+
+    let detail = get_json(&proxy, &format!("/api/requests/{id}")).await;
+    assert!(
+        detail["request_body"]
+            .as_str()
+            .unwrap()
+            .contains("\"Hello\""),
+        "{detail}"
+    );
+    let stream_events = detail["events"].as_array().unwrap();
+    assert_eq!(stream_events.len(), SSE_EVENTS.len(), "{detail}");
+    assert!(
+        stream_events[0]["data"]
+            .as_str()
+            .unwrap()
+            .contains("message_start")
+    );
+    assert!(
+        stream_events[0]["timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}

@@ -249,15 +249,16 @@ impl Store {
         rows.map_err(StoreError::from)
     }
 
-    /// One request with bodies and stream chunks, or `None`.
+    /// One request with bodies and stream chunks (opened with the data key when they are
+    /// sealed, through [`Store::stored_bodies`]), or `None`.
     pub async fn request_detail(
         &self,
         request_id: &str,
     ) -> Result<Option<RequestDetailRow>, StoreError> {
         let started = Instant::now();
         let sql = format!(
-            "SELECT {LIST_COLUMNS}, request_type, client_ip, upstream_request_id, request_body, \
-             response_body FROM api_requests WHERE request_id = ?"
+            "SELECT {LIST_COLUMNS}, request_type, client_ip, upstream_request_id \
+             FROM api_requests WHERE request_id = ?"
         );
         let id = [Value::Text(request_id.to_string())];
         let detail = match fetch!(self, sql, &id, fetch_optional) {
@@ -267,12 +268,27 @@ impl Store {
         let Some(mut detail) = detail else {
             return Ok(None);
         };
-        let sql = "SELECT timestamp, data FROM streaming_chunks WHERE request_id = ? \
+        let sql = "SELECT timestamp FROM streaming_chunks WHERE request_id = ? \
                    ORDER BY chunk_index";
-        detail.chunks = match fetch!(self, sql, &id, fetch_all) {
-            Fetched::Sqlite(rows) => rows.iter().map(chunk_row).collect::<Result<_, _>>()?,
-            Fetched::Postgres(rows) => rows.iter().map(chunk_row).collect::<Result<_, _>>()?,
+        let arrivals: Vec<OffsetDateTime> = match fetch!(self, sql, &id, fetch_all) {
+            Fetched::Sqlite(rows) => rows
+                .iter()
+                .map(|r| r.time("timestamp"))
+                .collect::<Result<_, _>>()?,
+            Fetched::Postgres(rows) => rows
+                .iter()
+                .map(|r| r.time("timestamp"))
+                .collect::<Result<_, _>>()?,
         };
+        if let Some(bodies) = self.stored_bodies(request_id).await? {
+            detail.request_body = bodies.request_body;
+            detail.response_body = bodies.response_body;
+            detail.chunks = arrivals
+                .into_iter()
+                .zip(bodies.chunks)
+                .map(|(at, (_, data))| (at, data))
+                .collect();
+        }
         self.note_duration("request_detail", started);
         Ok(Some(detail))
     }
@@ -430,14 +446,10 @@ fn detail_row(row: &impl ReadRow) -> Result<RequestDetailRow, sqlx::Error> {
         request_type: row.opt_text("request_type")?,
         client_ip: row.opt_text("client_ip")?,
         upstream_request_id: row.opt_text("upstream_request_id")?,
-        request_body: row.opt_text("request_body")?,
-        response_body: row.opt_text("response_body")?,
+        request_body: None,
+        response_body: None,
         chunks: Vec::new(),
     })
-}
-
-fn chunk_row(row: &impl ReadRow) -> Result<(OffsetDateTime, String), sqlx::Error> {
-    Ok((row.time("timestamp")?, row.text("data")?))
 }
 
 fn daily_row(row: &impl ReadRow) -> Result<DailyCount, sqlx::Error> {

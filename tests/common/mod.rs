@@ -32,8 +32,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use claude_nexus::config::DatabaseConfig;
+use claude_nexus::crypto::DataKey;
 use claude_nexus::records::RecordStats;
 use claude_nexus::retention::RetentionReport;
+use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server};
 use futures_util::stream;
 use tokio::net::TcpListener;
@@ -641,6 +644,16 @@ impl TestProxy {
         .expect("a retention pass within 30 s")
         .unwrap()
         .clone()
+    }
+
+    /// The store of this proxy's database, reading bodies with `key` (the proxy must be stopped
+    /// or its writes may not be visible yet).
+    pub async fn open_store(&self, key: Option<DataKey>) -> Store {
+        let config: DatabaseConfig = self.database.url.parse().unwrap();
+        Store::open(&config, Migrations::Verify, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .with_data_key(key)
     }
 
     /// Stops the server, then opens its database.

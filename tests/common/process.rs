@@ -48,6 +48,27 @@ impl Running {
         (running, addr)
     }
 
+    /// Waits for a line with any of `needles` (looking at lines already seen first).
+    pub fn wait_for_any(&mut self, needles: &[&str]) -> String {
+        if let Some(line) = self
+            .seen
+            .iter()
+            .find(|line| needles.iter().any(|n| line.contains(n)))
+        {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no line with {needles:?}; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if needles.iter().any(|n| line.contains(n)) {
+                return line;
+            }
+        }
+    }
+
     pub fn wait_for(&mut self, needle: &str) -> String {
         loop {
             let line = self
