@@ -18,6 +18,8 @@ impl Running {
     pub fn start(mut cmd: Command) -> (Running, String) {
         let mut child = cmd
             .args(["serve", "--port", "0"])
+            // Several servers run at once: each dashboard on a free port too.
+            .env("DASHBOARD_PORT", "0")
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
