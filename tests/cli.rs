@@ -99,6 +99,8 @@ async fn serve_logs_start_up_and_never_a_secret() {
     let mut cmd = command(dir.path());
     cmd.env("CLAUDE_API_BASE_URL", mock.url())
         .env("API_KEY_SALT", "cli-test-salt")
+        .env("STORAGE_ENABLED", "true")
+        .env("SLOW_QUERY_THRESHOLD_MS", "0")
         .env("RUST_LOG", "debug");
     for (name, value) in oauth.env() {
         cmd.env(name, value);
@@ -172,6 +174,13 @@ async fn serve_logs_start_up_and_never_a_secret() {
         log.contains("invalid x-api-key sk-ant-****"),
         "the leaked key was masked\n{log}"
     );
+    // Every query is slow at 0 ms: logged by name, never with its parameters (the bodies).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("slow query") && l.contains("query=\"insert_records\"")),
+        "{log}"
+    );
+    assert!(!log.contains("\"content\":\"Hello\""), "{log}");
     let secrets = [
         UPSTREAM_KEY,
         OAUTH_TOKEN,
