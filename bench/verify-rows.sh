@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lost-row and memory check under load, beside the kit's compare.sh: for JSON and SSE, start
-# the proxy (bench/start.sh, records on, SQLite), send two batches of N requests at
+# the proxy (bench/start.sh, records on; SQLite, or PostgreSQL with NEXUS_BENCH_POSTGRES), send two batches of N requests at
 # concurrency C with oha, note the proxy's RSS after each batch, stop it with SIGTERM (which
 # flushes the record queue), then count the rows in its database. Every request must be a row.
 #   N (default 100000), C (32), BENCH_KIT (../../shared/bench), PROXY_PORT (18100)
@@ -42,11 +42,14 @@ for kind in json sse; do
   done
   kill -TERM "$pid"; wait "$pid" || true; pid=""
   db="$(cat "$BENCH_TMP/claude-nexus-dbs")"
-  read -r rows rows_ok < <(python3 -c '
+  count="SELECT COUNT(*), COALESCE(SUM(CASE WHEN response_status = 200 THEN 1 ELSE 0 END), 0) FROM api_requests"
+  case "$db" in
+    sqlite://*) read -r rows rows_ok < <(python3 -c '
 import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-print(*c.execute("SELECT COUNT(*), COALESCE(SUM(response_status = 200), 0) FROM api_requests").fetchone())
-' "$db")
+print(*sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone())
+' "${db#sqlite://}" "$count") ;;
+    *) read -r rows rows_ok < <(psql "$db" -tAF ' ' -c "$count") ;;
+  esac
   echo "verify_$kind sent=$sent ok=$ok rows=$rows rows_200=$rows_ok lost=$((sent - rows)) rss_mb_after_batch1=${rss[0]} rss_mb_after_batch2=${rss[1]}"
   [ "$rows" -eq "$sent" ] && [ "$ok" -eq "$sent" ] || failed=1
 done

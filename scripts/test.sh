@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
-# installs what the build needs (a C compiler for ring and the bundled SQLite) and the real
-# clients the tests drive (Claude Code, from npm, into tests/clients), D-Bus and gnome-keyring
-# for the keychain tests, and PostgreSQL for the
-# second pass of the store and proxy tests (scripts/postgres.sh).
+# installs what the build needs (a C compiler for ring and the bundled SQLite, Node.js for
+# the web UI, libdbus for the keychain), the real clients the tests drive (Claude Code, from
+# npm, into tests/clients), Debian's Chromium for the dashboard's browser tests, D-Bus and
+# gnome-keyring for the keychain tests, and PostgreSQL for the second pass of the store and
+# proxy tests (scripts/postgres.sh). It builds the UI (ui/dist, which the binary embeds) and
+# runs its unit tests before the Rust tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +14,9 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v kill >/dev/null || missing+=(procps)
 command -v npm >/dev/null || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)   # scripts/fuzz-api.sh
 # The keychain (keyring's Secret Service backend) links libdbus; its tests need a session bus
 # and gnome-keyring (scripts/keychain-tests.sh).
 pkg-config --exists dbus-1 2>/dev/null || missing+=(libdbus-1-dev)
@@ -24,8 +29,15 @@ fi
 
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
+# The dashboard UI: install, type-check and build (embedded by the Rust build), unit tests.
+# Its browser tests run inside `cargo test` (tests/ui.rs) against the real binary.
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)
+
 # Every test, with records in SQLite files.
 cargo test --locked --all-targets
+
+# The dashboard API fuzzed against its OpenAPI document (schemathesis): no 5xx.
+scripts/fuzz-api.sh
 
 # The keychain tests again, against the real Secret Service (a private D-Bus session with an
 # unlocked gnome-keyring).
@@ -33,4 +45,4 @@ scripts/keychain-tests.sh
 
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh
-cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test client_keys
+cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test storage --test dashboard --test client_keys

@@ -37,8 +37,14 @@ pub struct Config {
     pub host: IpAddr,
     /// `PORT` (3000).
     pub port: u16,
-    /// `DASHBOARD_PORT` (3001), for the dashboard.
+    /// `DASHBOARD_PORT` (3001): the dashboard, always on 127.0.0.1.
     pub dashboard_port: u16,
+    /// `DASHBOARD_API_KEY`; when unset, one is generated at start and a login link printed
+    /// (the proxy port's account API, `/api/accounts/...`, accepts only a configured key).
+    pub dashboard_api_key: Option<SecretString>,
+    /// `ALLOWED_HOSTS`: comma-separated host names (no port) accepted in `Host` besides
+    /// 127.0.0.1, localhost and [::1], on both ports.
+    pub allowed_hosts: Vec<String>,
     pub upstream: UpstreamConfig,
     /// `MAX_REQUEST_SIZE` in bytes (32 MiB): larger request bodies get a 413.
     pub max_request_size: usize,
@@ -58,6 +64,9 @@ pub struct Config {
     pub retention: RetentionPolicy,
     /// `STORAGE_ENABLED` (false): also store request/response bodies and SSE events.
     pub storage_enabled: bool,
+    /// `STORAGE_ENCRYPTION_KEY` (base64, 32 bytes): the data key stored bodies are encrypted
+    /// with; when unset, a key file in the data directory.
+    pub storage_encryption_key: Option<SecretString>,
     /// `API_KEY_SALT`; when unset, a random salt kept in the data directory.
     pub api_key_salt: Option<SecretString>,
     /// `NEXUS_DATA_DIR` (the platform's data directory, e.g. `~/.local/share/claude-nexus`).
@@ -69,8 +78,6 @@ pub struct Config {
     /// `SLOW_QUERY_THRESHOLD_MS` (5000): slower database writes are logged.
     pub slow_query_threshold: Duration,
     pub oauth: OAuthConfig,
-    /// `DASHBOARD_API_KEY`: the bearer key of the account API (`/api/...`); unset, it is closed.
-    pub dashboard_api_key: Option<SecretString>,
 }
 
 /// The Claude OAuth endpoints and the refresh schedule (`CLAUDE_OAUTH_*`).
@@ -166,6 +173,8 @@ impl Config {
             host: get("HOST").map_or(Ok(Ipv4Addr::LOCALHOST.into()), |v| parse_host(&v))?,
             port: parse_or("PORT", get("PORT"), 3000)?,
             dashboard_port: parse_or("DASHBOARD_PORT", get("DASHBOARD_PORT"), 3001)?,
+            dashboard_api_key: parse_dashboard_key(get("DASHBOARD_API_KEY"))?,
+            allowed_hosts: parse_allowed_hosts(get("ALLOWED_HOSTS"))?,
             upstream: UpstreamConfig {
                 base_url: parse_base_url(get("CLAUDE_API_BASE_URL"))?,
                 header_timeout: duration_or(
@@ -192,6 +201,14 @@ impl Config {
             retention: retention_policy(&get)?,
             database,
             storage_enabled: bool_or("STORAGE_ENABLED", get("STORAGE_ENABLED"), false)?,
+            storage_encryption_key: match get("STORAGE_ENCRYPTION_KEY") {
+                None => None,
+                Some(key) => {
+                    crate::crypto::DataKey::from_base64(&key)
+                        .map_err(|e| invalid("STORAGE_ENCRYPTION_KEY", e.to_string()))?;
+                    Some(SecretString::from(key))
+                }
+            },
             api_key_salt: get("API_KEY_SALT").map(SecretString::from),
             data_dir,
             log_json: bool_or("LOG_JSON", get("LOG_JSON"), false)?,
@@ -238,7 +255,6 @@ impl Config {
                     Duration::from_secs(300),
                 )?,
             },
-            dashboard_api_key: get("DASHBOARD_API_KEY").map(SecretString::from),
         })
     }
 }
@@ -347,6 +363,50 @@ fn parse_base_url(value: Option<String>) -> Result<Url, ConfigError> {
         ));
     }
     Ok(url)
+}
+
+/// The shortest `DASHBOARD_API_KEY` accepted: the dashboard holds every record.
+pub const DASHBOARD_KEY_MIN_LEN: usize = 16;
+
+fn parse_dashboard_key(value: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    let Some(key) = value else { return Ok(None) };
+    let key = key.trim();
+    if key.len() < DASHBOARD_KEY_MIN_LEN {
+        return Err(invalid(
+            "DASHBOARD_API_KEY",
+            format!(
+                "too short ({} characters); use at least {DASHBOARD_KEY_MIN_LEN}, e.g. from `claude-nexus keys generate`",
+                key.len()
+            ),
+        ));
+    }
+    Ok(Some(SecretString::from(key)))
+}
+
+fn parse_allowed_hosts(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let valid = h.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+            });
+            if valid {
+                Ok(h.to_ascii_lowercase())
+            } else {
+                Err(invalid(
+                    "ALLOWED_HOSTS",
+                    format!(
+                        "expected comma-separated host names without port or scheme, got {h:?}"
+                    ),
+                ))
+            }
+        })
+        .collect()
 }
 
 impl FromStr for DatabaseConfig {
@@ -510,6 +570,8 @@ mod tests {
             ("CLAUDE_API_TIMEOUT", "soon"),
             ("ENABLE_CLIENT_AUTH", "maybe"),
             ("MAX_REQUEST_SIZE", "-1"),
+            ("DASHBOARD_API_KEY", "short"),
+            ("ALLOWED_HOSTS", "http://example.com/"),
             ("CLAUDE_OAUTH_TOKEN_URL", "not a url"),
             ("CLAUDE_OAUTH_AUTHORIZE_URL", "file:///etc/passwd"),
             ("CLAUDE_OAUTH_REFRESH_MARGIN", "soon"),
@@ -519,6 +581,19 @@ mod tests {
             assert_eq!(err.var, var, "{var}={value}");
             assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
         }
+    }
+
+    #[test]
+    fn dashboard_settings() {
+        let c = config(&[
+            ("DASHBOARD_API_KEY", "a-long-enough-dashboard-key"),
+            ("ALLOWED_HOSTS", "Proxy.Example.com, box.lan,"),
+        ])
+        .unwrap();
+        assert!(c.dashboard_api_key.is_some());
+        assert_eq!(c.allowed_hosts, ["proxy.example.com", "box.lan"]);
+        let err = config(&[("DASHBOARD_API_KEY", "tiny-secret")]).unwrap_err();
+        assert!(!err.to_string().contains("tiny-secret"));
     }
 
     #[test]

@@ -31,7 +31,10 @@ use tokio_util::sync::CancellationToken;
 use crate::keys::{KeyHash, KeySalt};
 use crate::secrets::{Keychain, SecretStore};
 
-pub use update::{OAuthTokens, UpdateError, save_login, save_oauth_tokens, save_oauth_tokens_with};
+pub use update::{
+    OAuthTokens, UpdateError, read_oauth_tokens, read_oauth_tokens_with, save_login,
+    save_oauth_tokens, save_oauth_tokens_with,
+};
 
 pub const FILE_SUFFIX: &str = ".credentials.json";
 

@@ -41,6 +41,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations (as the database owner) and exit.
     Migrate,
+    /// Check the set-up against the security checklist (the dashboard's Security page);
+    /// exits 1 when a check fails.
+    Doctor,
     /// Client keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         }),
         Command::Serve(args) => serve(&args),
         Command::Migrate => migrate(),
+        Command::Doctor => doctor(),
         Command::Oauth(command) => oauth(command),
         Command::Credentials(command) => {
             cli_command(|config| async move { credentials_cmd::run(&config, command).await })
@@ -452,10 +456,65 @@ fn migrate() -> ExitCode {
     })
 }
 
+fn doctor() -> ExitCode {
+    let config = match load_config(None) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let settings = claude_nexus::checks::Settings::from_config(&config);
+    let failed = block_on_value(async move {
+        // A SQLite file that does not exist yet is not created by a check.
+        let exists = match &config.database {
+            claude_nexus::config::DatabaseConfig::Sqlite(path) => path.exists(),
+            claude_nexus::config::DatabaseConfig::Postgres(_) => true,
+        };
+        let store = if exists {
+            Store::open(
+                &config.database,
+                Migrations::Verify,
+                config.slow_query_threshold,
+            )
+            .await
+            .map_err(|e| eprintln!("database: {e}"))
+            .ok()
+        } else {
+            None
+        };
+        let checks = claude_nexus::checks::run(&settings, store.as_ref(), None).await;
+        if let Some(store) = store {
+            store.close().await;
+        }
+        claude_nexus::checks::print(&checks, &mut std::io::stdout().lock()).unwrap_or(true)
+    });
+    match failed {
+        Some(false) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Runs `future` on a new runtime; `None` when the runtime cannot start.
+fn block_on_value<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => Some(runtime.block_on(future)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let addr = SocketAddr::new(config.host, config.port);
     let stop = stop_signal()?;
     let server = Server::start(config).await?;
+    if let Some(link) = server.login_link() {
+        // On stdout, not in the log (stderr), which may be collected elsewhere: this is the
+        // one deliberate showing of the generated key.
+        println!(
+            "\nDashboard: {}\n  One-time login link: the key was generated because DASHBOARD_API_KEY is not set, and changes at every start.\n",
+            link.expose_secret()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

@@ -69,6 +69,50 @@ pub struct Record {
     pub chunks: Vec<(u64, String)>,
 }
 
+/// What the dashboard's live feed says about a request once its row is written.
+#[derive(Debug, Clone)]
+pub struct RecordSummary {
+    pub request_id: Uuid,
+    pub timestamp: OffsetDateTime,
+    pub domain: String,
+    pub account_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub status: u16,
+    pub usage: Usage,
+    pub duration_ms: u64,
+    pub first_token_ms: Option<u64>,
+    pub streaming: bool,
+    pub api_key_hash: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RecordSummary {
+    fn of(r: &Record) -> RecordSummary {
+        RecordSummary {
+            request_id: r.request_id,
+            timestamp: r.timestamp,
+            domain: r.domain.clone(),
+            account_id: r.account_id.clone(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            model: r.model.clone(),
+            status: r.status,
+            usage: r.usage,
+            duration_ms: r.duration_ms,
+            first_token_ms: r.first_token_ms,
+            streaming: r.streaming,
+            api_key_hash: r.api_key_hash.map(|h| h.to_string()),
+            error: r.error.clone(),
+        }
+    }
+}
+
+/// The live feed of written records. Sending never waits: a slow listener misses summaries
+/// (and is told so by the channel), the writer never does.
+pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<RecordSummary>>;
+
 /// Counters about the record pipeline, shown by `/health`.
 #[derive(Debug, Default)]
 pub struct RecordStats {
@@ -133,13 +177,15 @@ impl Recorder {
 
 /// Starts the writer. After `stop` fires it takes no new records, writes what is queued,
 /// and ends. Batches the database cannot take go to `spool` (when there is one) and are
-/// replayed once it is back; without a spool they are retried in memory.
+/// replayed once it is back; without a spool they are retried in memory. Each written record is
+/// announced on `feed` (when anyone listens).
 pub fn spawn_writer(
     store: Store,
     mut rx: mpsc::Receiver<Record>,
     stats: Arc<RecordStats>,
     spool: Option<Spool>,
     stop: CancellationToken,
+    feed: RecordFeed,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut writer = Writer {
@@ -189,6 +235,11 @@ pub fn spawn_writer(
                 access_log(record);
             }
             writer.write(&batch).await;
+            if feed.receiver_count() > 0 {
+                for record in &batch {
+                    let _ = feed.send(Arc::new(RecordSummary::of(record)));
+                }
+            }
             batch.clear();
         }
         // A last chance for the spool; what stays there is replayed at the next start.

@@ -6,19 +6,24 @@
 //! tests pass a channel and bind port 0, and the tray app passes its Quit.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use secrecy::SecretString;
+
 use crate::app;
 use crate::client_keys::{self, ClientKeys};
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
+use crate::crypto::{DataKey, KeyError};
+use crate::dashboard::{self, DashboardState, hosts};
 use crate::keys::KeySalt;
 use crate::oauth::usage_window::{self, UsageWindows};
 use crate::oauth::{self, Tokens};
@@ -47,7 +52,20 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("storage encryption key: {0}")]
+    DataKey(#[from] KeyError),
+    #[error("cannot listen for the dashboard on {addr} (set DASHBOARD_PORT): {source}")]
+    Dashboard {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate a dashboard key: {0}")]
+    Random(#[from] getrandom::Error),
 }
+
+/// Live summaries kept for slow dashboard listeners before they miss some.
+const FEED_CAPACITY: usize = 1024;
 
 pub struct Server {
     state: Arc<AppState>,
@@ -55,10 +73,27 @@ pub struct Server {
     stop_tasks: CancellationToken,
     writer: JoinHandle<()>,
     watcher: Option<JoinHandle<()>>,
+    dashboard: Arc<DashboardState>,
+    dashboard_listener: TcpListener,
+    /// The key, when it was generated here (then the login link is printed at start).
+    generated_dashboard_key: Option<SecretString>,
     retention: JoinHandle<()>,
     refresher: JoinHandle<()>,
     usage_poller: JoinHandle<()>,
     key_refresher: JoinHandle<()>,
+}
+
+/// The key stored bodies are sealed with: `STORAGE_ENCRYPTION_KEY`, else the data directory's
+/// key file (created when bodies are stored, read when it exists, to show older bodies).
+fn data_key(config: &Config) -> Result<Option<DataKey>, StartError> {
+    if let Some(key) = &config.storage_encryption_key {
+        return Ok(Some(DataKey::from_base64(key.expose_secret())?));
+    }
+    let file = config.data_dir.join("storage_key");
+    if config.storage_enabled || file.exists() {
+        return Ok(Some(DataKey::load_or_create(&file)?));
+    }
+    Ok(None)
 }
 
 impl Server {
@@ -78,7 +113,9 @@ impl Server {
         } else {
             Migrations::Verify
         };
-        let store = Store::open(&config.database, migrations, config.slow_query_threshold).await?;
+        let store = Store::open(&config.database, migrations, config.slow_query_threshold)
+            .await?
+            .with_data_key(data_key(&config)?);
         let client_keys = Arc::new(ClientKeys::default());
         if let Err(e) = client_keys.refresh(&store).await {
             tracing::warn!("cannot load client keys yet ({e}); retrying");
@@ -107,6 +144,23 @@ impl Server {
         }
 
         let stop_tasks = CancellationToken::new();
+        let dashboard_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.dashboard_port));
+        let dashboard_listener =
+            TcpListener::bind(dashboard_addr)
+                .await
+                .map_err(|source| StartError::Dashboard {
+                    addr: dashboard_addr,
+                    source,
+                })?;
+        let (dashboard_key, generated_dashboard_key) = match &config.dashboard_api_key {
+            Some(key) => (key.clone(), None),
+            None => {
+                let key = dashboard::auth::generate_key()?;
+                (key.clone(), Some(key))
+            }
+        };
+        let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
+
         let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
         let spool = Spool::open(spool::path_in(&config.data_dir))
             .inspect_err(|e| {
@@ -122,13 +176,26 @@ impl Server {
             recorder.stats().clone(),
             spool,
             stop_tasks.clone(),
+            feed.clone(),
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
+        let dashboard = Arc::new(DashboardState {
+            store: store.clone(),
+            auth: dashboard::auth::Auth::new(&dashboard_key),
+            feed,
+            prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
+            hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
+            checks: crate::checks::Settings::from_config(&config),
+            shutdown: CancellationToken::new(),
+        });
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let http = proxy::client()?;
-        let tokens =
-            Arc::new(Tokens::new(config.oauth.clone(), http.clone()).with_secrets(secrets));
+        let tokens = Arc::new(
+            Tokens::new(config.oauth.clone(), http.clone())
+                .shared_through(store.clone())
+                .with_secrets(secrets),
+        );
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
         let usage_windows = Arc::new(UsageWindows::default());
@@ -170,11 +237,31 @@ impl Server {
             stop_tasks,
             writer,
             watcher,
+            dashboard,
+            dashboard_listener,
+            generated_dashboard_key,
             retention,
             refresher,
             usage_poller,
             key_refresher,
         })
+    }
+
+    /// The login link (`http://127.0.0.1:PORT/login#key=…`) when the dashboard key was
+    /// generated here (no `DASHBOARD_API_KEY`), for the caller to show once: the headless
+    /// binary prints it on stdout, the tray app can open it. The log never carries it.
+    pub fn login_link(&self) -> Option<SecretString> {
+        let key = self.generated_dashboard_key.as_ref()?;
+        let addr = self.dashboard_listener.local_addr().ok()?;
+        Some(SecretString::from(format!(
+            "http://{addr}/login#key={}",
+            key.expose_secret()
+        )))
+    }
+
+    /// Where the dashboard listens (127.0.0.1, `DASHBOARD_PORT`; port 0 picks a free one).
+    pub fn dashboard_addr(&self) -> std::io::Result<SocketAddr> {
+        self.dashboard_listener.local_addr()
     }
 
     /// The accounts, for callers that want to watch reloads.
@@ -210,9 +297,26 @@ impl Server {
             self.state.credentials.snapshot().len(),
             self.state.credentials.dir().display(),
         );
+        let dashboard_addr = self.dashboard_listener.local_addr()?;
+        tracing::info!("dashboard on http://{dashboard_addr}");
         let graceful = CancellationToken::new();
-        let app =
-            app::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let proxy_hosts = hosts::ProxyHosts {
+            allowed: self.dashboard.hosts.clone(),
+            credentials: self.state.credentials.clone(),
+        };
+        let app = app::router(self.state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                proxy_hosts,
+                hosts::proxy_guard,
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let dashboard_app = dashboard::router(self.dashboard.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let dashboard_task = tokio::spawn(
+            axum::serve(self.dashboard_listener, dashboard_app)
+                .with_graceful_shutdown(graceful.clone().cancelled_owned())
+                .into_future(),
+        );
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(graceful.clone().cancelled_owned())
             .into_future();
@@ -223,6 +327,7 @@ impl Server {
             () = shutdown => {
                 tracing::info!("shutting down: finishing in-flight requests");
                 graceful.cancel();
+                self.dashboard.shutdown.cancel();
                 match tokio::time::timeout(self.shutdown_timeout, &mut serve).await {
                     Ok(result) => result,
                     Err(_) => {
@@ -234,6 +339,13 @@ impl Server {
             }
         };
 
+        graceful.cancel();
+        self.dashboard.shutdown.cancel();
+        match tokio::time::timeout(CUT_WAIT, dashboard_task).await {
+            Ok(Ok(Err(e))) => tracing::warn!("dashboard: {e}"),
+            Err(_) => tracing::warn!("dashboard connections still open at shutdown; closing"),
+            _ => {}
+        }
         self.stop_tasks.cancel();
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;

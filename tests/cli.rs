@@ -21,6 +21,7 @@ fn command(dir: &Path) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NEXUS_DATA_DIR", dir)
+        .env("DASHBOARD_PORT", "0")
         .env("CREDENTIALS_DIR", dir.join("credentials"))
         .env(
             "DATABASE_URL",
@@ -98,6 +99,8 @@ async fn serve_logs_start_up_and_never_a_secret() {
     let mut cmd = command(dir.path());
     cmd.env("CLAUDE_API_BASE_URL", mock.url())
         .env("API_KEY_SALT", "cli-test-salt")
+        .env("STORAGE_ENABLED", "true")
+        .env("SLOW_QUERY_THRESHOLD_MS", "0")
         .env("RUST_LOG", "debug");
     for (name, value) in oauth.env() {
         cmd.env(name, value);
@@ -171,6 +174,13 @@ async fn serve_logs_start_up_and_never_a_secret() {
         log.contains("invalid x-api-key sk-ant-****"),
         "the leaked key was masked\n{log}"
     );
+    // Every query is slow at 0 ms: logged by name, never with its parameters (the bodies).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("slow query") && l.contains("query=\"insert_records\"")),
+        "{log}"
+    );
+    assert!(!log.contains("\"content\":\"Hello\""), "{log}");
     let secrets = [
         UPSTREAM_KEY,
         OAUTH_TOKEN,
@@ -221,4 +231,33 @@ fn log_json_writes_json_lines() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn doctor_fails_on_an_open_credential_file_and_passes_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let file = credentials.join("a.example.credentials.json");
+    write_file_mode(&file, "{}", 0o644);
+
+    let out = command(dir.path()).arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] Credential files are private"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fix: chmod 600"), "{stdout}");
+
+    write_file_mode(&file, "{}", 0o600);
+    let out = command(dir.path()).arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("[pass] Credential files are private"),
+        "{stdout}"
+    );
+    // No database yet: doctor does not create one.
+    assert!(!dir.path().join("records.db").exists());
 }

@@ -19,6 +19,7 @@ fn command(dir: &Path, oauth: &MockOAuth) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NEXUS_DATA_DIR", dir)
+        .env("DASHBOARD_PORT", "0")
         .env("CREDENTIALS_DIR", dir.join("credentials"))
         .env("CLAUDE_OAUTH_REDIRECT_URI", "http://127.0.0.1:1/callback")
         .env("CLAUDE_OAUTH_SCOPES", "user:profile user:inference");

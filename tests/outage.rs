@@ -103,6 +103,7 @@ async fn records_in_the_spool_survive_kill_9() {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NEXUS_DATA_DIR", dir.path())
+            .env("DASHBOARD_PORT", "0")
             .env("CREDENTIALS_DIR", &credentials)
             .env("DATABASE_URL", &database.url)
             .env("CLAUDE_API_BASE_URL", mock.url())

@@ -6,11 +6,11 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+use common::process::{BIN, Running};
 use common::*;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
-const BIN: &str = env!("CARGO_BIN_EXE_claude-nexus");
 const KEY: &str = "cnp_live_postgres00000000000000000000000000000000000";
 const GRANTS: &str = include_str!("../docs/postgres-grants.sql");
 
@@ -49,6 +49,7 @@ fn nexus(database_url: &str, args: &[&str]) -> std::process::Output {
         .env("CREDENTIALS_DIR", dir.path())
         .env("DATABASE_URL", database_url)
         .env("PORT", "0")
+        .env("DASHBOARD_PORT", "0")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -223,4 +224,95 @@ async fn tls_with_sslmode_require_and_verify_full() {
     assert_eq!(health["database"]["status"], "ok");
     let url = health["database"]["url"].as_str().unwrap();
     assert!(url.contains("sslmode=verify-full"), "{url}");
+}
+
+/// Two `claude-nexus serve` processes on one database and one credentials directory, as on a
+/// shared host: an expiring OAuth token is refreshed once (the other instance waits on the
+/// database's lock and picks up the saved token), and both instances' records land, none
+/// twice, none missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_refresh_once_and_record_everything() {
+    let Some(server) = server() else { return };
+    let database = TestDatabase::postgres(&server).await;
+    assert!(nexus(&database.url, &["migrate"]).status.success());
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    oauth.hold();
+
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let expires_soon = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 60_000;
+    write_account(
+        &credentials,
+        &AccountFile {
+            domain: "team.example",
+            json: format!(
+                r#"{{"type":"oauth","accountId":"acc_team","client_api_key":"{KEY}","oauth":{{"accessToken":"{OAUTH_TOKEN}","refreshToken":"sk-ant-ort01-refresh","expiresAt":{expires_soon},"scopes":["user:inference"],"isMax":true}}}}"#
+            ),
+        },
+    );
+    let instance = |name: &str| {
+        let data = dir.path().join(name);
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NEXUS_DATA_DIR", &data)
+            .env("CREDENTIALS_DIR", &credentials)
+            .env("DATABASE_URL", &database.url)
+            .env("CLAUDE_API_BASE_URL", mock.url())
+            .env("API_KEY_SALT", "shared-salt")
+            .stdin(Stdio::null());
+        for (name, value) in oauth.env() {
+            cmd.env(name, value);
+        }
+        cmd
+    };
+
+    let (mut a, addr_a) = Running::start(instance("a"));
+    oauth.wait_calls(1).await; // A is refreshing, and holds the lock
+    let (mut b, addr_b) = Running::start(instance("b"));
+    b.wait_for("another instance is refreshing the OAuth token");
+    oauth.release();
+    a.wait_for("oauth token refreshed");
+    b.wait_for_any(&[
+        "picked up the OAuth token another instance refreshed",
+        "credential file has a new OAuth token",
+    ]);
+    assert_eq!(oauth.calls().len(), 1, "one refresh for both instances");
+
+    const EACH: usize = 100;
+    let send = |addr: String| async move {
+        let r = http()
+            .post(format!("http://{addr}/v1/messages"))
+            .header("x-api-key", KEY)
+            .body(MESSAGE_JSON)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..EACH {
+        let (x, y) = tokio::join!(send(addr_a.clone()), send(addr_b.clone()));
+        statuses.extend([x, y]);
+    }
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let fresh = format!("Bearer {}", refreshed_access(1));
+    assert!(
+        mock.received()
+            .iter()
+            .all(|r| r.headers["authorization"] == fresh.as_str()),
+        "both instances send the refreshed token"
+    );
+    assert!(a.terminate().0.success());
+    assert!(b.terminate().0.success());
+    assert_eq!(oauth.calls().len(), 1);
+
+    let db = database.open().await;
+    let counts = db
+        .text_rows("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM api_requests")
+        .await;
+    let total = (2 * EACH).to_string();
+    assert_eq!(counts[0], vec![Some(total.clone()), Some(total)]);
 }

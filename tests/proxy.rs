@@ -689,42 +689,6 @@ async fn client_auth_off_uses_the_default_account() {
 }
 
 #[tokio::test]
-async fn bodies_and_stream_events_are_stored_when_enabled() {
-    let mock = MockUpstream::start().await;
-    let mut proxy = ProxyBuilder::new(&mock)
-        .env("STORAGE_ENABLED", "true")
-        .account(api_key_account("a.example", "acc_a", KEY_A))
-        .start()
-        .await;
-    for body in [MESSAGE_JSON, MESSAGE_SSE] {
-        post(&proxy, "/v1/messages", body)
-            .header("x-api-key", KEY_A)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-    }
-    let db = proxy.stop_and_open_db().await;
-    let rows = rows(&db).await;
-    assert_eq!(rows[0].request_body.as_deref(), Some(MESSAGE_JSON));
-    assert_eq!(rows[0].response_body.as_deref(), Some(JSON_ANSWER));
-    assert_eq!(rows[1].request_body.as_deref(), Some(MESSAGE_SSE));
-    let chunks = db
-        .text_rows(&format!(
-            "SELECT chunk_index, data FROM streaming_chunks WHERE request_id = '{}' ORDER BY chunk_index",
-            rows[1].request_id
-        ))
-        .await;
-    assert_eq!(chunks.len(), SSE_EVENTS.len());
-    for (i, chunk) in chunks.iter().enumerate() {
-        assert_eq!(chunk[0], Some(i.to_string()));
-        assert_eq!(chunk[1].as_deref(), Some(SSE_EVENTS[i]));
-    }
-}
-
-#[tokio::test]
 async fn health_and_token_stats() {
     let mock = MockUpstream::start().await;
     let mut proxy = proxy_with_a(&mock).await;

@@ -57,6 +57,7 @@ async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
         recorder.stats().clone(),
         None,
         stop.clone(),
+        tokio::sync::broadcast::channel(16).0,
     );
     for r in records {
         recorder.record(r);

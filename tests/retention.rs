@@ -77,11 +77,7 @@ async fn old_records_go_and_bodies_go_sooner() {
         .await;
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!(kept[0], vec![Some("req_10_days".into()), None, None]);
-    assert_eq!(
-        kept[1][1].as_deref(),
-        Some(MESSAGE_SSE),
-        "recent bodies stay"
-    );
+    assert!(kept[1][1].is_some(), "recent bodies stay");
     let chunks = db
         .text_rows("SELECT request_id, COUNT(*) FROM streaming_chunks GROUP BY request_id")
         .await;

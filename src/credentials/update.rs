@@ -91,6 +91,49 @@ pub fn save_login(
     Ok(created)
 }
 
+/// The OAuth tokens a credential file holds now (as another instance may have saved them),
+/// or `None` when it has no complete set.
+pub fn read_oauth_tokens(file: &Path) -> Result<Option<OAuthTokens>, UpdateError> {
+    read_oauth_tokens_with(file, &Keychain)
+}
+
+/// Like [`read_oauth_tokens`], reading tokens the file keeps in the keychain from `secrets`
+/// (a token whose entry cannot be read counts as absent).
+pub fn read_oauth_tokens_with(
+    file: &Path,
+    secrets: &dyn SecretStore,
+) -> Result<Option<OAuthTokens>, UpdateError> {
+    let Some(obj) = read_object(file)? else {
+        return Ok(None);
+    };
+    let oauth = obj.get("oauth");
+    let text = |name: &str| {
+        let holder = oauth.and_then(Value::as_object)?;
+        if let Some(entry) = super::keychain_reference(holder, name) {
+            return secrets.get(entry).ok();
+        }
+        holder
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| SecretString::from(s.to_owned()))
+    };
+    let (Some(access_token), Some(expires_at)) = (
+        text("accessToken"),
+        oauth
+            .and_then(|o| o.get("expiresAt"))
+            .and_then(Value::as_i64),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(OAuthTokens {
+        access_token,
+        refresh_token: text("refreshToken"),
+        expires_at,
+        scopes: Vec::new(),
+    }))
+}
+
 fn has_text(obj: &Map<String, Value>, name: &str) -> bool {
     obj.get(name)
         .and_then(Value::as_str)

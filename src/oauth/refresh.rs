@@ -36,6 +36,7 @@ pub use super::token_state::{AccountStatus, LastRefresh, retry_delay};
 use super::token_state::{TokenState, fingerprint, now_rfc3339};
 use crate::config::OAuthConfig;
 use crate::credentials::{self, Account, Accounts, Credentials, OAuthTokens, UpstreamCredential};
+use crate::store::Store;
 
 /// The refresher looks again at least this often (files change, clocks jump).
 const MAX_IDLE: Duration = Duration::from_secs(60);
@@ -63,6 +64,9 @@ pub enum TokenUnavailable {
 pub struct Tokens {
     config: OAuthConfig,
     http: reqwest::Client,
+    /// The database other instances share, whose lock makes a refresh single-flight across
+    /// them too.
+    shared: Option<Store>,
     accounts: Mutex<HashMap<String, Arc<AccountToken>>>,
     metrics: Metrics,
     /// Wakes the refresher when something changed its schedule.
@@ -93,6 +97,7 @@ impl Tokens {
         Tokens {
             config,
             http,
+            shared: None,
             accounts: Mutex::default(),
             metrics: Metrics::default(),
             changed: Notify::new(),
@@ -103,6 +108,13 @@ impl Tokens {
     /// Rotated tokens of files with keychain references are written to `secrets`.
     pub fn with_secrets(mut self, secrets: Arc<dyn SecretStore>) -> Tokens {
         self.secrets = secrets;
+        self
+    }
+
+    /// Shares refreshes with every instance on `store`: one refreshes (under the database's
+    /// lock), the others pick up the token it saved to the credential file.
+    pub fn shared_through(mut self, store: Store) -> Tokens {
+        self.shared = Some(store);
         self
     }
 
@@ -245,8 +257,82 @@ impl Tokens {
         }
     }
 
-    /// One attempt. The caller holds the account's flight lock.
+    /// One attempt. The caller holds the account's flight lock; with a shared database, the
+    /// attempt also holds the account's lock there, and first looks whether another instance
+    /// has just refreshed.
     async fn refresh_locked(&self, entry: &AccountToken) {
+        let Some(store) = &self.shared else {
+            return self.refresh_now(entry).await;
+        };
+        let domain = &entry.domain;
+        let before = entry.lock().attempt;
+        let waiting = || {
+            tracing::info!(
+                "{domain}: another instance is refreshing the OAuth token; waiting for it"
+            );
+        };
+        let attempt = async {
+            // While we waited, the file watcher may have brought the other instance's token.
+            let changed = entry.lock().attempt != before;
+            if !changed && !self.adopt_saved_refresh(entry) {
+                self.refresh_now(entry).await;
+            }
+        };
+        if let Err(e) = store
+            .exclusively(&format!("oauth-refresh:{domain}"), waiting, attempt)
+            .await
+        {
+            tracing::warn!(
+                "{domain}: cannot coordinate the OAuth refresh with other instances ({e}); refreshing alone"
+            );
+            self.refresh_now(entry).await;
+        }
+    }
+
+    /// Takes the token another instance saved to the credential file after refreshing it,
+    /// when it is newer than ours. Returns whether it did.
+    fn adopt_saved_refresh(&self, entry: &AccountToken) -> bool {
+        let file = entry.lock().file.clone();
+        let Ok(Some(saved)) = credentials::read_oauth_tokens_with(&file, self.secrets.as_ref())
+        else {
+            return false;
+        };
+        let mut s = entry.lock();
+        let seen = fingerprint(&saved.access_token);
+        if seen == fingerprint(&s.access)
+            || s.retired.contains(&seen)
+            || s.expires_at.is_some_and(|ours| saved.expires_at <= ours)
+        {
+            return false;
+        }
+        let old = fingerprint(&s.access);
+        s.retire(old);
+        s.access = saved.access_token;
+        if let Some(refresh) = saved.refresh_token {
+            s.refresh = Some(refresh);
+        }
+        s.expires_at = Some(saved.expires_at);
+        s.attempt += 1;
+        s.failures = 0;
+        s.retry_at = None;
+        s.needs_login = false;
+        let expires_in = (saved.expires_at - unix_ms_now()) / 1000;
+        s.last = Some(LastRefresh {
+            at: now_rfc3339(),
+            ok: true,
+            detail: format!("refreshed by another instance; expires in {expires_in} s"),
+        });
+        drop(s);
+        tracing::info!(
+            domain = entry.domain,
+            expires_in_secs = expires_in,
+            "picked up the OAuth token another instance refreshed"
+        );
+        self.changed.notify_one();
+        true
+    }
+
+    async fn refresh_now(&self, entry: &AccountToken) {
         let domain = &entry.domain;
         let Some(refresh_token) = entry.lock().refresh.clone() else {
             return;

@@ -27,7 +27,8 @@ pub(super) async fn sqlite(path: &Path) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        .disable_statement_logging();
     Ok(SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -36,7 +37,8 @@ pub(super) async fn sqlite(path: &Path) -> Result<SqlitePool, StoreError> {
 }
 
 /// `url` may carry `sslmode` (`require`, `verify-ca`, `verify-full`) and `sslrootcert`.
-/// Sessions run in UTC so that `DATE(timestamp)` gives the same days as on SQLite.
+/// Sessions run in UTC so that `DATE(timestamp)` gives the same days as on SQLite. Statement
+/// logging is off on both: the store logs slow calls itself, by name (SLOW_QUERY_THRESHOLD_MS).
 pub(super) async fn postgres(url: &SecretString) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url.expose_secret())
         .map_err(|e| StoreError::Url(without_secrets(&e.to_string(), url)))?

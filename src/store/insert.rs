@@ -7,7 +7,10 @@ use std::time::Duration;
 use sqlx::{Postgres, Sqlite};
 use time::OffsetDateTime;
 
+use bytes::Bytes;
+
 use super::Dialect;
+use crate::crypto::DataKey;
 use crate::records::Record;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
@@ -52,10 +55,12 @@ fn statements(table: &str, columns: &str) -> Statements {
 /// Binds one record's columns in [`REQUEST_COLUMNS`] order; `$ts` and `$text` adapt the
 /// timestamp and free text to the dialect.
 macro_rules! bind_request {
-    ($query:expr, $r:expr, $ts:expr, $text:expr) => {{
+    ($query:expr, $r:expr, $ts:expr, $text:expr, $key:expr) => {{
         let r: &Record = $r;
+        let id = r.request_id.to_string();
+        let body = |b: &Bytes| $text(protect($key, &id, lossy(b)));
         $query
-            .bind(r.request_id.to_string())
+            .bind(id.clone())
             .bind(r.domain.clone())
             .bind(r.account_id.clone())
             .bind($ts(r.timestamp))
@@ -76,8 +81,8 @@ macro_rules! bind_request {
             .bind(r.api_key_hash.map(|h| h.to_string()))
             .bind(r.error.clone())
             .bind(r.upstream_request_id.clone())
-            .bind(r.request_body.as_deref().map(lossy).map($text))
-            .bind(r.response_body.as_deref().map(lossy).map($text))
+            .bind(r.request_body.as_ref().map(body))
+            .bind(r.response_body.as_ref().map(body))
             .bind(r.ratelimit.as_ref().and_then(|u| u.status.clone()))
             .bind(r.ratelimit.as_ref().and_then(|u| u.five_hour.utilization))
             .bind(
@@ -103,13 +108,14 @@ macro_rules! insert_fn {
             tx: &mut sqlx::Transaction<'static, $db>,
             records: &[Record],
             duplicates: Duplicates,
+            key: Option<&DataKey>,
         ) -> Result<(), sqlx::Error> {
             let requests = &INSERT_REQUESTS[$dialect as usize][duplicates as usize];
             let chunks = &INSERT_CHUNKS[$dialect as usize][duplicates as usize];
             for rows in shaped_chunks(records) {
                 let mut insert = sqlx::query(statement_for(requests, rows.len()));
                 for r in rows {
-                    insert = bind_request!(insert, r, $ts, $text);
+                    insert = bind_request!(insert, r, $ts, $text, key);
                 }
                 insert.execute(&mut **tx).await?;
             }
@@ -124,7 +130,7 @@ macro_rules! insert_fn {
                             .bind(id.clone())
                             .bind(index)
                             .bind($ts(at))
-                            .bind($text(Cow::Borrowed(data.as_str())));
+                            .bind($text(protect(key, &id, Cow::Borrowed(data.as_str()))));
                         index += 1;
                     }
                     insert.execute(&mut **tx).await?;
@@ -149,6 +155,14 @@ insert_fn!(
     std::convert::identity::<OffsetDateTime>,
     postgres_text
 );
+
+/// A body or chunk as stored: sealed with the data key when there is one.
+fn protect<'a>(key: Option<&DataKey>, request_id: &str, text: Cow<'a, str>) -> Cow<'a, str> {
+    match key {
+        Some(key) => Cow::Owned(key.seal(request_id, &text)),
+        None => text,
+    }
+}
 
 fn sqlite_text(s: Cow<'_, str>) -> String {
     s.into_owned()

@@ -6,12 +6,17 @@
 //! parameterized; SQL is written once with `?` placeholders and numbered for PostgreSQL.
 
 mod connect;
+mod dashboard_queries;
 mod insert;
 
+pub use dashboard_queries::{
+    Bucket, DailyCount, PageCursor, RequestDetailRow, RequestFilter, RequestListRow, UsageGroup,
+};
 use insert::Duplicates;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
@@ -21,6 +26,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 
 use crate::config::DatabaseConfig;
+use crate::crypto::{self, DataKey};
 use crate::records::Record;
 use crate::usage::Usage;
 
@@ -42,6 +48,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Decrypt(#[from] crypto::DecryptError),
     #[error("invalid DATABASE_URL: {0}")]
     Url(String),
     #[error(
@@ -159,6 +167,20 @@ pub struct Store {
     pool: Pool,
     description: String,
     slow_query: Duration,
+    /// Seals stored bodies and chunks, and opens them again.
+    data_key: Option<Arc<DataKey>>,
+}
+
+/// `request_body`, `response_body` as stored.
+type BodyColumns = (Option<String>, Option<String>);
+
+/// A request's stored bodies and stream events, decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBodies {
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+    /// `(chunk_index, data)` in order.
+    pub chunks: Vec<(i64, String)>,
 }
 
 impl Store {
@@ -176,12 +198,59 @@ impl Store {
             pool,
             description: config.describe(),
             slow_query,
+            data_key: None,
         };
         match migrations {
             Migrations::Apply => with_pool!(store, pool => store.migrator().run(pool).await?),
             Migrations::Verify => store.verify_schema().await?,
         }
         Ok(store)
+    }
+
+    /// Bodies and chunks are encrypted with `key` from now on (see [`crate::crypto`]).
+    pub fn with_data_key(mut self, key: Option<DataKey>) -> Store {
+        self.data_key = key.map(Arc::new);
+        self
+    }
+
+    /// The stored bodies and stream events of `request_id`, decrypted; `None` when there is
+    /// no such request. A missing or wrong data key is an error, never garbage.
+    pub async fn stored_bodies(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<StoredBodies>, StoreError> {
+        let started = Instant::now();
+        let key = self.data_key.as_deref();
+        let open = |text: Option<String>| -> Result<Option<String>, StoreError> {
+            Ok(text
+                .map(|t| crypto::open(key, request_id, &t))
+                .transpose()?)
+        };
+        let bodies_sql = AssertSqlSafe(
+            self.dialect()
+                .sql("SELECT request_body, response_body FROM api_requests WHERE request_id = ?")
+                .into_owned(),
+        );
+        let chunks_sql = AssertSqlSafe(self.dialect().sql(
+            "SELECT CAST(chunk_index AS BIGINT), data FROM streaming_chunks WHERE request_id = ? ORDER BY chunk_index",
+        ).into_owned());
+        let (bodies, chunks): (Option<BodyColumns>, Vec<(i64, String)>) = with_pool!(self, pool => {
+            let bodies = sqlx::query_as(bodies_sql).bind(request_id).fetch_optional(pool).await?;
+            let chunks = sqlx::query_as(chunks_sql).bind(request_id).fetch_all(pool).await?;
+            (bodies, chunks)
+        });
+        self.note_duration("stored_bodies", started);
+        let Some((request_body, response_body)) = bodies else {
+            return Ok(None);
+        };
+        Ok(Some(StoredBodies {
+            request_body: open(request_body)?,
+            response_body: open(response_body)?,
+            chunks: chunks
+                .into_iter()
+                .map(|(i, data)| Ok((i, crypto::open(key, request_id, &data)?)))
+                .collect::<Result<_, StoreError>>()?,
+        }))
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -255,12 +324,14 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_sqlite(&mut tx, records, duplicates).await?;
+                insert::insert_sqlite(&mut tx, records, duplicates, self.data_key.as_deref())
+                    .await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_postgres(&mut tx, records, duplicates).await?;
+                insert::insert_postgres(&mut tx, records, duplicates, self.data_key.as_deref())
+                    .await?;
                 tx.commit().await?;
             }
         }
@@ -418,6 +489,41 @@ impl Store {
         Ok(changed)
     }
 
+    /// Runs `job` holding the lock `name`, which every instance sharing this database respects
+    /// (a PostgreSQL session advisory lock; on SQLite, a single machine's file, `job` just
+    /// runs). `on_wait` is called first when another instance holds the lock. Fails, without
+    /// running `job`, only when the lock cannot be taken.
+    pub async fn exclusively<T>(
+        &self,
+        name: &str,
+        on_wait: impl FnOnce(),
+        job: impl Future<Output = T>,
+    ) -> Result<T, StoreError> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return Ok(job.await);
+        };
+        let key = advisory_key(name);
+        let mut held = AdvisoryLock {
+            conn: Some(pool.acquire().await?),
+            key,
+        };
+        let conn = held.conn.as_mut().expect("just acquired");
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut **conn)
+            .await?;
+        if !free {
+            on_wait();
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(key)
+                .execute(&mut **conn)
+                .await?;
+        }
+        let out = job.await;
+        held.release().await;
+        Ok(out)
+    }
+
     fn note_duration(&self, name: &'static str, started: Instant) {
         let took = started.elapsed();
         if took >= self.slow_query {
@@ -428,6 +534,43 @@ impl Store {
             );
         }
     }
+}
+
+/// A held advisory lock. Released explicitly; if that fails or never happens (the holder was
+/// dropped), the connection is closed rather than returned to the pool, which ends the
+/// session and with it the lock.
+struct AdvisoryLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    key: i64,
+}
+
+impl AdvisoryLock {
+    async fn release(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// The advisory lock number of `name`: the first 8 bytes of its SHA-256.
+fn advisory_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("claude-nexus:{name}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// The text form of a timestamp in SQLite: UTC, `YYYY-MM-DD HH:MM:SS.SSS`.

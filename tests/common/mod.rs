@@ -32,14 +32,20 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use claude_nexus::config::DatabaseConfig;
+use claude_nexus::crypto::DataKey;
 use claude_nexus::records::RecordStats;
 use claude_nexus::retention::RetentionReport;
 use claude_nexus::secrets::SecretStore;
+use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server};
 use futures_util::stream;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
+
+/// The dashboard key every test proxy is started with.
+pub const DASHBOARD_KEY: &str = "test-dashboard-key-0123456789";
 
 pub const MODEL: &str = "claude-sonnet-4-5-20250929";
 pub const UPSTREAM_KEY: &str = "sk-ant-api03-upstream-secret-AAAA";
@@ -468,6 +474,8 @@ pub fn write_file_mode(path: &Path, text: &str, mode: u32) {
 /// The real proxy, on port 0, with its own directory.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// The dashboard's listener (its key is [`DASHBOARD_KEY`]).
+    pub dashboard_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub credentials_dir: PathBuf,
     pub database: TestDatabase,
@@ -493,6 +501,8 @@ impl ProxyBuilder {
         let mut env = HashMap::new();
         env.insert("CLAUDE_API_BASE_URL".into(), upstream.url());
         env.insert("API_KEY_SALT".into(), "test-salt".into());
+        env.insert("DASHBOARD_PORT".into(), "0".into());
+        env.insert("DASHBOARD_API_KEY".into(), DASHBOARD_KEY.into());
         ProxyBuilder {
             env,
             accounts: Vec::new(),
@@ -550,6 +560,7 @@ impl ProxyBuilder {
         env.insert("NEXUS_DATA_DIR".into(), dir.path().display().to_string());
         let mut proxy = TestProxy {
             addr: "127.0.0.1:0".parse().unwrap(),
+            dashboard_addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             credentials_dir,
             database,
@@ -575,6 +586,7 @@ impl TestProxy {
             None => Server::start(config).await.unwrap(),
         };
         self.reloads = server.credentials().subscribe();
+        self.dashboard_addr = server.dashboard_addr().unwrap();
         self.retention = server.retention();
         self.records = server.record_stats();
         self.key_reloads = server.client_keys().subscribe();
@@ -614,6 +626,11 @@ impl TestProxy {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A URL on the dashboard's listener.
+    pub fn dashboard_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.dashboard_addr, path)
+    }
+
     /// Stops the server as Ctrl-C would, and waits until its records are flushed.
     pub async fn stop(&mut self) {
         self.signal_stop();
@@ -650,6 +667,16 @@ impl TestProxy {
         .expect("a retention pass within 30 s")
         .unwrap()
         .clone()
+    }
+
+    /// The store of this proxy's database, reading bodies with `key` (the proxy must be stopped
+    /// or its writes may not be visible yet).
+    pub async fn open_store(&self, key: Option<DataKey>) -> Store {
+        let config: DatabaseConfig = self.database.url.parse().unwrap();
+        Store::open(&config, Migrations::Verify, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .with_data_key(key)
     }
 
     /// Stops the server, then opens its database.

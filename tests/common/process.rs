@@ -18,6 +18,8 @@ impl Running {
     pub fn start(mut cmd: Command) -> (Running, String) {
         let mut child = cmd
             .args(["serve", "--port", "0"])
+            // Several servers run at once: each dashboard on a free port too.
+            .env("DASHBOARD_PORT", "0")
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -46,6 +48,27 @@ impl Running {
             .unwrap()
             .to_string();
         (running, addr)
+    }
+
+    /// Waits for a line with any of `needles` (looking at lines already seen first).
+    pub fn wait_for_any(&mut self, needles: &[&str]) -> String {
+        if let Some(line) = self
+            .seen
+            .iter()
+            .find(|line| needles.iter().any(|n| line.contains(n)))
+        {
+            return line.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no line with {needles:?}; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if needles.iter().any(|n| line.contains(n)) {
+                return line;
+            }
+        }
     }
 
     pub fn wait_for(&mut self, needle: &str) -> String {

@@ -1,0 +1,188 @@
+//! Encryption at rest of stored bodies and stream chunks (`STORAGE_ENABLED=true`).
+//!
+//! XChaCha20-Poly1305 with a 256-bit data key, from `STORAGE_ENCRYPTION_KEY` (base64; for
+//! servers) or a key file created on first use in the data directory (0600), which stays on
+//! the machine when the records go to a shared PostgreSQL. Each value is stored as
+//! `enc:v1:` + base64(random 24-byte nonce ‖ ciphertext), authenticated together with its
+//! request id, so a value moved to another row does not decrypt. Metadata columns stay plain,
+//! so the monitoring queries work.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+const PREFIX: &str = "enc:v1:";
+const NONCE: usize = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("expected 32 bytes in base64 (e.g. from `openssl rand -base64 32`)")]
+    Malformed,
+    #[error("cannot read or create the key file {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    #[error(
+        "stored body cannot be decrypted: the data key is not the one it was written with (STORAGE_ENCRYPTION_KEY or the key file)"
+    )]
+    WrongKey,
+    #[error("stored body is encrypted and no data key is configured (STORAGE_ENCRYPTION_KEY)")]
+    NoKey,
+    #[error("stored body is damaged (not valid encrypted text)")]
+    Damaged,
+}
+
+/// The data key. Its bytes never leave this type.
+pub struct DataKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(****)")
+    }
+}
+
+impl DataKey {
+    /// A key given as base64 (standard or URL-safe, padded or not).
+    pub fn from_base64(text: &str) -> Result<DataKey, KeyError> {
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| KeyError::Malformed)?;
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<DataKey, KeyError> {
+        let cipher = XChaCha20Poly1305::new_from_slice(bytes).map_err(|_| KeyError::Malformed)?;
+        Ok(DataKey { cipher })
+    }
+
+    /// The key in `path`, created (random, mode 0600) when missing.
+    pub fn load_or_create(path: &Path) -> Result<DataKey, KeyError> {
+        let file_error = |source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => return Self::from_bytes(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(file_error(e)),
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| file_error(std::io::Error::other(e)))?;
+        crate::atomic_file::write_private(path, &bytes).map_err(file_error)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Encrypts `plaintext`, bound to `context` (the request id).
+    pub fn seal(&self, context: &str, plaintext: &str) -> String {
+        let mut nonce = [0u8; NONCE];
+        getrandom::fill(&mut nonce).expect("the OS random number generator works");
+        let sealed = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(NONCE + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        format!("{PREFIX}{}", STANDARD.encode(out))
+    }
+}
+
+/// Whether a stored value is encrypted.
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
+/// The plaintext of a stored value: decrypted when sealed, as it is when it was stored before
+/// encryption existed.
+pub fn open(key: Option<&DataKey>, context: &str, stored: &str) -> Result<String, DecryptError> {
+    let Some(encoded) = stored.strip_prefix(PREFIX) else {
+        return Ok(stored.to_owned());
+    };
+    let key = key.ok_or(DecryptError::NoKey)?;
+    let bytes = STANDARD
+        .decode(encoded)
+        .map_err(|_| DecryptError::Damaged)?;
+    if bytes.len() < NONCE {
+        return Err(DecryptError::Damaged);
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE);
+    let nonce: [u8; NONCE] = nonce.try_into().map_err(|_| DecryptError::Damaged)?;
+    let plain = key
+        .cipher
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: sealed,
+                aad: context.as_bytes(),
+            },
+        )
+        .map_err(|_| DecryptError::WrongKey)?;
+    String::from_utf8(plain).map_err(|_| DecryptError::Damaged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "qdzwZ6Jb6uV0m7n0vVb2Y4cG5j9Q0lq1C0w3xvQm1rQ=";
+
+    #[test]
+    fn round_trip_bound_to_its_request() {
+        let key = DataKey::from_base64(KEY).unwrap();
+        let sealed = key.seal("req_1", "hello body");
+        assert!(is_sealed(&sealed) && !sealed.contains("hello"));
+        assert_ne!(
+            sealed,
+            key.seal("req_1", "hello body"),
+            "fresh nonce each time"
+        );
+        assert_eq!(open(Some(&key), "req_1", &sealed).unwrap(), "hello body");
+        assert!(matches!(
+            open(Some(&key), "req_2", &sealed),
+            Err(DecryptError::WrongKey)
+        ));
+        let other = DataKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
+        assert!(matches!(
+            open(Some(&other), "req_1", &sealed),
+            Err(DecryptError::WrongKey)
+        ));
+        assert!(matches!(
+            open(None, "req_1", &sealed),
+            Err(DecryptError::NoKey)
+        ));
+        assert_eq!(
+            open(None, "req_1", "plain old body").unwrap(),
+            "plain old body"
+        );
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes_of_base64() {
+        assert!(DataKey::from_base64("short").is_err());
+        assert!(DataKey::from_base64(&STANDARD.encode([1u8; 16])).is_err());
+        assert!(DataKey::from_base64(&URL_SAFE_NO_PAD.encode([1u8; 32])).is_ok());
+        assert_eq!(
+            format!("{:?}", DataKey::from_base64(KEY).unwrap()),
+            "DataKey(****)"
+        );
+    }
+}

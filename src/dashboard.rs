@@ -1,0 +1,121 @@
+//! The dashboard: a JSON API under `/api/` and the embedded web UI, on its own listener
+//! (`127.0.0.1:DASHBOARD_PORT`, loopback only), started and stopped by [`crate::Server`].
+//!
+//! Invariants: authentication is never optional (a key is generated when `DASHBOARD_API_KEY`
+//! is unset); every `/api/` path except `/api/login` and `/api/openapi.json` needs the session
+//! cookie or the key as `Authorization: Bearer`; state-changing calls must come from the
+//! dashboard's own `Origin`; a foreign `Host` gets 403 before anything else; no CORS headers
+//! are ever sent, so other origins cannot read answers. The dashboard only reads the store;
+//! it learns of new records from the writer's feed, never from the request path.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod hosts;
+pub mod prices;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use tokio_util::sync::CancellationToken;
+
+use crate::records::RecordFeed;
+use crate::store::Store;
+use api::ApiError;
+
+/// What the dashboard's handlers share.
+pub struct DashboardState {
+    pub store: Store,
+    pub auth: auth::Auth,
+    pub feed: RecordFeed,
+    pub prices: prices::PriceTable,
+    pub hosts: hosts::AllowedHosts,
+    /// What the security checks read of the configuration.
+    pub checks: crate::checks::Settings,
+    /// Fires at shutdown: open event streams end so the listener can close.
+    pub shutdown: CancellationToken,
+}
+
+/// Paths under `/api/` that need no login. `/api/session` only says whether the caller is
+/// logged in (so the UI's first question is never answered with an error).
+const PUBLIC_API: [&str; 3] = ["/api/login", "/api/openapi.json", "/api/session"];
+
+/// The dashboard app: API, OpenAPI document, UI files, behind the Host and auth guards.
+pub fn router(state: Arc<DashboardState>) -> Router {
+    let (api, openapi) = api::routes().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let hosts = state.hosts.clone();
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .fallback(assets::serve)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(
+            hosts,
+            hosts::dashboard_guard,
+        ))
+        .with_state(state)
+}
+
+/// The OpenAPI document, as served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::routes().split_for_parts().1
+}
+
+/// Whether the request carries a live session cookie.
+fn has_session(state: &DashboardState, jar: &CookieJar) -> bool {
+    jar.get(auth::SESSION_COOKIE)
+        .is_some_and(|c| state.auth.session_valid(c.value()))
+}
+
+/// Whether the request is logged in: a session cookie or the key as bearer.
+pub fn is_authenticated(
+    state: &DashboardState,
+    headers: &axum::http::HeaderMap,
+    jar: &CookieJar,
+) -> bool {
+    auth::bearer(headers).is_some_and(|key| state.auth.is_key(key)) || has_session(state, jar)
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Authentication and the `Origin` check for `/api/`; UI files are public (they hold no data).
+async fn guard(
+    State(state): State<Arc<DashboardState>>,
+    jar: CookieJar,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if !path.starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let bearer = auth::bearer(request.headers()).is_some_and(|key| state.auth.is_key(key));
+    if auth::is_state_changing(request.method())
+        && !auth::origin_allowed(request.headers(), bearer || path == "/api/login")
+    {
+        return ApiError::Forbidden("cross-origin request refused").into_response();
+    }
+    if PUBLIC_API.contains(&path) {
+        return next.run(request).await;
+    }
+    if bearer || has_session(&state, &jar) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}

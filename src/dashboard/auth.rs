@@ -1,0 +1,237 @@
+//! Dashboard authentication: the dashboard key, login sessions, the failed-login limit and
+//! the `Origin` check.
+//!
+//! The key is `DASHBOARD_API_KEY`, or one generated at start (never optional: there is no
+//! open mode). `POST /api/login` exchanges it for a session cookie (`HttpOnly`,
+//! `SameSite=Strict`, `Secure` behind TLS, with an expiry); scripts may send the key as
+//! `Authorization: Bearer` instead. Keys are compared in constant time (SHA-256 of both, then
+//! `subtle`), sessions are kept in memory as hashes of their tokens, and failed logins are
+//! counted per client IP: after [`MAX_FAILURES`] within [`FAILURE_WINDOW`] that IP gets 429
+//! until the window has passed. State-changing calls must come from the dashboard's own
+//! origin.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, Method, header};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "nexus_session";
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+/// Failed logins allowed per client IP within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+type TokenHash = [u8; 32];
+
+fn sha256(text: &str) -> TokenHash {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// Random URL-safe text of `bytes` random bytes.
+fn random_text(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+/// A freshly generated dashboard key (`cnd_` and 43 URL-safe characters).
+pub fn generate_key() -> Result<SecretString, getrandom::Error> {
+    Ok(SecretString::from(format!("cnd_{}", random_text(32)?)))
+}
+
+/// Why a login was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginRefused {
+    WrongKey,
+    /// Too many failures from this IP; try again after this long.
+    RateLimited(Duration),
+}
+
+struct Failures {
+    count: u32,
+    window_start: Instant,
+}
+
+pub struct Auth {
+    key_hash: TokenHash,
+    sessions: Mutex<HashMap<TokenHash, Instant>>,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Failed logins since start, for the security page.
+    pub failed_logins: AtomicU64,
+}
+
+impl Auth {
+    pub fn new(key: &SecretString) -> Auth {
+        Auth {
+            key_hash: sha256(key.expose_secret()),
+            sessions: Mutex::default(),
+            failures: Mutex::default(),
+            failed_logins: AtomicU64::new(0),
+        }
+    }
+
+    /// Constant-time comparison with the dashboard key.
+    pub fn is_key(&self, presented: &str) -> bool {
+        sha256(presented).ct_eq(&self.key_hash).into()
+    }
+
+    /// Checks the key for a login from `ip`; on success returns a new session token.
+    pub fn login(&self, ip: IpAddr, presented: &str) -> Result<SecretString, LoginRefused> {
+        let now = Instant::now();
+        {
+            let mut failures = self.failures.lock().expect("failures lock");
+            failures.retain(|_, f| now.duration_since(f.window_start) < FAILURE_WINDOW);
+            if let Some(f) = failures.get(&ip)
+                && f.count >= MAX_FAILURES
+            {
+                return Err(LoginRefused::RateLimited(
+                    FAILURE_WINDOW.saturating_sub(now.duration_since(f.window_start)),
+                ));
+            }
+        }
+        if !self.is_key(presented) {
+            self.failed_logins.fetch_add(1, Ordering::Relaxed);
+            let mut failures = self.failures.lock().expect("failures lock");
+            let f = failures.entry(ip).or_insert(Failures {
+                count: 0,
+                window_start: now,
+            });
+            f.count += 1;
+            tracing::warn!(client_ip = %ip, failures = f.count, "dashboard login failed: wrong key");
+            return Err(LoginRefused::WrongKey);
+        }
+        self.failures.lock().expect("failures lock").remove(&ip);
+        let token = random_text(32).map_err(|_| LoginRefused::WrongKey)?;
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.retain(|_, expires| *expires > now);
+        sessions.insert(sha256(&token), now + SESSION_TTL);
+        tracing::info!(client_ip = %ip, "dashboard login");
+        Ok(SecretString::from(token))
+    }
+
+    pub fn session_valid(&self, token: &str) -> bool {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions
+            .get(&sha256(token))
+            .is_some_and(|expires| *expires > Instant::now())
+    }
+
+    pub fn logout(&self, token: &str) {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(&sha256(token));
+    }
+}
+
+/// Whether `method` changes state (and so must pass the `Origin` check).
+pub fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The `Origin` check: when a browser sends `Origin`, it must be this server's own
+/// (`http(s)://` + the `Host` it was asked for). A request without `Origin` passes only when
+/// `bearer` (a script with the key; browsers always send `Origin` on state-changing fetches).
+pub fn origin_allowed(headers: &HeaderMap, bearer: bool) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return bearer;
+    };
+    let (Ok(origin), Some(Ok(host))) = (
+        origin.to_str(),
+        headers.get(header::HOST).map(|h| h.to_str()),
+    ) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// The key sent as `Authorization: Bearer`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether the request came through a TLS-terminating proxy (then the cookie is `Secure`).
+/// A forged header can only make the cookie stricter.
+pub fn behind_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(&SecretString::from("the-dashboard-key-0123"))
+    }
+
+    #[test]
+    fn login_gives_a_session_and_logout_ends_it() {
+        let auth = auth();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let token = auth.login(ip, "the-dashboard-key-0123").unwrap();
+        assert!(auth.session_valid(token.expose_secret()));
+        assert!(!auth.session_valid("something-else"));
+        auth.logout(token.expose_secret());
+        assert!(!auth.session_valid(token.expose_secret()));
+    }
+
+    #[test]
+    fn failures_are_limited_per_ip() {
+        let auth = auth();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(auth.login(ip, "wrong").unwrap_err(), LoginRefused::WrongKey);
+        }
+        // Even the right key is refused now, from that IP only.
+        assert!(matches!(
+            auth.login(ip, "the-dashboard-key-0123"),
+            Err(LoginRefused::RateLimited(_))
+        ));
+        assert!(auth.login(other, "the-dashboard-key-0123").is_ok());
+        assert_eq!(
+            auth.failed_logins.load(Ordering::Relaxed),
+            u64::from(MAX_FAILURES)
+        );
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:3001".parse().unwrap());
+        assert!(!origin_allowed(&h, false));
+        assert!(origin_allowed(&h, true));
+        h.insert(header::ORIGIN, "http://127.0.0.1:3001".parse().unwrap());
+        assert!(origin_allowed(&h, false));
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(!origin_allowed(&h, true));
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!origin_allowed(&h, false));
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = generate_key().unwrap();
+        let b = generate_key().unwrap();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert!(a.expose_secret().starts_with("cnd_"));
+        assert_eq!(a.expose_secret().len(), 4 + 43);
+    }
+}

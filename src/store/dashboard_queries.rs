@@ -1,0 +1,513 @@
+//! Read queries for the dashboard, in both dialects: totals and series for the overview, the
+//! keyset-paginated request list and one request's detail.
+//!
+//! SQL is written once with `?` placeholders; values travel as [`Value`]s and are bound per
+//! dialect (a time is the stored UTC text in SQLite, a `TIMESTAMPTZ` in PostgreSQL). The
+//! only dialect-specific SQL is the time-bucket expression. Every value is a bound parameter.
+
+use std::time::Instant;
+
+use sqlx::{AssertSqlSafe, Row};
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::{Dialect, Pool, Store, StoreError, TIMESTAMP, as_u64, format_timestamp};
+use crate::usage::Usage;
+
+/// Which requests a list, an export or a count covers. Empty fields do not filter.
+#[derive(Debug, Default, Clone)]
+pub struct RequestFilter {
+    pub account_id: Option<String>,
+    pub domain: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    pub streaming: Option<bool>,
+    pub api_key_hash: Option<String>,
+    /// Inclusive lower bound.
+    pub since: Option<OffsetDateTime>,
+    /// Exclusive upper bound.
+    pub until: Option<OffsetDateTime>,
+}
+
+/// Where a page starts: after the row with this (timestamp, request_id), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub timestamp: OffsetDateTime,
+    pub request_id: String,
+}
+
+/// One row of the request list (no bodies).
+#[derive(Debug, Clone)]
+pub struct RequestListRow {
+    pub request_id: String,
+    pub timestamp: OffsetDateTime,
+    pub domain: String,
+    pub account_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub status: u16,
+    pub usage: Usage,
+    pub duration_ms: Option<u64>,
+    pub first_token_ms: Option<u64>,
+    pub streaming: bool,
+    pub api_key_hash: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One request with its stored bodies and SSE events.
+#[derive(Debug, Clone)]
+pub struct RequestDetailRow {
+    pub row: RequestListRow,
+    pub request_type: Option<String>,
+    pub client_ip: Option<String>,
+    pub upstream_request_id: Option<String>,
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+    /// (arrival, data) in order.
+    pub chunks: Vec<(OffsetDateTime, String)>,
+}
+
+/// Requests and tokens for one (time bucket, model, status, account, domain, client key):
+/// the overview's single pass over the window, which the API folds into its views.
+#[derive(Debug, Clone)]
+pub struct UsageGroup {
+    /// UTC `YYYY-MM-DD HH` or `YYYY-MM-DD`.
+    pub bucket: String,
+    pub model: Option<String>,
+    pub status: u16,
+    pub account_id: Option<String>,
+    pub domain: String,
+    pub api_key_hash: Option<String>,
+    pub requests: u64,
+    pub usage: Usage,
+}
+
+/// Time bucket width for series; a bucket's key is UTC `YYYY-MM-DD HH` or `YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+/// A count or a sum for one (key, domain, day), from the documented monitoring queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCount {
+    /// The account (token totals) or `None` (failed authentications).
+    pub account_id: Option<String>,
+    pub domain: String,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub value: u64,
+}
+
+const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, model, \
+     response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
+     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error";
+
+const SUMS: &str = "COUNT(*) AS requests, \
+     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
+     CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
+     CAST(COALESCE(SUM(cache_creation_input_tokens), 0) AS BIGINT) AS cache_creation, \
+     CAST(COALESCE(SUM(cache_read_input_tokens), 0) AS BIGINT) AS cache_read";
+
+/// A bound value, converted to each dialect's type when bound.
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Time(OffsetDateTime),
+}
+
+/// Runs `$sql` (with `?` placeholders) with `$values` bound, fetching with `$fetch`
+/// (`fetch_all`, `fetch_optional`), on whichever pool the store has. The caller maps the
+/// [`Fetched`] rows with functions generic over [`ReadRow`].
+macro_rules! fetch {
+    ($store:expr, $sql:expr, $values:expr, $fetch:ident) => {{
+        let sql = AssertSqlSafe($store.dialect().sql(&$sql).into_owned());
+        match &$store.pool {
+            Pool::Sqlite(pool) => {
+                let mut q = sqlx::query(sql);
+                for v in $values {
+                    q = match v {
+                        Value::Text(s) => q.bind(s.clone()),
+                        Value::Int(n) => q.bind(*n),
+                        Value::Bool(b) => q.bind(*b),
+                        Value::Time(t) => q.bind(format_timestamp(*t)),
+                    };
+                }
+                Fetched::Sqlite(q.$fetch(pool).await?)
+            }
+            Pool::Postgres(pool) => {
+                let mut q = sqlx::query(sql);
+                for v in $values {
+                    q = match v {
+                        Value::Text(s) => q.bind(s.clone()),
+                        Value::Int(n) => q.bind(*n),
+                        Value::Bool(b) => q.bind(*b),
+                        Value::Time(t) => q.bind(*t),
+                    };
+                }
+                Fetched::Postgres(q.$fetch(pool).await?)
+            }
+        }
+    }};
+}
+
+enum Fetched<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// Reading a row the same way from either dialect: a timestamp is text in SQLite.
+trait ReadRow {
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn small_int(&self, column: &str) -> Result<i32, sqlx::Error>;
+    fn boolean(&self, column: &str) -> Result<bool, sqlx::Error>;
+    fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error>;
+}
+
+macro_rules! read_row {
+    ($row:ty, $time:expr) => {
+        impl ReadRow for $row {
+            fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn small_int(&self, column: &str) -> Result<i32, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn boolean(&self, column: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+                $time(self, column)
+            }
+        }
+    };
+}
+
+read_row!(sqlx::sqlite::SqliteRow, sqlite_time);
+read_row!(sqlx::postgres::PgRow, postgres_time);
+
+fn sqlite_time(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    parse_stored_time(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("not a stored timestamp: {text:?}").into(),
+    })
+}
+
+fn postgres_time(row: &sqlx::postgres::PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    row.try_get(column)
+}
+
+/// The SQLite text form (`YYYY-MM-DD HH:MM:SS.SSS`, UTC) back to a time.
+fn parse_stored_time(text: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(text, TIMESTAMP)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+impl Store {
+    /// A page of requests, newest first, after `cursor`.
+    pub async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        cursor: Option<&PageCursor>,
+        limit: u32,
+    ) -> Result<Vec<RequestListRow>, StoreError> {
+        let started = Instant::now();
+        let mut sql = format!("SELECT {LIST_COLUMNS} FROM api_requests");
+        let mut values = push_filter(&mut sql, filter);
+        if let Some(c) = cursor {
+            // The first bound is a plain range on the timestamp index; an OR alone would
+            // make SQLite scan the table.
+            sql.push_str(" AND timestamp <= ? AND (timestamp < ? OR request_id < ?)");
+            values.push(Value::Time(c.timestamp));
+            values.push(Value::Time(c.timestamp));
+            values.push(Value::Text(c.request_id.clone()));
+        }
+        sql.push_str(" ORDER BY timestamp DESC, request_id DESC LIMIT ?");
+        values.push(Value::Int(i64::from(limit)));
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(list_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(list_row).collect(),
+        };
+        self.note_duration("list_requests", started);
+        rows.map_err(StoreError::from)
+    }
+
+    /// One request with bodies and stream chunks (opened with the data key when they are
+    /// sealed, through [`Store::stored_bodies`]), or `None`.
+    pub async fn request_detail(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RequestDetailRow>, StoreError> {
+        let started = Instant::now();
+        let sql = format!(
+            "SELECT {LIST_COLUMNS}, request_type, client_ip, upstream_request_id \
+             FROM api_requests WHERE request_id = ?"
+        );
+        let id = [Value::Text(request_id.to_string())];
+        let detail = match fetch!(self, sql, &id, fetch_optional) {
+            Fetched::Sqlite(row) => row.as_ref().map(detail_row).transpose()?,
+            Fetched::Postgres(row) => row.as_ref().map(detail_row).transpose()?,
+        };
+        let Some(mut detail) = detail else {
+            return Ok(None);
+        };
+        let sql = "SELECT timestamp FROM streaming_chunks WHERE request_id = ? \
+                   ORDER BY chunk_index";
+        let arrivals: Vec<OffsetDateTime> = match fetch!(self, sql, &id, fetch_all) {
+            Fetched::Sqlite(rows) => rows
+                .iter()
+                .map(|r| r.time("timestamp"))
+                .collect::<Result<_, _>>()?,
+            Fetched::Postgres(rows) => rows
+                .iter()
+                .map(|r| r.time("timestamp"))
+                .collect::<Result<_, _>>()?,
+        };
+        if let Some(bodies) = self.stored_bodies(request_id).await? {
+            detail.request_body = bodies.request_body;
+            detail.response_body = bodies.response_body;
+            detail.chunks = arrivals
+                .into_iter()
+                .zip(bodies.chunks)
+                .map(|(at, (_, data))| (at, data))
+                .collect();
+        }
+        self.note_duration("request_detail", started);
+        Ok(Some(detail))
+    }
+
+    /// Requests and tokens since `since` per (time bucket, model, status, account, domain,
+    /// client key), in one pass: the overview folds these into its series and breakdowns.
+    pub async fn usage_groups(
+        &self,
+        bucket: Bucket,
+        since: OffsetDateTime,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let started = Instant::now();
+        let key = match (self.dialect(), bucket) {
+            // The stored text's prefix is the bucket.
+            (Dialect::Sqlite, Bucket::Hour) => "substr(timestamp, 1, 13)",
+            (Dialect::Sqlite, Bucket::Day) => "substr(timestamp, 1, 10)",
+            (Dialect::Postgres, Bucket::Hour) => {
+                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
+            }
+            (Dialect::Postgres, Bucket::Day) => {
+                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+        };
+        let sql = format!(
+            "SELECT {key} AS bucket, model, response_status, account_id, domain, api_key_hash, \
+             {SUMS} FROM api_requests WHERE timestamp >= ? GROUP BY 1, 2, 3, 4, 5, 6"
+        );
+        let values = [Value::Time(since)];
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(usage_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(usage_row).collect(),
+        };
+        self.note_duration("usage_groups", started);
+        rows.map_err(StoreError::from)
+    }
+
+    /// The security guide's "failed authentication" query: 401s per domain and day since
+    /// `since`, newest day first.
+    pub async fn failed_auth_by_day(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DailyCount>, StoreError> {
+        let sql = format!(
+            "SELECT CAST(NULL AS TEXT) AS account_id, domain, {day} AS day, COUNT(*) AS value \
+             FROM api_requests WHERE response_status = 401 AND timestamp >= ? \
+             GROUP BY domain, 3 ORDER BY 3 DESC, value DESC",
+            day = self.day_expression()
+        );
+        self.daily("failed_auth_by_day", sql, since).await
+    }
+
+    /// The security guide's "token spikes" query: total tokens per account, domain and day
+    /// since `since`, newest day first.
+    pub async fn daily_tokens_by_account(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DailyCount>, StoreError> {
+        let sql = format!(
+            "SELECT account_id, domain, {day} AS day, \
+             CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT) AS value FROM api_requests \
+             WHERE account_id IS NOT NULL AND timestamp >= ? \
+             GROUP BY account_id, domain, 3 ORDER BY 3 DESC, value DESC",
+            day = self.day_expression()
+        );
+        self.daily("daily_tokens_by_account", sql, since).await
+    }
+
+    /// The UTC day of `timestamp` as `YYYY-MM-DD` text.
+    fn day_expression(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "substr(timestamp, 1, 10)",
+            Dialect::Postgres => "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        }
+    }
+
+    async fn daily(
+        &self,
+        name: &'static str,
+        sql: String,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DailyCount>, StoreError> {
+        let started = Instant::now();
+        let values = [Value::Time(since)];
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => rows.iter().map(daily_row).collect(),
+            Fetched::Postgres(rows) => rows.iter().map(daily_row).collect(),
+        };
+        self.note_duration(name, started);
+        rows.map_err(StoreError::from)
+    }
+}
+
+/// Appends ` WHERE …` for `f` to `sql` and returns the values to bind, in order.
+fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
+    let mut values = Vec::new();
+    sql.push_str(" WHERE 1 = 1");
+    let text = [
+        ("account_id", &f.account_id),
+        ("domain", &f.domain),
+        ("model", &f.model),
+        ("api_key_hash", &f.api_key_hash),
+    ];
+    for (column, value) in text {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Text(v.clone()));
+        }
+    }
+    if let Some(status) = f.status {
+        sql.push_str(" AND response_status = ?");
+        values.push(Value::Int(i64::from(status)));
+    }
+    if let Some(streaming) = f.streaming {
+        sql.push_str(" AND response_streaming = ?");
+        values.push(Value::Bool(streaming));
+    }
+    if let Some(since) = f.since {
+        sql.push_str(" AND timestamp >= ?");
+        values.push(Value::Time(since));
+    }
+    if let Some(until) = f.until {
+        sql.push_str(" AND timestamp < ?");
+        values.push(Value::Time(until));
+    }
+    values
+}
+
+fn list_row(row: &impl ReadRow) -> Result<RequestListRow, sqlx::Error> {
+    Ok(RequestListRow {
+        request_id: row.text("request_id")?,
+        timestamp: row.time("timestamp")?,
+        domain: row.text("domain")?,
+        account_id: row.opt_text("account_id")?,
+        method: row.text("method")?,
+        path: row.text("path")?,
+        model: row.opt_text("model")?,
+        status: u16::try_from(row.small_int("response_status")?).unwrap_or(0),
+        usage: Usage {
+            input_tokens: as_u64(row.int("input_tokens")?),
+            output_tokens: as_u64(row.int("output_tokens")?),
+            cache_creation_input_tokens: as_u64(row.int("cache_creation_input_tokens")?),
+            cache_read_input_tokens: as_u64(row.int("cache_read_input_tokens")?),
+        },
+        duration_ms: row.opt_int("duration_ms")?.map(as_u64),
+        first_token_ms: row.opt_int("first_token_ms")?.map(as_u64),
+        streaming: row.boolean("response_streaming")?,
+        api_key_hash: row.opt_text("api_key_hash")?,
+        error: row.opt_text("error")?,
+    })
+}
+
+fn detail_row(row: &impl ReadRow) -> Result<RequestDetailRow, sqlx::Error> {
+    Ok(RequestDetailRow {
+        row: list_row(row)?,
+        request_type: row.opt_text("request_type")?,
+        client_ip: row.opt_text("client_ip")?,
+        upstream_request_id: row.opt_text("upstream_request_id")?,
+        request_body: None,
+        response_body: None,
+        chunks: Vec::new(),
+    })
+}
+
+fn daily_row(row: &impl ReadRow) -> Result<DailyCount, sqlx::Error> {
+    Ok(DailyCount {
+        account_id: row.opt_text("account_id")?,
+        domain: row.text("domain")?,
+        day: row.text("day")?,
+        value: as_u64(row.int("value")?),
+    })
+}
+
+fn usage_row(row: &impl ReadRow) -> Result<UsageGroup, sqlx::Error> {
+    Ok(UsageGroup {
+        bucket: row.text("bucket")?,
+        model: row.opt_text("model")?,
+        status: u16::try_from(row.small_int("response_status")?).unwrap_or(0),
+        account_id: row.opt_text("account_id")?,
+        domain: row.text("domain")?,
+        api_key_hash: row.opt_text("api_key_hash")?,
+        requests: as_u64(row.int("requests")?),
+        usage: Usage {
+            input_tokens: as_u64(row.int("input_tokens")?),
+            output_tokens: as_u64(row.int("output_tokens")?),
+            cache_creation_input_tokens: as_u64(row.int("cache_creation")?),
+            cache_read_input_tokens: as_u64(row.int("cache_read")?),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_round_trip() {
+        let at = time::macros::datetime!(2026-11-28 14:03:07.123 UTC);
+        assert_eq!(parse_stored_time(&format_timestamp(at)), Some(at));
+        assert_eq!(parse_stored_time("yesterday"), None);
+    }
+
+    #[test]
+    fn filters_bind_every_value() {
+        let mut sql = String::from("SELECT 1 FROM api_requests");
+        let values = push_filter(
+            &mut sql,
+            &RequestFilter {
+                model: Some("m'; DROP TABLE api_requests; --".into()),
+                status: Some(429),
+                streaming: Some(true),
+                ..RequestFilter::default()
+            },
+        );
+        assert_eq!(sql.matches('?').count(), values.len());
+        assert!(!sql.contains("DROP"));
+        assert_eq!(
+            Dialect::Postgres.sql(&sql),
+            "SELECT 1 FROM api_requests WHERE 1 = 1 AND model = $1 AND response_status = $2 \
+             AND response_streaming = $3"
+        );
+    }
+}

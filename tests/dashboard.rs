@@ -1,0 +1,695 @@
+//! The dashboard's API through HTTP, on the real server: authentication (cookie, bearer,
+//! Origin, rate limit), the Host allow-list on both ports, the OpenAPI document against the
+//! router, the live feed, pagination, detail, export and overview.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Method, StatusCode, header};
+use serde_json::Value;
+
+const KEY: &str = "cnp_live_dashtestKEY000000000000000000000000000000000";
+
+fn origin(proxy: &TestProxy) -> String {
+    format!("http://{}", proxy.dashboard_addr)
+}
+
+async fn login(proxy: &TestProxy) -> String {
+    let response = http()
+        .post(proxy.dashboard_url("/api/login"))
+        .header("origin", origin(proxy))
+        .json(&serde_json::json!({ "key": DASHBOARD_KEY }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn get_json(proxy: &TestProxy, path: &str) -> Value {
+    let response = http()
+        .get(proxy.dashboard_url(path))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.json().await.unwrap()
+}
+
+/// Reads server-sent events until `n` `request` events have arrived.
+async fn read_request_events(events: &mut reqwest::Response, n: usize) -> Vec<Value> {
+    let mut buffer = String::new();
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), events.chunk())
+            .await
+            .expect("an event within 20 s")
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.contains("event: request") {
+                let data = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap();
+                seen.push(serde_json::from_str(data).unwrap());
+            }
+        }
+    }
+    seen
+}
+
+async fn open_events(proxy: &TestProxy) -> reqwest::Response {
+    let events = http()
+        .get(proxy.dashboard_url("/api/events"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert_eq!(events.headers()[header::CONTENT_TYPE], "text/event-stream");
+    events
+}
+
+async fn send_message(proxy: &TestProxy, mode: &str) -> StatusCode {
+    http()
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .header("x-mock", mode)
+        .body(MESSAGE_JSON)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn every_api_path_needs_a_login_except_login_session_and_openapi() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let spec = get_json(&proxy, "/api/openapi.json").await;
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 7, "{paths:?}");
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let url = proxy.dashboard_url(&path.replace("{id}", "some-id"));
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = http()
+                .request(method.clone(), url)
+                .header("origin", origin(&proxy))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            if path == "/api/session" {
+                assert_eq!(status, StatusCode::OK);
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["authenticated"], false);
+                continue;
+            }
+            if path == "/api/login" {
+                // No body: refused by the JSON extractor, but the route is there.
+                assert!(
+                    status.is_client_error()
+                        && status != StatusCode::NOT_FOUND
+                        && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {status}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
+            assert!(
+                response
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .is_none(),
+                "no CORS"
+            );
+        }
+    }
+    // A wrong bearer key is no better than none, and the document itself is public.
+    let wrong = http()
+        .get(proxy.dashboard_url("/api/overview"))
+        .bearer_auth("not-the-dashboard-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let public = http()
+        .get(proxy.dashboard_url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::OK);
+}
+
+/// The document and the router come from one list; this checks that every documented GET
+/// route answers (not 404 or 405) once logged in, and that undocumented paths do not.
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let mut events = open_events(&proxy).await;
+    assert_eq!(send_message(&proxy, "json").await, StatusCode::OK);
+    let id = read_request_events(&mut events, 1).await[0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spec = get_json(&proxy, "/api/openapi.json").await;
+    let mut documented = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            if method != "get" {
+                continue;
+            }
+            let response = http()
+                .get(proxy.dashboard_url(&path.replace("{id}", &id)))
+                .bearer_auth(DASHBOARD_KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "GET /api/events",
+            "GET /api/monitoring",
+            "GET /api/overview",
+            "GET /api/requests",
+            "GET /api/requests/export",
+            "GET /api/requests/{id}",
+            "GET /api/security",
+            "GET /api/session",
+            "POST /api/login",
+            "POST /api/logout",
+            "PUT /api/security/manual/{id}",
+        ],
+        "a route was added or removed: update this list and the UI"
+    );
+    let unknown = http()
+        .get(proxy.dashboard_url("/api/nothing-here"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_cookie_and_logout_ends_the_session() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+
+    let wrong = http()
+        .post(proxy.dashboard_url("/api/login"))
+        .header("origin", origin(&proxy))
+        .json(&serde_json::json!({ "key": "wrong-key" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+
+    let response = http()
+        .post(proxy.dashboard_url("/api/login"))
+        .header("origin", origin(&proxy))
+        .json(&serde_json::json!({ "key": DASHBOARD_KEY }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+
+    let session: Value = http()
+        .get(proxy.dashboard_url("/api/session"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["authenticated"], true);
+
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let tls = http()
+        .post(proxy.dashboard_url("/api/login"))
+        .header("origin", origin(&proxy))
+        .header("x-forwarded-proto", "https")
+        .json(&serde_json::json!({ "key": DASHBOARD_KEY }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tls.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+
+    let logout = http()
+        .post(proxy.dashboard_url("/api/logout"))
+        .header("origin", origin(&proxy))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = http()
+        .get(proxy.dashboard_url("/api/overview"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let session: Value = http()
+        .get(proxy.dashboard_url("/api/session"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["authenticated"], false);
+}
+
+#[tokio::test]
+async fn state_changing_calls_need_the_dashboards_own_origin() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let cookie = login(&proxy).await;
+
+    let foreign_login = http()
+        .post(proxy.dashboard_url("/api/login"))
+        .header("origin", "http://evil.example")
+        .json(&serde_json::json!({ "key": DASHBOARD_KEY }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_login.status(), StatusCode::FORBIDDEN);
+
+    for origin_header in [Some("http://evil.example"), Some("null"), None] {
+        let mut request = http()
+            .post(proxy.dashboard_url("/api/logout"))
+            .header(header::COOKIE, &cookie);
+        if let Some(o) = origin_header {
+            request = request.header("origin", o);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "origin {origin_header:?}"
+        );
+    }
+    // The session survived those attempts.
+    let session = http()
+        .get(proxy.dashboard_url("/api/overview"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), StatusCode::OK);
+
+    // A script with the key needs no Origin.
+    let script = http()
+        .post(proxy.dashboard_url("/api/logout"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_address() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let attempt = |key: &'static str| {
+        http()
+            .post(proxy.dashboard_url("/api/login"))
+            .header("origin", origin(&proxy))
+            .json(&serde_json::json!({ "key": key }))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            attempt("wrong-key").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = attempt(DASHBOARD_KEY).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after));
+}
+
+#[tokio::test]
+async fn foreign_hosts_are_refused_on_both_ports() {
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("ALLOWED_HOSTS", "nexus.lan")
+        .start()
+        .await;
+    let dashboard_port = proxy.dashboard_addr.port();
+    let with_host = |url: String, host: &str| {
+        http()
+            .get(url)
+            .header(header::HOST, host)
+            .bearer_auth(DASHBOARD_KEY)
+            .send()
+    };
+    // Dashboard: loopback names and ALLOWED_HOSTS only; not even a credential domain.
+    for (host, want) in [
+        (format!("127.0.0.1:{dashboard_port}"), StatusCode::OK),
+        (format!("localhost:{dashboard_port}"), StatusCode::OK),
+        (format!("[::1]:{dashboard_port}"), StatusCode::OK),
+        ("nexus.lan".to_string(), StatusCode::OK),
+        ("evil.example".to_string(), StatusCode::FORBIDDEN),
+        (
+            format!("evil.example:{dashboard_port}"),
+            StatusCode::FORBIDDEN,
+        ),
+        ("a.example".to_string(), StatusCode::FORBIDDEN),
+    ] {
+        for path in ["/api/overview", "/api/openapi.json", "/"] {
+            let status = with_host(proxy.dashboard_url(path), &host)
+                .await
+                .unwrap()
+                .status();
+            if want == StatusCode::FORBIDDEN {
+                assert_eq!(status, want, "dashboard {path} Host {host}");
+            } else {
+                assert_ne!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "dashboard {path} Host {host}"
+                );
+            }
+        }
+    }
+    // Proxy: also the domains of credential files.
+    for (host, want) in [
+        ("127.0.0.1", StatusCode::OK),
+        ("a.example", StatusCode::OK),
+        ("nexus.lan", StatusCode::OK),
+        ("evil.example", StatusCode::FORBIDDEN),
+    ] {
+        let response = http()
+            .post(proxy.url("/v1/messages"))
+            .header(header::HOST, host)
+            .header("x-api-key", KEY)
+            .body(MESSAGE_JSON)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), want, "proxy Host {host}");
+        if want == StatusCode::FORBIDDEN {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["type"], "permission_error");
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_feed_pagination_detail_export_and_overview() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let mut events = open_events(&proxy).await;
+    for mode in ["json", "json", "status-429", "json", "json"] {
+        send_message(&proxy, mode).await;
+    }
+    let pushed = read_request_events(&mut events, 5).await;
+    assert_eq!(pushed[0]["path"], "/v1/messages");
+    assert_eq!(pushed[0]["account_id"], "acc_a");
+
+    // Keyset pages of 2: 2 + 2 + 1, newest first, every request once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/requests?limit=2&cursor={c}"),
+            None => "/api/requests?limit=2".to_string(),
+        };
+        let page = get_json(&proxy, &path).await;
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item.clone());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 5);
+    let mut ids: Vec<&str> = seen
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    let times: Vec<&str> = seen
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+
+    let failed = get_json(&proxy, "/api/requests?status=429").await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    let none = get_json(&proxy, "/api/requests?since=2099-01-01T00:00:00Z").await;
+    assert!(none["items"].as_array().unwrap().is_empty());
+    let bad = http()
+        .get(proxy.dashboard_url("/api/requests?since=yesterday"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let id = seen[0]["request_id"].as_str().unwrap();
+    let detail = get_json(&proxy, &format!("/api/requests/{id}")).await;
+    assert_eq!(detail["request_id"], id);
+    assert_eq!(detail["model"], MODEL);
+    let missing = http()
+        .get(proxy.dashboard_url("/api/requests/no-such-request"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let csv = http()
+        .get(proxy.dashboard_url("/api/requests/export?format=csv"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("requests.csv")
+    );
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 6, "{csv}");
+    assert!(lines[0].starts_with("request_id,timestamp,domain"));
+    let json: Vec<Value> = http()
+        .get(proxy.dashboard_url("/api/requests/export?format=json&status=200"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json.len(), 4);
+
+    let overview = get_json(&proxy, "/api/overview?window=24h").await;
+    assert_eq!(overview["requests"], 5);
+    assert_eq!(overview["errors"], 1);
+    assert_eq!(overview["input_tokens"], 4 * 11);
+    assert_eq!(overview["output_tokens"], 4 * 22);
+    assert!(overview["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(overview["bucket"], "hour");
+    assert!(!overview["series"].as_array().unwrap().is_empty());
+    assert_eq!(overview["by_account"][0]["key"], "acc_a");
+    let statuses: Vec<&str> = overview["by_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["200", "429"]);
+    let week = get_json(&proxy, "/api/overview?window=7d").await;
+    assert_eq!(week["bucket"], "day");
+}
+
+#[tokio::test]
+async fn ui_pages_are_served_with_a_strict_policy() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    for path in ["/", "/requests", "/login"] {
+        let response = http().get(proxy.dashboard_url(path)).send().await.unwrap();
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("<title>Claude Nexus"), "{path}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn security_checklist_and_manual_items() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    // A wrong key through the proxy shows up in the failed-authentication check.
+    let mut events = open_events(&proxy).await;
+    let refused = http()
+        .post(proxy.url("/v1/messages"))
+        .header(
+            "x-api-key",
+            "cnp_live_wrongwrongwrongwrongwrongwrongwrongwrong00",
+        )
+        .body(MESSAGE_JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    send_message(&proxy, "json").await;
+    read_request_events(&mut events, 2).await;
+
+    let monitoring = get_json(&proxy, "/api/monitoring?days=7").await;
+    assert_eq!(monitoring["failed_auth"][0]["value"], 1, "{monitoring}");
+    assert_eq!(monitoring["failed_auth"][0]["domain"], "127.0.0.1");
+    assert_eq!(monitoring["daily_tokens"][0]["account_id"], "acc_a");
+    assert_eq!(monitoring["daily_tokens"][0]["value"], 11 + 22);
+
+    let report = get_json(&proxy, "/api/security").await;
+    let check = |report: &Value, id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no check {id}: {report}"))
+            .clone()
+    };
+    assert_eq!(check(&report, "client-auth")["status"], "pass");
+    assert_eq!(check(&report, "credential-files")["status"], "pass");
+    let failed = check(&report, "failed-auth");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 proxy request(s) refused with 401"),
+        "{failed}"
+    );
+    assert_eq!(check(&report, "backups")["status"], "todo");
+    assert_eq!(check(&report, "backups")["manual"], true);
+
+    let cookie = login(&proxy).await;
+    let mark = |id: &str, origin_header: Option<String>| {
+        let mut request = http()
+            .put(proxy.dashboard_url(&format!("/api/security/manual/{id}")))
+            .header(header::COOKIE, &cookie)
+            .json(&serde_json::json!({ "done": true }));
+        if let Some(o) = origin_header {
+            request = request.header("origin", o);
+        }
+        request.send()
+    };
+    assert_eq!(
+        mark("backups", None).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        mark("backups", Some(origin(&proxy)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        mark("no-such-item", Some(origin(&proxy)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let report = get_json(&proxy, "/api/security").await;
+    assert_eq!(check(&report, "backups")["status"], "pass");
+    assert!(check(&report, "backups")["done_on"].is_string());
+}
+
+#[tokio::test]
+async fn detail_shows_stored_bodies_and_stream_events_opened() {
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("STORAGE_ENABLED", "true")
+        .start()
+        .await;
+    let mut events = open_events(&proxy).await;
+    let mut stream = open_stream(&proxy, KEY, "sse").await;
+    let mut received = Vec::new();
+    read_rest(&mut stream, &mut received).await;
+    let pushed = read_request_events(&mut events, 1).await;
+    let id = pushed[0]["request_id"].as_str().unwrap();
+    assert_eq!(pushed[0]["streaming"], true);
+
+    let detail = get_json(&proxy, &format!("/api/requests/{id}")).await;
+    assert!(
+        detail["request_body"]
+            .as_str()
+            .unwrap()
+            .contains("\"Hello\""),
+        "{detail}"
+    );
+    let stream_events = detail["events"].as_array().unwrap();
+    assert_eq!(stream_events.len(), SSE_EVENTS.len(), "{detail}");
+    assert!(
+        stream_events[0]["data"]
+            .as_str()
+            .unwrap()
+            .contains("message_start")
+    );
+    assert!(
+        stream_events[0]["timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}

@@ -1,0 +1,157 @@
+import { describe, expect, it } from "vitest";
+import type { GroupRow, RequestSummary } from "./api";
+import {
+  emptyFilter,
+  filterQuery,
+  formatCost,
+  formatCount,
+  formatMs,
+  localToIso,
+  matchesFilter,
+  mergeLive,
+  stackByModel,
+  statusClass,
+  worstFirst,
+  pivotDaily,
+} from "./format";
+
+function summary(over: Partial<RequestSummary>): RequestSummary {
+  return {
+    request_id: "01",
+    timestamp: "2026-11-28T10:00:00.000Z",
+    domain: "a.example",
+    account_id: "acc_a",
+    method: "POST",
+    path: "/v1/messages",
+    model: "claude-sonnet-4-5",
+    status: 200,
+    input_tokens: 1,
+    output_tokens: 2,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    duration_ms: 10,
+    first_token_ms: null,
+    streaming: false,
+    api_key_hash: null,
+    error: null,
+    ...over,
+  };
+}
+
+function group(key: string, model: string, input: number, output: number): GroupRow {
+  return {
+    key,
+    key2: model,
+    requests: 1,
+    errors: 0,
+    input_tokens: input,
+    output_tokens: output,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    cost_usd: null,
+  };
+}
+
+describe("formatting", () => {
+  it("counts, costs and durations", () => {
+    expect(formatCount(12345)).toBe("12,345");
+    expect(formatCount(2_500_000)).toBe("2.5M");
+    expect(formatCost(null)).toBe("–");
+    expect(formatCost(0)).toBe("$0.00");
+    expect(formatCost(0.004)).toBe("<$0.01");
+    expect(formatCost(12.345)).toBe("$12.35");
+    expect(formatMs(null)).toBe("–");
+    expect(formatMs(250)).toBe("250 ms");
+    expect(formatMs(1500)).toBe("1.5 s");
+    expect(formatMs(125_000)).toBe("2 min 5 s");
+    expect(statusClass(200)).toBe("ok");
+    expect(statusClass(429)).toBe("client");
+    expect(statusClass(502)).toBe("server");
+  });
+});
+
+describe("filters", () => {
+  it("builds the API query from the set fields only", () => {
+    expect(filterQuery(emptyFilter)).toBe("");
+    const q = new URLSearchParams(
+      filterQuery({ ...emptyFilter, model: "claude-x", status: "429", streaming: "true" }, { limit: "50" }),
+    );
+    expect(Object.fromEntries(q)).toEqual({ model: "claude-x", status: "429", streaming: "true", limit: "50" });
+    expect(localToIso("")).toBe("");
+    expect(localToIso("not a date")).toBe("");
+    expect(localToIso("2026-11-28T10:00")).toMatch(/^2026-11-2\dT\d\d:00:00\.000Z$/);
+  });
+
+  it("decides whether a live request belongs to the list", () => {
+    const r = summary({ status: 429, streaming: true });
+    expect(matchesFilter(r, emptyFilter)).toBe(true);
+    expect(matchesFilter(r, { ...emptyFilter, status: "429" })).toBe(true);
+    expect(matchesFilter(r, { ...emptyFilter, status: "200" })).toBe(false);
+    expect(matchesFilter(r, { ...emptyFilter, streaming: "false" })).toBe(false);
+    expect(matchesFilter(r, { ...emptyFilter, account_id: "acc_b" })).toBe(false);
+    expect(matchesFilter(r, { ...emptyFilter, model: "claude-sonnet-4-5" })).toBe(true);
+  });
+
+  it("merges live requests newest first without duplicates", () => {
+    const old = [summary({ request_id: "b", timestamp: "2026-11-28T10:00:01.000Z" })];
+    const merged = mergeLive(old, [
+      summary({ request_id: "c", timestamp: "2026-11-28T10:00:02.000Z" }),
+      summary({ request_id: "b", timestamp: "2026-11-28T10:00:01.000Z" }),
+    ]);
+    expect(merged.map((r) => r.request_id)).toEqual(["c", "b"]);
+  });
+});
+
+describe("stackByModel", () => {
+  it("spaces buckets evenly and stacks models", () => {
+    const since = new Date("2026-11-28T08:30:00Z");
+    const now = new Date("2026-11-28T11:10:00Z");
+    const s = stackByModel(
+      [group("2026-11-28 09", "m1", 10, 5), group("2026-11-28 11", "m1", 1, 1), group("2026-11-28 11", "m2", 3, 0), group("2020-01-01 00", "m3", 9, 9)],
+      "hour",
+      since,
+      now,
+    );
+    expect(s.labels).toEqual(["2026-11-28 08", "2026-11-28 09", "2026-11-28 10", "2026-11-28 11"]);
+    expect(s.datasets).toEqual([
+      { label: "m1", data: [0, 15, 0, 2] },
+      { label: "m2", data: [0, 0, 0, 3] },
+    ]);
+  });
+
+  it("uses days for the longer windows", () => {
+    const s = stackByModel([group("2026-11-27", "m", 1, 1)], "day", new Date("2026-11-21T12:00:00Z"), new Date("2026-11-28T12:00:00Z"));
+    expect(s.labels.length).toBe(8);
+    expect(s.labels[0]).toBe("2026-11-21");
+    expect(s.datasets[0].data[6]).toBe(2);
+  });
+});
+
+describe("worstFirst", () => {
+  it("puts failures first and keeps the order within a status", () => {
+    const checks = [
+      { id: "a", status: "pass" },
+      { id: "b", status: "todo" },
+      { id: "c", status: "fail" },
+      { id: "d", status: "warn" },
+      { id: "e", status: "fail" },
+    ];
+    expect(worstFirst(checks).map((c) => c.id)).toEqual(["c", "e", "d", "b", "a"]);
+  });
+});
+
+describe("pivotDaily", () => {
+  it("orders days and stacks accounts", () => {
+    const s = pivotDaily([
+      { account_id: "b", domain: "b.example", day: "2026-11-28", value: 5 },
+      { account_id: "a", domain: "a.example", day: "2026-11-27", value: 3 },
+      { account_id: null, domain: "c.example", day: "2026-11-28", value: 1 },
+    ]);
+    expect(s.labels).toEqual(["2026-11-27", "2026-11-28"]);
+    expect(s.datasets).toEqual([
+      { label: "a", data: [3, 0] },
+      { label: "b", data: [0, 5] },
+      { label: "c.example", data: [0, 1] },
+    ]);
+  });
+});

@@ -1,0 +1,180 @@
+// Pure helpers for the pages: number and time formatting, filters, chart series.
+// Everything here is unit-tested (format.test.ts) and touches no DOM.
+
+import type { GroupRow, RequestSummary } from "./api";
+
+const integer = new Intl.NumberFormat("en-US");
+const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+
+export function formatCount(n: number): string {
+  return Math.abs(n) >= 100_000 ? compact.format(n) : integer.format(n);
+}
+
+export function formatCost(usd: number | null | undefined): string {
+  if (usd === null || usd === undefined) return "–";
+  if (usd === 0) return "$0.00";
+  if (usd < 0.01) return "<$0.01";
+  return `$${usd.toFixed(2)}`;
+}
+
+export function formatPercent(fraction: number): string {
+  return `${(fraction * 100).toFixed(fraction > 0 && fraction < 0.01 ? 2 : 1)}%`;
+}
+
+export function formatMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "–";
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/** "2026-11-28T14:03:07.123Z" → "2026-11-28 14:03:07" in the viewer's local time. */
+export function formatTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function shortHash(hash: string | null): string {
+  return hash ? `${hash.slice(0, 8)}…` : "–";
+}
+
+export function totalTokens(t: { input_tokens: number; output_tokens: number }): number {
+  return t.input_tokens + t.output_tokens;
+}
+
+/** The request list's filters, as the form holds them ("" = any). */
+export interface Filter {
+  account_id: string;
+  model: string;
+  status: string;
+  streaming: "" | "true" | "false";
+  since: string;
+  until: string;
+}
+
+export const emptyFilter: Filter = {
+  account_id: "",
+  model: "",
+  status: "",
+  streaming: "",
+  since: "",
+  until: "",
+};
+
+/** `datetime-local` text (local time) → RFC 3339 UTC, or "" when empty or invalid. */
+export function localToIso(local: string): string {
+  if (!local) return "";
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? "" : d.toISOString();
+}
+
+/** The API query string for a filter (and an optional cursor). */
+export function filterQuery(f: Filter, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams();
+  if (f.account_id) params.set("account_id", f.account_id);
+  if (f.model) params.set("model", f.model);
+  if (f.status) params.set("status", f.status);
+  if (f.streaming) params.set("streaming", f.streaming);
+  const since = localToIso(f.since);
+  const until = localToIso(f.until);
+  if (since) params.set("since", since);
+  if (until) params.set("until", until);
+  for (const [k, v] of Object.entries(extra)) params.set(k, v);
+  return params.toString();
+}
+
+/** Whether a live request belongs in the list the filter shows. */
+export function matchesFilter(r: RequestSummary, f: Filter): boolean {
+  if (f.account_id && r.account_id !== f.account_id) return false;
+  if (f.model && r.model !== f.model) return false;
+  if (f.status && String(r.status) !== f.status.trim()) return false;
+  if (f.streaming && String(r.streaming) !== f.streaming) return false;
+  const at = new Date(r.timestamp).getTime();
+  const since = localToIso(f.since);
+  const until = localToIso(f.until);
+  if (since && at < new Date(since).getTime()) return false;
+  if (until && at >= new Date(until).getTime()) return false;
+  return true;
+}
+
+/** Adds live requests to a list, newest first, without duplicates. */
+export function mergeLive(list: RequestSummary[], fresh: RequestSummary[]): RequestSummary[] {
+  const seen = new Set(list.map((r) => r.request_id));
+  const added = fresh.filter((r) => !seen.has(r.request_id));
+  return [...added, ...list].sort((a, b) =>
+    a.timestamp === b.timestamp
+      ? b.request_id.localeCompare(a.request_id)
+      : b.timestamp.localeCompare(a.timestamp),
+  );
+}
+
+export interface StackedSeries {
+  labels: string[];
+  datasets: { label: string; data: number[] }[];
+}
+
+/**
+ * Turns per-(bucket, model) rows into a stacked series: one label per bucket in the window
+ * (empty buckets included, so time is evenly spaced) and one dataset per model, of input +
+ * output tokens. Buckets are UTC: "YYYY-MM-DD HH" (hour) or "YYYY-MM-DD" (day).
+ */
+export function stackByModel(
+  rows: GroupRow[],
+  bucket: "hour" | "day",
+  since: Date,
+  now: Date,
+): StackedSeries {
+  const labels: string[] = [];
+  const step = bucket === "hour" ? 3_600_000 : 86_400_000;
+  const width = bucket === "hour" ? 13 : 10;
+  const start = Math.floor(since.getTime() / step) * step;
+  for (let t = start; t <= now.getTime(); t += step) {
+    labels.push(new Date(t).toISOString().replace("T", " ").slice(0, width));
+  }
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const models = new Map<string, number[]>();
+  for (const row of rows) {
+    const i = index.get(row.key ?? "");
+    if (i === undefined) continue;
+    const model = row.key2 ?? "(none)";
+    if (!models.has(model)) models.set(model, new Array(labels.length).fill(0));
+    models.get(model)![i] += totalTokens(row);
+  }
+  const datasets = [...models.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([label, data]) => ({ label, data }));
+  return { labels, datasets };
+}
+
+/** A status code's class for colouring: ok, client (4xx) or server (5xx). */
+export function statusClass(status: number): "ok" | "client" | "server" {
+  if (status >= 500) return "server";
+  if (status >= 400) return "client";
+  return "ok";
+}
+
+/** Checks ordered worst first (fail, warn, todo, pass), keeping their order otherwise. */
+export function worstFirst<T extends { status: string }>(checks: T[]): T[] {
+  const rank: Record<string, number> = { fail: 0, warn: 1, todo: 2, pass: 3 };
+  return checks
+    .map((c, i) => [c, i] as const)
+    .sort(([a, i], [b, j]) => (rank[a.status] ?? 9) - (rank[b.status] ?? 9) || i - j)
+    .map(([c]) => c);
+}
+
+/** Daily rows (one per account/domain and day) as a stacked series: days oldest first,
+ * one dataset per account (or domain when there is no account). */
+export function pivotDaily(rows: { account_id: string | null; domain: string; day: string; value: number }[]): StackedSeries {
+  const labels = [...new Set(rows.map((r) => r.day))].sort();
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const series = new Map<string, number[]>();
+  for (const r of rows) {
+    const name = r.account_id ?? r.domain;
+    if (!series.has(name)) series.set(name, new Array(labels.length).fill(0));
+    series.get(name)![index.get(r.day)!] += r.value;
+  }
+  const datasets = [...series.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([label, data]) => ({ label, data }));
+  return { labels, datasets };
+}

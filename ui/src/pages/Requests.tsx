@@ -1,0 +1,178 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, type RequestSummary } from "../api";
+import { Link, navigate } from "../router";
+import {
+  emptyFilter,
+  type Filter,
+  filterQuery,
+  formatCount,
+  formatMs,
+  formatTime,
+  matchesFilter,
+  mergeLive,
+  statusClass,
+} from "../format";
+
+const PAGE = 50;
+
+export function RequestsPage(props: { onError: (e: unknown) => void }) {
+  const [draft, setDraft] = useState<Filter>(emptyFilter);
+  const [filter, setFilter] = useState<Filter>(emptyFilter);
+  const [rows, setRows] = useState<RequestSummary[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState("");
+  const [live, setLive] = useState<"connecting" | "live" | "offline">("connecting");
+  const filterRef = useRef(filter);
+  filterRef.current = filter;
+
+  const load = async (f: Filter, after: string | null) => {
+    setLoading(true);
+    try {
+      const page = await api.requests(filterQuery(f, { limit: String(PAGE), ...(after ? { cursor: after } : {}) }));
+      setRows((old) => (after ? [...old, ...page.items] : page.items));
+      setCursor(page.next_cursor);
+      setError("");
+    } catch (e) {
+      props.onError(e);
+      setError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setLoading(false);
+    }
+  };
+
+  useEffect(() => {
+    void load(filter, null);
+  }, [filter]);
+
+  // New requests arrive over server-sent events and join the list if the filter fits.
+  useEffect(() => {
+    const events = new EventSource("/api/events");
+    events.onopen = () => setLive("live");
+    events.onerror = () => setLive("offline");
+    events.addEventListener("request", (e) => {
+      const summary = JSON.parse((e as MessageEvent<string>).data) as RequestSummary;
+      if (matchesFilter(summary, filterRef.current)) setRows((old) => mergeLive(old, [summary]));
+    });
+    return () => events.close();
+  }, []);
+
+  const set = (name: keyof Filter) => (e: Event) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value });
+  const exportHref = (format: string) => `/api/requests/export?${filterQuery(filter, { format })}`;
+
+  return (
+    <>
+      <form
+        class="filters card"
+        aria-label="Filter requests"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setFilter(draft);
+        }}
+      >
+        <label>
+          Account
+          <input value={draft.account_id} onInput={set("account_id")} placeholder="any" />
+        </label>
+        <label>
+          Model
+          <input value={draft.model} onInput={set("model")} placeholder="any" />
+        </label>
+        <label>
+          Status
+          <input value={draft.status} onInput={set("status")} placeholder="any" inputMode="numeric" size={4} />
+        </label>
+        <label>
+          Streaming
+          <select value={draft.streaming} onChange={set("streaming")}>
+            <option value="">any</option>
+            <option value="true">yes</option>
+            <option value="false">no</option>
+          </select>
+        </label>
+        <label>
+          From
+          <input type="datetime-local" value={draft.since} onInput={set("since")} />
+        </label>
+        <label>
+          To
+          <input type="datetime-local" value={draft.until} onInput={set("until")} />
+        </label>
+        <div class="filter-actions">
+          <button type="submit">Apply</button>
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => {
+              setDraft(emptyFilter);
+              setFilter(emptyFilter);
+            }}
+          >
+            Clear
+          </button>
+        </div>
+      </form>
+      <div class="toolbar">
+        <span class={`live ${live}`} role="status">
+          {live === "live" ? "● Live" : live === "connecting" ? "Connecting…" : "Live updates paused"}
+        </span>
+        <span class="spacer" />
+        <a class="button secondary" href={exportHref("csv")} download>
+          Export CSV
+        </a>
+        <a class="button secondary" href={exportHref("json")} download>
+          Export JSON
+        </a>
+      </div>
+      {error && <p class="error" role="alert">{error}</p>}
+      <div class="table-wrap card">
+        <table class="requests">
+          <thead>
+            <tr>
+              <th scope="col">Time</th>
+              <th scope="col">Status</th>
+              <th scope="col">Method / path</th>
+              <th scope="col">Model</th>
+              <th scope="col">Account</th>
+              <th scope="col" class="num">In</th>
+              <th scope="col" class="num">Out</th>
+              <th scope="col" class="num">Duration</th>
+              <th scope="col" class="num">First token</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r) => (
+              <tr key={r.request_id} class="clickable" onClick={() => navigate(`/requests/${encodeURIComponent(r.request_id)}`)}>
+                <td>
+                  <Link href={`/requests/${encodeURIComponent(r.request_id)}`}>{formatTime(r.timestamp)}</Link>
+                </td>
+                <td>
+                  <span class={`badge ${statusClass(r.status)}`}>{r.status}</span>
+                </td>
+                <td>
+                  {r.method} {r.path}
+                  {r.streaming && <span class="tag">stream</span>}
+                </td>
+                <td>{r.model ?? "–"}</td>
+                <td>{r.account_id ?? r.domain}</td>
+                <td class="num">{formatCount(r.input_tokens)}</td>
+                <td class="num">{formatCount(r.output_tokens)}</td>
+                <td class="num">{formatMs(r.duration_ms)}</td>
+                <td class="num">{formatMs(r.first_token_ms)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {!loading && rows.length === 0 && <p class="muted empty">No requests match.</p>}
+      </div>
+      <div class="toolbar">
+        {loading && <span class="loading">Loading…</span>}
+        {cursor && !loading && (
+          <button type="button" class="secondary" onClick={() => void load(filter, cursor)}>
+            Load older
+          </button>
+        )}
+      </div>
+    </>
+  );
+}
