@@ -508,3 +508,48 @@ async fn least_privilege_role_manages_and_uses_keys() {
         1
     );
 }
+
+/// A record that waited in the spool (database down) still says which key made it.
+#[test]
+fn spooled_records_keep_their_client_key_id() {
+    use claude_nexus::records::Record;
+    use claude_nexus::spool::{self, Spool};
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(spool::path_in(dir.path())).unwrap();
+    let record = Record {
+        request_id: uuid::Uuid::now_v7(),
+        timestamp: time::OffsetDateTime::now_utc(),
+        domain: "a.example".into(),
+        account_id: Some("acc_a".into()),
+        method: "POST".into(),
+        path: "/v1/messages".into(),
+        model: None,
+        request_type: "inference",
+        status: 200,
+        usage: Default::default(),
+        duration_ms: 1,
+        first_token_ms: None,
+        streaming: false,
+        client_ip: None,
+        api_key_hash: None,
+        client_key_id: Some("ck_0123456789ab".into()),
+        upstream_credential_hash: None,
+        ratelimit: None,
+        error: None,
+        upstream_request_id: None,
+        request_body: None,
+        response_body: None,
+        chunks: Vec::new(),
+    };
+    spool.append(std::slice::from_ref(&record)).unwrap();
+    let replayed: Vec<Record> = spool
+        .replay(16)
+        .unwrap()
+        .flat_map(|batch| batch.unwrap())
+        .collect();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(
+        replayed[0].client_key_id.as_deref(),
+        Some("ck_0123456789ab")
+    );
+}

@@ -242,9 +242,13 @@ async fn check(config: &Config) -> anyhow::Result<()> {
             .and_then(Value::as_str)
             .is_some_and(|k| !k.is_empty())
         {
+            let age = std::fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .map(|t| (now - OffsetDateTime::from(t)).whole_days().max(0))
+                .map_or_else(|_| "age unknown".into(), |d| format!("file {d} days old"));
             println!(
-                "  client_api_key: plaintext in file ({FILE_KEY_PREFIX}{domain}; move it: \
-                 claude-nexus credentials import)"
+                "  client_api_key: plaintext in file ({FILE_KEY_PREFIX}{domain}, {age}; move \
+                 it: claude-nexus credentials import)"
             );
         }
         if let Some(keys) = &keys {
