@@ -118,6 +118,8 @@ pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<RecordSummary>>;
 pub struct RecordStats {
     pub written: AtomicU64,
     pub queue_full: AtomicU64,
+    /// Records handed to a task that waits for room in the full queue, not yet queued.
+    pub overflow: AtomicU64,
     pub lost: AtomicU64,
     pub write_errors: AtomicU64,
     /// Records that went to the spool, over the run.
@@ -158,6 +160,8 @@ impl Recorder {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(record)) => {
                 self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                // Counted until it is in the queue, so a stopping writer waits for it.
+                self.stats.overflow.fetch_add(1, Ordering::SeqCst);
                 let tx = self.tx.clone();
                 let stats = self.stats.clone();
                 tokio::spawn(async move {
@@ -165,6 +169,7 @@ impl Recorder {
                         stats.lost.fetch_add(1, Ordering::Relaxed);
                         tracing::error!("record lost: the writer has stopped");
                     }
+                    stats.overflow.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             Err(mpsc::error::TrySendError::Closed(record)) => {
@@ -203,13 +208,17 @@ pub fn spawn_writer(
         let mut stopping = false;
         loop {
             let received = if stopping {
+                // The queue is closed only once it is empty and no record waits for room in
+                // it (requests have finished by now, so none are on their way).
+                if rx.is_empty() && writer.stats.overflow.load(Ordering::SeqCst) == 0 {
+                    rx.close();
+                }
                 rx.recv_many(&mut batch, BATCH).await
             } else {
                 tokio::select! {
                     n = rx.recv_many(&mut batch, BATCH) => n,
                     () = stop.cancelled() => {
                         stopping = true;
-                        rx.close();
                         continue;
                     }
                     () = tokio::time::sleep_until(writer.next_replay), if writer.spooling() => {
