@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{Config, DatabaseConfig};
+use crate::crypto::KeySource;
 use crate::retention::RetentionPolicy;
 use crate::store::Store;
 
@@ -94,9 +95,8 @@ pub struct Settings {
     pub credentials_dir: PathBuf,
     pub data_dir: PathBuf,
     pub storage_enabled: bool,
-    /// Whether `STORAGE_ENCRYPTION_KEY` is set (else bodies are sealed with the data
-    /// directory's key file).
-    pub storage_key_from_env: bool,
+    /// Where the data key that seals stored bodies comes from (`None`: no key yet).
+    pub storage_key: Option<KeySource>,
     pub retention: RetentionPolicy,
     pub database: DatabaseSummary,
 }
@@ -140,7 +140,10 @@ impl Settings {
             credentials_dir: config.credentials_dir.clone(),
             data_dir: config.data_dir.clone(),
             storage_enabled: config.storage_enabled,
-            storage_key_from_env: config.storage_encryption_key.is_some(),
+            storage_key: config
+                .storage_encryption_key
+                .as_ref()
+                .map(|_| KeySource::Env),
             retention: config.retention,
             database,
         }
@@ -456,7 +459,12 @@ fn body_storage(s: &Settings) -> Check {
         Some(keep) => format!("for {} days", days(keep)),
         None => "forever".into(),
     };
-    if s.storage_key_from_env {
+    let from = match s.storage_key {
+        Some(KeySource::Env) => Some("STORAGE_ENCRYPTION_KEY"),
+        Some(KeySource::Keychain) => Some("the data key in the OS keychain"),
+        Some(KeySource::File) | None => None,
+    };
+    if let Some(from) = from {
         return Check::new(
             "body-storage",
             title,
@@ -465,7 +473,7 @@ fn body_storage(s: &Settings) -> Check {
             } else {
                 Status::Warn
             },
-            format!("bodies are sealed with STORAGE_ENCRYPTION_KEY and kept {kept}"),
+            format!("bodies are sealed with {from} and kept {kept}"),
         )
         .fix("set BODY_RETENTION_DAYS (or RETENTION_DAYS) so prompts do not stay forever");
     }
@@ -713,7 +721,7 @@ mod tests {
             credentials_dir: dir.join("credentials"),
             data_dir: dir.to_path_buf(),
             storage_enabled: false,
-            storage_key_from_env: false,
+            storage_key: None,
             retention: RetentionPolicy {
                 keep: Some(std::time::Duration::from_secs(90 * 86_400)),
                 ..RetentionPolicy::default()

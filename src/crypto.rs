@@ -1,8 +1,9 @@
 //! Encryption at rest of stored bodies and stream chunks (`STORAGE_ENABLED=true`).
 //!
 //! XChaCha20-Poly1305 with a 256-bit data key, from `STORAGE_ENCRYPTION_KEY` (base64; for
-//! servers) or a key file created on first use in the data directory (0600), which stays on
-//! the machine when the records go to a shared PostgreSQL. Each value is stored as
+//! servers), else the OS keychain (entry `storage-data-key`, created on first use), else, when
+//! there is no usable keychain (a headless server), a key file in the data directory (0600).
+//! Either way the key stays on the machine when the records go to a shared PostgreSQL. Each value is stored as
 //! `enc:v1:` + base64(random 24-byte nonce ‖ ciphertext), authenticated together with its
 //! request id, so a value moved to another row does not decrypt. Metadata columns stay plain,
 //! so the monitoring queries work.
@@ -13,6 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::secrets::SecretStore;
 
 const PREFIX: &str = "enc:v1:";
 const NONCE: usize = 24;
@@ -39,6 +43,77 @@ pub enum DecryptError {
     NoKey,
     #[error("stored body is damaged (not valid encrypted text)")]
     Damaged,
+}
+
+/// The keychain entry of the data key.
+pub const KEYCHAIN_ENTRY: &str = "storage-data-key";
+
+/// Where the data key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `STORAGE_ENCRYPTION_KEY`.
+    Env,
+    /// The OS keychain entry [`KEYCHAIN_ENTRY`].
+    Keychain,
+    /// `<data dir>/storage_key`.
+    File,
+}
+
+/// Finds the data key: `env` (`STORAGE_ENCRYPTION_KEY`), else the keychain entry, else the
+/// data directory's key file. With `create`, a missing key is made: kept in the keychain when
+/// it works (written, then read back), else in a new key file.
+pub fn resolve(
+    env: Option<&SecretString>,
+    secrets: &dyn SecretStore,
+    data_dir: &Path,
+    create: bool,
+) -> Result<Option<(DataKey, KeySource)>, KeyError> {
+    if let Some(key) = env {
+        return Ok(Some((
+            DataKey::from_base64(key.expose_secret())?,
+            KeySource::Env,
+        )));
+    }
+    if let Ok(key) = secrets.get(KEYCHAIN_ENTRY) {
+        return Ok(Some((
+            DataKey::from_base64(key.expose_secret())?,
+            KeySource::Keychain,
+        )));
+    }
+    let file = data_dir.join("storage_key");
+    if file.exists() {
+        return Ok(Some((DataKey::load_or_create(&file)?, KeySource::File)));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| KeyError::File {
+        path: file.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    let text = SecretString::from(STANDARD.encode(bytes));
+    let kept = secrets
+        .set(KEYCHAIN_ENTRY, &text)
+        .and_then(|()| secrets.get(KEYCHAIN_ENTRY))
+        .map(|back| back.expose_secret() == text.expose_secret());
+    match kept {
+        Ok(true) => {
+            tracing::info!(
+                "stored bodies are encrypted with a new data key kept in the OS keychain"
+            );
+            Ok(Some((DataKey::from_bytes(&bytes)?, KeySource::Keychain)))
+        }
+        Ok(false) | Err(_) => {
+            if let Err(e) = kept {
+                tracing::warn!(
+                    "{e}: the data key for stored bodies goes to {} (0600) instead",
+                    file.display()
+                );
+            }
+            Ok(Some((DataKey::load_or_create(&file)?, KeySource::File)))
+        }
+    }
 }
 
 /// The data key. Its bytes never leave this type.
@@ -172,6 +247,32 @@ mod tests {
         assert_eq!(
             open(None, "req_1", "plain old body").unwrap(),
             "plain old body"
+        );
+    }
+
+    #[test]
+    fn a_new_key_goes_to_the_keychain_and_is_found_there_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = crate::secrets::MemorySecrets::default();
+        assert!(
+            resolve(None, &secrets, dir.path(), false)
+                .unwrap()
+                .is_none()
+        );
+        let (key, source) = resolve(None, &secrets, dir.path(), true).unwrap().unwrap();
+        assert_eq!(source, KeySource::Keychain);
+        assert!(!dir.path().join("storage_key").exists(), "no key on disk");
+        let sealed = key.seal("r", "body");
+        let (again, source) = resolve(None, &secrets, dir.path(), false).unwrap().unwrap();
+        assert_eq!(source, KeySource::Keychain);
+        assert_eq!(open(Some(&again), "r", &sealed).unwrap(), "body");
+        let env = SecretString::from(KEY.to_owned());
+        assert_eq!(
+            resolve(Some(&env), &secrets, dir.path(), true)
+                .unwrap()
+                .unwrap()
+                .1,
+            KeySource::Env
         );
     }
 

@@ -461,7 +461,20 @@ fn doctor() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let settings = claude_nexus::checks::Settings::from_config(&config);
+    // Where the data key is, without making one.
+    let storage_key = claude_nexus::crypto::resolve(
+        config.storage_encryption_key.as_ref(),
+        &claude_nexus::secrets::Keychain,
+        &config.data_dir,
+        false,
+    )
+    .ok()
+    .flatten()
+    .map(|(_, source)| source);
+    let settings = claude_nexus::checks::Settings {
+        storage_key,
+        ..claude_nexus::checks::Settings::from_config(&config)
+    };
     let failed = block_on_value(async move {
         // A SQLite file that does not exist yet is not created by a check.
         let exists = match &config.database {

@@ -22,7 +22,7 @@ use crate::app;
 use crate::client_keys::{self, ClientKeys};
 use crate::config::Config;
 use crate::credentials::{self, Credentials};
-use crate::crypto::{DataKey, KeyError};
+use crate::crypto::{self, KeyError};
 use crate::dashboard::{self, DashboardState, hosts};
 use crate::keys::KeySalt;
 use crate::oauth::usage_window::{self, UsageWindows};
@@ -83,19 +83,6 @@ pub struct Server {
     key_refresher: JoinHandle<()>,
 }
 
-/// The key stored bodies are sealed with: `STORAGE_ENCRYPTION_KEY`, else the data directory's
-/// key file (created when bodies are stored, read when it exists, to show older bodies).
-fn data_key(config: &Config) -> Result<Option<DataKey>, StartError> {
-    if let Some(key) = &config.storage_encryption_key {
-        return Ok(Some(DataKey::from_base64(key.expose_secret())?));
-    }
-    let file = config.data_dir.join("storage_key");
-    if config.storage_enabled || file.exists() {
-        return Ok(Some(DataKey::load_or_create(&file)?));
-    }
-    Ok(None)
-}
-
 impl Server {
     /// Opens the store, loads the accounts and starts the background tasks.
     pub async fn start(config: Config) -> Result<Server, StartError> {
@@ -113,9 +100,18 @@ impl Server {
         } else {
             Migrations::Verify
         };
+        // Bodies are sealed with a data key: from the environment, the keychain or a key file
+        // (made when bodies are stored; read when it exists, to show older bodies).
+        let data_key = crypto::resolve(
+            config.storage_encryption_key.as_ref(),
+            secrets.as_ref(),
+            &config.data_dir,
+            config.storage_enabled,
+        )?;
+        let key_source = data_key.as_ref().map(|(_, source)| *source);
         let store = Store::open(&config.database, migrations, config.slow_query_threshold)
             .await?
-            .with_data_key(data_key(&config)?);
+            .with_data_key(data_key.map(|(key, _)| key));
         let client_keys = Arc::new(ClientKeys::default());
         if let Err(e) = client_keys.refresh(&store).await {
             tracing::warn!("cannot load client keys yet ({e}); retrying");
@@ -185,7 +181,10 @@ impl Server {
             feed,
             prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
             hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
-            checks: crate::checks::Settings::from_config(&config),
+            checks: crate::checks::Settings {
+                storage_key: key_source,
+                ..crate::checks::Settings::from_config(&config)
+            },
             shutdown: CancellationToken::new(),
         });
         let (retention, retention_reports) =

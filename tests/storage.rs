@@ -3,9 +3,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use base64::Engine;
-use claude_nexus::crypto::DataKey;
+use claude_nexus::crypto::{DataKey, KEYCHAIN_ENTRY};
+use claude_nexus::secrets::{MemorySecrets, SecretError, SecretStore};
 use common::*;
+use secrecy::{ExposeSecret, SecretString};
 
 const KEY: &str = "cnp_live_storage0000000000000000000000000000000000000";
 
@@ -112,11 +116,76 @@ async fn bodies_and_events_are_stored_encrypted_and_read_back_with_the_key() {
     assert!(e.to_string().contains("no data key"), "{e}");
 }
 
+/// A machine without a usable keychain (a headless server).
+struct NoKeychain;
+
+impl SecretStore for NoKeychain {
+    fn get(&self, _: &str) -> Result<SecretString, SecretError> {
+        Err(SecretError::Unavailable("no session bus".into()))
+    }
+    fn set(&self, _: &str, _: &SecretString) -> Result<(), SecretError> {
+        Err(SecretError::Unavailable("no session bus".into()))
+    }
+    fn delete(&self, _: &str) -> Result<(), SecretError> {
+        Err(SecretError::Unavailable("no session bus".into()))
+    }
+}
+
 #[tokio::test]
-async fn without_a_configured_key_a_private_key_file_is_made() {
+async fn without_a_configured_key_the_keychain_keeps_a_new_one() {
+    let mock = MockUpstream::start().await;
+    let keychain = Arc::new(MemorySecrets::default());
+    let mut proxy = ProxyBuilder::new(&mock)
+        .env("STORAGE_ENABLED", "true")
+        .secrets(keychain.clone())
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .start()
+        .await;
+    send_both(&proxy).await;
+    let db = proxy.stop_and_open_db().await;
+    assert!(
+        !proxy.dir.path().join("storage_key").exists(),
+        "no key on disk"
+    );
+    let key = keychain.get(KEYCHAIN_ENTRY).unwrap();
+    let rows = rows(&db).await;
+    assert!(
+        rows[0]
+            .request_body
+            .as_deref()
+            .unwrap()
+            .starts_with("enc:v1:")
+    );
+    let store = proxy
+        .open_store(Some(DataKey::from_base64(key.expose_secret()).unwrap()))
+        .await;
+    let json = store
+        .stored_bodies(&rows[0].request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(json.request_body.as_deref(), Some(MESSAGE_JSON));
+
+    // The next start finds the same key there.
+    proxy.restart().await;
+    send_both(&proxy).await;
+    let db = proxy.stop_and_open_db().await;
+    let all = common::rows(&db).await;
+    assert_eq!(all.len(), 4);
+    let last = store
+        .stored_bodies(&all[3].request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(last.request_body.is_some());
+}
+
+#[tokio::test]
+async fn without_a_keychain_a_private_key_file_is_made() {
     let mock = MockUpstream::start().await;
     let mut proxy = ProxyBuilder::new(&mock)
         .env("STORAGE_ENABLED", "true")
+        .secrets(Arc::new(NoKeychain))
         .account(api_key_account("a.example", "acc_a", KEY))
         .start()
         .await;
