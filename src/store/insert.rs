@@ -101,9 +101,9 @@ macro_rules! bind_request {
     }};
 }
 
-/// Inserts `records` and their chunks inside `tx`. One function per dialect, same body.
+/// Inserts `records` and their chunks inside `tx`, with multi-row `INSERT`s.
 macro_rules! insert_fn {
-    ($name:ident, $db:ty, $dialect:expr, $ts:expr, $text:expr) => {
+    ($name:ident, $chunks:ident, $db:ty, $dialect:expr, $ts:expr, $text:expr) => {
         pub(super) async fn $name(
             tx: &mut sqlx::Transaction<'static, $db>,
             records: &[Record],
@@ -111,7 +111,6 @@ macro_rules! insert_fn {
             key: Option<&DataKey>,
         ) -> Result<(), sqlx::Error> {
             let requests = &INSERT_REQUESTS[$dialect as usize][duplicates as usize];
-            let chunks = &INSERT_CHUNKS[$dialect as usize][duplicates as usize];
             for rows in shaped_chunks(records) {
                 let mut insert = sqlx::query(statement_for(requests, rows.len()));
                 for r in rows {
@@ -119,6 +118,21 @@ macro_rules! insert_fn {
                 }
                 insert.execute(&mut **tx).await?;
             }
+            $chunks(tx, records, duplicates, key).await
+        }
+    };
+}
+
+/// Inserts the stream chunks of `records` inside `tx`. One function per dialect, same body.
+macro_rules! chunks_fn {
+    ($name:ident, $db:ty, $dialect:expr, $ts:expr, $text:expr) => {
+        async fn $name(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            records: &[Record],
+            duplicates: Duplicates,
+            key: Option<&DataKey>,
+        ) -> Result<(), sqlx::Error> {
+            let chunks = &INSERT_CHUNKS[$dialect as usize][duplicates as usize];
             for r in records.iter().filter(|r| !r.chunks.is_empty()) {
                 let id = r.request_id.to_string();
                 let mut index: i32 = 0;
@@ -143,13 +157,137 @@ macro_rules! insert_fn {
 
 insert_fn!(
     insert_sqlite,
+    insert_sqlite_chunks,
     Sqlite,
     Dialect::Sqlite,
     super::format_timestamp,
     sqlite_text
 );
-insert_fn!(
-    insert_postgres,
+chunks_fn!(
+    insert_sqlite_chunks,
+    Sqlite,
+    Dialect::Sqlite,
+    super::format_timestamp,
+    sqlite_text
+);
+/// PostgreSQL: all of a batch's requests in one statement, a column per array parameter
+/// (`INSERT … SELECT * FROM UNNEST(…)`), rather than a few 64-row `INSERT`s of 1,920
+/// parameters each: one round trip and one plan per batch, so the writer keeps pace with the
+/// proxy. Chunks take the multi-row path.
+static UNNEST_REQUESTS: LazyLock<[String; 2]> = LazyLock::new(|| {
+    const TYPES: [&str; 30] = [
+        "text",
+        "text",
+        "text",
+        "timestamptz",
+        "text",
+        "text",
+        "text",
+        "text",
+        "int4",
+        "int8",
+        "int8",
+        "int8",
+        "int8",
+        "int8",
+        "int8",
+        "int8",
+        "bool",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "float8",
+        "text",
+        "float8",
+        "text",
+        "text",
+        "text",
+    ];
+    let arrays: Vec<String> = TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
+        .collect();
+    let insert = format!(
+        "INSERT INTO api_requests ({REQUEST_COLUMNS}) SELECT * FROM UNNEST({})",
+        arrays.join(", ")
+    );
+    [insert.clone(), format!("{insert} ON CONFLICT DO NOTHING")]
+});
+
+pub(super) async fn insert_postgres(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    records: &[Record],
+    duplicates: Duplicates,
+    key: Option<&DataKey>,
+) -> Result<(), sqlx::Error> {
+    fn column<T>(records: &[Record], f: impl Fn(&Record) -> T) -> Vec<T> {
+        records.iter().map(f).collect()
+    }
+    let ids = column(records, |r| r.request_id.to_string());
+    let body = |r: &Record, b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|b| postgres_text(protect(key, &r.request_id.to_string(), lossy(b))))
+    };
+    fn rate(r: &Record) -> Option<&crate::ratelimit::UnifiedHeaders> {
+        r.ratelimit.as_ref()
+    }
+    sqlx::query(UNNEST_REQUESTS[duplicates as usize].as_str())
+        .bind(&ids)
+        .bind(column(records, |r| r.domain.clone()))
+        .bind(column(records, |r| r.account_id.clone()))
+        .bind(column(records, |r| r.timestamp))
+        .bind(column(records, |r| r.method.clone()))
+        .bind(column(records, |r| r.path.clone()))
+        .bind(column(records, |r| {
+            r.model.as_deref().map(|m| postgres_text(Cow::Borrowed(m)))
+        }))
+        .bind(column(records, |r| r.request_type.to_owned()))
+        .bind(column(records, |r| i32::from(r.status)))
+        .bind(column(records, |r| as_i64(r.usage.input_tokens)))
+        .bind(column(records, |r| as_i64(r.usage.output_tokens)))
+        .bind(column(records, |r| {
+            as_i64(r.usage.cache_creation_input_tokens)
+        }))
+        .bind(column(records, |r| as_i64(r.usage.cache_read_input_tokens)))
+        .bind(column(records, |r| as_i64(r.usage.total())))
+        .bind(column(records, |r| as_i64(r.duration_ms)))
+        .bind(column(records, |r| r.first_token_ms.map(as_i64)))
+        .bind(column(records, |r| r.streaming))
+        .bind(column(records, |r| r.client_ip.map(|ip| ip.to_string())))
+        .bind(column(records, |r| r.api_key_hash.map(|h| h.to_string())))
+        .bind(column(records, |r| r.error.clone()))
+        .bind(column(records, |r| r.upstream_request_id.clone()))
+        .bind(column(records, |r| body(r, &r.request_body)))
+        .bind(column(records, |r| body(r, &r.response_body)))
+        .bind(column(records, |r| rate(r).and_then(|u| u.status.clone())))
+        .bind(column(records, |r| {
+            rate(r).and_then(|u| u.five_hour.utilization)
+        }))
+        .bind(column(records, |r| {
+            rate(r).and_then(|u| u.five_hour.resets_at.clone())
+        }))
+        .bind(column(records, |r| {
+            rate(r).and_then(|u| u.seven_day.utilization)
+        }))
+        .bind(column(records, |r| {
+            rate(r).and_then(|u| u.seven_day.resets_at.clone())
+        }))
+        .bind(column(records, |r| {
+            r.upstream_credential_hash.map(|h| h.to_string())
+        }))
+        .bind(column(records, |r| r.client_key_id.clone()))
+        .execute(&mut **tx)
+        .await?;
+    insert_postgres_chunks(tx, records, duplicates, key).await
+}
+
+chunks_fn!(
+    insert_postgres_chunks,
     Postgres,
     Dialect::Postgres,
     std::convert::identity::<OffsetDateTime>,
