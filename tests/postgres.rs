@@ -316,3 +316,91 @@ async fn two_instances_refresh_once_and_record_everything() {
     let total = (2 * EACH).to_string();
     assert_eq!(counts[0], vec![Some(total.clone()), Some(total)]);
 }
+
+/// Two `claude-nexus serve` processes on one database: a key created with the CLI works on
+/// both, and revoking it (the incident button) reaches both, each within its next reload of
+/// the keys (twice a second), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
+    let Some(server) = server() else { return };
+    let database = TestDatabase::postgres(&server).await;
+    assert!(nexus(&database.url, &["migrate"]).status.success());
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    write_account(
+        &credentials,
+        &api_key_account("team.example", "acc_team", KEY),
+    );
+    let command = |data: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NEXUS_DATA_DIR", dir.path().join(data))
+            .env("CREDENTIALS_DIR", &credentials)
+            .env("DATABASE_URL", &database.url)
+            .env("CLAUDE_API_BASE_URL", mock.url())
+            .env("API_KEY_SALT", "shared-salt")
+            .env("DASHBOARD_PORT", "0")
+            .stdin(Stdio::null());
+        cmd
+    };
+    let (mut a, addr_a) = Running::start(command("a"));
+    let (mut b, addr_b) = Running::start(command("b"));
+
+    let created = command("cli")
+        .args([
+            "keys",
+            "create",
+            "--account",
+            "team.example",
+            "--label",
+            "laptop",
+        ])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(key.starts_with("cnp_live_"));
+    a.wait_for("client keys reloaded");
+    b.wait_for("client keys reloaded");
+    let status = |addr: &str, key: &str| {
+        let (addr, key) = (addr.to_string(), key.to_string());
+        async move {
+            http()
+                .post(format!("http://{addr}/v1/messages"))
+                .header("x-api-key", key)
+                .body(MESSAGE_JSON)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(&addr_a, &key).await, 200);
+    assert_eq!(status(&addr_b, &key).await, 200);
+
+    let revoked = command("cli")
+        .args([
+            "keys",
+            "revoke",
+            "--all",
+            "--account",
+            "team.example",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{revoked:?}");
+    a.wait_for("client keys reloaded");
+    b.wait_for("client keys reloaded");
+    assert_eq!(status(&addr_a, &key).await, 401);
+    assert_eq!(status(&addr_b, &key).await, 401);
+    assert!(a.terminate().0.success());
+    assert!(b.terminate().0.success());
+}
