@@ -19,7 +19,7 @@ DO $$ BEGIN
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO nexus_app', current_database());
 END $$;
 GRANT USAGE ON SCHEMA public TO nexus_app;
-GRANT SELECT, INSERT, UPDATE ON api_requests, streaming_chunks TO nexus_app;
+GRANT SELECT, INSERT, UPDATE ON api_requests, streaming_chunks, usage_hourly, usage_daily TO nexus_app;
 GRANT USAGE ON SEQUENCE streaming_chunks_id_seq TO nexus_app;
 -- Client keys: servers read them and record their last use; `claude-nexus keys` (run with
 -- the same DATABASE_URL) creates and revokes them. Keys are never deleted.
@@ -29,4 +29,4 @@ GRANT SELECT ON _sqlx_migrations TO nexus_app;
 
 -- Step 2 (optional): let retention (RETENTION_DAYS, BODY_RETENTION_DAYS) delete old rows.
 -- Without it the servers keep serving and /health reports retention "no_permission".
--- GRANT DELETE ON api_requests, streaming_chunks TO nexus_app;
+-- GRANT DELETE ON api_requests, streaming_chunks, usage_hourly, usage_daily TO nexus_app;

@@ -118,6 +118,7 @@ async fn pass(
     let now = OffsetDateTime::now_utc();
     if let Some(keep) = policy.keep {
         let deleted = drain(|| store.delete_requests_before(now - keep, BATCH)).await?;
+        store.delete_rollups_before(now - keep).await?;
         report.deleted += deleted;
         if deleted > 0 {
             tracing::info!(deleted, "retention: deleted records older than the limit");

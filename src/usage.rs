@@ -24,6 +24,18 @@ impl Usage {
         self.input_tokens + self.output_tokens
     }
 
+    /// Adds `other`'s counts to these (saturating).
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cache_creation_input_tokens = self
+            .cache_creation_input_tokens
+            .saturating_add(other.cache_creation_input_tokens);
+        self.cache_read_input_tokens = self
+            .cache_read_input_tokens
+            .saturating_add(other.cache_read_input_tokens);
+    }
+
     fn apply(&mut self, u: &WireUsage) {
         if let Some(n) = u.input_tokens {
             self.input_tokens = n;

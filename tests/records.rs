@@ -1,16 +1,17 @@
 //! The record writer against a real database: a batch with a row the database refuses
-//! still writes its other rows.
+//! still writes its other rows; the overview's hourly rollup agrees with the rows.
 
 mod common;
 
 use common::TestDatabase;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::records::{Record, Recorder, spawn_writer};
-use claude_nexus::store::{Migrations, Store};
+use claude_nexus::store::{Bucket, Migrations, Store, UsageGroup};
 use claude_nexus::usage::Usage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -105,4 +106,113 @@ async fn a_refused_row_does_not_hold_back_its_batch() {
     let mut want = vec![first.to_string(), a.to_string(), b.to_string()];
     want.sort();
     assert_eq!(ids, want);
+}
+
+/// A record at `at` with `input` input tokens.
+fn record_at(id: Uuid, at: time::OffsetDateTime, model: &str, status: u16, input: u64) -> Record {
+    let mut r = record(id);
+    r.timestamp = at;
+    r.model = Some(model.into());
+    r.status = status;
+    r.usage.input_tokens = input;
+    r
+}
+
+/// (requests, input tokens) per bucket, from the store's overview groups.
+fn per_bucket(groups: &[UsageGroup]) -> BTreeMap<String, (u64, u64)> {
+    let mut sums = BTreeMap::new();
+    for g in groups {
+        let s = sums.entry(g.bucket.clone()).or_insert((0, 0));
+        s.0 += g.requests;
+        s.1 += g.usage.input_tokens;
+    }
+    sums
+}
+
+/// The overview reads whole hours from the hourly rollup and the start of the window from the
+/// rows: its sums equal the rows' for any window start, a replayed batch counts once, and
+/// retention takes the deleted hours out of it.
+#[tokio::test]
+async fn overview_groups_match_the_rows_and_replays_count_once() {
+    use time::Duration as Span;
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::fresh(dir.path()).await;
+    let store = Store::open(
+        &database.url.parse::<DatabaseConfig>().unwrap(),
+        Migrations::Apply,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let at = |ago: Span| now - ago;
+    // (when, model, status, input tokens)
+    let spec = [
+        (at(Span::hours(30)), "a", 200, 1),
+        (at(Span::minutes(25 * 60 + 30)), "a", 200, 2),
+        (at(Span::minutes(24 * 60 + 10)), "b", 429, 4),
+        (at(Span::minutes(23 * 60 + 50)), "a", 200, 8),
+        (at(Span::minutes(23 * 60 + 49)), "b", 200, 16),
+        (at(Span::hours(2)), "a", 200, 32),
+        (at(Span::seconds(1)), "a", 500, 64),
+    ];
+    let ids: Vec<Uuid> = spec.iter().map(|_| Uuid::now_v7()).collect();
+    let build = |i: usize| {
+        let (when, model, status, input) = spec[i];
+        record_at(ids[i], when, model, status, input)
+    };
+    let first: Vec<Record> = (0..5).map(build).collect();
+    store.insert_records(&first).await.unwrap();
+    // A replay that repeats the first batch's last two records and brings the rest.
+    let replay: Vec<Record> = (3..spec.len()).map(build).collect();
+    store.replay_records(&replay).await.unwrap();
+
+    let expected = |since: time::OffsetDateTime, day: bool| {
+        let mut sums = BTreeMap::new();
+        for &(when, _, _, input) in spec.iter().filter(|s| s.0 >= since) {
+            let stamp = claude_nexus::store::format_timestamp(when);
+            let bucket = stamp[..if day { 10 } else { 13 }].to_string();
+            let s = sums.entry(bucket).or_insert((0u64, 0u64));
+            s.0 += 1;
+            s.1 += input;
+        }
+        sums
+    };
+    for since in [
+        at(Span::hours(31)),
+        at(Span::hours(24)),
+        at(Span::minutes(24 * 60 + 10)),
+        at(Span::minutes(23 * 60 + 50)) + Span::milliseconds(1),
+        at(Span::hours(1)),
+    ] {
+        for (bucket, day) in [(Bucket::Hour, false), (Bucket::Day, true)] {
+            let groups = store.usage_groups(bucket, since).await.unwrap();
+            assert_eq!(
+                per_bucket(&groups),
+                expected(since, day),
+                "since {since}, {bucket:?}"
+            );
+        }
+    }
+    let statuses: Vec<u16> = store
+        .usage_groups(Bucket::Day, at(Span::hours(31)))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|g| g.model.as_deref() == Some("b"))
+        .map(|g| g.status)
+        .collect();
+    assert_eq!(statuses.len(), 2, "model b: one group per status");
+
+    // Retention by whole hours: rows and rollup before the cutoff go.
+    let cutoff =
+        now.replace_time(time::Time::from_hms(now.hour(), 0, 0).unwrap()) - Span::hours(24);
+    store.delete_requests_before(cutoff, 1000).await.unwrap();
+    store.delete_rollups_before(cutoff).await.unwrap();
+    let groups = store
+        .usage_groups(Bucket::Hour, at(Span::hours(31)))
+        .await
+        .unwrap();
+    assert_eq!(per_bucket(&groups), expected(cutoff, false));
+    store.close().await;
 }

@@ -284,10 +284,7 @@ impl Totals {
         if g.status >= 400 {
             self.errors += g.requests;
         }
-        self.usage.input_tokens += g.usage.input_tokens;
-        self.usage.output_tokens += g.usage.output_tokens;
-        self.usage.cache_creation_input_tokens += g.usage.cache_creation_input_tokens;
-        self.usage.cache_read_input_tokens += g.usage.cache_read_input_tokens;
+        self.usage.add(&g.usage);
         if let Some(cost) = cost {
             self.cost += cost;
             self.priced = true;

@@ -294,34 +294,99 @@ impl Store {
     }
 
     /// Requests and tokens since `since` per (time bucket, model, status, account, domain,
-    /// client key), in one pass: the overview folds these into its series and breakdowns.
+    /// client key): the overview folds these into its series and breakdowns. Whole days come
+    /// from `usage_daily` (day buckets), whole hours from `usage_hourly`, and only the part of
+    /// the first hour after `since` from `api_requests`, so the answer is exact and costs at
+    /// most an hour of rows plus days or hours × key combinations. A group may come from
+    /// more than one source: sum them.
     pub async fn usage_groups(
         &self,
         bucket: Bucket,
         since: OffsetDateTime,
     ) -> Result<Vec<UsageGroup>, StoreError> {
         let started = Instant::now();
-        let key = match (self.dialect(), bucket) {
-            // The stored text's prefix is the bucket.
-            (Dialect::Sqlite, Bucket::Hour) => "substr(timestamp, 1, 13)",
-            (Dialect::Sqlite, Bucket::Day) => "substr(timestamp, 1, 10)",
-            (Dialect::Postgres, Bucket::Hour) => {
-                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
+        let first_hour = next_whole(since, time::Duration::HOUR);
+        let hour = |at| Value::Text(super::rollup::hour_of(at));
+        let mut groups = match bucket {
+            Bucket::Hour => {
+                self.rollup_groups("usage_hourly", "hour", "hour", &[hour(first_hour)])
+                    .await?
             }
-            (Dialect::Postgres, Bucket::Day) => {
-                "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            Bucket::Day => {
+                let first_day = next_whole(since, time::Duration::DAY);
+                let day = Value::Text(super::rollup::hour_of(first_day)[..10].to_string());
+                let mut groups = self
+                    .rollup_groups("usage_daily", "day", "day", &[day])
+                    .await?;
+                let hours = [hour(first_hour), hour(first_day)];
+                groups.extend(
+                    self.rollup_groups("usage_hourly", "hour", "substr(hour, 1, 10)", &hours)
+                        .await?,
+                );
+                groups
             }
         };
+        if since < first_hour {
+            let key = match (self.dialect(), bucket) {
+                // The stored text's prefix is the bucket.
+                (Dialect::Sqlite, Bucket::Hour) => "substr(timestamp, 1, 13)",
+                (Dialect::Sqlite, Bucket::Day) => "substr(timestamp, 1, 10)",
+                (Dialect::Postgres, Bucket::Hour) => {
+                    "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
+                }
+                (Dialect::Postgres, Bucket::Day) => {
+                    "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+                }
+            };
+            let sql = format!(
+                "SELECT {key} AS bucket, model, response_status, account_id, domain, \
+                 api_key_hash, {SUMS} FROM api_requests WHERE timestamp >= ? AND timestamp < ? \
+                 GROUP BY 1, 2, 3, 4, 5, 6"
+            );
+            let values = [Value::Time(since), Value::Time(first_hour)];
+            groups.extend(self.fetch_usage_groups(&sql, &values).await?);
+        }
+        self.note_duration("usage_groups", started);
+        Ok(groups)
+    }
+
+    /// Groups from a rollup `table` whose `period` is at least `bounds[0]` (and before
+    /// `bounds[1]`, when given), with `bucket` as the bucket expression.
+    async fn rollup_groups(
+        &self,
+        table: &str,
+        period: &str,
+        bucket: &str,
+        bounds: &[Value],
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let until = if bounds.len() > 1 {
+            format!(" AND {period} < ?")
+        } else {
+            String::new()
+        };
         let sql = format!(
-            "SELECT {key} AS bucket, model, response_status, account_id, domain, api_key_hash, \
-             {SUMS} FROM api_requests WHERE timestamp >= ? GROUP BY 1, 2, 3, 4, 5, 6"
+            "SELECT {bucket} AS bucket, NULLIF(model, '') AS model, response_status, \
+             NULLIF(account_id, '') AS account_id, domain, \
+             NULLIF(api_key_hash, '') AS api_key_hash, \
+             CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
+             CAST(SUM(cache_creation_input_tokens) AS BIGINT) AS cache_creation, \
+             CAST(SUM(cache_read_input_tokens) AS BIGINT) AS cache_read \
+             FROM {table} WHERE {period} >= ?{until} GROUP BY 1, 2, 3, 4, 5, 6"
         );
-        let values = [Value::Time(since)];
-        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
+        self.fetch_usage_groups(&sql, bounds).await
+    }
+
+    async fn fetch_usage_groups(
+        &self,
+        sql: &str,
+        values: &[Value],
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, values, fetch_all) {
             Fetched::Sqlite(rows) => rows.iter().map(usage_row).collect(),
             Fetched::Postgres(rows) => rows.iter().map(usage_row).collect(),
         };
-        self.note_duration("usage_groups", started);
         rows.map_err(StoreError::from)
     }
 
@@ -461,6 +526,18 @@ fn daily_row(row: &impl ReadRow) -> Result<DailyCount, sqlx::Error> {
     })
 }
 
+/// The first UTC hour or day (`unit`) that starts at or after `at`.
+fn next_whole(at: OffsetDateTime, unit: time::Duration) -> OffsetDateTime {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let hour = if unit == time::Duration::DAY {
+        0
+    } else {
+        at.hour()
+    };
+    let floor = at.replace_time(time::Time::from_hms(hour, 0, 0).expect("valid hour"));
+    if floor == at { floor } else { floor + unit }
+}
+
 fn usage_row(row: &impl ReadRow) -> Result<UsageGroup, sqlx::Error> {
     Ok(UsageGroup {
         bucket: row.text("bucket")?,
@@ -482,6 +559,24 @@ fn usage_row(row: &impl ReadRow) -> Result<UsageGroup, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_hours_and_days_round_up() {
+        use time::Duration;
+        use time::macros::datetime;
+        let next = next_whole(datetime!(2026-11-28 23:00:00.001 UTC), Duration::HOUR);
+        assert_eq!(next, datetime!(2026-11-29 00:00 UTC));
+        let exact = datetime!(2026-11-28 14:00 UTC);
+        assert_eq!(next_whole(exact, Duration::HOUR), exact);
+        assert_eq!(
+            next_whole(exact, Duration::DAY),
+            datetime!(2026-11-29 00:00 UTC)
+        );
+        let midnight = datetime!(2026-11-29 00:00 UTC);
+        assert_eq!(next_whole(midnight, Duration::DAY), midnight);
+        let east = datetime!(2026-11-29 01:30 +02:00);
+        assert_eq!(next_whole(east, Duration::DAY), midnight);
+    }
 
     #[test]
     fn stored_times_round_trip() {

@@ -1,10 +1,11 @@
 //! Batched inserts of records: multi-row `INSERT` statements in a few fixed shapes, per dialect.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use sqlx::{Postgres, Sqlite};
+use sqlx::{AssertSqlSafe, Postgres, Sqlite};
 use time::OffsetDateTime;
 
 use bytes::Bytes;
@@ -28,99 +29,63 @@ const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method
      client_key_id";
 const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
 
-/// What an insert does with a row that is already there.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Duplicates {
-    /// Refuse it (a unique violation): a new record never repeats a request id.
-    Refuse = 0,
-    /// Skip it: a spool replay may repeat records a cut-short replay already wrote.
-    Skip = 1,
-}
+/// The SQLite multi-row `INSERT` texts of requests, one per [`INSERT_SHAPES`] (PostgreSQL
+/// takes a batch's requests in one `UNNEST` statement instead).
+static INSERT_REQUESTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| insert_statements(Dialect::Sqlite, "api_requests", REQUEST_COLUMNS));
+/// The multi-row `INSERT` texts of stream chunks: `[dialect][shape]`.
+static INSERT_CHUNKS: LazyLock<[Vec<String>; 2]> = LazyLock::new(|| {
+    [Dialect::Sqlite, Dialect::Postgres]
+        .map(|dialect| insert_statements(dialect, "streaming_chunks", CHUNK_COLUMNS))
+});
 
-type Statements = [[Vec<String>; 2]; 2];
-
-/// The multi-row `INSERT` texts, built once: `[dialect][duplicates][shape]`.
-static INSERT_REQUESTS: LazyLock<Statements> =
-    LazyLock::new(|| statements("api_requests", REQUEST_COLUMNS));
-static INSERT_CHUNKS: LazyLock<Statements> =
-    LazyLock::new(|| statements("streaming_chunks", CHUNK_COLUMNS));
-
-fn statements(table: &str, columns: &str) -> Statements {
-    [Dialect::Sqlite, Dialect::Postgres].map(|dialect| {
-        [Duplicates::Refuse, Duplicates::Skip]
-            .map(|duplicates| insert_statements(dialect, duplicates, table, columns))
-    })
-}
-
-/// Binds one record's columns in [`REQUEST_COLUMNS`] order; `$ts` and `$text` adapt the
-/// timestamp and free text to the dialect.
-macro_rules! bind_request {
-    ($query:expr, $r:expr, $ts:expr, $text:expr, $key:expr) => {{
-        let r: &Record = $r;
-        let id = r.request_id.to_string();
-        let body = |b: &Bytes| $text(protect($key, &id, lossy(b)));
-        $query
-            .bind(id.clone())
-            .bind(r.domain.clone())
-            .bind(r.account_id.clone())
-            .bind($ts(r.timestamp))
-            .bind(r.method.clone())
-            .bind(r.path.clone())
-            .bind(r.model.as_deref().map(|m| $text(Cow::Borrowed(m))))
-            .bind(r.request_type)
-            .bind(i32::from(r.status))
-            .bind(as_i64(r.usage.input_tokens))
-            .bind(as_i64(r.usage.output_tokens))
-            .bind(as_i64(r.usage.cache_creation_input_tokens))
-            .bind(as_i64(r.usage.cache_read_input_tokens))
-            .bind(as_i64(r.usage.total()))
-            .bind(as_i64(r.duration_ms))
-            .bind(r.first_token_ms.map(as_i64))
-            .bind(r.streaming)
-            .bind(r.client_ip.map(|ip| ip.to_string()))
-            .bind(r.api_key_hash.map(|h| h.to_string()))
-            .bind(r.error.clone())
-            .bind(r.upstream_request_id.clone())
-            .bind(r.request_body.as_ref().map(body))
-            .bind(r.response_body.as_ref().map(body))
-            .bind(r.ratelimit.as_ref().and_then(|u| u.status.clone()))
-            .bind(r.ratelimit.as_ref().and_then(|u| u.five_hour.utilization))
-            .bind(
-                r.ratelimit
-                    .as_ref()
-                    .and_then(|u| u.five_hour.resets_at.clone()),
-            )
-            .bind(r.ratelimit.as_ref().and_then(|u| u.seven_day.utilization))
-            .bind(
-                r.ratelimit
-                    .as_ref()
-                    .and_then(|u| u.seven_day.resets_at.clone()),
-            )
-            .bind(r.upstream_credential_hash.map(|h| h.to_string()))
-            .bind(r.client_key_id.clone())
-    }};
-}
-
-/// Inserts `records` and their chunks inside `tx`, with multi-row `INSERT`s.
-macro_rules! insert_fn {
-    ($name:ident, $chunks:ident, $db:ty, $dialect:expr, $ts:expr, $text:expr) => {
-        pub(super) async fn $name(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            records: &[Record],
-            duplicates: Duplicates,
-            key: Option<&DataKey>,
-        ) -> Result<(), sqlx::Error> {
-            let requests = &INSERT_REQUESTS[$dialect as usize][duplicates as usize];
-            for rows in shaped_chunks(records) {
-                let mut insert = sqlx::query(statement_for(requests, rows.len()));
-                for r in rows {
-                    insert = bind_request!(insert, r, $ts, $text, key);
-                }
-                insert.execute(&mut **tx).await?;
-            }
-            $chunks(tx, records, duplicates, key).await
+/// SQLite: inserts `records` and their chunks inside `tx`, with multi-row `INSERT`s.
+pub(super) async fn insert_sqlite(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    records: &[&Record],
+    key: Option<&DataKey>,
+) -> Result<(), sqlx::Error> {
+    for rows in shaped_chunks(records) {
+        let mut insert = sqlx::query(statement_for(&INSERT_REQUESTS, rows.len()));
+        for &r in rows {
+            let id = r.request_id.to_string();
+            let body = |b: &Bytes| protect(key, &id, lossy(b)).into_owned();
+            let rate = r.ratelimit.as_ref();
+            insert = insert
+                .bind(id.clone())
+                .bind(r.domain.clone())
+                .bind(r.account_id.clone())
+                .bind(super::format_timestamp(r.timestamp))
+                .bind(r.method.clone())
+                .bind(r.path.clone())
+                .bind(r.model.clone())
+                .bind(r.request_type)
+                .bind(i32::from(r.status))
+                .bind(as_i64(r.usage.input_tokens))
+                .bind(as_i64(r.usage.output_tokens))
+                .bind(as_i64(r.usage.cache_creation_input_tokens))
+                .bind(as_i64(r.usage.cache_read_input_tokens))
+                .bind(as_i64(r.usage.total()))
+                .bind(as_i64(r.duration_ms))
+                .bind(r.first_token_ms.map(as_i64))
+                .bind(r.streaming)
+                .bind(r.client_ip.map(|ip| ip.to_string()))
+                .bind(r.api_key_hash.map(|h| h.to_string()))
+                .bind(r.error.clone())
+                .bind(r.upstream_request_id.clone())
+                .bind(r.request_body.as_ref().map(body))
+                .bind(r.response_body.as_ref().map(body))
+                .bind(rate.and_then(|u| u.status.clone()))
+                .bind(rate.and_then(|u| u.five_hour.utilization))
+                .bind(rate.and_then(|u| u.five_hour.resets_at.clone()))
+                .bind(rate.and_then(|u| u.seven_day.utilization))
+                .bind(rate.and_then(|u| u.seven_day.resets_at.clone()))
+                .bind(r.upstream_credential_hash.map(|h| h.to_string()))
+                .bind(r.client_key_id.clone());
         }
-    };
+        insert.execute(&mut **tx).await?;
+    }
+    insert_sqlite_chunks(tx, records, key).await
 }
 
 /// Inserts the stream chunks of `records` inside `tx`. One function per dialect, same body.
@@ -128,11 +93,10 @@ macro_rules! chunks_fn {
     ($name:ident, $db:ty, $dialect:expr, $ts:expr, $text:expr) => {
         async fn $name(
             tx: &mut sqlx::Transaction<'static, $db>,
-            records: &[Record],
-            duplicates: Duplicates,
+            records: &[&Record],
             key: Option<&DataKey>,
         ) -> Result<(), sqlx::Error> {
-            let chunks = &INSERT_CHUNKS[$dialect as usize][duplicates as usize];
+            let chunks = &INSERT_CHUNKS[$dialect as usize];
             for r in records.iter().filter(|r| !r.chunks.is_empty()) {
                 let id = r.request_id.to_string();
                 let mut index: i32 = 0;
@@ -155,26 +119,18 @@ macro_rules! chunks_fn {
     };
 }
 
-insert_fn!(
-    insert_sqlite,
-    insert_sqlite_chunks,
-    Sqlite,
-    Dialect::Sqlite,
-    super::format_timestamp,
-    sqlite_text
-);
 chunks_fn!(
     insert_sqlite_chunks,
     Sqlite,
     Dialect::Sqlite,
     super::format_timestamp,
-    sqlite_text
+    Cow::into_owned
 );
 /// PostgreSQL: all of a batch's requests in one statement, a column per array parameter
 /// (`INSERT … SELECT * FROM UNNEST(…)`), rather than a few 64-row `INSERT`s of 1,920
 /// parameters each: one round trip and one plan per batch, so the writer keeps pace with the
 /// proxy. Chunks take the multi-row path.
-static UNNEST_REQUESTS: LazyLock<[String; 2]> = LazyLock::new(|| {
+static UNNEST_REQUESTS: LazyLock<String> = LazyLock::new(|| {
     const TYPES: [&str; 30] = [
         "text",
         "text",
@@ -212,21 +168,19 @@ static UNNEST_REQUESTS: LazyLock<[String; 2]> = LazyLock::new(|| {
         .enumerate()
         .map(|(i, t)| format!("${}::{t}[]", i + 1))
         .collect();
-    let insert = format!(
+    format!(
         "INSERT INTO api_requests ({REQUEST_COLUMNS}) SELECT * FROM UNNEST({})",
         arrays.join(", ")
-    );
-    [insert.clone(), format!("{insert} ON CONFLICT DO NOTHING")]
+    )
 });
 
 pub(super) async fn insert_postgres(
     tx: &mut sqlx::Transaction<'static, Postgres>,
-    records: &[Record],
-    duplicates: Duplicates,
+    records: &[&Record],
     key: Option<&DataKey>,
 ) -> Result<(), sqlx::Error> {
-    fn column<T>(records: &[Record], f: impl Fn(&Record) -> T) -> Vec<T> {
-        records.iter().map(f).collect()
+    fn column<T>(records: &[&Record], f: impl Fn(&Record) -> T) -> Vec<T> {
+        records.iter().map(|&r| f(r)).collect()
     }
     let ids = column(records, |r| r.request_id.to_string());
     let body = |r: &Record, b: &Option<Bytes>| {
@@ -236,7 +190,7 @@ pub(super) async fn insert_postgres(
     fn rate(r: &Record) -> Option<&crate::ratelimit::UnifiedHeaders> {
         r.ratelimit.as_ref()
     }
-    sqlx::query(UNNEST_REQUESTS[duplicates as usize].as_str())
+    sqlx::query(UNNEST_REQUESTS.as_str())
         .bind(&ids)
         .bind(column(records, |r| r.domain.clone()))
         .bind(column(records, |r| r.account_id.clone()))
@@ -283,7 +237,7 @@ pub(super) async fn insert_postgres(
         .bind(column(records, |r| r.client_key_id.clone()))
         .execute(&mut **tx)
         .await?;
-    insert_postgres_chunks(tx, records, duplicates, key).await
+    insert_postgres_chunks(tx, records, key).await
 }
 
 chunks_fn!(
@@ -294,16 +248,56 @@ chunks_fn!(
     postgres_text
 );
 
+/// The records not yet in the database, in order: a spool replay may repeat records that a
+/// cut-short replay already wrote, and they must count once (in the rollup too).
+pub(super) async fn not_stored_sqlite<'r>(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    records: &'r [Record],
+) -> Result<Vec<&'r Record>, sqlx::Error> {
+    let mut stored = HashSet::new();
+    for part in records.chunks(500) {
+        let sql = format!(
+            "SELECT request_id FROM api_requests WHERE request_id IN ({})",
+            vec!["?"; part.len()].join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+        for r in part {
+            query = query.bind(r.request_id.to_string());
+        }
+        stored.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(not_in(records, &stored))
+}
+
+/// [`not_stored_sqlite`] for PostgreSQL.
+pub(super) async fn not_stored_postgres<'r>(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    records: &'r [Record],
+) -> Result<Vec<&'r Record>, sqlx::Error> {
+    let ids: Vec<String> = records.iter().map(|r| r.request_id.to_string()).collect();
+    let stored: HashSet<String> =
+        sqlx::query_scalar("SELECT request_id FROM api_requests WHERE request_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(not_in(records, &stored))
+}
+
+fn not_in<'r>(records: &'r [Record], stored: &HashSet<String>) -> Vec<&'r Record> {
+    records
+        .iter()
+        .filter(|r| !stored.contains(&r.request_id.to_string()))
+        .collect()
+}
+
 /// A body or chunk as stored: sealed with the data key when there is one.
 fn protect<'a>(key: Option<&DataKey>, request_id: &str, text: Cow<'a, str>) -> Cow<'a, str> {
     match key {
         Some(key) => Cow::Owned(key.seal(request_id, &text)),
         None => text,
     }
-}
-
-fn sqlite_text(s: Cow<'_, str>) -> String {
-    s.into_owned()
 }
 
 /// PostgreSQL's `TEXT` cannot hold NUL, which a JSON string may decode to (`"\u0000"`): it
@@ -316,16 +310,7 @@ fn postgres_text(s: Cow<'_, str>) -> String {
 }
 
 /// `INSERT INTO table (columns) VALUES (…), …` for each of [`INSERT_SHAPES`].
-fn insert_statements(
-    dialect: Dialect,
-    duplicates: Duplicates,
-    table: &str,
-    columns: &str,
-) -> Vec<String> {
-    let on_conflict = match duplicates {
-        Duplicates::Refuse => "",
-        Duplicates::Skip => " ON CONFLICT DO NOTHING",
-    };
+fn insert_statements(dialect: Dialect, table: &str, columns: &str) -> Vec<String> {
     let width = columns.split(',').count();
     INSERT_SHAPES
         .iter()
@@ -339,7 +324,7 @@ fn insert_statements(
                 })
                 .collect();
             format!(
-                "INSERT INTO {table} ({columns}) VALUES {}{on_conflict}",
+                "INSERT INTO {table} ({columns}) VALUES {}",
                 values.join(", ")
             )
         })
@@ -394,23 +379,16 @@ mod tests {
 
     #[test]
     fn insert_statements_have_a_placeholder_per_column_and_row() {
-        let sqlite = &INSERT_REQUESTS[Dialect::Sqlite as usize][0];
+        let sqlite = &INSERT_REQUESTS;
         assert!(sqlite[3].starts_with("INSERT INTO api_requests (request_id, domain,"));
         assert_eq!(sqlite[3].matches('?').count(), 30);
         assert_eq!(sqlite[0].matches('?').count(), 30 * 64);
-        assert_eq!(
-            INSERT_CHUNKS[Dialect::Sqlite as usize][0][2]
-                .matches('?')
-                .count(),
-            4 * 4
-        );
 
-        let postgres = &INSERT_REQUESTS[Dialect::Postgres as usize][0];
-        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"));
-        assert!(postgres[0].ends_with(", $1920)"));
-        assert!(postgres[1].contains("($31, $32,"));
-        let replay = &INSERT_REQUESTS[Dialect::Postgres as usize][1];
-        assert!(replay[2].ends_with(") ON CONFLICT DO NOTHING"));
+        let postgres = &INSERT_CHUNKS[Dialect::Postgres as usize];
+        assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4)"));
+        assert!(postgres[2].contains("($5, $6, $7, $8)"));
+        assert!(postgres[0].ends_with(", $256)"));
+        assert_eq!(UNNEST_REQUESTS.matches("[]").count(), 30);
     }
 
     #[test]

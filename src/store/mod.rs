@@ -8,11 +8,11 @@
 mod connect;
 mod dashboard_queries;
 mod insert;
+mod rollup;
 
 pub use dashboard_queries::{
     Bucket, DailyCount, PageCursor, RequestDetailRow, RequestFilter, RequestListRow, UsageGroup,
 };
-use insert::Duplicates;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -309,29 +309,39 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a batch of new records (and their stream chunks) in one transaction.
+    /// Inserts a batch of new records (and their stream chunks) in one transaction, and adds
+    /// them to the hourly rollup in the same transaction.
     pub async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.insert(records, Duplicates::Refuse).await
+        self.insert(records, false).await
     }
 
     /// Inserts records replayed from the spool, skipping those already in the database.
     pub async fn replay_records(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.insert(records, Duplicates::Skip).await
+        self.insert(records, true).await
     }
 
-    async fn insert(&self, records: &[Record], duplicates: Duplicates) -> Result<(), StoreError> {
+    async fn insert(&self, records: &[Record], replay: bool) -> Result<(), StoreError> {
         let started = Instant::now();
+        let key = self.data_key.as_deref();
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_sqlite(&mut tx, records, duplicates, self.data_key.as_deref())
-                    .await?;
+                let fresh = match replay {
+                    true => insert::not_stored_sqlite(&mut tx, records).await?,
+                    false => records.iter().collect(),
+                };
+                insert::insert_sqlite(&mut tx, &fresh, key).await?;
+                rollup::add_sqlite(&mut tx, &rollup::fold(fresh)).await?;
                 tx.commit().await?;
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                insert::insert_postgres(&mut tx, records, duplicates, self.data_key.as_deref())
-                    .await?;
+                let fresh = match replay {
+                    true => insert::not_stored_postgres(&mut tx, records).await?,
+                    false => records.iter().collect(),
+                };
+                insert::insert_postgres(&mut tx, &fresh, key).await?;
+                rollup::add_postgres(&mut tx, &rollup::fold(fresh)).await?;
                 tx.commit().await?;
             }
         }
@@ -386,6 +396,40 @@ impl Store {
             limit,
         )
         .await
+    }
+
+    /// Takes what retention deleted before `cutoff` out of the rollups, by whole hours: the
+    /// hours before `cutoff`'s hour go, and `cutoff`'s day in `usage_daily` is summed again
+    /// from the hours left, so that a day always equals the sum of its hours.
+    pub async fn delete_rollups_before(&self, cutoff: OffsetDateTime) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let hour = rollup::hour_of(cutoff);
+        let day = hour[..10].to_string();
+        let dialect = self.dialect();
+        let statements = [
+            ("DELETE FROM usage_hourly WHERE hour < ?", &hour),
+            ("DELETE FROM usage_daily WHERE day <= ?", &day),
+            (
+                "INSERT INTO usage_daily SELECT substr(hour, 1, 10), model, response_status, \
+                 account_id, domain, api_key_hash, SUM(requests), SUM(input_tokens), \
+                 SUM(output_tokens), SUM(cache_creation_input_tokens), \
+                 SUM(cache_read_input_tokens) FROM usage_hourly \
+                 WHERE substr(hour, 1, 10) = ? GROUP BY 1, 2, 3, 4, 5, 6",
+                &day,
+            ),
+        ];
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (sql, value) in statements {
+                sqlx::query(AssertSqlSafe(dialect.sql(sql).into_owned()))
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        })?;
+        self.note_duration("delete_rollups_before", started);
+        Ok(())
     }
 
     /// Drops the stored bodies and stream chunks of up to `limit` requests older than `cutoff`,
