@@ -1,8 +1,9 @@
 //! Log set-up for the binaries: `tracing` to stderr, text or JSON lines, every line masked.
 //!
 //! Lines are formatted on the calling thread and written (and masked) on a background
-//! thread, so a slow terminal never stalls a request. Panic messages go through the same
-//! masking writer.
+//! thread, so a slow terminal never stalls a request. That thread buffers what is queued and
+//! flushes whenever the queue is empty: under load many lines go out in one `write`, and a
+//! lone line still goes out at once. Panic messages go through the same masking writer.
 
 use std::io;
 
@@ -18,7 +19,7 @@ pub fn init(json: bool) -> WorkerGuard {
         .lossy(false)
         .buffered_lines_limit(256 * 1024)
         .thread_name("claude-nexus-log")
-        .finish(MaskingWriter::new(io::stderr()));
+        .finish(MaskingWriter::new(io::BufWriter::new(io::stderr())));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
