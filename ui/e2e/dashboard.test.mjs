@@ -223,9 +223,13 @@ test("a key made on the Accounts page works through the proxy until revoked, and
   );
   assert.ok(!(await keys.innerText()).includes(newKey), "the table shows the prefix only");
 
-  // Revoked (after a confirmation): the next call is refused.
-  await row.getByRole("button", { name: "Revoke" }).click();
-  await row.getByRole("button", { name: "Yes, revoke" }).click();
+  // Revoked (after a confirmation, by keyboard): the next call is refused.
+  await row.getByRole("button", { name: "Revoke" }).focus();
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Cancel");
+  await page.keyboard.press("Shift+Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Yes, revoke");
+  await page.keyboard.press("Enter");
   await row.getByText("revoked", { exact: true }).waitFor();
   await untilProxyAnswers(newKey, 401);
   await shot(page, "accounts-key-revoked");
@@ -268,6 +272,15 @@ test("a key made on the Accounts page works through the proxy until revoked, and
   await page.getByRole("heading", { name: "Plan usage" }).waitFor();
   await page.getByRole("meter", { name: "5 h window used" }).waitFor();
   await shot(page, "overview-plan-gauges");
+
+  // Dark and narrow: still readable, nothing scrolls sideways but the tables themselves.
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.setViewportSize({ width: 420, height: 800 });
+  await page.getByRole("link", { name: "Accounts & keys" }).click();
+  await accounts.getByRole("row").filter({ hasText: "max.example" }).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  await shot(page, "accounts-narrow-dark");
 
   assert.deepEqual(errors, []);
   await context.close();

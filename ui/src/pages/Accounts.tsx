@@ -314,10 +314,15 @@ function ClientKeys(props: {
   const [created, setCreated] = useState<CreatedClientKey | null>(null);
   const [confirm, setConfirm] = useState<{ id: string; action: "rotate" | "revoke" } | null>(null);
   const shown = useRef<HTMLDivElement>(null);
+  const cancel = useRef<HTMLButtonElement>(null);
 
   useEffect(() => {
     if (created) shown.current?.focus();
   }, [created]);
+  // Keyboard users land on the safe choice of a confirmation.
+  useEffect(() => {
+    if (confirm) cancel.current?.focus();
+  }, [confirm]);
 
   const run = async (work: () => Promise<void>) => {
     setBusy(true);
@@ -432,9 +437,7 @@ function ClientKeys(props: {
                 <th scope="col">Expires</th>
                 <th scope="col">Last used</th>
                 <th scope="col">Status</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
+                <th scope="col" aria-label="Actions" />
               </tr>
             </thead>
             <tbody>
@@ -461,7 +464,7 @@ function ClientKeys(props: {
                           <button type="button" disabled={busy} onClick={() => act(k.id, confirm.action)}>
                             {confirm.action === "revoke" ? "Yes, revoke" : "Yes, rotate"}
                           </button>
-                          <button type="button" class="secondary" onClick={() => setConfirm(null)}>
+                          <button type="button" class="secondary" ref={cancel} onClick={() => setConfirm(null)}>
                             Cancel
                           </button>
                         </span>
