@@ -921,6 +921,15 @@ async fn read_account_event(
     events: &mut reqwest::Response,
     wanted: impl Fn(&Value) -> bool,
 ) -> Value {
+    read_event(events, "account", wanted).await
+}
+
+/// Reads server-sent events until a `kind` event satisfies `wanted`.
+async fn read_event(
+    events: &mut reqwest::Response,
+    kind: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
     let mut buffer = String::new();
     loop {
         let chunk = tokio::time::timeout(Duration::from_secs(20), events.chunk())
@@ -931,7 +940,7 @@ async fn read_account_event(
         buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         while let Some(end) = buffer.find("\n\n") {
             let event: String = buffer.drain(..end + 2).collect();
-            if event.contains("event: account") {
+            if event.lines().any(|l| l == format!("event: {kind}")) {
                 let data = event
                     .lines()
                     .find_map(|l| l.strip_prefix("data: "))
@@ -1071,6 +1080,14 @@ async fn an_api_key_account_is_added_with_its_secret_in_the_keychain() {
         !text.contains("sk-other"),
         "a refused add leaves files alone"
     );
+
+    // Its file removed: the page is told.
+    std::fs::remove_file(&file).unwrap();
+    let removed = read_event(&mut events, "account_removed", |a| {
+        a["domain"] == "b.example"
+    })
+    .await;
+    assert_eq!(removed, serde_json::json!({ "domain": "b.example" }));
 }
 
 #[tokio::test]

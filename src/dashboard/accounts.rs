@@ -748,10 +748,18 @@ pub(super) async fn revoke_key(
 
 // ---------------------------------------------------------------- live account events
 
-/// Account entries to push: every account when the stream starts and after each reload of the
-/// credential files, and any entry whose status or plan windows changed, looked at every
-/// [`STATUS_POLL`].
-pub(super) fn account_events(state: AppState) -> impl Stream<Item = AccountInfo> + Send {
+/// What the `account` events say.
+pub(super) enum AccountEvent {
+    /// An account's entry (new, reloaded or changed): `account`.
+    Entry(Box<AccountInfo>),
+    /// An account whose file is gone: `account_removed`, with its domain.
+    Removed(String),
+}
+
+/// Account events to push: every account when the stream starts and after each reload of the
+/// credential files (and the domains no longer there), and any entry whose status or plan
+/// windows changed, looked at every [`STATUS_POLL`].
+pub(super) fn account_events(state: AppState) -> impl Stream<Item = AccountEvent> + Send {
     struct Watch {
         state: AppState,
         reloads: tokio::sync::watch::Receiver<u64>,
@@ -759,7 +767,7 @@ pub(super) fn account_events(state: AppState) -> impl Stream<Item = AccountInfo>
         snapshot: Option<Arc<Accounts>>,
         locations: HashMap<String, &'static str>,
         sent: HashMap<String, AccountInfo>,
-        queue: Vec<AccountInfo>,
+        queue: Vec<AccountEvent>,
     }
     let mut reloads = state.credentials.subscribe();
     reloads.borrow_and_update();
@@ -798,11 +806,22 @@ pub(super) fn account_events(state: AppState) -> impl Stream<Item = AccountInfo>
                 w.snapshot = Some(snapshot.clone());
             }
             let infos = account_infos(&w.state, &snapshot, &w.locations);
+            let mut gone: Vec<String> = w
+                .sent
+                .keys()
+                .filter(|d| !infos.iter().any(|i| &i.domain == *d))
+                .cloned()
+                .collect();
+            gone.sort();
+            for domain in gone.into_iter().rev() {
+                w.sent.remove(&domain);
+                w.queue.push(AccountEvent::Removed(domain));
+            }
             for info in infos.into_iter().rev() {
                 // New to this stream (so every account at the start), or changed.
                 let changed = w.sent.get(&info.domain) != Some(&info);
                 if reloaded || changed {
-                    w.queue.push(info.clone());
+                    w.queue.push(AccountEvent::Entry(Box::new(info.clone())));
                 }
                 w.sent.insert(info.domain.clone(), info);
             }

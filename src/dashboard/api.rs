@@ -949,10 +949,11 @@ async fn mark_manual(
 
 /// Server-sent events: `request` with a [`RequestSummary`] for each new record, as it is
 /// written; `account` with an [`accounts::AccountInfo`] for every account when the stream opens and
-/// after the credential files reload, and for one whose OAuth status or plan windows changed. A listener too slow to
+/// after the credential files reload, and for one whose OAuth status or plan windows changed;
+/// `account_removed` with `{"domain"}` when an account's file is gone. A listener too slow to
 /// keep up with requests gets `lagged` with the number it missed.
 #[utoipa::path(get, path = "/api/events", tag = "live",
-    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary), `account` events (AccountInfo) and `lagged`", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary), `account` events (AccountInfo), `account_removed` ({domain}) and `lagged`", content_type = "text/event-stream"),
               (status = 401, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
@@ -967,11 +968,17 @@ async fn events(
             Event::default().event("lagged").data(n.to_string())
         }
     });
-    let accounts = accounts::account_events(state.clone()).map(|info| {
-        Event::default()
-            .event("account")
-            .json_data(info)
-            .unwrap_or_else(|_| Event::default().comment("unserializable"))
+    let accounts = accounts::account_events(state.clone()).map(|event| {
+        let (name, data) = match event {
+            accounts::AccountEvent::Entry(info) => ("account", serde_json::to_value(info)),
+            accounts::AccountEvent::Removed(domain) => (
+                "account_removed",
+                Ok(serde_json::json!({ "domain": domain })),
+            ),
+        };
+        data.ok()
+            .and_then(|data| Event::default().event(name).json_data(data).ok())
+            .unwrap_or_else(|| Event::default().comment("unserializable"))
     });
     let stream = futures_util::stream::select(requests, accounts)
         .map(Ok)

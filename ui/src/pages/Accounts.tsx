@@ -45,6 +45,10 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
       const fresh = JSON.parse((e as MessageEvent<string>).data) as AccountInfo;
       setAccounts((old) => upsertAccount(old ?? [], fresh));
     });
+    events.addEventListener("account_removed", (e) => {
+      const { domain } = JSON.parse((e as MessageEvent<string>).data) as { domain: string };
+      setAccounts((old) => (old ?? []).filter((a) => a.domain !== domain));
+    });
     events.addEventListener("request", () => {
       if (keysDue.current !== null) return;
       keysDue.current = window.setTimeout(() => {
