@@ -298,6 +298,12 @@ fn write_api_key_account(
 ) -> Result<(), ApiError> {
     let dir = state.credentials.dir();
     let file = login::credential_file(dir, domain).map_err(ApiError::from)?;
+    // Two adds of one domain at once: the second sees the first's file.
+    let _one_at_a_time = state
+        .logins
+        .writes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if file.exists() || state.credentials.snapshot().by_domain(domain).is_some() {
         return Err(ApiError::Conflict(format!(
             "an account {domain} already exists"
@@ -378,10 +384,12 @@ pub(super) async fn add_account(
 
 // ---------------------------------------------------------------- OAuth login
 
-/// Logins started and waiting for their code, by login id.
+/// Logins started and waiting for their code, by login id; and the lock that makes the
+/// dashboard's credential file writes one at a time.
 #[derive(Default)]
 pub struct PendingLogins {
     map: Mutex<HashMap<String, (Instant, String, PendingLogin)>>,
+    writes: Mutex<()>,
 }
 
 impl PendingLogins {
@@ -498,10 +506,18 @@ pub(super) async fn oauth_finish(
         .map_err(ApiError::from)?;
     let dir = state.credentials.dir().to_path_buf();
     let saved_domain = domain.clone();
-    tokio::task::spawn_blocking(move || login::save(&dir, &saved_domain, &granted))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)?;
+    let writer = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = writer
+            .logins
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        login::save(&dir, &saved_domain, &granted)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::from)?;
     tracing::info!(domain, "OAuth login saved from the dashboard");
     reload(&state).await;
     Ok(StatusCode::NO_CONTENT)
