@@ -7,13 +7,14 @@
 //! dashboard's own `Origin`; a foreign `Host` gets 403 before anything else; no CORS headers
 //! are ever sent, so other origins cannot read answers. The dashboard reads the store and
 //! learns of new records from the writer's feed, never from the request path; it changes only
-//! accounts and client keys ([`accounts`]), through the same core functions as the CLI.
+//! accounts ([`accounts`]) and client keys ([`keys`]), through the same core functions as the CLI.
 
 pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod hosts;
+pub mod keys;
 pub mod prices;
 
 use std::net::SocketAddr;

@@ -26,7 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
-use super::{DashboardState, accounts};
+use super::{DashboardState, accounts, keys};
 use crate::records::RecordSummary;
 use crate::store::{Bucket, PageCursor, RequestFilter, RequestListRow, StoreError, UsageGroup};
 
@@ -140,9 +140,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::list_accounts, accounts::add_account))
         .routes(routes!(accounts::oauth_start))
         .routes(routes!(accounts::oauth_finish))
-        .routes(routes!(accounts::list_keys, accounts::create_key))
-        .routes(routes!(accounts::rotate_key))
-        .routes(routes!(accounts::revoke_key))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::rotate_key))
+        .routes(routes!(keys::revoke_key))
 }
 
 // ---------------------------------------------------------------- login
