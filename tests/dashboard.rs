@@ -931,10 +931,11 @@ async fn read_event(
     wanted: impl Fn(&Value) -> bool,
 ) -> Value {
     let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let chunk = tokio::time::timeout(Duration::from_secs(20), events.chunk())
+        let chunk = tokio::time::timeout_at(deadline, events.chunk())
             .await
-            .expect("an account event within 20 s")
+            .unwrap_or_else(|_| panic!("no matching {kind} event within 20 s"))
             .unwrap()
             .expect("the stream stays open");
         buffer.push_str(std::str::from_utf8(&chunk).unwrap());
@@ -1220,4 +1221,46 @@ async fn subscription_accounts_show_status_and_plan_windows() {
     let list = get_json(&proxy, "/api/accounts").await;
     assert_eq!(list["accounts"][0]["domain"], "max.example");
     assert!(list["accounts"][0]["windows"].is_object());
+}
+
+#[tokio::test]
+async fn an_oauth_account_that_must_log_in_again_is_pushed_as_such() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    oauth.answer_with(TokenAnswer::Error {
+        status: 400,
+        body: r#"{"error":"invalid_grant"}"#.into(),
+        retry_after: None,
+    });
+    oauth.hold();
+    let proxy = ProxyBuilder::new(&mock)
+        .oauth(&oauth)
+        .account(expiring_oauth_account(
+            "t.example",
+            "acc_t",
+            KEY,
+            now_ms() + 60_000,
+        ))
+        .start()
+        .await;
+    let mut events = open_events(&proxy).await;
+    // Within the refresh margin: the refresh starts at once, and waits at the token endpoint.
+    oauth.wait_calls(1).await;
+    let first = read_account_event(&mut events, |a| a["domain"] == "t.example").await;
+    assert_eq!(first["oauth"]["status"], "expiring", "{first}");
+    assert!(first["oauth"]["last_refresh_error"].is_null(), "{first}");
+    // The grant is refused: the status change arrives without asking.
+    oauth.release();
+    let changed = read_account_event(&mut events, |a| {
+        a["domain"] == "t.example" && a["oauth"]["status"] == "needs_login"
+    })
+    .await;
+    assert!(
+        changed["oauth"]["last_refresh_error"].is_string(),
+        "{changed}"
+    );
+    assert!(changed["oauth"]["last_refresh_at"].is_string(), "{changed}");
+    assert!(!changed.to_string().contains("sk-ant-"), "{changed}");
+    let listed = get_json(&proxy, "/api/accounts").await;
+    assert_eq!(listed["accounts"][0], changed);
 }
