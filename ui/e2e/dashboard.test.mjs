@@ -226,9 +226,10 @@ test("a key made on the Accounts page works through the proxy until revoked, and
   // Revoked (after a confirmation, by keyboard): the next call is refused.
   await row.getByRole("button", { name: "Revoke" }).focus();
   await page.keyboard.press("Enter");
-  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Cancel");
+  const focused = (text) => page.waitForFunction((text) => document.activeElement?.textContent === text, text, { timeout: 5_000 });
+  await focused("Cancel");
   await page.keyboard.press("Shift+Tab");
-  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Yes, revoke");
+  await focused("Yes, revoke");
   await page.keyboard.press("Enter");
   await row.getByText("revoked", { exact: true }).waitFor();
   await untilProxyAnswers(newKey, 401);

@@ -461,7 +461,7 @@ function ClientKeys(props: {
                   <td>
                     {k.status !== "revoked" &&
                       (confirm?.id === k.id ? (
-                        <span class="row" role="group" aria-label={`Confirm ${confirm.action}`}>
+                        <span key="confirm" class="row" role="group" aria-label={`Confirm ${confirm.action}`}>
                           <span class="small">
                             {confirm.action === "revoke" ? "Clients using it get 401." : "A new key replaces it; the old one stops working."}
                           </span>
@@ -473,7 +473,7 @@ function ClientKeys(props: {
                           </button>
                         </span>
                       ) : (
-                        <span class="row">
+                        <span key="actions" class="row">
                           <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "rotate" })}>
                             Rotate
                           </button>
