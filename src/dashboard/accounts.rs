@@ -4,9 +4,10 @@
 //! the `account` events. Client keys are in [`super::keys`].
 //!
 //! Invariants: no answer carries a secret (an upstream key, a token); an account entry says
-//! where its secret is, never what it is. A pending OAuth login lives in
-//! memory for [`LOGIN_TTL`], and at most [`MAX_PENDING`] of them. An account entry is the same
-//! JSON in `GET /api/accounts` and in the `account` events of `/api/events`.
+//! where its secret is, never what it is. A pending OAuth login lives in memory for
+//! [`LOGIN_TTL`], and at most [`MAX_PENDING`] of them. An account entry is the same JSON in
+//! `GET /api/accounts` and in the `account` events of `/api/events`. The dashboard writes
+//! credential files one at a time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
