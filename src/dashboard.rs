@@ -5,16 +5,20 @@
 //! is unset); every `/api/` path except `/api/login` and `/api/openapi.json` needs the session
 //! cookie or the key as `Authorization: Bearer`; state-changing calls must come from the
 //! dashboard's own `Origin`; a foreign `Host` gets 403 before anything else; no CORS headers
-//! are ever sent, so other origins cannot read answers. The dashboard only reads the store;
-//! it learns of new records from the writer's feed, never from the request path.
+//! are ever sent, so other origins cannot read answers. The dashboard reads the store and
+//! learns of new records from the writer's feed, never from the request path; it changes only
+//! accounts ([`accounts`]) and client keys ([`keys`]), through the same core functions as the CLI.
 
+pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod hosts;
+pub mod keys;
 pub mod prices;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -24,6 +28,11 @@ use axum::routing::get;
 use axum_extra::extract::CookieJar;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::OAuthConfig;
+use crate::credentials::Credentials;
+use crate::keys::KeySalt;
+use crate::oauth::Tokens;
+use crate::oauth::usage_window::UsageWindows;
 use crate::records::RecordFeed;
 use crate::store::Store;
 use api::ApiError;
@@ -39,6 +48,22 @@ pub struct DashboardState {
     pub checks: crate::checks::Settings,
     /// Fires at shutdown: open event streams end so the listener can close.
     pub shutdown: CancellationToken,
+    /// The accounts (shared with the proxy), for the accounts page.
+    pub credentials: Arc<Credentials>,
+    /// The live OAuth tokens, for their status.
+    pub oauth: Arc<Tokens>,
+    pub oauth_config: OAuthConfig,
+    pub usage_windows: Arc<UsageWindows>,
+    /// The upstream client (the OAuth code exchange).
+    pub http: reqwest::Client,
+    /// The client key salt, for new keys.
+    pub salt: Arc<KeySalt>,
+    /// `DEFAULT_ACCOUNT`: the account of a new key when none is named.
+    pub default_account: Option<String>,
+    /// OAuth logins waiting for their code.
+    pub logins: accounts::PendingLogins,
+    /// The proxy's listening address, once it listens (for the clients' `ANTHROPIC_BASE_URL`).
+    pub proxy_addr: OnceLock<SocketAddr>,
 }
 
 /// Paths under `/api/` that need no login. `/api/session` only says whether the caller is

@@ -175,18 +175,6 @@ impl Server {
             feed.clone(),
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
-        let dashboard = Arc::new(DashboardState {
-            store: store.clone(),
-            auth: dashboard::auth::Auth::new(&dashboard_key),
-            feed,
-            prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
-            hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
-            checks: crate::checks::Settings {
-                storage_key: key_source,
-                ..crate::checks::Settings::from_config(&config)
-            },
-            shutdown: CancellationToken::new(),
-        });
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
         let http = proxy::client()?;
@@ -206,6 +194,27 @@ impl Server {
             config.oauth.usage_interval,
             stop_tasks.clone(),
         );
+        let dashboard = Arc::new(DashboardState {
+            store: store.clone(),
+            auth: dashboard::auth::Auth::new(&dashboard_key),
+            feed,
+            prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
+            hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
+            checks: crate::checks::Settings {
+                storage_key: key_source,
+                ..crate::checks::Settings::from_config(&config)
+            },
+            shutdown: CancellationToken::new(),
+            credentials: credentials.clone(),
+            oauth: tokens.clone(),
+            oauth_config: config.oauth.clone(),
+            usage_windows: usage_windows.clone(),
+            http: http.clone(),
+            salt: salt.clone(),
+            default_account: config.default_account.clone(),
+            logins: dashboard::accounts::PendingLogins::default(),
+            proxy_addr: std::sync::OnceLock::new(),
+        });
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());
         let state = Arc::new(AppState {
@@ -290,6 +299,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
+        let _ = self.dashboard.proxy_addr.set(addr);
         tracing::info!(
             "listening on http://{addr}, database {}, {} account(s) loaded from {}",
             self.state.store.describe(),

@@ -1,6 +1,7 @@
 //! The dashboard's API through HTTP, on the real server: authentication (cookie, bearer,
 //! Origin, rate limit), the Host allow-list on both ports, the OpenAPI document against the
-//! router, the live feed, pagination, detail, export and overview.
+//! router, the live feed, pagination, detail, export and overview; accounts and client keys
+//! (create, use through the proxy, rotate, revoke), adding an API-key account, the OAuth login.
 
 mod common;
 
@@ -187,7 +188,9 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(
         documented,
         [
+            "GET /api/accounts",
             "GET /api/events",
+            "GET /api/keys",
             "GET /api/monitoring",
             "GET /api/overview",
             "GET /api/requests",
@@ -195,8 +198,14 @@ async fn openapi_document_matches_the_router() {
             "GET /api/requests/{id}",
             "GET /api/security",
             "GET /api/session",
+            "POST /api/accounts",
+            "POST /api/keys",
+            "POST /api/keys/{id}/revoke",
+            "POST /api/keys/{id}/rotate",
             "POST /api/login",
             "POST /api/logout",
+            "POST /api/oauth/finish",
+            "POST /api/oauth/start",
             "PUT /api/security/manual/{id}",
         ],
         "a route was added or removed: update this list and the UI"
@@ -692,4 +701,566 @@ async fn detail_shows_stored_bodies_and_stream_events_opened() {
             .unwrap()
             .ends_with('Z')
     );
+}
+
+// ---------------------------------------------------------------- accounts and keys
+
+/// A state-changing call as the UI makes it: session cookie and the dashboard's Origin.
+async fn post(proxy: &TestProxy, cookie: &str, path: &str, body: Value) -> reqwest::Response {
+    http()
+        .post(proxy.dashboard_url(path))
+        .header("origin", origin(proxy))
+        .header(header::COOKIE, cookie)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status_with_key(proxy: &TestProxy, key: &str) -> StatusCode {
+    http()
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", key)
+        .body(MESSAGE_JSON)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Sends with `key` until the proxy answers `want`, waiting for client key reloads in between
+/// (they happen within half a second of a change); fails after 10 s.
+async fn until_key_answers(proxy: &mut TestProxy, key: &str, want: StatusCode) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        proxy.key_reloads.borrow_and_update();
+        let got = status_with_key(proxy, key).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::timeout_at(deadline, proxy.key_reloads.changed())
+                .await
+                .is_ok(),
+            "the proxy still answers {got}, not {want}, after 10 s"
+        );
+    }
+}
+
+/// Polls `GET path` until `ready` holds for its JSON; fails after 10 s.
+async fn until_json(proxy: &TestProxy, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let value = get_json(proxy, path).await;
+        if ready(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} not ready after 10 s: {value}"
+        );
+    }
+}
+
+fn key_entry<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap_or_else(|| panic!("no key {id} in {list}"))
+}
+
+#[tokio::test]
+async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_revoked() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    let cookie = login(&proxy).await;
+
+    // Logged out: 401; another site's page: 403. Nothing is created either way.
+    let anonymous = http()
+        .post(proxy.dashboard_url("/api/keys"))
+        .header("origin", origin(&proxy))
+        .json(&serde_json::json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = http()
+        .get(proxy.dashboard_url("/api/keys"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let cross_site = http()
+        .post(proxy.dashboard_url("/api/keys"))
+        .header("origin", "http://evil.example")
+        .header(header::COOKIE, &cookie)
+        .json(&serde_json::json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        get_json(&proxy, "/api/keys").await["keys"],
+        serde_json::json!([])
+    );
+
+    for (body, needle) in [
+        (serde_json::json!({ "name": " " }), "name"),
+        (
+            serde_json::json!({ "name": "x", "expires_days": 0 }),
+            "expires_days",
+        ),
+        (
+            serde_json::json!({ "name": "x", "account": "nope.example" }),
+            "nope.example",
+        ),
+    ] {
+        let refused = post(&proxy, &cookie, "/api/keys", body).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let error: Value = refused.json().await.unwrap();
+        assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+    }
+
+    // Created: the key once, with the proxy's address for the client snippet.
+    let made = post(
+        &proxy,
+        &cookie,
+        "/api/keys",
+        serde_json::json!({ "name": "laptop", "expires_days": 30 }),
+    )
+    .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let made: Value = made.json().await.unwrap();
+    let key = made["key"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("cnp_live_"), "{made}");
+    assert_eq!(made["name"], "laptop");
+    assert_eq!(made["account"], "a.example");
+    assert_eq!(made["status"], "active");
+    assert_eq!(made["base_url"], format!("http://{}", proxy.addr));
+    assert!(key.starts_with(made["prefix"].as_str().unwrap().trim_end_matches('…')));
+    assert!(made["expires_at"].is_string());
+
+    until_key_answers(&mut proxy, &key, StatusCode::OK).await;
+    let list = until_json(&proxy, "/api/keys", |l| {
+        key_entry(l, &id)["last_used_at"].is_string()
+    })
+    .await;
+    let text = list.to_string();
+    assert!(!text.contains(&key), "the list never holds the key: {text}");
+    assert!(!text.contains("hash"), "nor its hash: {text}");
+    assert_eq!(list["base_url"], format!("http://{}", proxy.addr));
+
+    // Rotated: a new key, the old one revoked.
+    let rotated = post(
+        &proxy,
+        &cookie,
+        &format!("/api/keys/{id}/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(rotated.status(), StatusCode::CREATED);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new_key = rotated["key"].as_str().unwrap().to_string();
+    let new_id = rotated["id"].as_str().unwrap().to_string();
+    assert_ne!(new_key, key);
+    assert_eq!(rotated["rotated_from"], id.as_str());
+    assert_eq!(rotated["name"], "laptop");
+    assert!(
+        rotated["expires_at"].is_string(),
+        "same lifetime: {rotated}"
+    );
+    until_key_answers(&mut proxy, &key, StatusCode::UNAUTHORIZED).await;
+    until_key_answers(&mut proxy, &new_key, StatusCode::OK).await;
+    let list = get_json(&proxy, "/api/keys").await;
+    assert_eq!(key_entry(&list, &id)["status"], "revoked");
+    assert_eq!(key_entry(&list, &new_id)["status"], "active");
+    assert_eq!(list["keys"][0]["id"], new_id.as_str(), "newest first");
+    let again = post(
+        &proxy,
+        &cookie,
+        &format!("/api/keys/{id}/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+
+    // Revoked: the next call is refused.
+    let revoked = post(
+        &proxy,
+        &cookie,
+        &format!("/api/keys/{new_id}/revoke"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    until_key_answers(&mut proxy, &new_key, StatusCode::UNAUTHORIZED).await;
+    let list = get_json(&proxy, "/api/keys").await;
+    assert_eq!(key_entry(&list, &new_id)["status"], "revoked");
+    assert!(key_entry(&list, &new_id)["revoked_at"].is_string());
+    let unknown = post(
+        &proxy,
+        &cookie,
+        "/api/keys/ck_000000000000/revoke",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let body: Value = unknown.json().await.unwrap();
+    assert!(body["error"].is_string());
+    // The file's own key still works.
+    assert_eq!(status_with_key(&proxy, KEY).await, StatusCode::OK);
+}
+
+/// Reads server-sent events until an `account` event satisfies `wanted`.
+async fn read_account_event(
+    events: &mut reqwest::Response,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    read_event(events, "account", wanted).await
+}
+
+/// Reads server-sent events until a `kind` event satisfies `wanted`.
+async fn read_event(
+    events: &mut reqwest::Response,
+    kind: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, events.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no matching {kind} event within 20 s"))
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.lines().any(|l| l == format!("event: {kind}")) {
+                let data = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap();
+                let value: Value = serde_json::from_str(data).unwrap();
+                if wanted(&value) {
+                    return value;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_account_is_added_with_its_secret_in_the_keychain() {
+    const NEW_SECRET: &str = "sk-ant-api03-added-on-the-dashboard-CCCC";
+    let mock = MockUpstream::start().await;
+    let secrets = std::sync::Arc::new(claude_nexus::secrets::MemorySecrets::default());
+    let mut proxy = ProxyBuilder::new(&mock)
+        .secrets(secrets.clone())
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .start()
+        .await;
+    let cookie = login(&proxy).await;
+    let mut events = open_events(&proxy).await;
+
+    let added = post(
+        &proxy,
+        &cookie,
+        "/api/accounts",
+        serde_json::json!({ "domain": "B.example", "api_key": NEW_SECRET, "account_id": "acc_b" }),
+    )
+    .await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(added["domain"], "b.example");
+    assert_eq!(added["account_id"], "acc_b");
+    assert_eq!(added["type"], "api_key");
+    assert_eq!(added["secret"], "keychain");
+    assert!(added["oauth"].is_null());
+
+    // The secret is in the keychain; the file (0600) only names the entry.
+    use claude_nexus::secrets::SecretStore;
+    use secrecy::ExposeSecret;
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        secrets.get("b.example/api_key").unwrap().expose_secret(),
+        NEW_SECRET
+    );
+    let file = proxy.credentials_dir.join("b.example.credentials.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(NEW_SECRET), "{text}");
+    assert!(
+        text.contains(r#""keychain": "b.example/api_key""#),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let pushed = read_account_event(&mut events, |a| a["domain"] == "b.example").await;
+    assert_eq!(
+        pushed, added,
+        "the event carries the same entry as the list"
+    );
+
+    let list = get_json(&proxy, "/api/accounts").await;
+    let text = list.to_string();
+    assert!(
+        !text.contains(NEW_SECRET) && !text.contains(UPSTREAM_KEY),
+        "{text}"
+    );
+    let accounts = list["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert_eq!(accounts[0]["domain"], "a.example");
+    assert_eq!(accounts[0]["secret"], "inline");
+    assert_eq!(accounts[1], added);
+
+    // It serves requests: a key bound to it sends its secret upstream.
+    let made: Value = post(
+        &proxy,
+        &cookie,
+        "/api/keys",
+        serde_json::json!({ "name": "b", "account": "b.example" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let key = made["key"].as_str().unwrap().to_string();
+    until_key_answers(&mut proxy, &key, StatusCode::OK).await;
+    let last = mock.received().pop().unwrap();
+    assert_eq!(last.headers["x-api-key"], NEW_SECRET);
+    // With two accounts, a key must name one.
+    let unnamed = post(
+        &proxy,
+        &cookie,
+        "/api/keys",
+        serde_json::json!({ "name": "x" }),
+    )
+    .await;
+    assert_eq!(unnamed.status(), StatusCode::BAD_REQUEST);
+
+    for (body, want) in [
+        (
+            serde_json::json!({ "domain": "b.example", "api_key": "sk-other" }),
+            StatusCode::CONFLICT,
+        ),
+        (
+            serde_json::json!({ "domain": "a.example", "api_key": "sk-other" }),
+            StatusCode::CONFLICT,
+        ),
+        (
+            serde_json::json!({ "domain": "../escape", "api_key": "sk-other" }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            serde_json::json!({ "domain": "c.example", "api_key": "" }),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let refused = post(&proxy, &cookie, "/api/accounts", body.clone()).await;
+        assert_eq!(refused.status(), want, "{body}");
+        let error: Value = refused.json().await.unwrap();
+        assert!(error["error"].is_string(), "{error}");
+    }
+    assert!(
+        !proxy
+            .credentials_dir
+            .join("c.example.credentials.json")
+            .exists()
+    );
+    let text =
+        std::fs::read_to_string(proxy.credentials_dir.join("a.example.credentials.json")).unwrap();
+    assert!(
+        !text.contains("sk-other"),
+        "a refused add leaves files alone"
+    );
+
+    // Its file removed: the page is told.
+    std::fs::remove_file(&file).unwrap();
+    let removed = read_event(&mut events, "account_removed", |a| {
+        a["domain"] == "b.example"
+    })
+    .await;
+    assert_eq!(removed, serde_json::json!({ "domain": "b.example" }));
+}
+
+#[tokio::test]
+async fn the_oauth_login_runs_from_the_dashboard() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .oauth(&oauth)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .start()
+        .await;
+    let cookie = login(&proxy).await;
+
+    let bad = post(
+        &proxy,
+        &cookie,
+        "/api/oauth/start",
+        serde_json::json!({ "domain": "a/b" }),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let start = |_: ()| {
+        post(
+            &proxy,
+            &cookie,
+            "/api/oauth/start",
+            serde_json::json!({ "domain": "max.example" }),
+        )
+    };
+    let started: Value = start(()).await.json().await.unwrap();
+    let login_id = started["login_id"].as_str().unwrap().to_string();
+    let url = started["authorize_url"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&oauth.authorize_url()), "{url}");
+    assert!(!started.to_string().contains("verifier"), "{started}");
+    // The authorize page shows code#state, as the real one does.
+    let shown = http().get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(shown.contains('#'), "{shown}");
+
+    let finish = |id: &str, code: &str| {
+        post(
+            &proxy,
+            &cookie,
+            "/api/oauth/finish",
+            serde_json::json!({ "login_id": id, "code": code }),
+        )
+    };
+    let unknown = finish("not-a-login", &shown).await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    // A paste mistake keeps the login open.
+    let malformed = finish(&login_id, "only-a-code").await;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let message: Value = malformed.json().await.unwrap();
+    assert!(
+        message["error"].as_str().unwrap().contains("code#state"),
+        "{message}"
+    );
+    assert!(
+        oauth.calls().is_empty(),
+        "nothing sent for a malformed paste"
+    );
+
+    let done = finish(&login_id, &format!("  {shown}\n")).await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    assert_eq!(oauth.calls().len(), 1);
+    assert_eq!(oauth.calls()[0]["grant_type"], "authorization_code");
+    let file = proxy.credentials_dir.join("max.example.credentials.json");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["type"], "oauth");
+    assert_eq!(saved["accountId"], "acct-uuid-1");
+
+    let list = get_json(&proxy, "/api/accounts").await;
+    let text = list.to_string();
+    assert!(
+        !text.contains("sk-ant-oat01") && !text.contains("sk-ant-ort01"),
+        "{text}"
+    );
+    let max = list["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["domain"] == "max.example")
+        .unwrap()
+        .clone();
+    assert_eq!(max["type"], "oauth");
+    assert_eq!(max["account_id"], "acct-uuid-1");
+    assert_eq!(max["oauth"]["status"], "ok");
+    assert!(max["oauth"]["expires_at"].is_string(), "{max}");
+
+    // Used once; a code from another login (its state) is refused without a call.
+    let reused = finish(&login_id, &shown).await;
+    assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
+    let other: Value = start(()).await.json().await.unwrap();
+    let (code, _) = shown.split_once('#').unwrap();
+    let mismatch = finish(
+        other["login_id"].as_str().unwrap(),
+        &format!("{code}#not-the-state"),
+    )
+    .await;
+    assert_eq!(mismatch.status(), StatusCode::BAD_REQUEST);
+    let message: Value = mismatch.json().await.unwrap();
+    assert!(
+        message["error"].as_str().unwrap().contains("state"),
+        "{message}"
+    );
+    assert_eq!(oauth.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn subscription_accounts_show_status_and_plan_windows() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .oauth(&oauth)
+        .account(oauth_account("max.example", "acc_max", KEY))
+        .start()
+        .await;
+    let mut events = open_events(&proxy).await;
+    assert_eq!(send_message(&proxy, "unified").await, StatusCode::OK);
+    let pushed = read_account_event(&mut events, |a| a["windows"].is_object()).await;
+    assert_eq!(pushed["domain"], "max.example");
+    assert_eq!(pushed["type"], "oauth");
+    assert_eq!(pushed["secret"], "inline");
+    assert_eq!(pushed["oauth"]["is_max"], true);
+    assert_eq!(pushed["oauth"]["status"], "ok");
+    let windows = &pushed["windows"];
+    let five = windows["five_hour"]["used_percent"].as_f64().unwrap();
+    assert!(five > 0.0 && five <= 100.0, "{windows}");
+    assert!(windows["seven_day"]["resets_at"].is_string(), "{windows}");
+    let list = get_json(&proxy, "/api/accounts").await;
+    assert_eq!(list["accounts"][0]["domain"], "max.example");
+    assert!(list["accounts"][0]["windows"].is_object());
+}
+
+#[tokio::test]
+async fn an_oauth_account_that_must_log_in_again_is_pushed_as_such() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    oauth.answer_with(TokenAnswer::Error {
+        status: 400,
+        body: r#"{"error":"invalid_grant"}"#.into(),
+        retry_after: None,
+    });
+    oauth.hold();
+    let proxy = ProxyBuilder::new(&mock)
+        .oauth(&oauth)
+        .account(expiring_oauth_account(
+            "t.example",
+            "acc_t",
+            KEY,
+            now_ms() + 60_000,
+        ))
+        .start()
+        .await;
+    let mut events = open_events(&proxy).await;
+    // Within the refresh margin: the refresh starts at once, and waits at the token endpoint.
+    oauth.wait_calls(1).await;
+    let first = read_account_event(&mut events, |a| a["domain"] == "t.example").await;
+    assert_eq!(first["oauth"]["status"], "expiring", "{first}");
+    assert!(first["oauth"]["last_refresh_error"].is_null(), "{first}");
+    // The grant is refused: the status change arrives without asking.
+    oauth.release();
+    let changed = read_account_event(&mut events, |a| {
+        a["domain"] == "t.example" && a["oauth"]["status"] == "needs_login"
+    })
+    .await;
+    assert!(
+        changed["oauth"]["last_refresh_error"].is_string(),
+        "{changed}"
+    );
+    assert!(changed["oauth"]["last_refresh_at"].is_string(), "{changed}");
+    assert!(!changed.to_string().contains("sk-ant-"), "{changed}");
+    let listed = get_json(&proxy, "/api/accounts").await;
+    assert_eq!(listed["accounts"][0], changed);
 }

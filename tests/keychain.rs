@@ -1,6 +1,7 @@
 //! Secrets in the keychain, through the user's boundary: files imported into a secret store,
 //! the real proxy (port 0) answering with the right upstream credential, OAuth rotation written
-//! back to the store, the hot path never asking the store, and the real binary's
+//! back to the store, an account added on the dashboard, the hot path never asking the store,
+//! and the real binary's
 //! `credentials import|export|check`.
 //!
 //! Every test runs on the in-memory store. With `NEXUS_KEYCHAIN_TESTS=1` (set by
@@ -129,6 +130,97 @@ async fn imported_secrets_serve_requests_and_the_hot_path_never_asks_the_store()
         }
         proxy.stop().await;
         store.delete(&format!("{a}/api_key")).unwrap();
+    }
+}
+
+/// The dashboard's "Add an API-key account": the key goes to the store, the file names the
+/// entry, and the account serves requests without asking the store again.
+#[tokio::test]
+async fn an_account_added_on_the_dashboard_keeps_its_key_in_the_store() {
+    const ADDED: &str = "sk-ant-api03-added-through-the-dashboard-DDDD";
+    for (name, store) in stores() {
+        let mock = MockUpstream::start().await;
+        let d = domain("dash");
+        let mut proxy = ProxyBuilder::new(&mock)
+            .secrets(store.clone())
+            .start()
+            .await;
+        // The dashboard key as bearer (a script's way; no Origin needed).
+        let post = |path: &str, body: serde_json::Value| {
+            http()
+                .post(proxy.dashboard_url(path))
+                .bearer_auth(DASHBOARD_KEY)
+                .json(&body)
+                .send()
+        };
+        let added = post(
+            "/api/accounts",
+            serde_json::json!({ "domain": d, "api_key": ADDED }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(added.status(), 201, "{name}");
+        let added: serde_json::Value = added.json().await.unwrap();
+        assert_eq!(added["secret"], "keychain", "{name}");
+        let entry = format!("{d}/api_key");
+        assert_eq!(store.get(&entry).unwrap().expose_secret(), ADDED, "{name}");
+        let text =
+            std::fs::read_to_string(proxy.credentials_dir.join(format!("{d}.credentials.json")))
+                .unwrap();
+        assert!(!text.contains(ADDED), "{name}: {text}");
+
+        let made: serde_json::Value = post("/api/keys", serde_json::json!({ "name": "k" }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = made["key"].as_str().unwrap().to_string();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let before = store.calls.load(Ordering::SeqCst);
+        loop {
+            proxy.key_reloads.borrow_and_update();
+            let status = http()
+                .post(proxy.url("/v1/messages"))
+                .header("x-api-key", &key)
+                .body(MESSAGE_JSON)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == 200 {
+                break;
+            }
+            tokio::time::timeout_at(deadline, proxy.key_reloads.changed())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: the new key still gets {status}"))
+                .unwrap();
+        }
+        assert_eq!(
+            mock.received().pop().unwrap().headers["x-api-key"],
+            ADDED,
+            "{name}"
+        );
+        // Reloads of the directory may read the entry again; requests never do.
+        let during = store.calls.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            let r = http()
+                .post(proxy.url("/v1/messages"))
+                .header("x-api-key", &key)
+                .body(MESSAGE_JSON)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{name}");
+        }
+        assert!(during >= before);
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            during,
+            "{name}: no store call on the request path"
+        );
+        proxy.stop().await;
+        store.delete(&entry).unwrap();
     }
 }
 

@@ -1,5 +1,6 @@
 //! The dashboard in a real browser: starts the real `claude-nexus` binary (no
-//! `DASHBOARD_API_KEY`, so it prints a login link) against the in-process mock upstream, then
+//! `DASHBOARD_API_KEY`, so it prints a login link) against the in-process mock upstream and
+//! mock OAuth server, then
 //! runs the Playwright tests in `ui/e2e/` (headless Debian Chromium with `playwright-core`).
 //! Screenshots go to `target/ui-screenshots/`. `scripts/test.sh` installs Chromium and the
 //! npm packages and builds the UI first; without them this test is skipped, except in CI.
@@ -59,6 +60,7 @@ async fn dashboard_in_a_real_browser() {
     }
 
     let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
@@ -72,6 +74,7 @@ async fn dashboard_in_a_real_browser() {
         .env("CREDENTIALS_DIR", &credentials)
         .env("DASHBOARD_PORT", "0")
         .env("API_KEY_SALT", "ui-test-salt")
+        .envs(oauth.env())
         .env(
             "DATABASE_URL",
             format!("sqlite://{}", dir.path().join("records.db").display()),

@@ -25,8 +25,8 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::DashboardState;
 use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
+use super::{DashboardState, accounts, keys};
 use crate::records::RecordSummary;
 use crate::store::{Bucket, PageCursor, RequestFilter, RequestListRow, StoreError, UsageGroup};
 
@@ -43,6 +43,11 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Something the server needs is not there (a locked keychain): the user can fix it.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("too many failed logins; try again later")]
     RateLimited(Duration),
     #[error("internal error")]
@@ -62,6 +67,8 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "dashboard API error");
@@ -130,6 +137,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(monitoring))
         .routes(routes!(security))
         .routes(routes!(mark_manual))
+        .routes(routes!(accounts::list_accounts, accounts::add_account))
+        .routes(routes!(accounts::oauth_start))
+        .routes(routes!(accounts::oauth_finish))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::rotate_key))
+        .routes(routes!(keys::revoke_key))
 }
 
 // ---------------------------------------------------------------- login
@@ -421,7 +434,7 @@ const ISO: &[time::format_description::FormatItem<'static>] = time::macros::form
 );
 
 /// A time as ISO-8601 UTC with milliseconds, as the API shows every time.
-fn iso(at: OffsetDateTime) -> String {
+pub(super) fn iso(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
         .format(ISO)
         .unwrap_or_default()
@@ -932,26 +945,40 @@ async fn mark_manual(
 // ---------------------------------------------------------------- live events
 
 /// Server-sent events: `request` with a [`RequestSummary`] for each new record, as it is
-/// written. A listener too slow to keep up gets `lagged` with the number it missed.
+/// written; `account` with an [`accounts::AccountInfo`] for every account when the stream opens and
+/// after the credential files reload, and for one whose OAuth status or plan windows changed;
+/// `account_removed` with `{"domain"}` when an account's file is gone. A listener too slow to
+/// keep up with requests gets `lagged` with the number it missed.
 #[utoipa::path(get, path = "/api/events", tag = "live",
-    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary) and `lagged`", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary), `account` events (AccountInfo), `account_removed` ({domain}) and `lagged`", content_type = "text/event-stream"),
               (status = 401, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
     let feed = tokio_stream::wrappers::BroadcastStream::new(state.feed.subscribe());
-    let stream = feed
-        .map(|item| {
-            Ok(match item {
-                Ok(summary) => Event::default()
-                    .event("request")
-                    .json_data(RequestSummary::from(summary.as_ref()))
-                    .unwrap_or_else(|_| Event::default().comment("unserializable")),
-                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                    Event::default().event("lagged").data(n.to_string())
-                }
-            })
-        })
+    let requests = feed.map(|item| match item {
+        Ok(summary) => Event::default()
+            .event("request")
+            .json_data(RequestSummary::from(summary.as_ref()))
+            .unwrap_or_else(|_| Event::default().comment("unserializable")),
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+            Event::default().event("lagged").data(n.to_string())
+        }
+    });
+    let accounts = accounts::account_events(state.clone()).map(|event| {
+        let (name, data) = match event {
+            accounts::AccountEvent::Entry(info) => ("account", serde_json::to_value(info)),
+            accounts::AccountEvent::Removed(domain) => (
+                "account_removed",
+                Ok(serde_json::json!({ "domain": domain })),
+            ),
+        };
+        data.ok()
+            .and_then(|data| Event::default().event(name).json_data(data).ok())
+            .unwrap_or_else(|| Event::default().comment("unserializable"))
+    });
+    let stream = futures_util::stream::select(requests, accounts)
+        .map(Ok)
         .take_until(state.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

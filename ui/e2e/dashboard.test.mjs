@@ -7,7 +7,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -168,6 +169,120 @@ test("dark theme follows the system, and a narrow window stays readable", async 
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
   await shot(page, "requests-narrow-dark");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+/** Sends through the proxy with `key` until it answers `want` (keys reload twice a second). */
+async function untilProxyAnswers(key, want) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const response = await fetch(`${proxy}/v1/messages`, {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": "application/json" },
+      body: JSON.stringify({ model, max_tokens: 16, messages: [{ role: "user", content: "Hello" }] }),
+    });
+    await response.text();
+    if (response.status === want) return;
+    assert.ok(Date.now() < deadline, `the proxy still answers ${response.status}, not ${want}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("a key made on the Accounts page works through the proxy until revoked, and the OAuth login runs", async () => {
+  const { context, page, errors } = await open({ permissions: ["clipboard-read", "clipboard-write"] });
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.getByRole("link", { name: "Accounts & keys" }).click();
+  await page.getByRole("heading", { name: "Accounts & keys" }).waitFor();
+  const accounts = page.getByRole("table", { name: "Accounts" });
+  await accounts.getByRole("row").filter({ hasText: "a.example" }).getByText("In the file").waitFor();
+  await shot(page, "accounts");
+
+  // Create: shown once, with a copy button and the Claude Code snippet.
+  await page.getByLabel("Name").fill("e2e laptop");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const newKey = (await page.getByTestId("new-key").innerText()).trim();
+  assert.match(newKey, /^cnp_live_/);
+  const snippet = await page.locator("pre.snippet").innerText();
+  assert.equal(snippet.trim(), `export ANTHROPIC_BASE_URL=${proxy}\nexport ANTHROPIC_API_KEY=${newKey}`);
+  await page.getByRole("button", { name: "Copy key" }).click();
+  await page.getByRole("status").filter({ hasText: "Copied" }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), newKey);
+  await shot(page, "accounts-key-created");
+
+  // Used through the proxy: its "last used" fills in without a reload.
+  await untilProxyAnswers(newKey, 200);
+  const keys = page.getByRole("table", { name: "Client keys" });
+  const row = keys.getByRole("row").filter({ hasText: "e2e laptop" });
+  const id = await row.getAttribute("data-key");
+  await page.waitForFunction(
+    (id) => document.querySelector(`tr[data-key="${id}"] td:nth-child(6)`)?.textContent !== "never",
+    id,
+    { timeout: 15_000 },
+  );
+  assert.ok(!(await keys.innerText()).includes(newKey), "the table shows the prefix only");
+
+  // Revoked (after a confirmation, by keyboard): the next call is refused.
+  await row.getByRole("button", { name: "Revoke" }).focus();
+  await page.keyboard.press("Enter");
+  const focused = (text) => page.waitForFunction((text) => document.activeElement?.textContent === text, text, { timeout: 5_000 });
+  await focused("Cancel");
+  await page.keyboard.press("Shift+Tab");
+  await focused("Yes, revoke");
+  await page.keyboard.press("Enter");
+  await row.getByText("revoked", { exact: true }).waitFor();
+  await untilProxyAnswers(newKey, 401);
+  await shot(page, "accounts-key-revoked");
+
+  // The OAuth login against the mock authorization server.
+  await page.getByLabel("Domain for the account").fill("max.example");
+  await page.getByRole("button", { name: "Start login" }).click();
+  const [popup] = await Promise.all([
+    context.waitForEvent("page"),
+    page.getByRole("link", { name: "Open the Claude login page" }).click(),
+  ]);
+  await popup.waitForLoadState();
+  const shown = (await popup.locator("body").innerText()).trim();
+  assert.match(shown, /^mock-code-\d+#.+/);
+  await shot(popup, "oauth-authorize");
+  await popup.close();
+  await page.getByLabel("Paste the code").fill(shown);
+  await page.getByRole("button", { name: "Finish login" }).click();
+  await page.getByRole("status").filter({ hasText: "Logged in" }).waitFor();
+  const max = accounts.getByRole("row").filter({ hasText: "max.example" });
+  await max.getByText("Claude login (OAuth)").waitFor();
+  await max.getByText("OK", { exact: true }).waitFor();
+  await shot(page, "accounts-oauth");
+
+  // Its first request brings the plan windows: the gauges appear without a reload, and on
+  // the Overview. (The login gave the new account a client key in its file.)
+  const maxFile = join(dirname(credentialFile), "max.example.credentials.json");
+  const maxKey = JSON.parse(readFileSync(maxFile, "utf8")).client_api_key;
+  const response = await fetch(`${proxy}/v1/messages`, {
+    method: "POST",
+    headers: { "x-api-key": maxKey, "x-mock": "unified", "content-type": "application/json" },
+    body: JSON.stringify({ model, max_tokens: 16, messages: [{ role: "user", content: "Hello" }] }),
+  });
+  assert.equal(response.status, 200);
+  await response.text();
+  await max.getByRole("meter", { name: "5 h window used" }).waitFor({ timeout: 15_000 });
+  await max.getByRole("meter", { name: "7 d window used" }).waitFor();
+  await shot(page, "accounts-plan-gauges");
+  await page.getByRole("link", { name: "Overview" }).click();
+  await page.getByRole("heading", { name: "Plan usage" }).waitFor();
+  await page.getByRole("meter", { name: "5 h window used" }).waitFor();
+  await shot(page, "overview-plan-gauges");
+
+  // Dark and narrow: still readable, nothing scrolls sideways but the tables themselves.
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.setViewportSize({ width: 420, height: 800 });
+  await page.getByRole("link", { name: "Accounts & keys" }).click();
+  await accounts.getByRole("row").filter({ hasText: "max.example" }).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  await shot(page, "accounts-narrow-dark");
+
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -85,6 +85,44 @@ export interface Monitoring {
   daily_tokens: DailyRow[];
 }
 
+export interface PlanWindow {
+  used_percent: number;
+  resets_at: string | null;
+}
+
+export interface AccountInfo {
+  domain: string;
+  account_id: string | null;
+  type: "api_key" | "oauth" | "passthrough";
+  secret: "keychain" | "inline" | "none";
+  oauth: {
+    status: "ok" | "expiring" | "expired" | "backing_off" | "needs_login";
+    expires_at: string | null;
+    is_max: boolean;
+    last_refresh_at: string | null;
+    last_refresh_error: string | null;
+  } | null;
+  windows: { five_hour: PlanWindow | null; seven_day: PlanWindow | null; source: string } | null;
+}
+
+export interface ClientKeyInfo {
+  id: string;
+  name: string | null;
+  prefix: string;
+  account: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  rotated_from: string | null;
+  status: "active" | "expired" | "revoked";
+}
+
+export interface CreatedClientKey extends ClientKeyInfo {
+  key: string;
+  base_url: string | null;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -124,5 +162,16 @@ export const api = {
   security: () => call<{ checks: SecurityCheck[] }>("GET", "/api/security"),
   markManual: (id: string, done: boolean) =>
     call<void>("PUT", `/api/security/manual/${encodeURIComponent(id)}`, { done }),
+  accounts: () => call<{ accounts: AccountInfo[] }>("GET", "/api/accounts"),
+  addAccount: (body: { domain: string; api_key: string; account_id?: string }) =>
+    call<AccountInfo>("POST", "/api/accounts", body),
+  oauthStart: (domain: string) =>
+    call<{ login_id: string; authorize_url: string }>("POST", "/api/oauth/start", { domain }),
+  oauthFinish: (login_id: string, code: string) => call<void>("POST", "/api/oauth/finish", { login_id, code }),
+  keys: () => call<{ base_url: string | null; keys: ClientKeyInfo[] }>("GET", "/api/keys"),
+  createKey: (body: { name: string; account?: string; expires_days?: number }) =>
+    call<CreatedClientKey>("POST", "/api/keys", body),
+  rotateKey: (id: string) => call<CreatedClientKey>("POST", `/api/keys/${encodeURIComponent(id)}/rotate`),
+  revokeKey: (id: string) => call<void>("POST", `/api/keys/${encodeURIComponent(id)}/revoke`),
   request: (id: string) => call<RequestDetail>("GET", `/api/requests/${encodeURIComponent(id)}`),
 };

@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
-import type { GroupRow, RequestSummary } from "./api";
+import type { AccountInfo, GroupRow, RequestSummary } from "./api";
 import {
+  accountStatus,
+  claudeCodeSnippet,
+  formatRelative,
+  gauge,
+  upsertAccount,
   emptyFilter,
   filterQuery,
   formatCost,
@@ -153,5 +158,50 @@ describe("pivotDaily", () => {
       { label: "b", data: [0, 5] },
       { label: "c.example", data: [0, 1] },
     ]);
+  });
+});
+
+function account(over: Partial<AccountInfo>): AccountInfo {
+  return { domain: "a.example", account_id: "acc", type: "api_key", secret: "keychain", oauth: null, windows: null, ...over };
+}
+
+describe("accounts and keys", () => {
+  it("builds the Claude Code snippet from the proxy address and the key", () => {
+    expect(claudeCodeSnippet("http://127.0.0.1:3000", "cnp_live_x")).toBe(
+      "export ANTHROPIC_BASE_URL=http://127.0.0.1:3000\nexport ANTHROPIC_API_KEY=cnp_live_x",
+    );
+  });
+
+  it("says times relative to now", () => {
+    const now = new Date("2026-11-28T12:00:00Z");
+    expect(formatRelative("2026-11-28T15:00:00Z", now)).toBe("in 3 h");
+    expect(formatRelative("2026-11-28T11:48:00Z", now)).toBe("12 min ago");
+    expect(formatRelative("2026-11-23T12:00:00Z", now)).toBe("5 d ago");
+    expect(formatRelative(null, now)).toBe("–");
+  });
+
+  it("names an account's state", () => {
+    expect(accountStatus(account({}))).toEqual({ text: "Ready", tone: "ok" });
+    const oauth = (status: NonNullable<AccountInfo["oauth"]>["status"]) =>
+      account({ type: "oauth", oauth: { status, expires_at: null, is_max: true, last_refresh_at: null, last_refresh_error: null } });
+    expect(accountStatus(oauth("needs_login"))).toEqual({ text: "Needs login", tone: "server" });
+    expect(accountStatus(oauth("expiring")).tone).toBe("client");
+    expect(accountStatus(oauth("ok")).text).toBe("OK");
+  });
+
+  it("fills gauges within 0–100 and warns near the limit", () => {
+    expect(gauge(37)).toEqual({ width: 37, tone: "ok" });
+    expect(gauge(80).tone).toBe("client");
+    expect(gauge(120)).toEqual({ width: 100, tone: "server" });
+    expect(gauge(-1).width).toBe(0);
+  });
+
+  it("upserts accounts by domain, sorted", () => {
+    const list = [account({ domain: "b.example" }), account({ domain: "c.example" })];
+    const fresh = account({ domain: "a.example" });
+    expect(upsertAccount(list, fresh).map((a) => a.domain)).toEqual(["a.example", "b.example", "c.example"]);
+    const changed = upsertAccount(list, account({ domain: "b.example", secret: "inline" }));
+    expect(changed.length).toBe(2);
+    expect(changed[0].secret).toBe("inline");
   });
 });

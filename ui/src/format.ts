@@ -1,7 +1,7 @@
 // Pure helpers for the pages: number and time formatting, filters, chart series.
 // Everything here is unit-tested (format.test.ts) and touches no DOM.
 
-import type { GroupRow, RequestSummary } from "./api";
+import type { AccountInfo, GroupRow, RequestSummary } from "./api";
 
 const integer = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
@@ -177,4 +177,49 @@ export function pivotDaily(rows: { account_id: string | null; domain: string; da
   }
   const datasets = [...series.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([label, data]) => ({ label, data }));
   return { labels, datasets };
+}
+
+/** The Claude Code snippet for a new key: the proxy's address and the key, ready to paste. */
+export function claudeCodeSnippet(baseUrl: string, key: string): string {
+  return `export ANTHROPIC_BASE_URL=${baseUrl}\nexport ANTHROPIC_API_KEY=${key}`;
+}
+
+/** "in 3 h", "in 12 min", "5 d ago": a time relative to `now`, coarse. */
+export function formatRelative(iso: string | null, now: Date = new Date()): string {
+  if (!iso) return "–";
+  const at = new Date(iso).getTime();
+  if (Number.isNaN(at)) return iso;
+  const diff = at - now.getTime();
+  const abs = Math.abs(diff) / 1000;
+  const span =
+    abs < 60 ? `${Math.round(abs)} s` : abs < 3600 ? `${Math.round(abs / 60)} min` : abs < 172_800 ? `${Math.round(abs / 3600)} h` : `${Math.round(abs / 86_400)} d`;
+  return diff >= 0 ? `in ${span}` : `${span} ago`;
+}
+
+/** The words for an account's state: its OAuth status, or how it is set up. */
+export function accountStatus(a: AccountInfo): { text: string; tone: "ok" | "client" | "server" } {
+  if (!a.oauth) return { text: a.type === "passthrough" ? "Passthrough" : "Ready", tone: "ok" };
+  switch (a.oauth.status) {
+    case "needs_login":
+      return { text: "Needs login", tone: "server" };
+    case "expired":
+      return { text: "Expired", tone: "server" };
+    case "backing_off":
+      return { text: "Refresh failing", tone: "client" };
+    case "expiring":
+      return { text: "Expiring", tone: "client" };
+    default:
+      return { text: "OK", tone: "ok" };
+  }
+}
+
+/** A plan gauge's fill, 0–100, and its tone (warn from 75 %, full at 95 %). */
+export function gauge(usedPercent: number): { width: number; tone: "ok" | "client" | "server" } {
+  const width = Math.max(0, Math.min(100, usedPercent));
+  return { width, tone: width >= 95 ? "server" : width >= 75 ? "client" : "ok" };
+}
+
+/** Replaces or adds an account (by domain), keeping the list sorted by domain. */
+export function upsertAccount(list: AccountInfo[], fresh: AccountInfo): AccountInfo[] {
+  return [...list.filter((a) => a.domain !== fresh.domain), fresh].sort((a, b) => a.domain.localeCompare(b.domain));
 }

@@ -7,6 +7,7 @@ import { RequestsPage } from "./pages/Requests";
 import { RequestDetailPage } from "./pages/RequestDetail";
 import { SecurityPage } from "./pages/Security";
 import { MonitoringPage } from "./pages/Monitoring";
+import { AccountsPage } from "./pages/Accounts";
 import { navigate, usePath, Link } from "./router";
 import "./style.css";
 
@@ -51,6 +52,9 @@ function App() {
   } else if (path === "/security") {
     title = "Security";
     page = <SecurityPage onError={onAuthError} />;
+  } else if (path === "/accounts") {
+    title = "Accounts & keys";
+    page = <AccountsPage onError={onAuthError} />;
   } else if (path === "/monitoring") {
     title = "Monitoring";
     page = <MonitoringPage onError={onAuthError} />;
@@ -70,6 +74,7 @@ function App() {
         <nav aria-label="Main">
           <Link href="/" current={path === "/"}>Overview</Link>
           <Link href="/requests" current={path.startsWith("/requests")}>Requests</Link>
+          <Link href="/accounts" current={path === "/accounts"}>Accounts &amp; keys</Link>
           <Link href="/security" current={path === "/security"}>Security</Link>
           <Link href="/monitoring" current={path === "/monitoring"}>Monitoring</Link>
         </nav>

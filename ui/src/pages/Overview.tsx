@@ -2,6 +2,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import type { ChartConfiguration } from "chart.js";
 import { api, type GroupRow, type Overview, type Window } from "../api";
 import { ChartView, color } from "../chart";
+import { PlanUsageCard } from "../gauges";
 import { formatCost, formatCount, formatPercent, shortHash, stackByModel } from "../format";
 
 const WINDOWS: { id: Window; label: string }[] = [
@@ -75,6 +76,7 @@ export function OverviewPage(props: { onError: (e: unknown) => void }) {
         ))}
       </div>
       {error && <p class="error" role="alert">{error}</p>}
+      <PlanUsageCard onError={props.onError} />
       {!data ? (
         <p class="loading">Loading…</p>
       ) : (

@@ -1,0 +1,494 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey } from "../api";
+import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, upsertAccount } from "../format";
+import { PlanGauges } from "../gauges";
+
+const TYPE: Record<AccountInfo["type"], string> = { api_key: "API key", oauth: "Claude login (OAuth)", passthrough: "Passthrough" };
+const SECRET: Record<AccountInfo["secret"], string> = { keychain: "Keychain", inline: "In the file", none: "–" };
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+export function AccountsPage(props: { onError: (e: unknown) => void }) {
+  const [accounts, setAccounts] = useState<AccountInfo[] | null>(null);
+  const [keys, setKeys] = useState<ClientKeyInfo[] | null>(null);
+  const [baseUrl, setBaseUrl] = useState<string | null>(null);
+  const [error, setError] = useState("");
+
+  const fail = (e: unknown) => {
+    props.onError(e);
+    setError(message(e));
+  };
+  const loadAccounts = () =>
+    api
+      .accounts()
+      .then((r) => setAccounts(r.accounts))
+      .catch(fail);
+  const loadKeys = () =>
+    api
+      .keys()
+      .then((r) => {
+        setKeys(r.keys);
+        setBaseUrl(r.base_url);
+      })
+      .catch(fail);
+
+  useEffect(() => {
+    void loadAccounts();
+    void loadKeys();
+  }, []);
+
+  // Account changes arrive as `account` events; a request may move a key's "last used".
+  const keysDue = useRef<number | null>(null);
+  useEffect(() => {
+    const events = new EventSource("/api/events");
+    events.addEventListener("account", (e) => {
+      const fresh = JSON.parse((e as MessageEvent<string>).data) as AccountInfo;
+      setAccounts((old) => upsertAccount(old ?? [], fresh));
+    });
+    events.addEventListener("account_removed", (e) => {
+      const { domain } = JSON.parse((e as MessageEvent<string>).data) as { domain: string };
+      setAccounts((old) => (old ?? []).filter((a) => a.domain !== domain));
+    });
+    events.addEventListener("request", () => {
+      if (keysDue.current !== null) return;
+      keysDue.current = window.setTimeout(() => {
+        keysDue.current = null;
+        void loadKeys();
+      }, 1000);
+    });
+    return () => {
+      events.close();
+      if (keysDue.current !== null) window.clearTimeout(keysDue.current);
+    };
+  }, []);
+
+  return (
+    <>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      <section class="card" aria-labelledby="accounts-title">
+        <h2 id="accounts-title">Accounts</h2>
+        {!accounts ? (
+          <p class="loading">Loading…</p>
+        ) : accounts.length === 0 ? (
+          <p class="muted">No accounts yet: add an API key or log in with Claude below.</p>
+        ) : (
+          <div class="table-wrap">
+            <table aria-label="Accounts">
+              <thead>
+                <tr>
+                  <th scope="col">Domain</th>
+                  <th scope="col">Account ID</th>
+                  <th scope="col">Type</th>
+                  <th scope="col">Secret</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Token expires</th>
+                  <th scope="col">Plan usage</th>
+                </tr>
+              </thead>
+              <tbody>
+                {accounts.map((a) => {
+                  const status = accountStatus(a);
+                  return (
+                    <tr data-domain={a.domain}>
+                      <td>{a.domain}</td>
+                      <td>{a.account_id ?? "–"}</td>
+                      <td>
+                        {TYPE[a.type]}
+                        {a.oauth?.is_max && <span class="tag">Max</span>}
+                      </td>
+                      <td>{SECRET[a.secret]}</td>
+                      <td>
+                        <span class={`badge ${status.tone}`}>{status.text}</span>
+                        {a.oauth?.last_refresh_error && <div class="small error">{a.oauth.last_refresh_error}</div>}
+                      </td>
+                      <td title={a.oauth?.expires_at ? formatTime(a.oauth.expires_at) : undefined}>
+                        {a.oauth ? formatRelative(a.oauth.expires_at) : "–"}
+                      </td>
+                      <td>{a.type === "oauth" ? <PlanGauges account={a} /> : <span class="muted">–</span>}</td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+      <div class="grid2 even">
+        <AddApiKeyAccount onAdded={(a) => setAccounts((old) => upsertAccount(old ?? [], a))} onError={props.onError} />
+        <OAuthLogin onDone={() => void loadAccounts()} onError={props.onError} />
+      </div>
+      <ClientKeys
+        keys={keys}
+        baseUrl={baseUrl}
+        accounts={accounts ?? []}
+        reload={loadKeys}
+        onError={props.onError}
+      />
+    </>
+  );
+}
+
+function AddApiKeyAccount(props: { onAdded: (a: AccountInfo) => void; onError: (e: unknown) => void }) {
+  const [domain, setDomain] = useState("");
+  const [apiKey, setApiKey] = useState("");
+  const [accountId, setAccountId] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setResult(null);
+    try {
+      const added = await api.addAccount({ domain, api_key: apiKey, ...(accountId.trim() ? { account_id: accountId.trim() } : {}) });
+      props.onAdded(added);
+      setResult({ ok: true, text: `Added ${added.domain}; its key is in the keychain.` });
+      setDomain("");
+      setApiKey("");
+      setAccountId("");
+    } catch (err) {
+      props.onError(err);
+      setResult({ ok: false, text: message(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section class="card" aria-labelledby="add-account-title">
+      <h2 id="add-account-title">Add an API-key account</h2>
+      <form class="stack" onSubmit={submit}>
+        <label>
+          Domain
+          <input value={domain} onInput={(e) => setDomain((e.target as HTMLInputElement).value)} placeholder="work.example" required />
+        </label>
+        <label>
+          Anthropic API key
+          <input type="password" autocomplete="off" value={apiKey} onInput={(e) => setApiKey((e.target as HTMLInputElement).value)} placeholder="sk-ant-api03-…" required />
+        </label>
+        <label>
+          Account ID <span class="muted small">(optional; the domain when empty)</span>
+          <input value={accountId} onInput={(e) => setAccountId((e.target as HTMLInputElement).value)} />
+        </label>
+        <div>
+          <button type="submit" disabled={busy}>
+            Add account
+          </button>
+        </div>
+        {result && (
+          <p class={result.ok ? "ok-text" : "error"} role={result.ok ? "status" : "alert"}>
+            {result.text}
+          </p>
+        )}
+      </form>
+    </section>
+  );
+}
+
+function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }) {
+  const [domain, setDomain] = useState("");
+  const [pending, setPending] = useState<{ login_id: string; authorize_url: string; domain: string } | null>(null);
+  const [code, setCode] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+
+  const start = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setResult(null);
+    try {
+      const started = await api.oauthStart(domain);
+      setPending({ ...started, domain: domain.trim().toLowerCase() });
+      setCode("");
+    } catch (err) {
+      props.onError(err);
+      setResult({ ok: false, text: message(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const finish = async (e: Event) => {
+    e.preventDefault();
+    if (!pending) return;
+    setBusy(true);
+    setResult(null);
+    try {
+      await api.oauthFinish(pending.login_id, code);
+      setResult({ ok: true, text: `Logged in: ${pending.domain} is saved and loaded.` });
+      setPending(null);
+      setDomain("");
+      setCode("");
+      props.onDone();
+    } catch (err) {
+      props.onError(err);
+      setResult({ ok: false, text: message(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section class="card" aria-labelledby="oauth-title">
+      <h2 id="oauth-title">Log in with Claude (Pro/Max)</h2>
+      {!pending ? (
+        <form class="stack" onSubmit={start}>
+          <label>
+            Domain for the account
+            <input value={domain} onInput={(e) => setDomain((e.target as HTMLInputElement).value)} placeholder="me.example" required />
+          </label>
+          <div>
+            <button type="submit" disabled={busy}>
+              Start login
+            </button>
+          </div>
+        </form>
+      ) : (
+        <form class="stack" onSubmit={finish}>
+          <p>
+            1.{" "}
+            <a href={pending.authorize_url} target="_blank" rel="noopener noreferrer">
+              Open the Claude login page
+            </a>{" "}
+            and log in.
+          </p>
+          <label>
+            2. Paste the code it shows (code#state)
+            <input value={code} onInput={(e) => setCode((e.target as HTMLInputElement).value)} autocomplete="off" required />
+          </label>
+          <div class="row">
+            <button type="submit" disabled={busy}>
+              Finish login
+            </button>
+            <button type="button" class="secondary" onClick={() => setPending(null)}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      )}
+      {result && (
+        <p class={result.ok ? "ok-text" : "error"} role={result.ok ? "status" : "alert"}>
+          {result.text}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function CopyButton(props: { text: string; label: string }) {
+  const [state, setState] = useState<"" | "Copied" | "Copy failed: select the text and copy it">("");
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(props.text);
+      setState("Copied");
+    } catch {
+      setState("Copy failed: select the text and copy it");
+    }
+  };
+  return (
+    <>
+      <button type="button" class="secondary" onClick={() => void copy()}>
+        {props.label}
+      </button>
+      {state && (
+        <span class="muted small" role="status">
+          {state}
+        </span>
+      )}
+    </>
+  );
+}
+
+function ClientKeys(props: {
+  keys: ClientKeyInfo[] | null;
+  baseUrl: string | null;
+  accounts: AccountInfo[];
+  reload: () => Promise<void>;
+  onError: (e: unknown) => void;
+}) {
+  const [name, setName] = useState("");
+  const [account, setAccount] = useState("");
+  const [days, setDays] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState("");
+  const [created, setCreated] = useState<CreatedClientKey | null>(null);
+  const [confirm, setConfirm] = useState<{ id: string; action: "rotate" | "revoke" } | null>(null);
+  const shown = useRef<HTMLDivElement>(null);
+  const cancel = useRef<HTMLButtonElement>(null);
+
+  useEffect(() => {
+    if (created) shown.current?.focus();
+  }, [created]);
+  // Keyboard users land on the safe choice of a confirmation.
+  useEffect(() => {
+    if (confirm) cancel.current?.focus();
+  }, [confirm]);
+
+  const run = async (work: () => Promise<void>) => {
+    setBusy(true);
+    setError("");
+    try {
+      await work();
+    } catch (e) {
+      props.onError(e);
+      setError(message(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const create = (e: Event) => {
+    e.preventDefault();
+    void run(async () => {
+      const made = await api.createKey({
+        name,
+        ...(account ? { account } : {}),
+        ...(days.trim() ? { expires_days: Number(days) } : {}),
+      });
+      setCreated(made);
+      setName("");
+      setDays("");
+      await props.reload();
+    });
+  };
+
+  const act = (id: string, action: "rotate" | "revoke") =>
+    void run(async () => {
+      setConfirm(null);
+      if (action === "rotate") setCreated(await api.rotateKey(id));
+      else {
+        await api.revokeKey(id);
+        setCreated((shown) => (shown?.id === id ? null : shown));
+      }
+      await props.reload();
+    });
+
+  const base = created?.base_url ?? props.baseUrl;
+  return (
+    <section class="card" aria-labelledby="keys-title">
+      <h2 id="keys-title">Client keys</h2>
+      <form class="filters" aria-label="Create a client key" onSubmit={create}>
+        <label>
+          Name
+          <input value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} placeholder="laptop" required />
+        </label>
+        <label>
+          Account
+          <select value={account} onChange={(e) => setAccount((e.target as HTMLSelectElement).value)}>
+            <option value="">default</option>
+            {props.accounts.map((a) => (
+              <option value={a.domain}>{a.domain}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Expires after (days)
+          <input value={days} onInput={(e) => setDays((e.target as HTMLInputElement).value)} inputMode="numeric" placeholder="never" size={6} />
+        </label>
+        <button type="submit" disabled={busy}>
+          Create key
+        </button>
+      </form>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {created && (
+        <div class="created" ref={shown} tabIndex={-1} role="region" aria-label="New client key">
+          <p>
+            <strong>New key for {created.name ?? created.id}</strong> ({created.account}). Copy it now: it is not shown again.
+          </p>
+          <div class="row">
+            <code class="secret" data-testid="new-key">
+              {created.key}
+            </code>
+            <CopyButton text={created.key} label="Copy key" />
+          </div>
+          {base && (
+            <>
+              <p class="small muted">For Claude Code, in your shell:</p>
+              <pre class="snippet">{claudeCodeSnippet(base, created.key)}</pre>
+              <div class="row">
+                <CopyButton text={claudeCodeSnippet(base, created.key)} label="Copy snippet" />
+              </div>
+            </>
+          )}
+          <div>
+            <button type="button" class="secondary" onClick={() => setCreated(null)}>
+              Done
+            </button>
+          </div>
+        </div>
+      )}
+      {!props.keys ? (
+        <p class="loading">Loading…</p>
+      ) : props.keys.length === 0 ? (
+        <p class="muted">No client keys yet.</p>
+      ) : (
+        <div class="table-wrap">
+          <table aria-label="Client keys">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Key</th>
+                <th scope="col">Account</th>
+                <th scope="col">Created</th>
+                <th scope="col">Expires</th>
+                <th scope="col">Last used</th>
+                <th scope="col">Status</th>
+                <th scope="col" aria-label="Actions" />
+              </tr>
+            </thead>
+            <tbody>
+              {props.keys.map((k) => (
+                <tr data-key={k.id}>
+                  <td>{k.name ?? "–"}</td>
+                  <td>
+                    <code>{k.prefix}</code>
+                  </td>
+                  <td>{k.account}</td>
+                  <td title={formatTime(k.created_at)}>{formatRelative(k.created_at)}</td>
+                  <td>{k.expires_at ? formatTime(k.expires_at) : "never"}</td>
+                  <td>{k.last_used_at ? formatRelative(k.last_used_at) : "never"}</td>
+                  <td>
+                    <span class={`badge ${k.status === "active" ? "ok" : "server"}`}>{k.status}</span>
+                  </td>
+                  <td>
+                    {k.status !== "revoked" &&
+                      (confirm?.id === k.id ? (
+                        <span key="confirm" class="row" role="group" aria-label={`Confirm ${confirm.action}`}>
+                          <span class="small">
+                            {confirm.action === "revoke" ? "Clients using it get 401." : "A new key replaces it; the old one stops working."}
+                          </span>
+                          <button type="button" disabled={busy} onClick={() => act(k.id, confirm.action)}>
+                            {confirm.action === "revoke" ? "Yes, revoke" : "Yes, rotate"}
+                          </button>
+                          <button type="button" class="secondary" ref={cancel} onClick={() => setConfirm(null)}>
+                            Cancel
+                          </button>
+                        </span>
+                      ) : (
+                        <span key="actions" class="row">
+                          <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "rotate" })}>
+                            Rotate
+                          </button>
+                          <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "revoke" })}>
+                            Revoke
+                          </button>
+                        </span>
+                      ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
