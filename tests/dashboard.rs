@@ -855,7 +855,7 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
     assert!(!text.contains("hash"), "nor its hash: {text}");
     assert_eq!(list["base_url"], format!("http://{}", proxy.addr));
 
-    // Rotated: a new key, the old one revoked.
+    // Rotated: a new key; the old one works until it is revoked.
     let rotated = post(
         &proxy,
         &cookie,
@@ -874,12 +874,21 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
         rotated["expires_at"].is_string(),
         "same lifetime: {rotated}"
     );
-    until_key_answers(&mut proxy, &key, StatusCode::UNAUTHORIZED).await;
     until_key_answers(&mut proxy, &new_key, StatusCode::OK).await;
+    assert_eq!(status_with_key(&proxy, &key).await, StatusCode::OK);
     let list = get_json(&proxy, "/api/keys").await;
-    assert_eq!(key_entry(&list, &id)["status"], "revoked");
+    assert_eq!(key_entry(&list, &id)["status"], "active");
     assert_eq!(key_entry(&list, &new_id)["status"], "active");
     assert_eq!(list["keys"][0]["id"], new_id.as_str(), "newest first");
+    let retired = post(
+        &proxy,
+        &cookie,
+        &format!("/api/keys/{id}/revoke"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(retired.status(), StatusCode::NO_CONTENT);
+    until_key_answers(&mut proxy, &key, StatusCode::UNAUTHORIZED).await;
     let again = post(
         &proxy,
         &cookie,

@@ -215,8 +215,9 @@ pub(super) async fn create_key(
     Ok((StatusCode::CREATED, Json(created(&state, made))))
 }
 
-/// Replaces a key: a new one (same account, name and lifetime) is shown once, and the old one
-/// is revoked.
+/// Rotates a key, as `claude-nexus keys rotate` does: a successor (same account, name and
+/// lifetime) is shown once, and the old key stays valid until it is revoked, so clients move
+/// over without downtime.
 #[utoipa::path(post, path = "/api/keys/{id}/rotate", tag = "keys",
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 201, body = CreatedClientKey), (status = 404, body = ErrorBody),
@@ -229,14 +230,10 @@ pub(super) async fn rotate_key(
     let (old, made) = client_keys::rotate(&state.store, &state.salt, &id, None)
         .await
         .map_err(key_error)?;
-    state
-        .store
-        .revoke_client_key(&old.id, OffsetDateTime::now_utc())
-        .await?;
     tracing::info!(
         old = old.id,
         new = made.row.id,
-        "client key rotated from the dashboard"
+        "client key rotated from the dashboard; the old one stays valid until revoked"
     );
     Ok((StatusCode::CREATED, Json(created(&state, made))))
 }

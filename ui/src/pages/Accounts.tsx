@@ -463,7 +463,7 @@ function ClientKeys(props: {
                       (confirm?.id === k.id ? (
                         <span key="confirm" class="row" role="group" aria-label={`Confirm ${confirm.action}`}>
                           <span class="small">
-                            {confirm.action === "revoke" ? "Clients using it get 401." : "A new key replaces it; the old one stops working."}
+                            {confirm.action === "revoke" ? "Clients using it get 401." : "A new key for the same account; this one keeps working until you revoke it."}
                           </span>
                           <button type="button" disabled={busy} onClick={() => act(k.id, confirm.action)}>
                             {confirm.action === "revoke" ? "Yes, revoke" : "Yes, rotate"}
