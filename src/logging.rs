@@ -12,12 +12,18 @@ use tracing_subscriber::EnvFilter;
 
 use crate::redact::MaskingWriter;
 
+/// Lines waiting for the log thread. The queue's slots are allocated and touched up front
+/// (about 32 bytes each), so this is resident memory: 16,384 lines is half a megabyte, and
+/// about a second of access lines at full load (the thread writes them in batches). A full
+/// queue makes the record writer wait, never a request.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
+
 /// Installs the global subscriber. Keep the guard alive until exit: dropping it flushes.
 /// `RUST_LOG` overrides the default filter (`info`).
 pub fn init(json: bool) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
-        .buffered_lines_limit(256 * 1024)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("claude-nexus-log")
         .finish(MaskingWriter::new(io::BufWriter::new(io::stderr())));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
