@@ -26,7 +26,10 @@ GRANT USAGE ON SEQUENCE streaming_chunks_id_seq TO nexus_app;
 GRANT SELECT, INSERT, UPDATE ON client_keys TO nexus_app;
 -- `serve` checks that the schema is up to date before it starts.
 GRANT SELECT ON _sqlx_migrations TO nexus_app;
+-- Dashboard logins (when, from where, whether the key was right), for the security checklist.
+GRANT SELECT, INSERT ON dashboard_logins TO nexus_app;
+GRANT USAGE ON SEQUENCE dashboard_logins_id_seq TO nexus_app;
 
 -- Step 2 (optional): let retention (RETENTION_DAYS, BODY_RETENTION_DAYS) delete old rows.
 -- Without it the servers keep serving and /health reports retention "no_permission".
--- GRANT DELETE ON api_requests, streaming_chunks, usage_hourly, usage_daily TO nexus_app;
+-- GRANT DELETE ON api_requests, streaming_chunks, usage_hourly, usage_daily, dashboard_logins TO nexus_app;

@@ -188,12 +188,8 @@ pub fn print(checks: &[Check], out: &mut impl std::io::Write) -> std::io::Result
 }
 
 /// Runs every check. `store` is `None` when the database cannot be opened (its checks then
-/// say so); `dashboard_failed_logins` is the running server's count, when there is one.
-pub async fn run(
-    settings: &Settings,
-    store: Option<&Store>,
-    dashboard_failed_logins: Option<u64>,
-) -> Vec<Check> {
+/// say so).
+pub async fn run(settings: &Settings, store: Option<&Store>) -> Vec<Check> {
     let mut checks = vec![
         client_auth(settings),
         dashboard_key(settings),
@@ -205,7 +201,7 @@ pub async fn run(
     checks.push(body_storage(settings));
     match store {
         Some(store) => {
-            checks.push(failed_auth(store, dashboard_failed_logins).await);
+            checks.push(failed_auth(store).await);
             checks.push(token_spikes(store).await);
         }
         None => checks.push(
@@ -502,7 +498,7 @@ fn body_storage(s: &Settings) -> Check {
     }
 }
 
-async fn failed_auth(store: &Store, dashboard_failed_logins: Option<u64>) -> Check {
+async fn failed_auth(store: &Store) -> Check {
     let title = "Failed authentications in the last 24 hours";
     let since = OffsetDateTime::now_utc() - time::Duration::hours(24);
     let rows = match store.failed_auth_by_day(since).await {
@@ -523,8 +519,9 @@ async fn failed_auth(store: &Store, dashboard_failed_logins: Option<u64>) -> Che
         .map(|r| format!("{} on {}: {}", r.domain, r.day, r.value))
         .collect();
     let mut detail = format!("{total} proxy request(s) refused with 401");
-    if let Some(n) = dashboard_failed_logins {
-        detail.push_str(&format!("; {n} failed dashboard login(s) since start"));
+    match store.failed_dashboard_logins(since).await {
+        Ok(n) => detail.push_str(&format!("; {n} failed dashboard login(s)")),
+        Err(e) => detail.push_str(&format!("; failed dashboard logins unknown: {e}")),
     }
     if flagged.is_empty() {
         Check::new("failed-auth", title, Status::Pass, detail)
@@ -745,7 +742,7 @@ mod tests {
         let file = s.credentials_dir.join("a.example.credentials.json");
         std::fs::write(&file, "{}").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let checks = run(&s, None, None).await;
+        let checks = run(&s, None).await;
         for id in [
             "client-auth",
             "dashboard-key",
@@ -771,7 +768,7 @@ mod tests {
             host: "db.example.com".into(),
             sslmode: Some("prefer".into()),
         };
-        let checks = run(&s, None, None).await;
+        let checks = run(&s, None).await;
         assert_eq!(status(&checks, "client-auth"), Status::Fail);
         assert_eq!(status(&checks, "credential-files"), Status::Fail);
         assert_eq!(status(&checks, "database-tls"), Status::Fail);

@@ -493,7 +493,7 @@ fn doctor() -> ExitCode {
         } else {
             None
         };
-        let checks = claude_nexus::checks::run(&settings, store.as_ref(), None).await;
+        let checks = claude_nexus::checks::run(&settings, store.as_ref()).await;
         if let Some(store) = store {
             store.close().await;
         }

@@ -119,6 +119,7 @@ async fn pass(
     if let Some(keep) = policy.keep {
         let deleted = drain(|| store.delete_requests_before(now - keep, BATCH)).await?;
         store.delete_rollups_before(now - keep).await?;
+        drain(|| store.delete_dashboard_logins_before(now - keep, BATCH)).await?;
         report.deleted += deleted;
         if deleted > 0 {
             tracing::info!(deleted, "retention: deleted records older than the limit");

@@ -376,6 +376,24 @@ async fn failed_logins_are_rate_limited_per_address() {
         .parse()
         .unwrap();
     assert!((1..=300).contains(&retry_after));
+
+    // The five wrong keys are recorded (the refusal of the limited address checked no key),
+    // and the security checklist counts them from the database.
+    let report = get_json(&proxy, "/api/security").await;
+    let failed = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "failed-auth")
+        .unwrap()
+        .clone();
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("; 5 failed dashboard login(s)"),
+        "{failed}"
+    );
 }
 
 #[tokio::test]

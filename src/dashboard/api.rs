@@ -168,13 +168,19 @@ async fn login(
     jar: CookieJar,
     Json(body): Json<LoginRequest>,
 ) -> Result<(CookieJar, StatusCode), ApiError> {
-    let token = state
-        .auth
-        .login(peer.ip(), &body.key)
-        .map_err(|refused| match refused {
-            LoginRefused::WrongKey => ApiError::Unauthorized,
-            LoginRefused::RateLimited(after) => ApiError::RateLimited(after),
-        })?;
+    let login = state.auth.login(peer.ip(), &body.key);
+    if !matches!(login, Err(LoginRefused::RateLimited(_)))
+        && let Err(e) = state
+            .store
+            .record_dashboard_login(peer.ip(), login.is_ok())
+            .await
+    {
+        tracing::warn!("dashboard login not recorded: {e}");
+    }
+    let token = login.map_err(|refused| match refused {
+        LoginRefused::WrongKey => ApiError::Unauthorized,
+        LoginRefused::RateLimited(after) => ApiError::RateLimited(after),
+    })?;
     let cookie = Cookie::build((SESSION_COOKIE, token.expose_secret().to_string()))
         .path("/")
         .http_only(true)
@@ -898,11 +904,7 @@ pub struct SecurityReport {
 #[utoipa::path(get, path = "/api/security", tag = "security",
     responses((status = 200, body = SecurityReport), (status = 401, body = ErrorBody)))]
 async fn security(State(state): State<AppState>) -> Json<SecurityReport> {
-    let failed_logins = state
-        .auth
-        .failed_logins
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let checks = crate::checks::run(&state.checks, Some(&state.store), Some(failed_logins)).await;
+    let checks = crate::checks::run(&state.checks, Some(&state.store)).await;
     Json(SecurityReport {
         checks: checks
             .into_iter()

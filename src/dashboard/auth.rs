@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, header};
@@ -65,8 +64,6 @@ pub struct Auth {
     key_hash: TokenHash,
     sessions: Mutex<HashMap<TokenHash, Instant>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
-    /// Failed logins since start, for the security page.
-    pub failed_logins: AtomicU64,
 }
 
 impl Auth {
@@ -75,7 +72,6 @@ impl Auth {
             key_hash: sha256(key.expose_secret()),
             sessions: Mutex::default(),
             failures: Mutex::default(),
-            failed_logins: AtomicU64::new(0),
         }
     }
 
@@ -99,7 +95,6 @@ impl Auth {
             }
         }
         if !self.is_key(presented) {
-            self.failed_logins.fetch_add(1, Ordering::Relaxed);
             let mut failures = self.failures.lock().expect("failures lock");
             let f = failures.entry(ip).or_insert(Failures {
                 count: 0,
@@ -206,10 +201,6 @@ mod tests {
             Err(LoginRefused::RateLimited(_))
         ));
         assert!(auth.login(other, "the-dashboard-key-0123").is_ok());
-        assert_eq!(
-            auth.failed_logins.load(Ordering::Relaxed),
-            u64::from(MAX_FAILURES)
-        );
     }
 
     #[test]
