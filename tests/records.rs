@@ -48,6 +48,16 @@ fn record(id: Uuid) -> Record {
     }
 }
 
+async fn open(database: &TestDatabase) -> Store {
+    Store::open(
+        &database.url.parse::<DatabaseConfig>().unwrap(),
+        Migrations::Apply,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
 /// Writes `records` through a writer, stops it, and returns (written, lost).
 async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
     let (recorder, queue) = Recorder::channel(16);
@@ -79,13 +89,7 @@ async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
 async fn a_refused_row_does_not_hold_back_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::fresh(dir.path()).await;
-    let store = Store::open(
-        &database.url.parse::<DatabaseConfig>().unwrap(),
-        Migrations::Apply,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let store = open(&database).await;
     let first = Uuid::now_v7();
     assert_eq!(write(&store, vec![record(first)]).await, (1, 0));
 
@@ -137,13 +141,7 @@ async fn overview_groups_match_the_rows_and_replays_count_once() {
     use time::Duration as Span;
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::fresh(dir.path()).await;
-    let store = Store::open(
-        &database.url.parse::<DatabaseConfig>().unwrap(),
-        Migrations::Apply,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let store = open(&database).await;
     let now = time::OffsetDateTime::now_utc();
     let at = |ago: Span| now - ago;
     // (when, model, status, input tokens)
