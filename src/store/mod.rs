@@ -311,7 +311,7 @@ impl Store {
     }
 
     /// Inserts a batch of new records (and their stream chunks) in one transaction, and adds
-    /// them to the hourly rollup in the same transaction.
+    /// them to the rollups in the same transaction.
     pub async fn insert_records(&self, records: &[Record]) -> Result<(), StoreError> {
         self.insert(records, false).await
     }
