@@ -18,7 +18,9 @@ const FILE_KEY: &str = "cnp_live_keystestFILEKEYA0000000000000000000000000000";
 const FILE_KEY_B: &str = "cnp_live_keystestFILEKEYB0000000000000000000000000000";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The CLI, configured like `proxy`.
+/// The CLI, configured like `proxy`. It blocks its thread: tests that run it while the
+/// in-process proxy serves need a multi-thread runtime, or the proxy's record writer could sit
+/// in an open SQLite transaction until the CLI gives up on the lock.
 fn cli(proxy: &TestProxy, args: &[&str]) -> std::process::Output {
     cli_with_stdin(proxy, args, "")
 }
@@ -98,7 +100,7 @@ async fn start(mock: &MockUpstream) -> TestProxy {
         .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_use_revoke_takes_effect_without_restart() {
     let mock = MockUpstream::start().await;
     let mut proxy = start(&mock).await;
@@ -159,7 +161,7 @@ async fn create_use_revoke_takes_effect_without_restart() {
     assert!(last_used[0][1].is_some());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
     let mock = MockUpstream::start().await;
     let mut proxy = start(&mock).await;
@@ -221,7 +223,7 @@ async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
     proxy.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_keys_are_refused() {
     let mock = MockUpstream::start().await;
     let mut proxy = start(&mock).await;
@@ -270,7 +272,7 @@ async fn expired_keys_are_refused() {
     proxy.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_works_only_for_its_account() {
     let mock = MockUpstream::start().await;
     let mut proxy = start(&mock).await;
@@ -303,7 +305,7 @@ async fn a_key_works_only_for_its_account() {
     assert!(accounts.iter().all(|r| r[0].as_deref() == Some("acc_b")));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_all_asks_then_revokes_every_key_and_scrubs_the_files() {
     let mock = MockUpstream::start().await;
     let mut proxy = start(&mock).await;
@@ -377,7 +379,7 @@ async fn revoke_all_asks_then_revokes_every_key_and_scrubs_the_files() {
 
 /// The real `serve` binary: a key created and revoked by the CLI while it runs, and no key in
 /// its log, in the CLI's output or in `keys list`.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_binary_follows_the_cli_and_logs_no_secret() {
     let mock = MockUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -453,7 +455,7 @@ async fn the_running_binary_follows_the_cli_and_logs_no_secret() {
 
 /// PostgreSQL pass only: the least-privilege role of `docs/postgres-grants.sql` creates keys
 /// with the CLI, and the server under it loads them and records their last use.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_privilege_role_manages_and_uses_keys() {
     use sqlx::{AssertSqlSafe, Connection};
     let Some(server) = db::postgres_server() else {

@@ -83,7 +83,7 @@ fn domain(base: &str) -> &'static str {
     Box::leak(format!("{base}-{}.example", uuid::Uuid::now_v7().simple()).into_boxed_str())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_secrets_serve_requests_and_the_hot_path_never_asks_the_store() {
     for (name, store) in stores() {
         let mock = MockUpstream::start().await;
@@ -135,7 +135,7 @@ async fn imported_secrets_serve_requests_and_the_hot_path_never_asks_the_store()
 
 /// The dashboard's "Add an API-key account": the key goes to the store, the file names the
 /// entry, and the account serves requests without asking the store again.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_added_on_the_dashboard_keeps_its_key_in_the_store() {
     const ADDED: &str = "sk-ant-api03-added-through-the-dashboard-DDDD";
     for (name, store) in stores() {
@@ -224,7 +224,7 @@ async fn an_account_added_on_the_dashboard_keeps_its_key_in_the_store() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_writes_the_rotated_tokens_to_the_store() {
     for (name, store) in stores() {
         let mock = MockUpstream::start().await;
