@@ -64,6 +64,9 @@ pub struct DashboardState {
     pub logins: accounts::PendingLogins,
     /// The proxy's listening address, once it listens (for the clients' `ANTHROPIC_BASE_URL`).
     pub proxy_addr: OnceLock<SocketAddr>,
+    /// Ticks when the client keys change, whoever changed them (this page, the CLI, another
+    /// instance): the `keys` events.
+    pub key_reloads: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Paths under `/api/` that need no login. `/api/session` only says whether the caller is

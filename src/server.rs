@@ -214,6 +214,7 @@ impl Server {
             default_account: config.default_account.clone(),
             logins: dashboard::accounts::PendingLogins::default(),
             proxy_addr: std::sync::OnceLock::new(),
+            key_reloads: client_keys.subscribe(),
         });
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());

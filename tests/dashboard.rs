@@ -943,6 +943,27 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
     assert_eq!(status_with_key(&proxy, KEY).await, StatusCode::OK);
 }
 
+/// A key change reaches open pages as a `keys` event once the proxy's key map reloads: the
+/// reload sees the table, so a change from the CLI or another instance is pushed the same way
+/// as this one made through the API.
+#[tokio::test]
+async fn key_changes_are_pushed_as_keys_events() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let mut events = open_events(&proxy).await;
+    let cookie = login(&proxy).await;
+    let made = post(
+        &proxy,
+        &cookie,
+        "/api/keys",
+        serde_json::json!({ "name": "pushed" }),
+    )
+    .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let pushed = read_event(&mut events, "keys", |_| true).await;
+    assert!(pushed["reloads"].as_u64().unwrap() >= 1, "{pushed}");
+}
+
 /// Reads server-sent events until an `account` event satisfies `wanted`.
 async fn read_account_event(
     events: &mut reqwest::Response,

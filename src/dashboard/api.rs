@@ -949,10 +949,11 @@ async fn mark_manual(
 /// Server-sent events: `request` with a [`RequestSummary`] for each new record, as it is
 /// written; `account` with an [`accounts::AccountInfo`] for every account when the stream opens and
 /// after the credential files reload, and for one whose OAuth status or plan windows changed;
-/// `account_removed` with `{"domain"}` when an account's file is gone. A listener too slow to
-/// keep up with requests gets `lagged` with the number it missed.
+/// `account_removed` with `{"domain"}` when an account's file is gone; `keys` with
+/// `{"reloads"}` when the client keys changed, whoever changed them (the page lists them again).
+/// A listener too slow to keep up with requests gets `lagged` with the number it missed.
 #[utoipa::path(get, path = "/api/events", tag = "live",
-    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary), `account` events (AccountInfo), `account_removed` ({domain}) and `lagged`", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary), `account` events (AccountInfo), `account_removed` ({domain}), `keys` ({reloads}) and `lagged`", content_type = "text/event-stream"),
               (status = 401, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
@@ -979,8 +980,16 @@ async fn events(
             .and_then(|data| Event::default().event(name).json_data(data).ok())
             .unwrap_or_else(|| Event::default().comment("unserializable"))
     });
-    let stream = futures_util::stream::select(requests, accounts)
-        .map(Ok)
-        .take_until(state.shutdown.clone().cancelled_owned());
+    let keys = tokio_stream::wrappers::WatchStream::from_changes(state.key_reloads.clone()).map(
+        |reloads| {
+            Event::default()
+                .event("keys")
+                .data(format!("{{\"reloads\":{reloads}}}"))
+        },
+    );
+    let stream =
+        futures_util::stream::select(futures_util::stream::select(requests, accounts), keys)
+            .map(Ok)
+            .take_until(state.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -37,7 +37,8 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
     void loadKeys();
   }, []);
 
-  // Account changes arrive as `account` events; a request may move a key's "last used".
+  // Account changes arrive as `account` events, key changes (from here, the CLI or another
+  // instance) as `keys` events; a request may move a key's "last used".
   const keysDue = useRef<number | null>(null);
   useEffect(() => {
     const events = new EventSource("/api/events");
@@ -49,6 +50,7 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
       const { domain } = JSON.parse((e as MessageEvent<string>).data) as { domain: string };
       setAccounts((old) => (old ?? []).filter((a) => a.domain !== domain));
     });
+    events.addEventListener("keys", () => void loadKeys());
     events.addEventListener("request", () => {
       if (keysDue.current !== null) return;
       keysDue.current = window.setTimeout(() => {
