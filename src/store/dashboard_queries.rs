@@ -5,6 +5,7 @@
 //! dialect (a time is the stored UTC text in SQLite, a `TIMESTAMPTZ` in PostgreSQL). The
 //! only dialect-specific SQL is the time-bucket expression. Every value is a bound parameter.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use sqlx::{AssertSqlSafe, Row};
@@ -388,6 +389,33 @@ impl Store {
             Fetched::Postgres(rows) => rows.iter().map(usage_row).collect(),
         };
         rows.map_err(StoreError::from)
+    }
+
+    /// Records a dashboard login that checked a key.
+    pub async fn record_dashboard_login(
+        &self,
+        client_ip: IpAddr,
+        succeeded: bool,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO dashboard_logins (timestamp, client_ip, succeeded) VALUES (?, ?, ?)";
+        let values = [
+            Value::Time(OffsetDateTime::now_utc()),
+            Value::Text(client_ip.to_string()),
+            Value::Bool(succeeded),
+        ];
+        fetch!(self, sql, &values, execute);
+        Ok(())
+    }
+
+    /// Failed dashboard logins since `since`.
+    pub async fn failed_dashboard_logins(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) AS failed FROM dashboard_logins \
+                   WHERE NOT succeeded AND timestamp >= ?";
+        let failed = match fetch!(self, sql, &[Value::Time(since)], fetch_one) {
+            Fetched::Sqlite(row) => row.int("failed")?,
+            Fetched::Postgres(row) => row.int("failed")?,
+        };
+        Ok(as_u64(failed))
     }
 
     /// The security guide's "failed authentication" query: 401s per domain and day since

@@ -16,7 +16,6 @@ pub use dashboard_queries::{
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -431,57 +430,6 @@ impl Store {
         })?;
         self.note_duration("delete_rollups_before", started);
         Ok(())
-    }
-
-    /// Records a dashboard login that checked a key.
-    pub async fn record_dashboard_login(
-        &self,
-        client_ip: IpAddr,
-        succeeded: bool,
-    ) -> Result<(), StoreError> {
-        let sql = AssertSqlSafe(
-            self.dialect()
-                .sql("INSERT INTO dashboard_logins (timestamp, client_ip, succeeded) VALUES (?, ?, ?)")
-                .into_owned(),
-        );
-        let now = OffsetDateTime::now_utc();
-        let ip = client_ip.to_string();
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query(sql)
-                .bind(format_timestamp(now))
-                .bind(ip)
-                .bind(succeeded)
-                .execute(pool)
-                .await
-                .map(drop)?,
-            Pool::Postgres(pool) => sqlx::query(sql)
-                .bind(now)
-                .bind(ip)
-                .bind(succeeded)
-                .execute(pool)
-                .await
-                .map(drop)?,
-        }
-        Ok(())
-    }
-
-    /// Failed dashboard logins since `since`.
-    pub async fn failed_dashboard_logins(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
-        let sql = AssertSqlSafe(
-            self.dialect()
-                .sql("SELECT COUNT(*) FROM dashboard_logins WHERE NOT succeeded AND timestamp >= ?")
-                .into_owned(),
-        );
-        let count: i64 = match &self.pool {
-            Pool::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(format_timestamp(since))
-                    .fetch_one(pool)
-                    .await?
-            }
-            Pool::Postgres(pool) => sqlx::query_scalar(sql).bind(since).fetch_one(pool).await?,
-        };
-        Ok(as_u64(count))
     }
 
     /// Deletes up to `limit` dashboard logins older than `cutoff`, returning how many.
