@@ -38,7 +38,7 @@ pub enum ProxyError {
     #[error("could not read the request body")]
     BadRequestBody,
     #[error("upstream API unreachable")]
-    UpstreamUnreachable(#[source] reqwest::Error),
+    UpstreamUnreachable(#[source] hyper_util::client::legacy::Error),
     #[error("upstream API sent no response headers within {}", humantime::format_duration(*.0))]
     UpstreamTimeout(Duration),
     #[error(

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use forward::UpstreamAuth;
-pub use forward::client;
+pub use forward::{Upstream, UpstreamInitError, client};
 
 use crate::auth;
 use crate::credentials::UpstreamCredential;
@@ -102,14 +102,12 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             }
         },
     };
-    let url = forward::upstream_url(&state.settings.upstream_base, &parts.uri);
+    let uri = state.upstream.uri(&parts.uri);
     let headers = forward::upstream_headers(&parts.headers, auth);
     let request = state
-        .http
-        .request(parts.method.clone(), url)
-        .headers(headers)
-        .body(body);
-    let response = match tokio::time::timeout(state.settings.header_timeout, request.send()).await {
+        .upstream
+        .send(parts.method.clone(), uri, headers, body);
+    let response = match tokio::time::timeout(state.settings.header_timeout, request).await {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => return exchange.fail(ProxyError::UpstreamUnreachable(e)),
         Err(_) => return exchange.fail(ProxyError::UpstreamTimeout(state.settings.header_timeout)),
@@ -134,7 +132,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         exchange.draft.ratelimit = Some(unified);
     }
     let headers = forward::client_headers(response.headers());
-    let upstream_body = axum::http::Response::from(response).into_body();
+    let upstream_body = response.into_body();
 
     let tap = tap::Tap::new(
         exchange,

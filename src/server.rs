@@ -52,6 +52,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("cannot build the upstream client: {0}")]
+    Upstream(#[from] proxy::UpstreamInitError),
     #[error("storage encryption key: {0}")]
     DataKey(#[from] KeyError),
     #[error("cannot listen for the dashboard on {addr} (set DASHBOARD_PORT): {source}")]
@@ -225,12 +227,11 @@ impl Server {
             recorder,
             store,
             retention: retention_reports,
-            http,
+            upstream: proxy::Upstream::new(&config.upstream.base_url)?,
             oauth: tokens,
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
             settings: ProxySettings {
-                upstream_base: config.upstream.base_url.clone(),
                 header_timeout: config.upstream.header_timeout,
                 idle_timeout: config.upstream.idle_timeout,
                 max_request_size: config.max_request_size,

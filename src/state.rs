@@ -25,7 +25,8 @@ pub struct AppState {
     pub recorder: Recorder,
     pub store: Store,
     pub retention: watch::Receiver<RetentionReport>,
-    pub http: reqwest::Client,
+    /// The upstream API and the client that forwards to it.
+    pub upstream: crate::proxy::Upstream,
     /// The live tokens of OAuth accounts.
     pub oauth: Arc<Tokens>,
     /// The latest plan usage windows per account.
@@ -41,8 +42,6 @@ pub struct AppState {
 /// The configuration the request path reads, taken from [`crate::Config`] at start.
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
-    /// `CLAUDE_API_BASE_URL`; request paths are appended to its path.
-    pub upstream_base: url::Url,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_request_size: usize,

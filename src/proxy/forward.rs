@@ -1,4 +1,5 @@
-//! The upstream call: one shared HTTP client, and the header policy in both directions.
+//! The upstream call: the pooled client that forwards to the upstream, and the header policy in
+//! both directions.
 //!
 //! To the upstream: the client's headers pass through except hop-by-hop ones, `host`,
 //! `content-length` (recomputed), `accept-encoding` (the tap reads plain bytes) and the
@@ -12,6 +13,16 @@
 use std::time::Duration;
 
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use axum::http::{Method, Request, Response};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{self, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_platform_verifier::BuilderVerifierExt;
 use secrecy::{ExposeSecret, SecretString};
 
 pub const OAUTH_BETA: &str = "oauth-2025-04-20";
@@ -32,36 +43,127 @@ pub enum UpstreamAuth<'a> {
     Passthrough,
 }
 
-/// The shared upstream client: no redirects, no retries (a retried stream could be billed
-/// twice; this also spares reqwest from copying every request in case it retries), no
-/// decompression, pooled keep-alive connections.
+/// The HTTP client the rest of the program uses (OAuth, plan usage, `doctor`): no redirects,
+/// no retries, pooled keep-alive connections. The proxy's own forwarding goes through
+/// [`Upstream`] instead.
 pub fn client() -> reqwest::Result<reqwest::Client> {
-    // reqwest is built without a default TLS provider; ring is ours. A second install (tests
-    // start several servers in one process) is refused harmlessly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never())
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .build()
 }
 
-/// The upstream URL for a client request: the request's path appended to the base URL's path,
-/// with the request's query string. Built from the parsed base, so the host is not parsed
-/// again on every request.
-pub fn upstream_url(base: &url::Url, uri: &axum::http::Uri) -> url::Url {
-    let mut url = base.clone();
-    let prefix = base.path().trim_end_matches('/');
-    if prefix.is_empty() {
-        url.set_path(uri.path());
-    } else {
-        url.set_path(&format!("{prefix}{}", uri.path()));
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// reqwest and the upstream client are built without a default TLS provider; ring is ours. A
+/// second install (tests start several servers in one process) is refused harmlessly.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamInitError {
+    #[error("CLAUDE_API_BASE_URL must be an http or https URL with a host")]
+    BaseUrl,
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Where the proxy forwards to, and the client it forwards with: hyper's pooled client with
+/// rustls (HTTP/2 by ALPN, HTTP/1.1 otherwise), without the layers of a general-purpose
+/// client (redirects, retries, decompression, cookies, URL parsing) that a pass-through proxy
+/// does not want and should not pay for on every request. The base URL is taken apart once.
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The base URL's path without its trailing `/`; request paths are appended to it.
+    prefix: String,
+}
+
+impl Upstream {
+    pub fn new(base: &url::Url) -> Result<Upstream, UpstreamInitError> {
+        let scheme = match base.scheme() {
+            "http" => Scheme::HTTP,
+            "https" => Scheme::HTTPS,
+            _ => return Err(UpstreamInitError::BaseUrl),
+        };
+        let authority = base[url::Position::BeforeHost..url::Position::AfterPort]
+            .parse::<Authority>()
+            .map_err(|_| UpstreamInitError::BaseUrl)?;
+        install_crypto_provider();
+        let tls = rustls::ClientConfig::builder()
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(1024)
+            .build(https);
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            prefix: base.path().trim_end_matches('/').to_string(),
+        })
     }
-    url.set_query(uri.query());
-    url
+
+    /// The upstream URI for a client request: the request's path and query appended to the
+    /// base URL's path.
+    pub fn uri(&self, request: &Uri) -> Uri {
+        let path_and_query = request.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path_and_query = if self.prefix.is_empty() {
+            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
+        } else {
+            PathAndQuery::from_maybe_shared(format!("{}{path_and_query}", self.prefix))
+        };
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = path_and_query.ok();
+        Uri::from_parts(parts).expect("scheme, authority and path were each valid")
+    }
+
+    /// Sends one request; the response's body streams as it arrives.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, legacy::Error> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        self.client.request(request).await
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Upstream({}://{}{})",
+            self.scheme, self.authority, self.prefix
+        )
+    }
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy.
@@ -200,8 +302,8 @@ mod tests {
             ),
         ];
         for (base, uri, want) in cases {
-            let url = upstream_url(&url::Url::parse(base).unwrap(), &uri.parse().unwrap());
-            assert_eq!(url.as_str(), want);
+            let upstream = Upstream::new(&url::Url::parse(base).unwrap()).unwrap();
+            assert_eq!(upstream.uri(&uri.parse().unwrap()).to_string(), want);
         }
     }
 
