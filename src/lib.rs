@@ -5,6 +5,7 @@
 //! the store. The headless binary (`src/main.rs`) and the tray app only wire these up.
 //! See `ARCHITECTURE.md` for the map and the invariants.
 
+pub mod access_log;
 pub mod account_api;
 pub mod app;
 pub mod atomic_file;

@@ -31,6 +31,10 @@ const PREFIX: &str = "anthropic-ratelimit-unified-";
 impl UnifiedHeaders {
     /// The unified headers of a response; `None` when it has none.
     pub fn from_headers(headers: &HeaderMap) -> Option<UnifiedHeaders> {
+        // Only subscription (OAuth) answers carry them: spare every other response the lookups.
+        if !headers.keys().any(|name| name.as_str().starts_with(PREFIX)) {
+            return None;
+        }
         let get = |suffix: &str| {
             headers
                 .get(format!("{PREFIX}{suffix}"))

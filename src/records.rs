@@ -240,9 +240,7 @@ pub fn spawn_writer(
                     }
                 }
             }
-            for record in &batch {
-                access_log(record);
-            }
+            crate::access_log::write(&batch);
             writer.write(&batch).await;
             if feed.receiver_count() > 0 {
                 for record in &batch {
@@ -455,24 +453,4 @@ async fn insert<'a>(
         }
         Err(e) => Err((e, batch)),
     }
-}
-
-fn access_log(r: &Record) {
-    tracing::info!(
-        target: "claude_nexus::access",
-        request_id = %r.request_id,
-        domain = %r.domain,
-        client_ip = r.client_ip.map(tracing::field::display),
-        method = %r.method,
-        path = %r.path,
-        status = r.status,
-        model = r.model.as_deref(),
-        input_tokens = r.usage.input_tokens,
-        output_tokens = r.usage.output_tokens,
-        cache_read_tokens = r.usage.cache_read_input_tokens,
-        cache_creation_tokens = r.usage.cache_creation_input_tokens,
-        duration_ms = r.duration_ms,
-        error = r.error.as_deref(),
-        "request"
-    );
 }
