@@ -214,15 +214,24 @@ async fn serve_logs_start_up_and_never_a_secret() {
     }
 }
 
-#[test]
-fn log_json_writes_json_lines() {
+#[tokio::test]
+async fn log_json_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("credentials")).unwrap();
     let mut cmd = command(dir.path());
     cmd.env("LOG_JSON", "true");
-    let (running, _) = Running::start(cmd);
+    let (mut running, addr) = Running::start(cmd);
+    let response = http()
+        .post(format!("http://{addr}/v1/messages"))
+        .body(MESSAGE_JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    running.wait_for("claude_nexus::access");
     let (status, log) = running.terminate();
     assert!(status.success());
+    let mut access = Vec::new();
     for line in log.lines() {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -230,7 +239,15 @@ fn log_json_writes_json_lines() {
             value["level"].is_string() && value["message"].is_string(),
             "{line}"
         );
+        if value["target"] == "claude_nexus::access" {
+            access.push(value);
+        }
     }
+    assert_eq!(access.len(), 1, "one access line\n{log}");
+    assert_eq!(access[0]["status"], 401);
+    assert_eq!(access[0]["path"], "/v1/messages");
+    assert_eq!(access[0]["client_ip"], "127.0.0.1");
+    assert!(access[0]["request_id"].is_string() && access[0]["timestamp"].is_string());
 }
 
 #[test]
