@@ -272,7 +272,8 @@ async fn two_instances_refresh_once_and_record_everything() {
     let (mut a, addr_a) = Running::start(instance("a"));
     oauth.wait_calls(1).await; // A is refreshing, and holds the lock
     let (mut b, addr_b) = Running::start(instance("b"));
-    b.wait_for("another instance is refreshing the OAuth token");
+    // B may say so before it listens, among the lines `start` already read.
+    b.wait_for_any(&["another instance is refreshing the OAuth token"]);
     oauth.release();
     a.wait_for("oauth token refreshed");
     b.wait_for_any(&[
