@@ -156,16 +156,6 @@ impl Upstream {
     }
 }
 
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Upstream({}://{}{})",
-            self.scheme, self.authority, self.prefix
-        )
-    }
-}
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
