@@ -59,6 +59,16 @@ impl Running {
         {
             return line.clone();
         }
+        self.next_with(needles)
+    }
+
+    /// Waits for a new line with `needle` (lines already seen do not count).
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        self.next_with(&[needle])
+    }
+
+    /// Reads lines until one contains any of `needles`.
+    fn next_with(&mut self, needles: &[&str]) -> String {
         loop {
             let line = self
                 .lines
@@ -66,19 +76,6 @@ impl Running {
                 .unwrap_or_else(|_| panic!("no line with {needles:?}; saw {:#?}", self.seen));
             self.seen.push(line.clone());
             if needles.iter().any(|n| line.contains(n)) {
-                return line;
-            }
-        }
-    }
-
-    pub fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
                 return line;
             }
         }
