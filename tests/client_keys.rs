@@ -188,8 +188,9 @@ async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
     key_reload(&mut proxy).await;
     assert_eq!(status(&proxy, &old).await, 200);
     assert_eq!(status(&proxy, &new).await, 200);
+    assert_eq!(status(&proxy, FILE_KEY).await, 200);
 
-    // `keys list` shows that the old key is still in use, and never a key.
+    // `keys list` shows that the old key and a.example's file key are in use, and never a key.
     proxy.restart().await;
     let out = cli(&proxy, &["keys", "list"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -212,7 +213,18 @@ async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
         new_line.contains("ci") && new_line.contains("a.example"),
         "{new_line}"
     );
-    assert!(list.contains("plaintext in file"), "{list}");
+    let file_line = |domain: &str| {
+        let id = format!("file:{domain} ");
+        let line = list.lines().find(|l| l.starts_with(&id));
+        line.unwrap_or_else(|| panic!("{id}in {list}")).to_string()
+    };
+    let used = file_line("a.example");
+    assert!(
+        used.contains("ago") && used.contains("plaintext in file"),
+        "{used}"
+    );
+    let unused = file_line("b.example");
+    assert!(!unused.contains("ago"), "never used: {unused}");
 
     mark(&mut proxy);
     let out = cli(&proxy, &["keys", "revoke", &old_id]);

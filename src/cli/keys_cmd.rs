@@ -164,12 +164,13 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
             status,
         ]);
     }
+    let salt = salt(config)?;
     for (file, domain, key) in file_keys(config)? {
         if account.as_ref().is_some_and(|a| *a != domain) {
             continue;
         }
         let id = format!("{FILE_KEY_PREFIX}{domain}");
-        let last = store.last_request_with_key(&id).await?;
+        let last = store.last_request_with_key(&salt.hash(&key)).await?;
         let created = std::fs::metadata(&file)
             .and_then(|m| m.modified())
             .map(|t| when(OffsetDateTime::from(t)))

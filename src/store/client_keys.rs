@@ -245,28 +245,28 @@ impl Store {
         Ok(ids)
     }
 
-    /// When a request last used the client key `id` (for keys that are not in `client_keys`:
-    /// a credential file's `client_api_key`, recorded as `file:<domain>`).
+    /// When a request last presented the client key whose salted hash is `hash` (for keys
+    /// that are not in `client_keys`: a credential file's `client_api_key`).
     pub async fn last_request_with_key(
         &self,
-        id: &str,
+        hash: &KeyHash,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         let sql = AssertSqlSafe(
             self.dialect()
-                .sql("SELECT MAX(timestamp) AS last FROM api_requests WHERE client_key_id = ?")
+                .sql("SELECT MAX(timestamp) AS last FROM api_requests WHERE api_key_hash = ?")
                 .into_owned(),
         );
         let last = match &self.pool {
             Pool::Sqlite(pool) => {
                 let row = sqlx::query(sql)
-                    .bind(id.to_string())
+                    .bind(hash.to_string())
                     .fetch_one(pool)
                     .await?;
                 sqlite_ts(&row, "last")?
             }
             Pool::Postgres(pool) => {
                 let row = sqlx::query(sql)
-                    .bind(id.to_string())
+                    .bind(hash.to_string())
                     .fetch_one(pool)
                     .await?;
                 postgres_ts(&row, "last")?
