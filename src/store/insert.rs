@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Postgres, Sqlite};
@@ -49,17 +49,17 @@ pub(super) async fn insert_sqlite(
         let mut insert = sqlx::query(statement_for(&INSERT_REQUESTS, rows.len()));
         for &r in rows {
             let id = r.request_id.to_string();
-            let body = |b: &Bytes| protect(key, &id, lossy(b)).into_owned();
+            let body = |b: &Bytes| text(&protect(key, &id, lossy(b)));
             let rate = r.ratelimit.as_ref();
             insert = insert
-                .bind(id.clone())
-                .bind(r.domain.clone())
-                .bind(r.account_id.clone())
-                .bind(super::format_timestamp(r.timestamp))
-                .bind(r.method.clone())
-                .bind(r.path.clone())
-                .bind(r.model.clone())
-                .bind(r.request_type)
+                .bind(text(&id))
+                .bind(text(&r.domain))
+                .bind(r.account_id.as_deref().map(text))
+                .bind(text(&super::format_timestamp(r.timestamp)))
+                .bind(text(&r.method))
+                .bind(text(&r.path))
+                .bind(r.model.as_deref().map(text))
+                .bind(text(r.request_type))
                 .bind(i32::from(r.status))
                 .bind(as_i64(r.usage.input_tokens))
                 .bind(as_i64(r.usage.output_tokens))
@@ -69,19 +69,25 @@ pub(super) async fn insert_sqlite(
                 .bind(as_i64(r.duration_ms))
                 .bind(r.first_token_ms.map(as_i64))
                 .bind(r.streaming)
-                .bind(r.client_ip.map(|ip| ip.to_string()))
-                .bind(r.api_key_hash.map(|h| h.to_string()))
-                .bind(r.error.clone())
-                .bind(r.upstream_request_id.clone())
+                .bind(r.client_ip.map(|ip| text(&ip.to_string())))
+                .bind(r.api_key_hash.map(|h| text(&h.to_string())))
+                .bind(r.error.as_deref().map(text))
+                .bind(r.upstream_request_id.as_deref().map(text))
                 .bind(r.request_body.as_ref().map(body))
                 .bind(r.response_body.as_ref().map(body))
-                .bind(rate.and_then(|u| u.status.clone()))
+                .bind(rate.and_then(|u| u.status.as_deref()).map(text))
                 .bind(rate.and_then(|u| u.five_hour.utilization))
-                .bind(rate.and_then(|u| u.five_hour.resets_at.clone()))
+                .bind(
+                    rate.and_then(|u| u.five_hour.resets_at.as_deref())
+                        .map(text),
+                )
                 .bind(rate.and_then(|u| u.seven_day.utilization))
-                .bind(rate.and_then(|u| u.seven_day.resets_at.clone()))
-                .bind(r.upstream_credential_hash.map(|h| h.to_string()))
-                .bind(r.client_key_id.clone());
+                .bind(
+                    rate.and_then(|u| u.seven_day.resets_at.as_deref())
+                        .map(text),
+                )
+                .bind(r.upstream_credential_hash.map(|h| text(&h.to_string())))
+                .bind(r.client_key_id.as_deref().map(text));
         }
         insert.execute(&mut **tx).await?;
     }
@@ -351,6 +357,12 @@ pub(super) fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A text value to bind to SQLite: sqlx keeps an `Arc<str>` as it is, in one allocation, where
+/// a `String` costs two (the string and sqlx's `Arc` around it), both freed on SQLite's thread.
+fn text(value: &str) -> Arc<str> {
+    Arc::from(value)
 }
 
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
