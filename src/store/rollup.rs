@@ -4,12 +4,13 @@
 //! × key combinations rather than every row of its window, and a batch counts exactly once or
 //! not at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Postgres, Sqlite, Transaction};
 use time::{OffsetDateTime, UtcOffset};
 
 use super::Dialect;
+use crate::keys::KeyHash;
 use crate::records::Record;
 use crate::usage::Usage;
 
@@ -41,24 +42,51 @@ pub(super) struct Folded {
 }
 
 pub(super) fn fold<'a>(records: impl IntoIterator<Item = &'a Record>) -> Folded {
-    let mut folded = Folded::default();
+    // Grouped on borrowed fields and the hour's number first: a batch has few groups, and only
+    // those become keys of owned, formatted text.
+    type Group<'a> = (
+        i64,
+        Option<&'a str>,
+        u16,
+        Option<&'a str>,
+        &'a str,
+        Option<KeyHash>,
+    );
+    let mut groups: HashMap<Group<'a>, Sums> = HashMap::new();
     for r in records {
+        let hour = r.timestamp.unix_timestamp().div_euclid(3600);
+        let group = (
+            hour,
+            r.model.as_deref(),
+            r.status,
+            r.account_id.as_deref(),
+            r.domain.as_str(),
+            r.api_key_hash,
+        );
+        let sums = groups.entry(group).or_default();
+        sums.requests += 1;
+        sums.usage.add(&r.usage);
+    }
+    let mut folded = Folded::default();
+    for ((hour, model, status, account_id, domain, api_key_hash), sums) in groups {
+        let start = OffsetDateTime::from_unix_timestamp(hour * 3600)
+            .expect("the start of a record's hour is a valid time");
         let hour = PeriodKey {
-            period: hour_of(r.timestamp),
-            model: r.model.clone().unwrap_or_default(),
-            status: i32::from(r.status),
-            account_id: r.account_id.clone().unwrap_or_default(),
-            domain: r.domain.clone(),
-            api_key_hash: r.api_key_hash.map(|h| h.to_string()).unwrap_or_default(),
+            period: hour_of(start),
+            model: model.unwrap_or_default().to_string(),
+            status: i32::from(status),
+            account_id: account_id.unwrap_or_default().to_string(),
+            domain: domain.to_string(),
+            api_key_hash: api_key_hash.map(|h| h.to_string()).unwrap_or_default(),
         };
         let day = PeriodKey {
             period: hour.period[..10].to_string(),
             ..hour.clone()
         };
-        for (groups, key) in [(&mut folded.hourly, hour), (&mut folded.daily, day)] {
-            let sums = groups.entry(key).or_default();
-            sums.requests += 1;
-            sums.usage.add(&r.usage);
+        for (totals, key) in [(&mut folded.hourly, hour), (&mut folded.daily, day)] {
+            let total = totals.entry(key).or_default();
+            total.requests += sums.requests;
+            total.usage.add(&sums.usage);
         }
     }
     folded
