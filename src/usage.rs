@@ -198,7 +198,7 @@ impl Meter {
             _ => Bytes::from(self.chunks.concat()),
         };
         if self.kind == BodyKind::Json
-            && let Ok(message) = serde_json::from_slice::<WireMessage>(&body)
+            && let Ok(message) = sonic_rs::from_slice::<WireMessage>(&body)
         {
             self.out.model = message.model;
             if let Some(usage) = &message.usage {
@@ -309,12 +309,12 @@ impl SseScanner {
     fn dispatch(&mut self, out: &mut Metered) {
         let mut event = std::mem::replace(&mut self.event, EventName::Unnamed);
         if event == EventName::Unnamed && !self.data.is_empty() {
-            event = serde_json::from_slice::<TypedEvent>(&self.data)
+            event = sonic_rs::from_slice::<TypedEvent>(&self.data)
                 .map_or(EventName::Other, |e| EventName::parse(e.kind.as_bytes()));
         }
         match event {
             EventName::MessageStart => {
-                if let Ok(start) = serde_json::from_slice::<StartEvent>(&self.data) {
+                if let Ok(start) = sonic_rs::from_slice::<StartEvent>(&self.data) {
                     if start.message.model.is_some() {
                         out.model = start.message.model;
                     }
@@ -324,13 +324,13 @@ impl SseScanner {
                 }
             }
             EventName::MessageDelta => {
-                if let Ok(DeltaEvent { usage: Some(usage) }) = serde_json::from_slice(&self.data) {
+                if let Ok(DeltaEvent { usage: Some(usage) }) = sonic_rs::from_slice(&self.data) {
                     out.usage.apply(&usage);
                 }
             }
             EventName::MessageStop => out.stream_complete = true,
             EventName::Error => {
-                if let Ok(WireMessage { error: Some(e), .. }) = serde_json::from_slice(&self.data) {
+                if let Ok(WireMessage { error: Some(e), .. }) = sonic_rs::from_slice(&self.data) {
                     out.upstream_error = Some(e.describe());
                 }
             }

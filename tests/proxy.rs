@@ -568,8 +568,8 @@ async fn oversized_and_malformed_bodies_are_refused_and_recorded() {
         (400, "invalid_request_error")
     );
     assert!(
-        message.starts_with("request body is not valid JSON"),
-        "{message}"
+        message.starts_with("request body is not valid JSON") && !message.contains('\n'),
+        "one line, saying where: {message}"
     );
     assert!(mock.received().is_empty());
 
