@@ -13,22 +13,12 @@
 # callgrind_annotate.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-kit="${BENCH_KIT:-$here/../../shared/bench}"
-# shellcheck source=/dev/null
-source "$kit/lib.sh"
+# shellcheck source=bench/mock.sh
+source "$here/mock.sh"
 : "${N1:=1000}" "${N2:=4000}" "${C:=4}" "${KINDS:=json sse}" "${PROXY_PORT:=18100}"
 command -v valgrind >/dev/null || die "valgrind not found: apt-get install valgrind"
 [ "$#" -gt 0 ] || set -- "$here/../target/release/claude-nexus"
 export BENCH_TMP BENCH_UPSTREAM_KEY PROXY_PORT DASHBOARD_PORT=0
-ensure_oha; ensure_nginx
-mkdir -p "$BENCH_TMP"
-"$kit/mock-upstream.sh" start >/dev/null
-pid=""
-cleanup() {
-  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
-  "$kit/mock-upstream.sh" stop >/dev/null || true
-}
-trap cleanup EXIT
 
 # instructions BINARY KIND N: sets $count to the instructions of one proxy run that served N
 # requests.

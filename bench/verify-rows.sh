@@ -7,20 +7,10 @@
 # Build first: cargo build --release
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-kit="${BENCH_KIT:-$here/../../shared/bench}"
-# shellcheck source=/dev/null
-source "$kit/lib.sh"
+# shellcheck source=bench/mock.sh
+source "$here/mock.sh"
 : "${N:=100000}" "${C:=32}" "${PROXY_PORT:=18100}"
 export BENCH_TMP PROXY_PORT BENCH_UPSTREAM_KEY
-ensure_oha; ensure_nginx
-mkdir -p "$BENCH_TMP"
-"$kit/mock-upstream.sh" start >/dev/null
-pid=""
-cleanup() {
-  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
-  "$kit/mock-upstream.sh" stop >/dev/null || true
-}
-trap cleanup EXIT
 
 failed=0
 for kind in json sse; do
