@@ -75,17 +75,11 @@ pub(super) async fn insert_sqlite(
                 .bind(r.upstream_request_id.as_deref().map(text))
                 .bind(r.request_body.as_ref().map(body))
                 .bind(r.response_body.as_ref().map(body))
-                .bind(rate.and_then(|u| u.status.as_deref()).map(text))
+                .bind(rate.and_then(|u| u.status.as_deref().map(text)))
                 .bind(rate.and_then(|u| u.five_hour.utilization))
-                .bind(
-                    rate.and_then(|u| u.five_hour.resets_at.as_deref())
-                        .map(text),
-                )
+                .bind(rate.and_then(|u| u.five_hour.resets_at.as_deref().map(text)))
                 .bind(rate.and_then(|u| u.seven_day.utilization))
-                .bind(
-                    rate.and_then(|u| u.seven_day.resets_at.as_deref())
-                        .map(text),
-                )
+                .bind(rate.and_then(|u| u.seven_day.resets_at.as_deref().map(text)))
                 .bind(r.upstream_credential_hash.map(|h| text(&h.to_string())))
                 .bind(r.client_key_id.as_deref().map(text));
         }
