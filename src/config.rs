@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -77,6 +78,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `SLOW_QUERY_THRESHOLD_MS` (5000): slower database writes are logged.
     pub slow_query_threshold: Duration,
+    /// `NEXUS_WORKER_THREADS` (1): the async runtime's worker threads. One keeps every step of
+    /// a request on one thread, which costs less CPU per request than handing work between
+    /// threads (docs/BENCHMARKS.md); SQLite, the log and blocking calls have their own threads.
+    pub worker_threads: NonZeroUsize,
     pub oauth: OAuthConfig,
 }
 
@@ -217,6 +222,12 @@ impl Config {
                 get("SHUTDOWN_TIMEOUT"),
                 Duration::from_secs(30),
             )?,
+            worker_threads: NonZeroUsize::new(parse_or(
+                "NEXUS_WORKER_THREADS",
+                get("NEXUS_WORKER_THREADS"),
+                1,
+            )?)
+            .ok_or_else(|| invalid("NEXUS_WORKER_THREADS", "expected at least 1, got 0"))?,
             slow_query_threshold: Duration::from_millis(parse_or(
                 "SLOW_QUERY_THRESHOLD_MS",
                 get("SLOW_QUERY_THRESHOLD_MS"),
@@ -467,6 +478,17 @@ mod tests {
         assert_eq!(c.retention.max_bytes, Some(100 << 20));
         let e = config(&[("RETENTION_DAYS", "soon")]).unwrap_err();
         assert!(e.to_string().contains("RETENTION_DAYS"));
+    }
+
+    #[test]
+    fn one_worker_thread_unless_told() {
+        assert_eq!(config(&[]).unwrap().worker_threads.get(), 1);
+        let c = config(&[("NEXUS_WORKER_THREADS", "4")]).unwrap();
+        assert_eq!(c.worker_threads.get(), 4);
+        for bad in ["0", "two", "-1"] {
+            let e = config(&[("NEXUS_WORKER_THREADS", bad)]).unwrap_err();
+            assert_eq!(e.var, "NEXUS_WORKER_THREADS", "{bad}");
+        }
     }
 
     #[test]

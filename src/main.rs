@@ -413,7 +413,15 @@ fn load_config(args: Option<&ServeArgs>) -> Result<Config, ExitCode> {
 
 /// Runs `job` on a fresh runtime, logging its error.
 fn block_on(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    run_on(tokio::runtime::Runtime::new(), job)
+}
+
+/// Runs `job` on `runtime`, logging its error (or the runtime's).
+fn run_on(
+    runtime: std::io::Result<tokio::runtime::Runtime>,
+    job: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -436,7 +444,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let _log = logging::init(config.log_json);
-    block_on(run(config))
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads.get())
+        .enable_all()
+        .build();
+    run_on(runtime, run(config))
 }
 
 fn migrate() -> ExitCode {

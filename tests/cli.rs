@@ -39,6 +39,7 @@ fn bad_configuration_exits_non_zero_naming_the_variable() {
         ("DATABASE_URL", "mysql://root:hunter2@localhost/x"),
         ("CLAUDE_API_BASE_URL", "not a url"),
         ("CLAUDE_API_TIMEOUT", "forever"),
+        ("NEXUS_WORKER_THREADS", "0"),
     ] {
         let out = command(dir.path())
             .env(var, value)
