@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, header, request};
+use axum::http::{HeaderMap, header};
 
 use crate::client_keys::{ClientKeys, FILE_KEY_PREFIX};
 use crate::credentials::{Account, Accounts, UpstreamCredential};
@@ -136,27 +136,6 @@ pub fn upstream_style_key(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The request's domain: the `Host` (or HTTP/2 authority) without its port, lower case.
-pub fn request_domain(parts: &request::Parts) -> String {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or_default();
-    strip_port(host).to_ascii_lowercase()
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -180,14 +159,5 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_key(&h), None);
-    }
-
-    #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port("localhost:3000"), "localhost");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:3000"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
     }
 }

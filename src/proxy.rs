@@ -9,12 +9,12 @@
 mod forward;
 mod tap;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{Method, header, request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -36,11 +36,17 @@ use crate::records::Record;
 use crate::state::AppState;
 use crate::usage::{BodyKind, Meter, Metered};
 
-/// Forwards one request under `/v1/` to the upstream.
-pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+/// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without
+/// port (checked by the `Host` guard), `client_ip` its peer's address.
+pub async fn handle(
+    state: Arc<AppState>,
+    domain: String,
+    client_ip: IpAddr,
+    request: Request,
+) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let mut exchange = Exchange::begin(state.clone(), &parts, started);
+    let mut exchange = Exchange::begin(state.clone(), &parts, domain, client_ip, started);
 
     let accounts = state.credentials.snapshot();
     let client = match auth::authenticate(
@@ -245,11 +251,13 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn begin(state: Arc<AppState>, parts: &request::Parts, started: Instant) -> Exchange {
-        let client_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+    fn begin(
+        state: Arc<AppState>,
+        parts: &request::Parts,
+        domain: String,
+        client_ip: IpAddr,
+        started: Instant,
+    ) -> Exchange {
         let path = parts.uri.path().to_string();
         Exchange {
             state,
@@ -257,13 +265,13 @@ impl Exchange {
                 request_id: Uuid::now_v7(),
                 timestamp: OffsetDateTime::now_utc(),
                 started,
-                domain: auth::request_domain(parts),
+                domain,
                 account_id: None,
                 method: parts.method.to_string(),
                 path,
                 model: None,
                 streaming: false,
-                client_ip,
+                client_ip: Some(client_ip),
                 key_hash: None,
                 client_key_id: None,
                 upstream_credential_hash: None,

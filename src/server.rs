@@ -315,12 +315,7 @@ impl Server {
             allowed: self.dashboard.hosts.clone(),
             credentials: self.state.credentials.clone(),
         };
-        let app = app::router(self.state.clone())
-            .layer(axum::middleware::from_fn_with_state(
-                proxy_hosts,
-                hosts::proxy_guard,
-            ))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = app::ProxyPort::new(self.state.clone(), proxy_hosts);
         let dashboard_app = dashboard::router(self.dashboard.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
         let dashboard_task = tokio::spawn(

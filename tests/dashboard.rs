@@ -461,6 +461,14 @@ async fn foreign_hosts_are_refused_on_both_ports() {
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["error"]["type"], "permission_error");
         }
+        // The same guard stands before the proxy port's other paths.
+        let health = http()
+            .get(proxy.url("/health"))
+            .header(header::HOST, host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), want, "proxy /health Host {host}");
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -38,12 +38,12 @@ impl AllowedHosts {
 
 /// The host name of a request, lower-case, without port and trailing dot: from `Host`
 /// (HTTP/1.1) or the URI's authority (HTTP/2). `None` when neither is there or it is malformed.
-pub fn request_host(request: &Request) -> Option<String> {
-    let raw = match request.headers().get(header::HOST) {
-        Some(value) => value.to_str().ok()?.to_string(),
-        None => request.uri().authority()?.as_str().to_string(),
+pub fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let raw = match headers.get(header::HOST) {
+        Some(value) => value.to_str().ok()?,
+        None => uri.authority()?.as_str(),
     };
-    host_without_port(&raw)
+    host_without_port(raw)
 }
 
 fn host_without_port(raw: &str) -> Option<String> {
@@ -73,7 +73,7 @@ pub async fn dashboard_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    match request_host(&request) {
+    match request_host(request.headers(), request.uri()) {
         Some(host) if allowed.allows(&host) => next.run(request).await,
         _ => (
             StatusCode::FORBIDDEN,
@@ -90,25 +90,23 @@ pub struct ProxyHosts {
     pub credentials: Arc<Credentials>,
 }
 
-/// Proxy middleware: a `Host` that is neither allowed nor a credential file's domain gets an
-/// Anthropic-shaped 403.
-pub async fn proxy_guard(
-    State(hosts): State<ProxyHosts>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let allowed = request_host(&request).is_some_and(|host| {
-        hosts.allowed.allows(&host) || hosts.credentials.snapshot().by_domain(&host).is_some()
-    });
-    if allowed {
-        next.run(request).await
-    } else {
-        anthropic_error(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "host not allowed: use 127.0.0.1, localhost, a domain with a credential file, or add it to ALLOWED_HOSTS",
-        )
+impl ProxyHosts {
+    /// The request's host when it is allowed on the proxy port: loopback, listed, or the
+    /// domain of a credential file (the domain that names the account).
+    pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+        request_host(headers, uri).filter(|host| {
+            self.allowed.allows(host) || self.credentials.snapshot().by_domain(host).is_some()
+        })
     }
+}
+
+/// The proxy port's answer to a `Host` it does not serve: an Anthropic-shaped 403.
+pub fn refused_on_proxy() -> Response {
+    anthropic_error(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        "host not allowed: use 127.0.0.1, localhost, a domain with a credential file, or add it to ALLOWED_HOSTS",
+    )
 }
 
 #[cfg(test)]
