@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::keys::KeySalt;
-use claude_nexus::records::Record;
+use claude_nexus::record::Record;
 use claude_nexus::store::{Bucket, Migrations, RequestFilter, Store};
 use claude_nexus::usage::Usage;
 use secrecy::SecretString;

@@ -15,9 +15,9 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::config::RetentionPolicy;
 use crate::config::{Config, DatabaseConfig};
 use crate::crypto::KeySource;
-use crate::retention::RetentionPolicy;
 use crate::store::Store;
 
 /// Failed authentications per domain and day above which the guide's query flags a domain.
@@ -330,7 +330,7 @@ fn credential_files(dir: &Path) -> Vec<Check> {
             let is_credential = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(crate::credentials::FILE_SUFFIX));
+                .is_some_and(|n| n.ends_with(crate::accounts::credentials::FILE_SUFFIX));
             if !is_credential {
                 continue;
             }
@@ -363,7 +363,7 @@ fn credential_files(dir: &Path) -> Vec<Check> {
         )
         .fix(format!(
             "chmod 600 {shown}/*{}",
-            crate::credentials::FILE_SUFFIX
+            crate::accounts::credentials::FILE_SUFFIX
         ))
     };
     vec![dir_check, files_check]

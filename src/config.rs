@@ -14,8 +14,6 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::retention::RetentionPolicy;
-
 /// A configuration value that could not be used. The message names the variable and never
 /// repeats a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -454,6 +452,23 @@ fn parse_database_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
             "DATABASE_URL",
             format!("unknown scheme {scheme:?}; expected sqlite:// or postgres://"),
         )),
+    }
+}
+
+/// What to keep, from `RETENTION_DAYS`, `BODY_RETENTION_DAYS` and `MAX_DB_SIZE_MB`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Records older than this are deleted (`None`: kept forever).
+    pub keep: Option<Duration>,
+    /// Bodies and stream chunks older than this are dropped, metadata kept.
+    pub keep_bodies: Option<Duration>,
+    /// The SQLite file's live pages are kept under this many bytes, oldest rows first.
+    pub max_bytes: Option<u64>,
+}
+
+impl RetentionPolicy {
+    pub fn is_off(&self) -> bool {
+        *self == RetentionPolicy::default()
     }
 }
 

@@ -9,14 +9,16 @@
 //! learns of new records from the writer's feed, never from the request path; it changes only
 //! accounts ([`accounts`]) and client keys ([`keys`]), through the same core functions as the CLI.
 
+pub mod account_api;
 pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod auth;
-pub mod hosts;
+pub mod error;
 pub mod keys;
 pub mod prices;
 
+use crate::hosts;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -28,14 +30,14 @@ use axum::routing::get;
 use axum_extra::extract::CookieJar;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::credentials::Credentials;
+use crate::accounts::oauth::Tokens;
+use crate::accounts::oauth::usage_window::UsageWindows;
 use crate::config::OAuthConfig;
-use crate::credentials::Credentials;
 use crate::keys::KeySalt;
-use crate::oauth::Tokens;
-use crate::oauth::usage_window::UsageWindows;
-use crate::records::RecordFeed;
+use crate::recorder::RecordFeed;
 use crate::store::Store;
-use api::ApiError;
+use error::ApiError;
 
 /// What the dashboard's handlers share.
 pub struct DashboardState {

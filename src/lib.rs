@@ -5,32 +5,34 @@
 //! the store. The headless binary (`src/main.rs`) and the tray app only wire these up.
 //! See `ARCHITECTURE.md` for the map and the invariants.
 
-pub mod access_log;
-pub mod account_api;
-pub mod app;
+// The layers, bottom to top (ARCHITECTURE.md; `tests/layers.rs` checks them).
 pub mod atomic_file;
-pub mod auth;
-pub mod checks;
-pub mod client_keys;
 pub mod config;
-pub mod credentials;
 pub mod crypto;
-pub mod dashboard;
 pub mod error;
+pub mod hosts;
+pub mod http_client;
 pub mod keys;
-pub mod logging;
-pub mod oauth;
-pub mod proxy;
 pub mod ratelimit;
-pub mod records;
+pub mod record;
 pub mod redact;
-pub mod retention;
 pub mod secrets;
-pub mod server;
-pub mod spool;
-pub mod state;
-pub mod store;
 pub mod usage;
+
+pub mod store;
+
+pub mod accounts;
+
+pub mod recorder;
+pub mod retention;
+
+pub mod proxy;
+
+pub mod checks;
+pub mod dashboard;
+
+pub mod logging;
+pub mod server;
 
 pub use config::Config;
 pub use server::Server;

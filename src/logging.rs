@@ -26,7 +26,7 @@ pub fn init(json: bool) -> WorkerGuard {
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("claude-nexus-log")
         .finish(MaskingWriter::new(io::BufWriter::new(io::stderr())));
-    crate::access_log::install(writer.clone(), json);
+    crate::recorder::access_log::install(writer.clone(), json);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use claude_nexus::credentials::{Credentials, UpstreamCredential};
+use claude_nexus::accounts::credentials::{Credentials, UpstreamCredential};
+use claude_nexus::accounts::oauth::{self, login, login::PendingLogin};
 use claude_nexus::keys::{self, KeyKind, KeySalt};
-use claude_nexus::oauth::{self, login, login::PendingLogin};
 use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server, logging};
 use secrecy::{ExposeSecret, SecretString};
@@ -200,7 +200,7 @@ async fn oauth_login(config: &Config, domain: &str, no_browser: bool) -> anyhow:
     eprint!("Code: ");
     let mut pasted = String::new();
     std::io::stdin().read_line(&mut pasted)?;
-    let http = claude_nexus::proxy::client()?;
+    let http = claude_nexus::http_client::client()?;
     let granted = pending.finish(&http, &config.oauth, &pasted).await?;
     let created = login::save(&config.credentials_dir, domain, &granted)?;
     println!("saved {}", file.display());
@@ -239,7 +239,7 @@ async fn oauth_status(config: &Config, only: Option<&str>) -> anyhow::Result<()>
     }
     // The last refresh result lives in the running proxy, when there is one.
     let base = proxy_base(config);
-    let live = running_proxy_metrics(&claude_nexus::proxy::client()?, &base).await;
+    let live = running_proxy_metrics(&claude_nexus::http_client::client()?, &base).await;
     let snapshot = credentials.snapshot();
     let mut accounts: Vec<_> = snapshot
         .iter()
@@ -302,7 +302,7 @@ fn describe_expiry(expires_at: Option<i64>) -> String {
                 .ok()
         })
         .unwrap_or_else(|| ms.to_string());
-    let left = ms - claude_nexus::oauth::endpoint::unix_ms_now();
+    let left = ms - claude_nexus::accounts::oauth::endpoint::unix_ms_now();
     let span =
         humantime::format_duration(std::time::Duration::from_secs(left.unsigned_abs() / 1000));
     if left >= 0 {
@@ -330,7 +330,7 @@ async fn running_proxy_metrics(http: &reqwest::Client, base: &str) -> Option<ser
 async fn oauth_refresh(config: &Config, domain: &str) -> anyhow::Result<()> {
     let file = login::credential_file(&config.credentials_dir, domain)?;
     let domain = domain.to_ascii_lowercase();
-    let http = claude_nexus::proxy::client()?;
+    let http = claude_nexus::http_client::client()?;
     // A running proxy rotates this account's token itself: ask it, so that there is only ever
     // one refresher (two can lock the account out).
     let base = proxy_base(config);

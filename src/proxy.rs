@@ -6,7 +6,9 @@
 //! exactly one record, whether it succeeds, is refused, fails upstream or is abandoned by
 //! its client: an [`Exchange`] records itself when dropped unfinished.
 
+pub mod auth;
 mod forward;
+pub mod state;
 mod tap;
 
 use std::net::IpAddr;
@@ -24,16 +26,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use forward::UpstreamAuth;
-pub use forward::{Upstream, UpstreamInitError, client};
+pub use forward::{Upstream, UpstreamInitError};
 
-use crate::auth;
-use crate::credentials::UpstreamCredential;
+use crate::accounts::credentials::UpstreamCredential;
+use crate::accounts::oauth::TokenUnavailable;
 use crate::error::ProxyError;
 use crate::keys::KeyHash;
-use crate::oauth::TokenUnavailable;
+use crate::proxy::state::AppState;
 use crate::ratelimit::UnifiedHeaders;
-use crate::records::Record;
-use crate::state::AppState;
+use crate::record::Record;
 use crate::usage::{BodyKind, Meter, Metered};
 
 /// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without
@@ -195,24 +196,6 @@ async fn read_body(parts: &request::Parts, body: Body, limit: usize) -> Result<B
     }
 }
 
-/// The `request_type` a spooled record named (the values of [`request_type`]).
-pub fn request_type_named(name: &str) -> &'static str {
-    ["inference", "count_tokens", "models", "batch"]
-        .into_iter()
-        .find(|known| *known == name)
-        .unwrap_or("other")
-}
-
-fn request_type(path: &str) -> &'static str {
-    match path {
-        "/v1/messages" => "inference",
-        "/v1/messages/count_tokens" => "count_tokens",
-        p if p.starts_with("/v1/models") => "models",
-        p if p.starts_with("/v1/messages/batches") => "batch",
-        _ => "other",
-    }
-}
-
 /// What is known about a request before its response ends.
 struct Draft {
     request_id: Uuid,
@@ -313,7 +296,7 @@ impl Exchange {
             domain: std::mem::take(&mut d.domain),
             account_id: d.account_id.take(),
             method: std::mem::take(&mut d.method),
-            request_type: request_type(&d.path),
+            request_type: crate::record::request_type(&d.path),
             path: std::mem::take(&mut d.path),
             model: model.or_else(|| d.model.take()),
             status: outcome.status,

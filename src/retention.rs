@@ -14,29 +14,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RetentionPolicy;
 use crate::store::{Store, StoreError};
 
 /// Time between two passes.
 const INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows per delete statement.
 const BATCH: u32 = 500;
-
-/// What to keep, from `RETENTION_DAYS`, `BODY_RETENTION_DAYS` and `MAX_DB_SIZE_MB`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// Records older than this are deleted (`None`: kept forever).
-    pub keep: Option<Duration>,
-    /// Bodies and stream chunks older than this are dropped, metadata kept.
-    pub keep_bodies: Option<Duration>,
-    /// The SQLite file's live pages are kept under this many bytes, oldest rows first.
-    pub max_bytes: Option<u64>,
-}
-
-impl RetentionPolicy {
-    fn is_off(&self) -> bool {
-        *self == RetentionPolicy::default()
-    }
-}
 
 /// The outcome of the last pass, shown by `/health`.
 #[derive(Debug, Clone, Default, Serialize)]

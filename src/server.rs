@@ -5,6 +5,8 @@
 //! The entry point takes a listener and a shutdown future, so the CLI passes Ctrl-C/SIGTERM,
 //! tests pass a channel and bind port 0, and the tray app passes its Quit.
 
+pub mod proxy_port;
+
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -18,21 +20,21 @@ use tokio_util::sync::CancellationToken;
 
 use secrecy::SecretString;
 
-use crate::app;
-use crate::client_keys::{self, ClientKeys};
+use crate::accounts::client_keys::{self, ClientKeys};
+use crate::accounts::credentials::{self, Credentials};
+use crate::accounts::oauth::usage_window::{self, UsageWindows};
+use crate::accounts::oauth::{self, Tokens};
 use crate::config::Config;
-use crate::credentials::{self, Credentials};
 use crate::crypto::{self, KeyError};
-use crate::dashboard::{self, DashboardState, hosts};
+use crate::dashboard::{self, DashboardState};
+use crate::hosts;
 use crate::keys::KeySalt;
-use crate::oauth::usage_window::{self, UsageWindows};
-use crate::oauth::{self, Tokens};
 use crate::proxy;
-use crate::records::{self, RecordStats, Recorder};
+use crate::proxy::state::{AppState, ProxySettings};
+use crate::recorder::spool::{self, Spool};
+use crate::recorder::{self, RecordStats, Recorder};
 use crate::retention::{self, RetentionReport};
 use crate::secrets::{Keychain, SecretStore};
-use crate::spool::{self, Spool};
-use crate::state::{AppState, ProxySettings};
 use crate::store::{Migrations, Store, StoreError};
 
 /// Records the queue holds before producers start waiting (in spawned tasks, off the request).
@@ -168,7 +170,7 @@ impl Server {
                 );
             })
             .ok();
-        let writer = records::spawn_writer(
+        let writer = recorder::spawn_writer(
             store.clone(),
             queue,
             recorder.stats().clone(),
@@ -179,7 +181,7 @@ impl Server {
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
-        let http = proxy::client()?;
+        let http = crate::http_client::client()?;
         let tokens = Arc::new(
             Tokens::new(config.oauth.clone(), http.clone())
                 .shared_through(store.clone())
@@ -311,11 +313,11 @@ impl Server {
         let dashboard_addr = self.dashboard_listener.local_addr()?;
         tracing::info!("dashboard on http://{dashboard_addr}");
         let graceful = CancellationToken::new();
-        let proxy_hosts = hosts::ProxyHosts {
+        let proxy_hosts = proxy_port::ProxyHosts {
             allowed: self.dashboard.hosts.clone(),
             credentials: self.state.credentials.clone(),
         };
-        let app = app::ProxyPort::new(self.state.clone(), proxy_hosts);
+        let app = proxy_port::ProxyPort::new(self.state.clone(), proxy_hosts);
         let dashboard_app = dashboard::router(self.dashboard.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
         let dashboard_task = tokio::spawn(

@@ -526,8 +526,8 @@ async fn least_privilege_role_manages_and_uses_keys() {
 /// A record that waited in the spool (database down) still says which key made it.
 #[test]
 fn spooled_records_keep_their_client_key_id() {
-    use claude_nexus::records::Record;
-    use claude_nexus::spool::{self, Spool};
+    use claude_nexus::record::Record;
+    use claude_nexus::recorder::spool::{self, Spool};
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(spool::path_in(dir.path())).unwrap();
     let record = Record {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use claude_nexus::credentials::{CredentialError, Credentials};
+use claude_nexus::accounts::credentials::{CredentialError, Credentials};
 use claude_nexus::keys::KeySalt;
 use common::*;
 use secrecy::SecretString;
@@ -200,7 +200,7 @@ fn the_shipped_templates_parse() {
             .ends_with(".credentials.json.example")
         {
             let text = std::fs::read_to_string(&path).unwrap();
-            claude_nexus::credentials::parse("template", &text, &salt)
+            claude_nexus::accounts::credentials::parse("template", &text, &salt)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             parsed += 1;
         }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use claude_nexus::credentials::keychain;
+use claude_nexus::accounts::credentials::keychain;
 use claude_nexus::secrets::{Keychain, MemorySecrets, SecretError, SecretStore};
 use common::process::BIN;
 use common::*;
@@ -400,7 +400,7 @@ fn without_a_keychain_references_fail_in_one_line_and_inline_files_work() {
 
     // The proxy loads the inline file and reports the other in one line.
     let salt = claude_nexus::keys::KeySalt::from_secret_string(&SecretString::from("s"));
-    let (loaded, errors) = claude_nexus::credentials::Credentials::load_with(
+    let (loaded, errors) = claude_nexus::accounts::credentials::Credentials::load_with(
         &credentials,
         Arc::new(salt),
         Arc::new(Keychain),

@@ -539,9 +539,9 @@ async fn passthrough_forwards_the_clients_own_token_and_records_the_row() {
 /// whose call started the refresh.
 #[tokio::test]
 async fn a_caller_leaving_during_the_refresh_does_not_lose_the_rotated_token() {
-    use claude_nexus::credentials::Credentials;
+    use claude_nexus::accounts::credentials::Credentials;
+    use claude_nexus::accounts::oauth::Tokens;
     use claude_nexus::keys::KeySalt;
-    use claude_nexus::oauth::Tokens;
     use secrecy::{ExposeSecret, SecretString};
 
     let oauth = MockOAuth::start().await;
@@ -562,7 +562,7 @@ async fn a_caller_leaving_during_the_refresh_does_not_lose_the_rotated_token() {
     let config = claude_nexus::Config::from_map(&env).unwrap();
     let tokens = std::sync::Arc::new(Tokens::new(
         config.oauth,
-        claude_nexus::proxy::client().unwrap(),
+        claude_nexus::http_client::client().unwrap(),
     ));
     let account = credentials
         .snapshot()

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use claude_nexus::config::DatabaseConfig;
-use claude_nexus::records::{Record, Recorder, spawn_writer};
+use claude_nexus::record::Record;
+use claude_nexus::recorder::{Recorder, spawn_writer};
 use claude_nexus::store::{Bucket, Migrations, Store, UsageGroup};
 use claude_nexus::usage::Usage;
 use tokio_util::sync::CancellationToken;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use claude_nexus::client_keys::{self, FILE_KEY_PREFIX};
-use claude_nexus::credentials::keychain::{self, Location};
-use claude_nexus::credentials::{self, FILE_SUFFIX};
+use claude_nexus::accounts::client_keys::{self, FILE_KEY_PREFIX};
+use claude_nexus::accounts::credentials::keychain::{self, Location};
+use claude_nexus::accounts::credentials::{self, FILE_SUFFIX};
 use claude_nexus::secrets::{Keychain, SecretStore};
 use claude_nexus::store::{ClientKeyRow, Migrations, Store};
 use claude_nexus::{Config, atomic_file};

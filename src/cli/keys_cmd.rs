@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use claude_nexus::client_keys::{self, FILE_KEY_PREFIX, NewKey};
+use claude_nexus::accounts::client_keys::{self, FILE_KEY_PREFIX, NewKey};
+use claude_nexus::accounts::credentials;
 use claude_nexus::store::{ClientKeyRow, Migrations, Store};
-use claude_nexus::{Config, atomic_file, credentials};
+use claude_nexus::{Config, atomic_file};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -25,10 +25,11 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use super::DashboardState;
-use super::api::{ApiError, ErrorBody, iso};
-use crate::credentials::{self, Accounts, UpstreamCredential, keychain};
-use crate::oauth::login::{self, LoginError, PendingLogin};
-use crate::oauth::{AccountStatus, usage_window::AccountWindows};
+use super::error::{ApiError, ErrorBody};
+use crate::accounts::credentials::{self, Accounts, UpstreamCredential, keychain};
+use crate::accounts::oauth::login::{self, LoginError, PendingLogin};
+use crate::accounts::oauth::{AccountStatus, usage_window::AccountWindows};
+use crate::record::iso;
 use crate::secrets::SecretError;
 
 type AppState = Arc<DashboardState>;
@@ -622,7 +623,7 @@ mod tests {
         assert_eq!(from_headers.source, "response_headers");
         assert!((from_headers.five_hour.unwrap().used_percent - 42.0).abs() < 1e-9);
         assert!(from_headers.seven_day.is_none());
-        w.plan = Some(crate::oauth::usage_window::PlanUsage {
+        w.plan = Some(crate::accounts::oauth::usage_window::PlanUsage {
             seven_day: Some(Window {
                 utilization: Some(12.5),
                 resets_at: None,

@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine;
@@ -26,76 +25,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
+use super::error::{ApiError, ErrorBody};
 use super::{DashboardState, accounts, keys};
-use crate::records::RecordSummary;
-use crate::store::{Bucket, PageCursor, RequestFilter, RequestListRow, StoreError, UsageGroup};
+use crate::record::iso;
+use crate::recorder::RecordSummary;
+use crate::store::{Bucket, PageCursor, RequestFilter, RequestListRow, UsageGroup};
 
 type AppState = Arc<DashboardState>;
-
-/// The API's errors: `{"error": "…"}` with the status.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("not logged in")]
-    Unauthorized,
-    #[error("{0}")]
-    Forbidden(&'static str),
-    #[error("not found")]
-    NotFound,
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Conflict(String),
-    /// Something the server needs is not there (a locked keychain): the user can fix it.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("too many failed logins; try again later")]
-    RateLimited(Duration),
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(cause) => {
-                tracing::error!(%cause, "dashboard API error");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
-        )
-            .into_response();
-        if let ApiError::RateLimited(after) = self {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(after.as_secs().max(1)),
-            );
-        }
-        response
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -433,17 +369,6 @@ pub struct RequestSummary {
     pub streaming: bool,
     pub api_key_hash: Option<String>,
     pub error: Option<String>,
-}
-
-const ISO: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-);
-
-/// A time as ISO-8601 UTC with milliseconds, as the API shows every time.
-pub(super) fn iso(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(ISO)
-        .unwrap_or_default()
 }
 
 impl From<RequestListRow> for RequestSummary {

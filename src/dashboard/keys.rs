@@ -1,5 +1,5 @@
 //! The dashboard's client keys: list, create, rotate, revoke, through the same core functions
-//! as `claude-nexus keys` ([`crate::client_keys`]).
+//! as `claude-nexus keys` ([`crate::accounts::client_keys`]).
 //!
 //! Invariants: no answer carries a key's hash; a new key's plaintext appears once, in the
 //! answer that made it. A change is in effect on the proxy within half a second (the key
@@ -18,8 +18,9 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::DashboardState;
-use super::api::{ApiError, ErrorBody, iso};
-use crate::client_keys::{self, KeyError, NewKey};
+use super::error::{ApiError, ErrorBody};
+use crate::accounts::client_keys::{self, KeyError, NewKey};
+use crate::record::iso;
 use crate::store::ClientKeyRow;
 
 type AppState = Arc<DashboardState>;

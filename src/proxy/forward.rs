@@ -10,8 +10,6 @@
 //! untouched (only `x-nexus-key` is removed). Back to the client: everything but hop-by-hop
 //! headers.
 
-use std::time::Duration;
-
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use axum::http::{Method, Request, Response};
@@ -41,30 +39,6 @@ pub enum UpstreamAuth<'a> {
     OAuth(&'a SecretString),
     /// The client's own credential, untouched.
     Passthrough,
-}
-
-/// The HTTP client the rest of the program uses (OAuth, plan usage, `doctor`): no redirects,
-/// no retries, pooled keep-alive connections. The proxy's own forwarding goes through
-/// [`Upstream`] instead.
-pub fn client() -> reqwest::Result<reqwest::Client> {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .build()
-}
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// reqwest and the upstream client are built without a default TLS provider; ring is ours. A
-/// second install (tests start several servers in one process) is refused harmlessly.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Why the upstream client could not be built.
@@ -98,14 +72,14 @@ impl Upstream {
         let authority = base[url::Position::BeforeHost..url::Position::AfterPort]
             .parse::<Authority>()
             .map_err(|_| UpstreamInitError::BaseUrl)?;
-        install_crypto_provider();
+        crate::http_client::install_crypto_provider();
         let tls = rustls::ClientConfig::builder()
             .with_platform_verifier()?
             .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_connect_timeout(Some(crate::http_client::CONNECT_TIMEOUT));
         let https = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -113,7 +87,7 @@ impl Upstream {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(crate::http_client::POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(1024)
             .build(https);
         Ok(Upstream {

@@ -9,7 +9,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{Dialect, Pool, Store, StoreError, TIMESTAMP, format_timestamp};
 use crate::keys::KeyHash;
-use crate::records::Record;
+use crate::record::Record;
 
 /// One row of `client_keys`. Holds no secret: the key itself was shown once and is gone.
 #[derive(Debug, Clone)]

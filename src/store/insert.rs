@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::Dialect;
 use crate::crypto::DataKey;
-use crate::records::Record;
+use crate::record::Record;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
 /// handful of prepared statements serve every batch (each distinct row count would otherwise

@@ -11,7 +11,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::Dialect;
 use crate::keys::KeyHash;
-use crate::records::Record;
+use crate::record::Record;
 use crate::usage::Usage;
 
 /// One rollup row's key. A missing model, account or key is `""` (a primary key cannot hold

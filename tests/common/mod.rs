@@ -34,7 +34,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::crypto::DataKey;
-use claude_nexus::records::RecordStats;
+use claude_nexus::recorder::RecordStats;
 use claude_nexus::retention::RetentionReport;
 use claude_nexus::secrets::SecretStore;
 use claude_nexus::store::{Migrations, Store};

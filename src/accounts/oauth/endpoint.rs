@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::accounts::credentials::OAuthTokens;
 use crate::config::OAuthConfig;
-use crate::credentials::OAuthTokens;
 
 /// The longest a token endpoint call may take.
 const TIMEOUT: Duration = Duration::from_secs(30);

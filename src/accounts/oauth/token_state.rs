@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
 use super::endpoint::unix_ms_now;
-use crate::credentials::{Account, OAuthCredential};
+use crate::accounts::credentials::{Account, OAuthCredential};
 
 /// First retry after a failed refresh; doubles per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);

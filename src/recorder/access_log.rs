@@ -17,7 +17,7 @@ use time::macros::format_description;
 use tracing_appender::non_blocking::NonBlocking;
 use uuid::Uuid;
 
-use crate::records::Record;
+use crate::record::Record;
 
 pub const TARGET: &str = "claude_nexus::access";
 

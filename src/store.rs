@@ -27,7 +27,7 @@ use time::macros::format_description;
 
 use crate::config::DatabaseConfig;
 use crate::crypto::{self, DataKey};
-use crate::records::Record;
+use crate::record::Record;
 use crate::usage::Usage;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::keys::KeyHash;
 use crate::ratelimit::UnifiedHeaders;
-use crate::records::Record;
+use crate::record::Record;
 use crate::usage::Usage;
 
 /// The spool file of a data directory.
@@ -197,7 +197,7 @@ impl SpooledRecord {
             method: self.method,
             path: self.path,
             model: self.model,
-            request_type: crate::proxy::request_type_named(&self.request_type),
+            request_type: crate::record::request_type_named(&self.request_type),
             status: self.status,
             usage: Usage {
                 input_tokens: self.input_tokens,

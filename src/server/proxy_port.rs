@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, request};
+use axum::http::{HeaderMap, StatusCode, Uri, request};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
@@ -23,12 +23,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::account_api;
-use crate::auth;
-use crate::dashboard::hosts::{self, ProxyHosts};
+use crate::accounts::credentials::Credentials;
+use crate::dashboard::account_api;
 use crate::error::ProxyError;
+use crate::hosts;
 use crate::proxy;
-use crate::state::AppState;
+use crate::proxy::auth;
+use crate::proxy::state::AppState;
 
 /// What serves the proxy port: each connection gets a [`ProxyService`] knowing its peer.
 #[derive(Clone)]
@@ -64,6 +65,23 @@ impl Service<IncomingStream<'_, TcpListener>> for ProxyPort {
             port: self.clone(),
             peer: *stream.remote_addr(),
         }))
+    }
+}
+
+/// What the proxy port's guard needs: the allow-list and the accounts (for their domains).
+#[derive(Clone)]
+pub struct ProxyHosts {
+    pub allowed: hosts::AllowedHosts,
+    pub credentials: Arc<Credentials>,
+}
+
+impl ProxyHosts {
+    /// The request's host when it is allowed on the proxy port: loopback, listed, or the
+    /// domain of a credential file (the domain that names the account).
+    pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+        hosts::request_host(headers, uri).filter(|host| {
+            self.allowed.allows(host) || self.credentials.snapshot().by_domain(host).is_some()
+        })
     }
 }
 

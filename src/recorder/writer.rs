@@ -7,21 +7,18 @@
 //! waits for room, so a burst costs memory, never a record. On shutdown the writer drains what
 //! is queued before it stops.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::keys::KeyHash;
-use crate::ratelimit::UnifiedHeaders;
-use crate::spool::Spool;
+use crate::record::Record;
+use crate::recorder::spool::Spool;
 use crate::store::{Store, StoreError};
 use crate::usage::Usage;
 
@@ -32,42 +29,6 @@ const BATCH: usize = 256;
 const LINGER: Duration = Duration::from_millis(50);
 /// Write attempts for one batch once shutdown has begun (before that: until it works).
 const ATTEMPTS_WHEN_STOPPING: u32 = 3;
-
-/// One row of `api_requests` (plus its `streaming_chunks` when bodies are stored).
-#[derive(Debug)]
-pub struct Record {
-    pub request_id: Uuid,
-    pub timestamp: OffsetDateTime,
-    pub domain: String,
-    pub account_id: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub model: Option<String>,
-    pub request_type: &'static str,
-    /// The status of the exchange: the upstream's, or ours when the proxy answered or the
-    /// exchange failed after the headers went out (499 client gone, 502 stream broken or
-    /// ended without `message_stop`, 504 stream idle).
-    pub status: u16,
-    pub usage: Usage,
-    pub duration_ms: u64,
-    pub first_token_ms: Option<u64>,
-    pub streaming: bool,
-    pub client_ip: Option<IpAddr>,
-    pub api_key_hash: Option<KeyHash>,
-    /// The id of the client key used: a `client_keys` id, or `file:<domain>` for a credential
-    /// file's `client_api_key`.
-    pub client_key_id: Option<String>,
-    /// Passthrough accounts: the salted hash of the client's own upstream credential.
-    pub upstream_credential_hash: Option<KeyHash>,
-    /// The response's `anthropic-ratelimit-unified-*` headers, when it had them.
-    pub ratelimit: Option<UnifiedHeaders>,
-    pub error: Option<String>,
-    pub upstream_request_id: Option<String>,
-    pub request_body: Option<Bytes>,
-    pub response_body: Option<Bytes>,
-    /// SSE events in order, each with its arrival in ms after the request began.
-    pub chunks: Vec<(u64, String)>,
-}
 
 /// What the dashboard's live feed says about a request once its row is written.
 #[derive(Debug, Clone)]
@@ -240,7 +201,7 @@ pub fn spawn_writer(
                     }
                 }
             }
-            crate::access_log::write(&batch);
+            crate::recorder::access_log::write(&batch);
             writer.write(&batch).await;
             if feed.receiver_count() > 0 {
                 for record in &batch {

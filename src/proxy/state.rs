@@ -8,12 +8,12 @@ use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::client_keys::ClientKeys;
-use crate::credentials::Credentials;
+use crate::accounts::client_keys::ClientKeys;
+use crate::accounts::credentials::Credentials;
+use crate::accounts::oauth::Tokens;
+use crate::accounts::oauth::usage_window::UsageWindows;
 use crate::keys::KeySalt;
-use crate::oauth::Tokens;
-use crate::oauth::usage_window::UsageWindows;
-use crate::records::Recorder;
+use crate::recorder::Recorder;
 use crate::retention::RetentionReport;
 use crate::store::Store;
 

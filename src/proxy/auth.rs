@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 
-use crate::client_keys::{ClientKeys, FILE_KEY_PREFIX};
-use crate::credentials::{Account, Accounts, UpstreamCredential};
+use crate::accounts::client_keys::{ClientKeys, FILE_KEY_PREFIX};
+use crate::accounts::credentials::{Account, Accounts, UpstreamCredential};
 use crate::error::ProxyError;
 use crate::keys::{KeyHash, KeySalt};
-use crate::state::ProxySettings;
+use crate::proxy::state::ProxySettings;
 
 /// The account a request was accepted for, and the hash and id of the key it used.
 pub struct Client {

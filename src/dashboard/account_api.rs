@@ -16,9 +16,9 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::credentials::{Account, UpstreamCredential};
+use crate::accounts::credentials::{Account, UpstreamCredential};
 use crate::error::anthropic_error;
-use crate::state::AppState;
+use crate::proxy::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountApiError {

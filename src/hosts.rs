@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::credentials::Credentials;
 use crate::error::anthropic_error;
 
 const LOOPBACK: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
@@ -80,23 +79,6 @@ pub async fn dashboard_guard(
             axum::Json(serde_json::json!({ "error": "host not allowed" })),
         )
             .into_response(),
-    }
-}
-
-/// What the proxy port's guard needs: the allow-list and the accounts (for their domains).
-#[derive(Clone)]
-pub struct ProxyHosts {
-    pub allowed: AllowedHosts,
-    pub credentials: Arc<Credentials>,
-}
-
-impl ProxyHosts {
-    /// The request's host when it is allowed on the proxy port: loopback, listed, or the
-    /// domain of a credential file (the domain that names the account).
-    pub fn check(&self, headers: &HeaderMap, uri: &Uri) -> Option<String> {
-        request_host(headers, uri).filter(|host| {
-            self.allowed.allows(host) || self.credentials.snapshot().by_domain(host).is_some()
-        })
     }
 }
 

@@ -17,8 +17,8 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use super::endpoint::{self, EndpointError, Granted};
+use crate::accounts::credentials::{self, FILE_SUFFIX, UpdateError};
 use crate::config::OAuthConfig;
-use crate::credentials::{self, FILE_SUFFIX, UpdateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -220,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn a_state_mismatch_or_a_bare_code_is_refused_before_any_call() {
         let config = config();
-        let http = crate::proxy::client().unwrap();
+        let http = crate::http_client::client().unwrap();
         let login = PendingLogin::start(&config).unwrap();
         let err = login.finish(&http, &config, "code#not-our-state").await;
         assert!(matches!(err, Err(LoginError::StateMismatch)), "{err:?}");

@@ -34,8 +34,10 @@ use tokio_util::sync::CancellationToken;
 use super::endpoint::{self, EndpointError, unix_ms_now};
 pub use super::token_state::{AccountStatus, LastRefresh, retry_delay};
 use super::token_state::{TokenState, fingerprint, now_rfc3339};
+use crate::accounts::credentials::{
+    self, Account, Accounts, Credentials, OAuthTokens, UpstreamCredential,
+};
 use crate::config::OAuthConfig;
-use crate::credentials::{self, Account, Accounts, Credentials, OAuthTokens, UpstreamCredential};
 use crate::store::Store;
 
 /// The refresher looks again at least this often (files change, clocks jump).
