@@ -19,13 +19,6 @@ use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server, logging};
 use secrecy::{ExposeSecret, SecretString};
 
-/// mimalloc: the proxy allocates many small short-lived buffers per request, where glibc's
-/// allocator spent about a tenth of the CPU in profiles and fragmented across threads. Built
-/// with `no_thp`: otherwise it asks for transparent huge pages for its arenas, and each 2 MiB
-/// page counts whole in resident memory (36 MB idle instead of 23 MB, no CPU difference).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "claude-nexus",
@@ -444,10 +437,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let _log = logging::init(config.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads.get())
-        .enable_all()
-        .build();
+    let runtime = claude_nexus::server::runtime(config.worker_threads);
     run_on(runtime, run(config))
 }
 

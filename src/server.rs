@@ -6,6 +6,9 @@
 //! tests pass a channel and bind port 0, and the tray app passes its Quit.
 
 pub mod proxy_port;
+mod runtime;
+
+pub use runtime::runtime;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
