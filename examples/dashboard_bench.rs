@@ -152,14 +152,14 @@ async fn generate(store: &Store, rows: usize) -> anyhow::Result<()> {
         let output = if ok { 10 + (r >> 32) % 4_000 } else { 0 };
         let offset = i64::try_from(next() % span_ms as u64).unwrap_or(0);
         batch.push(Record {
-            request_id: uuid::Uuid::now_v7(),
+            request_id: uuid::Uuid::now_v7().to_string(),
             timestamp: now - time::Duration::milliseconds(offset),
             domain: domain.to_string(),
             account_id: Some(account.to_string()),
             method: "POST".into(),
             path: "/v1/messages".into(),
             model: Some(MODELS[((r >> 4) % 4) as usize].to_string()),
-            request_type: "inference",
+            request_type: Some("inference".into()),
             status,
             usage: Usage {
                 input_tokens: input,
@@ -167,19 +167,13 @@ async fn generate(store: &Store, rows: usize) -> anyhow::Result<()> {
                 cache_creation_input_tokens: if ok { (r >> 40) % 2_000 } else { 0 },
                 cache_read_input_tokens: if ok { (r >> 44) % 30_000 } else { 0 },
             },
-            duration_ms: 300 + (r >> 20) % 30_000,
+            duration_ms: Some(300 + (r >> 20) % 30_000),
             first_token_ms: ok.then_some(200 + (r >> 24) % 2_000),
             streaming: (r >> 3) % 3 != 0,
             client_ip: Some(IpAddr::from([127, 0, 0, 1])),
             api_key_hash: Some(keys[((r >> 12) % 6) as usize]),
-            client_key_id: None,
-            upstream_credential_hash: None,
-            ratelimit: None,
             error: (!ok).then(|| "rate limited".to_string()),
-            upstream_request_id: None,
-            request_body: None,
-            response_body: None,
-            chunks: Vec::new(),
+            ..Record::default()
         });
         if batch.len() == BATCH {
             store.insert_records(&batch).await?;

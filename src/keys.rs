@@ -58,6 +58,20 @@ impl KeyHash {
     }
 }
 
+/// As hex, the form the database and the spool keep.
+impl serde::Serialize for KeyHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<KeyHash, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        KeyHash::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a key hash"))
+    }
+}
+
 impl fmt::Display for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))

@@ -11,6 +11,7 @@ mod forward;
 pub mod state;
 mod tap;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,10 +32,9 @@ pub use forward::{Upstream, UpstreamInitError};
 use crate::accounts::credentials::UpstreamCredential;
 use crate::accounts::oauth::TokenUnavailable;
 use crate::error::ProxyError;
-use crate::keys::KeyHash;
 use crate::proxy::state::AppState;
 use crate::ratelimit::UnifiedHeaders;
-use crate::record::Record;
+use crate::record::{self, Record};
 use crate::usage::{BodyKind, Meter, Metered};
 
 /// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without
@@ -52,7 +52,7 @@ pub async fn handle(
     let accounts = state.credentials.snapshot();
     let client = match auth::authenticate(
         &parts.headers,
-        &exchange.draft.domain,
+        &exchange.record.domain,
         &accounts,
         &state.client_keys,
         &state.salt,
@@ -60,28 +60,28 @@ pub async fn handle(
     ) {
         Ok(client) => client,
         Err(refused) => {
-            exchange.draft.key_hash = refused.key_hash;
+            exchange.record.api_key_hash = refused.key_hash;
             return exchange.fail(refused.error);
         }
     };
-    exchange.draft.account_id = client.account.account_id.clone();
-    exchange.draft.key_hash = client.key_hash;
-    exchange.draft.client_key_id = client.key_id.clone();
+    exchange.record.account_id = client.account.account_id.clone();
+    exchange.record.api_key_hash = client.key_hash;
+    exchange.record.client_key_id = client.key_id.clone();
 
     let body = match read_body(&parts, body, state.settings.max_request_size).await {
         Ok(body) => body,
         Err(error) => return exchange.fail(error),
     };
     if state.settings.storage_enabled {
-        exchange.draft.request_body = Some(body.clone());
+        exchange.record.request_body = Some(body.clone());
     }
     if parts.method == Method::POST && parts.uri.path().starts_with("/v1/messages") {
         // sonic-rs checks the whole body, ignored fields included, as serde_json would, but
         // with SIMD: with serde_json this check was the handler's largest piece of work.
         match sonic_rs::from_slice::<MessagesRequest>(&body) {
             Ok(summary) => {
-                exchange.draft.model = summary.model;
-                exchange.draft.streaming = summary.stream == Some(serde_json::Value::Bool(true));
+                exchange.record.model = summary.model;
+                exchange.record.streaming = summary.stream == Some(serde_json::Value::Bool(true));
             }
             Err(e) => {
                 // The first line says what and where; the next ones quote the body.
@@ -95,7 +95,7 @@ pub async fn handle(
     let auth = match &client.account.credential {
         UpstreamCredential::ApiKey(key) => UpstreamAuth::ApiKey(key),
         UpstreamCredential::Passthrough => {
-            exchange.draft.upstream_credential_hash =
+            exchange.record.upstream_credential_hash =
                 auth::upstream_style_key(&parts.headers).map(|token| state.salt.hash(token));
             UpstreamAuth::Passthrough
         }
@@ -142,18 +142,17 @@ pub async fn handle(
         state
             .usage_windows
             .record_headers(&client.account.domain, unified.clone());
-        exchange.draft.ratelimit = Some(unified);
+        exchange.record.ratelimit = Some(unified);
     }
     let headers = forward::client_headers(response.headers());
     let upstream_body = response.into_body();
 
+    exchange.record.streaming = kind == BodyKind::Sse;
+    exchange.record.upstream_request_id = upstream_request_id;
     let tap = tap::Tap::new(
         exchange,
         Meter::new(kind, state.settings.storage_enabled),
         status.as_u16(),
-        kind == BodyKind::Sse,
-        upstream_request_id,
-        started,
     );
     let body = tap::TapBody::new(
         upstream_body,
@@ -196,40 +195,13 @@ async fn read_body(parts: &request::Parts, body: Body, limit: usize) -> Result<B
     }
 }
 
-/// What is known about a request before its response ends.
-struct Draft {
-    request_id: Uuid,
-    timestamp: OffsetDateTime,
-    started: Instant,
-    domain: String,
-    account_id: Option<String>,
-    method: String,
-    path: String,
-    model: Option<String>,
-    streaming: bool,
-    client_ip: Option<IpAddr>,
-    key_hash: Option<KeyHash>,
-    client_key_id: Option<String>,
-    upstream_credential_hash: Option<KeyHash>,
-    ratelimit: Option<UnifiedHeaders>,
-    request_body: Option<Bytes>,
-}
-
-/// How an exchange ended, as the record sees it.
-struct Outcome {
-    status: u16,
-    error: Option<String>,
-    metered: Metered,
-    first_token_ms: Option<u64>,
-    streaming: bool,
-    upstream_request_id: Option<String>,
-}
-
-/// One request on its way through the proxy. Recorded exactly once: by [`Exchange::finish`],
-/// or on drop if the client went away before a response began.
+/// One request on its way through the proxy: its record, filled in as the request goes.
+/// Recorded exactly once: by [`Exchange::finish`], or on drop if the client went away before
+/// a response began.
 struct Exchange {
     state: Arc<AppState>,
-    draft: Draft,
+    record: Record,
+    started: Instant,
     recorded: bool,
 }
 
@@ -241,94 +213,68 @@ impl Exchange {
         client_ip: IpAddr,
         started: Instant,
     ) -> Exchange {
-        let path = parts.uri.path().to_string();
+        let path = parts.uri.path();
         Exchange {
             state,
-            draft: Draft {
-                request_id: Uuid::now_v7(),
+            record: Record {
+                request_id: Uuid::now_v7().to_string(),
                 timestamp: OffsetDateTime::now_utc(),
-                started,
                 domain,
-                account_id: None,
                 method: parts.method.to_string(),
-                path,
-                model: None,
-                streaming: false,
+                request_type: Some(Cow::Borrowed(record::request_type(path))),
+                path: path.to_string(),
                 client_ip: Some(client_ip),
-                key_hash: None,
-                client_key_id: None,
-                upstream_credential_hash: None,
-                ratelimit: None,
-                request_body: None,
+                ..Record::default()
             },
+            started,
             recorded: false,
         }
     }
 
     /// Records a request the proxy answered itself, and builds that answer.
     fn fail(mut self, error: ProxyError) -> Response {
-        self.finish(Outcome {
-            status: error.status().as_u16(),
-            error: Some(error.record_text()),
-            metered: Metered::default(),
-            first_token_ms: None,
-            streaming: self.draft.streaming,
-            upstream_request_id: None,
-        });
+        self.finish(
+            error.status().as_u16(),
+            Some(error.record_text()),
+            Metered::default(),
+        );
         error.into_response()
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    /// Completes the record with how the exchange ended and queues it.
+    fn finish(&mut self, status: u16, error: Option<String>, metered: Metered) {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        let d = &mut self.draft;
+        let mut record = std::mem::take(&mut self.record);
         let Metered {
             model,
             usage,
             body,
             events,
             ..
-        } = outcome.metered;
-        self.state.recorder.record(Record {
-            request_id: d.request_id,
-            timestamp: d.timestamp,
-            domain: std::mem::take(&mut d.domain),
-            account_id: d.account_id.take(),
-            method: std::mem::take(&mut d.method),
-            request_type: crate::record::request_type(&d.path),
-            path: std::mem::take(&mut d.path),
-            model: model.or_else(|| d.model.take()),
-            status: outcome.status,
-            usage,
-            duration_ms: d.started.elapsed().as_millis() as u64,
-            first_token_ms: outcome.first_token_ms,
-            streaming: outcome.streaming,
-            client_ip: d.client_ip,
-            api_key_hash: d.key_hash,
-            client_key_id: d.client_key_id.take(),
-            upstream_credential_hash: d.upstream_credential_hash,
-            ratelimit: d.ratelimit.take(),
-            error: outcome.error,
-            upstream_request_id: outcome.upstream_request_id,
-            request_body: d.request_body.take(),
-            response_body: body,
-            chunks: events,
-        });
+        } = metered;
+        if model.is_some() {
+            record.model = model;
+        }
+        record.status = status;
+        record.usage = usage;
+        record.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        record.error = error;
+        record.response_body = body;
+        record.chunks = events;
+        self.state.recorder.record(record);
     }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         if !self.recorded {
-            self.finish(Outcome {
-                status: 499,
-                error: Some("client disconnected before the response began".to_string()),
-                metered: Metered::default(),
-                first_token_ms: None,
-                streaming: self.draft.streaming,
-                upstream_request_id: None,
-            });
+            self.finish(
+                499,
+                Some("client disconnected before the response began".to_string()),
+                Metered::default(),
+            );
         }
     }
 }

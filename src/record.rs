@@ -1,50 +1,94 @@
-//! The request record: one per request that reaches the proxy, made by the proxy and passed
-//! along unchanged by every later stage (queue, writer, spool, store, dashboard).
+//! The request record: one per request that reaches the proxy. The proxy makes it; the
+//! queue, the writer, the spool, the store and the dashboard pass that value along. Its serde
+//! form is the spool's line and the dashboard API's request (list, export, live events and,
+//! with bodies and events, the detail).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smart_default::SmartDefault;
 use time::OffsetDateTime;
-use uuid::Uuid;
+use utoipa::ToSchema;
 
 use crate::keys::KeyHash;
 use crate::ratelimit::UnifiedHeaders;
 use crate::usage::Usage;
 
 /// One row of `api_requests` (plus its `streaming_chunks` when bodies are stored).
-#[derive(Debug)]
+///
+/// Read back from the database, a record has what the query selected (and what the row
+/// holds: rows written by the original proxy may lack some values); the rest is empty.
+#[derive(Debug, Clone, SmartDefault, Serialize, Deserialize, ToSchema)]
 pub struct Record {
-    pub request_id: Uuid,
+    /// A UUID (v7) for the records this proxy makes; any text in rows of the original's.
+    pub request_id: String,
+    /// ISO-8601 UTC with milliseconds, the precision the database keeps.
+    #[serde(with = "iso_serde")]
+    #[schema(value_type = String)]
+    #[default(OffsetDateTime::UNIX_EPOCH)]
     pub timestamp: OffsetDateTime,
     pub domain: String,
     pub account_id: Option<String>,
     pub method: String,
     pub path: String,
     pub model: Option<String>,
-    pub request_type: &'static str,
+    /// `inference`, `count_tokens`, `models`, `batch` or `other` ([`request_type`]).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub request_type: Option<Cow<'static, str>>,
     /// The status of the exchange: the upstream's, or ours when the proxy answered or the
     /// exchange failed after the headers went out (499 client gone, 502 stream broken or
     /// ended without `message_stop`, 504 stream idle).
     pub status: u16,
+    #[serde(flatten)]
     pub usage: Usage,
-    pub duration_ms: u64,
+    pub duration_ms: Option<u64>,
     pub first_token_ms: Option<u64>,
     pub streaming: bool,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
+    /// The client key's salted hash (hex).
+    #[schema(value_type = Option<String>)]
     pub api_key_hash: Option<KeyHash>,
     /// The id of the client key used: a `client_keys` id, or `file:<domain>` for a credential
     /// file's `client_api_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_id: Option<String>,
     /// Passthrough accounts: the salted hash of the client's own upstream credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub upstream_credential_hash: Option<KeyHash>,
     /// The response's `anthropic-ratelimit-unified-*` headers, when it had them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub ratelimit: Option<UnifiedHeaders>,
     pub error: Option<String>,
+    #[serde(default)]
     pub upstream_request_id: Option<String>,
+    /// Only with `STORAGE_ENABLED=true` (as text; invalid UTF-8 replaced).
+    #[serde(default, with = "text_body")]
+    #[schema(value_type = Option<String>)]
     pub request_body: Option<Bytes>,
+    #[serde(default, with = "text_body")]
+    #[schema(value_type = Option<String>)]
     pub response_body: Option<Bytes>,
     /// SSE events in order, each with its arrival in ms after the request began.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub chunks: Vec<(u64, String)>,
+}
+
+impl Record {
+    /// The record without its bodies and stream events: what the live feed carries.
+    pub fn without_bodies(mut self) -> Record {
+        self.request_body = None;
+        self.response_body = None;
+        self.chunks = Vec::new();
+        self
+    }
 }
 
 const ISO: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
@@ -58,12 +102,36 @@ pub fn iso(at: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// The `request_type` a spooled record named (the values of [`request_type`]).
-pub fn request_type_named(name: &str) -> &'static str {
-    ["inference", "count_tokens", "models", "batch"]
-        .into_iter()
-        .find(|known| *known == name)
-        .unwrap_or("other")
+/// The record's time: written as [`iso`], read as any RFC 3339 time (older spool files have
+/// nanoseconds).
+mod iso_serde {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(at: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&iso(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = Cow::<str>::deserialize(d)?;
+        OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Bodies as text (they are JSON or SSE; anything else is kept lossily, as the store keeps it).
+mod text_body {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(body: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        match body {
+            Some(b) => s.serialize_some(&String::from_utf8_lossy(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Bytes::from))
+    }
 }
 
 /// The `request_type` of a request to `path`.

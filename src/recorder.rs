@@ -6,4 +6,4 @@ pub mod access_log;
 pub mod spool;
 mod writer;
 
-pub use writer::{RecordFeed, RecordStats, RecordSummary, Recorder, spawn_writer};
+pub use writer::{RecordFeed, RecordStats, Recorder, spawn_writer};

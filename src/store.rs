@@ -10,9 +10,7 @@ mod dashboard_queries;
 mod insert;
 mod rollup;
 
-pub use dashboard_queries::{
-    Bucket, DailyCount, PageCursor, RequestDetailRow, RequestFilter, RequestListRow, UsageGroup,
-};
+pub use dashboard_queries::{Bucket, DailyCount, PageCursor, RequestFilter, UsageGroup};
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -531,29 +531,17 @@ fn spooled_records_keep_their_client_key_id() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(spool::path_in(dir.path())).unwrap();
     let record = Record {
-        request_id: uuid::Uuid::now_v7(),
+        request_id: uuid::Uuid::now_v7().to_string(),
         timestamp: time::OffsetDateTime::now_utc(),
         domain: "a.example".into(),
         account_id: Some("acc_a".into()),
         method: "POST".into(),
         path: "/v1/messages".into(),
-        model: None,
-        request_type: "inference",
+        request_type: Some("inference".into()),
         status: 200,
-        usage: Default::default(),
-        duration_ms: 1,
-        first_token_ms: None,
-        streaming: false,
-        client_ip: None,
-        api_key_hash: None,
+        duration_ms: Some(1),
         client_key_id: Some("ck_0123456789ab".into()),
-        upstream_credential_hash: None,
-        ratelimit: None,
-        error: None,
-        upstream_request_id: None,
-        request_body: None,
-        response_body: None,
-        chunks: Vec::new(),
+        ..Record::default()
     };
     spool.append(std::slice::from_ref(&record)).unwrap();
     let replayed: Vec<Record> = spool

@@ -19,33 +19,23 @@ use uuid::Uuid;
 
 fn record(id: Uuid) -> Record {
     Record {
-        request_id: id,
+        request_id: id.to_string(),
         timestamp: time::OffsetDateTime::now_utc(),
         domain: "localhost".into(),
         account_id: Some("acc".into()),
         method: "POST".into(),
         path: "/v1/messages".into(),
         model: Some("m".into()),
-        request_type: "inference",
+        request_type: Some("inference".into()),
         status: 200,
         usage: Usage {
             input_tokens: 1,
             output_tokens: 2,
             ..Usage::default()
         },
-        duration_ms: 3,
+        duration_ms: Some(3),
         first_token_ms: Some(1),
-        streaming: false,
-        client_ip: None,
-        api_key_hash: None,
-        client_key_id: None,
-        upstream_credential_hash: None,
-        ratelimit: None,
-        error: None,
-        upstream_request_id: None,
-        request_body: None,
-        response_body: None,
-        chunks: Vec::new(),
+        ..Record::default()
     }
 }
 

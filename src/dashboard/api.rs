@@ -27,9 +27,10 @@ use utoipa_axum::routes;
 use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
 use super::error::{ApiError, ErrorBody};
 use super::{DashboardState, accounts, keys};
+use crate::record::Record;
 use crate::record::iso;
-use crate::recorder::RecordSummary;
-use crate::store::{Bucket, PageCursor, RequestFilter, RequestListRow, UsageGroup};
+use crate::store::{Bucket, PageCursor, RequestFilter, UsageGroup};
+use crate::usage::Usage;
 
 type AppState = Arc<DashboardState>;
 
@@ -180,14 +181,6 @@ pub struct OverviewQuery {
     pub window: Option<Window>,
 }
 
-#[derive(Serialize, ToSchema, Default, Clone)]
-pub struct Tokens {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-    pub cache_read_input_tokens: u64,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct GroupRow {
     /// The model, the status, the account id or the client key hash.
@@ -197,7 +190,7 @@ pub struct GroupRow {
     pub requests: u64,
     pub errors: u64,
     #[serde(flatten)]
-    pub tokens: Tokens,
+    pub tokens: Usage,
     /// Estimated USD (null when no model of the group is in the price table).
     pub cost_usd: Option<f64>,
 }
@@ -210,7 +203,7 @@ pub struct Overview {
     pub errors: u64,
     pub error_rate: f64,
     #[serde(flatten)]
-    pub tokens: Tokens,
+    pub tokens: Usage,
     pub cost_usd: f64,
     /// `hour` or `day`.
     pub bucket: String,
@@ -246,8 +239,8 @@ impl Totals {
         }
     }
 
-    fn tokens(&self) -> Tokens {
-        Tokens {
+    fn tokens(&self) -> Usage {
+        Usage {
             input_tokens: self.usage.input_tokens,
             output_tokens: self.usage.output_tokens,
             cache_creation_input_tokens: self.usage.cache_creation_input_tokens,
@@ -350,79 +343,6 @@ async fn overview(
 
 // ---------------------------------------------------------------- requests
 
-/// One request, as listed, exported and pushed live.
-#[derive(Serialize, ToSchema, Clone)]
-pub struct RequestSummary {
-    pub request_id: String,
-    /// ISO-8601 UTC.
-    pub timestamp: String,
-    pub domain: String,
-    pub account_id: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub model: Option<String>,
-    pub status: u16,
-    #[serde(flatten)]
-    pub tokens: Tokens,
-    pub duration_ms: Option<u64>,
-    pub first_token_ms: Option<u64>,
-    pub streaming: bool,
-    pub api_key_hash: Option<String>,
-    pub error: Option<String>,
-}
-
-impl From<RequestListRow> for RequestSummary {
-    fn from(r: RequestListRow) -> Self {
-        RequestSummary {
-            timestamp: iso(r.timestamp),
-            request_id: r.request_id,
-            domain: r.domain,
-            account_id: r.account_id,
-            method: r.method,
-            path: r.path,
-            model: r.model,
-            status: r.status,
-            tokens: Tokens {
-                input_tokens: r.usage.input_tokens,
-                output_tokens: r.usage.output_tokens,
-                cache_creation_input_tokens: r.usage.cache_creation_input_tokens,
-                cache_read_input_tokens: r.usage.cache_read_input_tokens,
-            },
-            duration_ms: r.duration_ms,
-            first_token_ms: r.first_token_ms,
-            streaming: r.streaming,
-            api_key_hash: r.api_key_hash,
-            error: r.error,
-        }
-    }
-}
-
-impl From<&RecordSummary> for RequestSummary {
-    fn from(r: &RecordSummary) -> Self {
-        RequestSummary {
-            request_id: r.request_id.to_string(),
-            timestamp: iso(r.timestamp),
-            domain: r.domain.clone(),
-            account_id: r.account_id.clone(),
-            method: r.method.clone(),
-            path: r.path.clone(),
-            model: r.model.clone(),
-            status: r.status,
-            tokens: Tokens {
-                input_tokens: r.usage.input_tokens,
-                output_tokens: r.usage.output_tokens,
-                cache_creation_input_tokens: r.usage.cache_creation_input_tokens,
-                cache_read_input_tokens: r.usage.cache_read_input_tokens,
-            },
-            duration_ms: Some(r.duration_ms),
-            first_token_ms: r.first_token_ms,
-            streaming: r.streaming,
-            api_key_hash: r.api_key_hash.clone(),
-            error: r.error.clone(),
-        }
-    }
-}
-
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct RequestQuery {
@@ -469,7 +389,7 @@ impl RequestQuery {
 
 /// A cursor is the last row's (time in Unix nanoseconds, request id), base64url: opaque to
 /// clients, exact for the keyset comparison.
-fn encode_cursor(row: &RequestListRow) -> String {
+fn encode_cursor(row: &Record) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
         "{}|{}",
         row.timestamp.unix_timestamp_nanos(),
@@ -493,7 +413,7 @@ fn decode_cursor(text: &str) -> Result<PageCursor, ApiError> {
 
 #[derive(Serialize, ToSchema)]
 pub struct RequestPage {
-    pub items: Vec<RequestSummary>,
+    pub items: Vec<Record>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -517,7 +437,7 @@ async fn list_requests(
         .then(|| rows.last().map(encode_cursor))
         .flatten();
     Ok(Json(RequestPage {
-        items: rows.into_iter().map(RequestSummary::from).collect(),
+        items: rows,
         next_cursor,
     }))
 }
@@ -528,16 +448,11 @@ pub struct StreamEvent {
     pub data: String,
 }
 
+/// One request with its bodies and stream events (when they are stored).
 #[derive(Serialize, ToSchema)]
 pub struct RequestDetail {
     #[serde(flatten)]
-    pub summary: RequestSummary,
-    pub request_type: Option<String>,
-    pub client_ip: Option<String>,
-    pub upstream_request_id: Option<String>,
-    /// Only when `STORAGE_ENABLED=true`.
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
+    pub record: Record,
     /// The SSE events in order (only when bodies are stored).
     pub events: Vec<StreamEvent>,
 }
@@ -551,27 +466,20 @@ async fn request_detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestDetail>, ApiError> {
-    let d = state
+    let mut record = state
         .store
         .request_detail(&id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(RequestDetail {
-        summary: d.row.into(),
-        request_type: d.request_type,
-        client_ip: d.client_ip,
-        upstream_request_id: d.upstream_request_id,
-        request_body: d.request_body,
-        response_body: d.response_body,
-        events: d
-            .chunks
-            .into_iter()
-            .map(|(timestamp, data)| StreamEvent {
-                timestamp: iso(timestamp),
-                data,
-            })
-            .collect(),
-    }))
+    let began = record.timestamp;
+    let events = std::mem::take(&mut record.chunks)
+        .into_iter()
+        .map(|(offset_ms, data)| StreamEvent {
+            timestamp: iso(began + std::time::Duration::from_millis(offset_ms)),
+            data,
+        })
+        .collect();
+    Ok(Json(RequestDetail { record, events }))
 }
 
 /// The filters of [`RequestQuery`] and the format, without paging. (Spelled out rather than
@@ -614,7 +522,7 @@ const CSV_HEADER: &[&str] = &[
     "error",
 ];
 
-fn json_rows(rows: Vec<RequestListRow>, first: bool, last: bool) -> Vec<u8> {
+fn json_rows(rows: Vec<Record>, first: bool, last: bool) -> Vec<u8> {
     let mut chunk = Vec::new();
     if first {
         chunk.push(b'[');
@@ -623,7 +531,7 @@ fn json_rows(rows: Vec<RequestListRow>, first: bool, last: bool) -> Vec<u8> {
         if !(first && i == 0) {
             chunk.push(b',');
         }
-        chunk.extend(serde_json::to_vec(&RequestSummary::from(row)).unwrap_or_default());
+        chunk.extend(serde_json::to_vec(&row).unwrap_or_default());
         chunk.push(b'\n');
     }
     if last {
@@ -632,7 +540,7 @@ fn json_rows(rows: Vec<RequestListRow>, first: bool, last: bool) -> Vec<u8> {
     chunk
 }
 
-fn csv_rows(rows: &[RequestListRow], header: bool) -> Vec<u8> {
+fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
     if header {
@@ -655,7 +563,7 @@ fn csv_rows(rows: &[RequestListRow], header: bool) -> Vec<u8> {
             opt(r.duration_ms),
             opt(r.first_token_ms),
             r.streaming.to_string(),
-            r.api_key_hash.clone().unwrap_or_default(),
+            r.api_key_hash.map(|h| h.to_string()).unwrap_or_default(),
             r.error.clone().unwrap_or_default(),
         ]);
     }
@@ -665,7 +573,7 @@ fn csv_rows(rows: &[RequestListRow], header: bool) -> Vec<u8> {
 /// The filtered list as CSV or JSON, streamed page by page (newest first), so the export
 /// never holds more than one page in memory.
 #[utoipa::path(get, path = "/api/requests/export", tag = "requests", params(ExportQuery),
-    responses((status = 200, description = "text/csv or application/json (an array of RequestSummary)"),
+    responses((status = 200, description = "text/csv or application/json (an array of Record)"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn export_requests(
     State(state): State<AppState>,
@@ -871,14 +779,14 @@ async fn mark_manual(
 
 // ---------------------------------------------------------------- live events
 
-/// Server-sent events: `request` with a [`RequestSummary`] for each new record, as it is
+/// Server-sent events: `request` with a [`Record`] (without bodies) for each new record, as it is
 /// written; `account` with an [`accounts::AccountInfo`] for every account when the stream opens and
 /// after the credential files reload, and for one whose OAuth status or plan windows changed;
 /// `account_removed` with `{"domain"}` when an account's file is gone; `keys` with
 /// `{"reloads"}` when the client keys changed, whoever changed them (the page lists them again).
 /// A listener too slow to keep up with requests gets `lagged` with the number it missed.
 #[utoipa::path(get, path = "/api/events", tag = "live",
-    responses((status = 200, description = "text/event-stream of `request` events (RequestSummary), `account` events (AccountInfo), `account_removed` ({domain}), `keys` ({reloads}) and `lagged`", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream of `request` events (Record), `account` events (AccountInfo), `account_removed` ({domain}), `keys` ({reloads}) and `lagged`", content_type = "text/event-stream"),
               (status = 401, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
@@ -887,7 +795,7 @@ async fn events(
     let requests = feed.map(|item| match item {
         Ok(summary) => Event::default()
             .event("request")
-            .json_data(RequestSummary::from(summary.as_ref()))
+            .json_data(summary.as_ref())
             .unwrap_or_else(|_| Event::default().comment("unserializable")),
         Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
             Event::default().event("lagged").data(n.to_string())

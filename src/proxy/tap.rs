@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::{Exchange, Outcome};
+use super::Exchange;
 use crate::usage::Meter;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,43 +27,30 @@ enum End {
     ClientGone,
 }
 
-/// Everything needed to record the exchange once its body ends.
+/// Everything needed to record the exchange once its body ends. The exchange's record
+/// already says whether the response streams and its upstream request id.
 pub(super) struct Tap {
     pub exchange: Exchange,
     pub meter: Option<Meter>,
+    /// The upstream's status.
     pub status: u16,
-    pub streaming: bool,
-    pub upstream_request_id: Option<String>,
-    pub started: Instant,
-    first_byte_ms: Option<u64>,
     /// The upstream body reported its end, even if the client left before reading it.
     inner_done: bool,
 }
 
 impl Tap {
-    pub fn new(
-        exchange: Exchange,
-        meter: Meter,
-        status: u16,
-        streaming: bool,
-        upstream_request_id: Option<String>,
-        started: Instant,
-    ) -> Tap {
+    pub fn new(exchange: Exchange, meter: Meter, status: u16) -> Tap {
         Tap {
             exchange,
             meter: Some(meter),
             status,
-            streaming,
-            upstream_request_id,
-            started,
-            first_byte_ms: None,
             inner_done: false,
         }
     }
 
     fn observe(&mut self, data: &Bytes) {
-        let elapsed = self.started.elapsed().as_millis() as u64;
-        self.first_byte_ms.get_or_insert(elapsed);
+        let elapsed = self.exchange.started.elapsed().as_millis() as u64;
+        self.exchange.record.first_token_ms.get_or_insert(elapsed);
         if let Some(meter) = &mut self.meter {
             meter.observe(data, elapsed);
         }
@@ -80,7 +67,11 @@ impl Tap {
             other => other,
         };
         let (status, error) = match end {
-            End::Complete if self.streaming && !metered.stream_complete && self.status < 300 => {
+            End::Complete
+                if self.exchange.record.streaming
+                    && !metered.stream_complete
+                    && self.status < 300 =>
+            {
                 (502, Some("stream ended without message_stop".to_string()))
             }
             End::Complete => (self.status, metered.upstream_error.clone()),
@@ -95,14 +86,7 @@ impl Tap {
             End::Cut => (503, Some("stream cut at shutdown".to_string())),
             End::ClientGone => (499, Some("client disconnected mid-response".to_string())),
         };
-        self.exchange.finish(Outcome {
-            status,
-            error,
-            metered,
-            first_token_ms: self.first_byte_ms,
-            streaming: self.streaming,
-            upstream_request_id: self.upstream_request_id.take(),
-        });
+        self.exchange.finish(status, error, metered);
     }
 }
 

@@ -15,7 +15,6 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tracing_appender::non_blocking::NonBlocking;
-use uuid::Uuid;
 
 use crate::record::Record;
 
@@ -92,7 +91,7 @@ fn fields(out: &mut Vec<u8>, r: &Record) {
         u.output_tokens,
         u.cache_read_input_tokens,
         u.cache_creation_input_tokens,
-        r.duration_ms
+        r.duration_ms.unwrap_or_default()
     );
     if let Some(error) = &r.error {
         let _ = write!(out, " error={error:?}");
@@ -105,7 +104,7 @@ struct JsonLine<'a> {
     timestamp: &'a str,
     level: &'static str,
     message: &'static str,
-    request_id: Uuid,
+    request_id: &'a str,
     domain: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_ip: Option<IpAddr>,
@@ -129,7 +128,7 @@ fn json_line(out: &mut Vec<u8>, now: &str, r: &Record) {
         timestamp: now,
         level: "INFO",
         message: "request",
-        request_id: r.request_id,
+        request_id: &r.request_id,
         domain: &r.domain,
         client_ip: r.client_ip,
         method: &r.method,
@@ -140,7 +139,7 @@ fn json_line(out: &mut Vec<u8>, now: &str, r: &Record) {
         output_tokens: r.usage.output_tokens,
         cache_read_tokens: r.usage.cache_read_input_tokens,
         cache_creation_tokens: r.usage.cache_creation_input_tokens,
-        duration_ms: r.duration_ms,
+        duration_ms: r.duration_ms.unwrap_or_default(),
         error: r.error.as_deref(),
         target: TARGET,
     };
@@ -154,14 +153,12 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            request_id: Uuid::nil(),
-            timestamp: OffsetDateTime::UNIX_EPOCH,
+            request_id: uuid::Uuid::nil().to_string(),
             domain: "localhost".into(),
-            account_id: None,
             method: "POST".into(),
             path: "/v1/messages".into(),
             model: Some("claude-sonnet-4".into()),
-            request_type: "inference",
+            request_type: Some("inference".into()),
             status: 502,
             usage: Usage {
                 input_tokens: 10,
@@ -169,19 +166,10 @@ mod tests {
                 cache_creation_input_tokens: 2,
                 cache_read_input_tokens: 1,
             },
-            duration_ms: 7,
-            first_token_ms: None,
-            streaming: false,
+            duration_ms: Some(7),
             client_ip: Some("127.0.0.1".parse().unwrap()),
-            api_key_hash: None,
-            client_key_id: None,
-            upstream_credential_hash: None,
-            ratelimit: None,
             error: Some("upstream \"x\" failed".into()),
-            upstream_request_id: None,
-            request_body: None,
-            response_body: None,
-            chunks: Vec::new(),
+            ..Record::default()
         }
     }
 

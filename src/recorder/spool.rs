@@ -4,22 +4,13 @@
 //! appends a batch it could not write (and fsyncs it), and replays the file in order once the
 //! database is back, with inserts that skip request ids already present, so a replay that was
 //! cut short and is run again writes every record exactly once. A line cut short by a crash
-//! is skipped and counted.
+//! is skipped and counted. A line is the record's serde form (`record::Record`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use uuid::Uuid;
-
-use crate::keys::KeyHash;
-use crate::ratelimit::UnifiedHeaders;
 use crate::record::Record;
-use crate::usage::Usage;
 
 /// The spool file of a data directory.
 pub fn path_in(data_dir: &Path) -> PathBuf {
@@ -64,7 +55,7 @@ impl Spool {
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
         let mut lines = Vec::with_capacity(records.len() * 512);
         for record in records {
-            serde_json::to_writer(&mut lines, &SpooledRecord::from(record))?;
+            serde_json::to_writer(&mut lines, record)?;
             lines.push(b'\n');
         }
         self.file.write_all(&lines)?;
@@ -107,8 +98,8 @@ impl Iterator for Replay {
             match self.lines.next() {
                 None => break,
                 Some(Err(e)) => return Some(Err(e)),
-                Some(Ok(line)) => match serde_json::from_str::<SpooledRecord>(&line) {
-                    Ok(record) => records.push(record.into_record()),
+                Some(Ok(line)) => match serde_json::from_str::<Record>(&line) {
+                    Ok(record) => records.push(record),
                     Err(_) => self.unreadable += 1,
                 },
             }
@@ -117,110 +108,56 @@ impl Iterator for Replay {
     }
 }
 
-/// A record as a spool line.
-#[derive(Serialize, Deserialize)]
-struct SpooledRecord {
-    request_id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    timestamp: OffsetDateTime,
-    domain: String,
-    account_id: Option<String>,
-    method: String,
-    path: String,
-    model: Option<String>,
-    request_type: String,
-    status: u16,
-    input_tokens: u64,
-    output_tokens: u64,
-    cache_creation_input_tokens: u64,
-    cache_read_input_tokens: u64,
-    duration_ms: u64,
-    first_token_ms: Option<u64>,
-    streaming: bool,
-    client_ip: Option<IpAddr>,
-    api_key_hash: Option<String>,
-    error: Option<String>,
-    upstream_request_id: Option<String>,
-    request_body: Option<String>,
-    response_body: Option<String>,
-    chunks: Vec<(u64, String)>,
-    ratelimit: Option<UnifiedHeaders>,
-    upstream_credential_hash: Option<String>,
-    #[serde(default)]
-    client_key_id: Option<String>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl From<&Record> for SpooledRecord {
-    fn from(r: &Record) -> SpooledRecord {
-        let text = |b: &Option<Bytes>| {
-            b.as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        SpooledRecord {
-            request_id: r.request_id,
-            timestamp: r.timestamp,
-            domain: r.domain.clone(),
-            account_id: r.account_id.clone(),
-            method: r.method.clone(),
-            path: r.path.clone(),
-            model: r.model.clone(),
-            request_type: r.request_type.to_owned(),
-            status: r.status,
-            input_tokens: r.usage.input_tokens,
-            output_tokens: r.usage.output_tokens,
-            cache_creation_input_tokens: r.usage.cache_creation_input_tokens,
-            cache_read_input_tokens: r.usage.cache_read_input_tokens,
-            duration_ms: r.duration_ms,
-            first_token_ms: r.first_token_ms,
-            streaming: r.streaming,
-            client_ip: r.client_ip,
-            api_key_hash: r.api_key_hash.map(|h| h.to_string()),
-            error: r.error.clone(),
-            upstream_request_id: r.upstream_request_id.clone(),
-            request_body: text(&r.request_body),
-            response_body: text(&r.response_body),
-            chunks: r.chunks.clone(),
-            ratelimit: r.ratelimit.clone(),
-            upstream_credential_hash: r.upstream_credential_hash.map(|h| h.to_string()),
-            client_key_id: r.client_key_id.clone(),
-        }
+    /// A line as versions before the one record type wrote it (RFC 3339 time with
+    /// nanoseconds, every field present) replays into the same record.
+    #[test]
+    fn lines_of_older_versions_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let old = r#"{"request_id":"0193a1b2-0000-7000-8000-000000000001","timestamp":"2026-11-30T10:00:00.123456789Z","domain":"localhost","account_id":"acc","method":"POST","path":"/v1/messages","model":"m","request_type":"inference","status":200,"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":3,"cache_read_input_tokens":4,"duration_ms":5,"first_token_ms":null,"streaming":true,"client_ip":"127.0.0.1","api_key_hash":null,"error":null,"upstream_request_id":"req_1","request_body":"{}","response_body":null,"chunks":[[7,"data: x"]],"ratelimit":null,"upstream_credential_hash":null}"#;
+        std::fs::write(&path, format!("{old}\n")).unwrap();
+        let spool = Spool::open(path).unwrap();
+        assert_eq!(spool.pending(), 1);
+        let mut replay = spool.replay(8).unwrap();
+        let records = replay.next().unwrap().unwrap();
+        assert_eq!(replay.unreadable, 0);
+        let r = &records[0];
+        assert_eq!(r.request_id, "0193a1b2-0000-7000-8000-000000000001");
+        assert_eq!(crate::record::iso(r.timestamp), "2026-11-30T10:00:00.123Z");
+        assert_eq!(r.request_type.as_deref(), Some("inference"));
+        assert_eq!(
+            (r.usage.input_tokens, r.usage.cache_read_input_tokens),
+            (1, 4)
+        );
+        assert_eq!(r.duration_ms, Some(5));
+        assert_eq!(r.request_body.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(r.chunks, vec![(7, "data: x".to_string())]);
+        assert_eq!(r.client_key_id, None);
     }
-}
 
-impl SpooledRecord {
-    fn into_record(self) -> Record {
-        Record {
-            request_id: self.request_id,
-            timestamp: self.timestamp,
-            domain: self.domain,
-            account_id: self.account_id,
-            method: self.method,
-            path: self.path,
-            model: self.model,
-            request_type: crate::record::request_type_named(&self.request_type),
-            status: self.status,
-            usage: Usage {
-                input_tokens: self.input_tokens,
-                output_tokens: self.output_tokens,
-                cache_creation_input_tokens: self.cache_creation_input_tokens,
-                cache_read_input_tokens: self.cache_read_input_tokens,
-            },
-            duration_ms: self.duration_ms,
-            first_token_ms: self.first_token_ms,
-            streaming: self.streaming,
-            client_ip: self.client_ip,
-            api_key_hash: self.api_key_hash.as_deref().and_then(KeyHash::from_hex),
-            error: self.error,
-            upstream_request_id: self.upstream_request_id,
-            request_body: self.request_body.map(Bytes::from),
-            response_body: self.response_body.map(Bytes::from),
-            chunks: self.chunks,
-            ratelimit: self.ratelimit,
-            upstream_credential_hash: self
-                .upstream_credential_hash
-                .as_deref()
-                .and_then(KeyHash::from_hex),
-            client_key_id: self.client_key_id,
-        }
+    /// What the spool writes, it reads back whole.
+    #[test]
+    fn a_record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(path_in(dir.path())).unwrap();
+        let record = Record {
+            request_id: "r1".into(),
+            timestamp: time::OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap(),
+            domain: "a.example".into(),
+            api_key_hash: crate::keys::KeyHash::from_hex(&"ab".repeat(32)),
+            request_body: Some(bytes::Bytes::from_static(b"{\"a\":1}")),
+            chunks: vec![(1, "event: ping".into())],
+            ..Record::default()
+        };
+        spool.append(std::slice::from_ref(&record)).unwrap();
+        let back = spool.replay(8).unwrap().next().unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&back[0]).unwrap(),
+            serde_json::to_value(&record).unwrap()
+        );
     }
 }

@@ -11,16 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::record::Record;
 use crate::recorder::spool::Spool;
 use crate::store::{Store, StoreError};
-use crate::usage::Usage;
 
 /// Records per insert transaction.
 const BATCH: usize = 256;
@@ -30,49 +27,9 @@ const LINGER: Duration = Duration::from_millis(50);
 /// Write attempts for one batch once shutdown has begun (before that: until it works).
 const ATTEMPTS_WHEN_STOPPING: u32 = 3;
 
-/// What the dashboard's live feed says about a request once its row is written.
-#[derive(Debug, Clone)]
-pub struct RecordSummary {
-    pub request_id: Uuid,
-    pub timestamp: OffsetDateTime,
-    pub domain: String,
-    pub account_id: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub model: Option<String>,
-    pub status: u16,
-    pub usage: Usage,
-    pub duration_ms: u64,
-    pub first_token_ms: Option<u64>,
-    pub streaming: bool,
-    pub api_key_hash: Option<String>,
-    pub error: Option<String>,
-}
-
-impl RecordSummary {
-    fn of(r: &Record) -> RecordSummary {
-        RecordSummary {
-            request_id: r.request_id,
-            timestamp: r.timestamp,
-            domain: r.domain.clone(),
-            account_id: r.account_id.clone(),
-            method: r.method.clone(),
-            path: r.path.clone(),
-            model: r.model.clone(),
-            status: r.status,
-            usage: r.usage,
-            duration_ms: r.duration_ms,
-            first_token_ms: r.first_token_ms,
-            streaming: r.streaming,
-            api_key_hash: r.api_key_hash.map(|h| h.to_string()),
-            error: r.error.clone(),
-        }
-    }
-}
-
-/// The live feed of written records. Sending never waits: a slow listener misses summaries
-/// (and is told so by the channel), the writer never does.
-pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<RecordSummary>>;
+/// The live feed of written records, without their bodies. Sending never waits: a slow
+/// listener misses records (and is told so by the channel), the writer never does.
+pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<Record>>;
 
 /// Counters about the record pipeline, shown by `/health`.
 #[derive(Debug, Default)]
@@ -204,8 +161,8 @@ pub fn spawn_writer(
             crate::recorder::access_log::write(&batch);
             writer.write(&batch).await;
             if feed.receiver_count() > 0 {
-                for record in &batch {
-                    let _ = feed.send(Arc::new(RecordSummary::of(record)));
+                for record in batch.drain(..) {
+                    let _ = feed.send(Arc::new(record.without_bodies()));
                 }
             }
             batch.clear();

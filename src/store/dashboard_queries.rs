@@ -5,13 +5,17 @@
 //! dialect (a time is the stored UTC text in SQLite, a `TIMESTAMPTZ` in PostgreSQL). The
 //! only dialect-specific SQL is the time-bucket expression. Every value is a bound parameter.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use sqlx::{AssertSqlSafe, Row};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{Dialect, Pool, Store, StoreError, TIMESTAMP, as_u64, format_timestamp};
+use crate::keys::KeyHash;
+use crate::record::Record;
 use crate::usage::Usage;
 
 /// Which requests a list, an export or a count covers. Empty fields do not filter.
@@ -34,38 +38,6 @@ pub struct RequestFilter {
 pub struct PageCursor {
     pub timestamp: OffsetDateTime,
     pub request_id: String,
-}
-
-/// One row of the request list (no bodies).
-#[derive(Debug, Clone)]
-pub struct RequestListRow {
-    pub request_id: String,
-    pub timestamp: OffsetDateTime,
-    pub domain: String,
-    pub account_id: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub model: Option<String>,
-    pub status: u16,
-    pub usage: Usage,
-    pub duration_ms: Option<u64>,
-    pub first_token_ms: Option<u64>,
-    pub streaming: bool,
-    pub api_key_hash: Option<String>,
-    pub error: Option<String>,
-}
-
-/// One request with its stored bodies and SSE events.
-#[derive(Debug, Clone)]
-pub struct RequestDetailRow {
-    pub row: RequestListRow,
-    pub request_type: Option<String>,
-    pub client_ip: Option<String>,
-    pub upstream_request_id: Option<String>,
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
-    /// (arrival, data) in order.
-    pub chunks: Vec<(OffsetDateTime, String)>,
 }
 
 /// Requests and tokens for one (time bucket, model, status, account, domain, client key):
@@ -228,7 +200,7 @@ impl Store {
         filter: &RequestFilter,
         cursor: Option<&PageCursor>,
         limit: u32,
-    ) -> Result<Vec<RequestListRow>, StoreError> {
+    ) -> Result<Vec<Record>, StoreError> {
         let started = Instant::now();
         let mut sql = format!("SELECT {LIST_COLUMNS} FROM api_requests");
         let mut values = push_filter(&mut sql, filter);
@@ -250,12 +222,9 @@ impl Store {
         rows.map_err(StoreError::from)
     }
 
-    /// One request with bodies and stream chunks (opened with the data key when they are
+    /// One request with bodies and stream events (opened with the data key when they are
     /// sealed, through [`Store::stored_bodies`]), or `None`.
-    pub async fn request_detail(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<RequestDetailRow>, StoreError> {
+    pub async fn request_detail(&self, request_id: &str) -> Result<Option<Record>, StoreError> {
         let started = Instant::now();
         let sql = format!(
             "SELECT {LIST_COLUMNS}, request_type, client_ip, upstream_request_id \
@@ -282,12 +251,13 @@ impl Store {
                 .collect::<Result<_, _>>()?,
         };
         if let Some(bodies) = self.stored_bodies(request_id).await? {
-            detail.request_body = bodies.request_body;
-            detail.response_body = bodies.response_body;
+            detail.request_body = bodies.request_body.map(Bytes::from);
+            detail.response_body = bodies.response_body.map(Bytes::from);
+            let began = detail.timestamp;
             detail.chunks = arrivals
                 .into_iter()
                 .zip(bodies.chunks)
-                .map(|(at, (_, data))| (at, data))
+                .map(|(at, (_, data))| (as_u64((at - began).whole_milliseconds() as i64), data))
                 .collect();
         }
         self.note_duration("request_detail", started);
@@ -509,8 +479,9 @@ fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
     values
 }
 
-fn list_row(row: &impl ReadRow) -> Result<RequestListRow, sqlx::Error> {
-    Ok(RequestListRow {
+/// A request as listed: the record's metadata, no bodies.
+fn list_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
+    Ok(Record {
         request_id: row.text("request_id")?,
         timestamp: row.time("timestamp")?,
         domain: row.text("domain")?,
@@ -528,20 +499,22 @@ fn list_row(row: &impl ReadRow) -> Result<RequestListRow, sqlx::Error> {
         duration_ms: row.opt_int("duration_ms")?.map(as_u64),
         first_token_ms: row.opt_int("first_token_ms")?.map(as_u64),
         streaming: row.boolean("response_streaming")?,
-        api_key_hash: row.opt_text("api_key_hash")?,
+        // Rows of the original proxy may hold other text: not a hash of ours, so none.
+        api_key_hash: row
+            .opt_text("api_key_hash")?
+            .as_deref()
+            .and_then(KeyHash::from_hex),
         error: row.opt_text("error")?,
+        ..Record::default()
     })
 }
 
-fn detail_row(row: &impl ReadRow) -> Result<RequestDetailRow, sqlx::Error> {
-    Ok(RequestDetailRow {
-        row: list_row(row)?,
-        request_type: row.opt_text("request_type")?,
-        client_ip: row.opt_text("client_ip")?,
+fn detail_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
+    Ok(Record {
+        request_type: row.opt_text("request_type")?.map(Cow::Owned),
+        client_ip: row.opt_text("client_ip")?.and_then(|ip| ip.parse().ok()),
         upstream_request_id: row.opt_text("upstream_request_id")?,
-        request_body: None,
-        response_body: None,
-        chunks: Vec::new(),
+        ..list_row(row)?
     })
 }
 
