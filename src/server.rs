@@ -5,6 +5,7 @@
 //! The entry point takes a listener and a shutdown future, so the CLI passes Ctrl-C/SIGTERM,
 //! tests pass a channel and bind port 0, and the tray app passes its Quit.
 
+pub mod doctor;
 pub mod proxy_port;
 mod runtime;
 

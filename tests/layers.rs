@@ -19,7 +19,7 @@ fn modules(src: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                if path != src.join("bin") && path != src.join("cli") {
+                if path != src.join("bin") {
                     stack.push(path);
                 }
                 continue;

@@ -246,6 +246,41 @@ pub async fn rotate(
     Ok((old, created))
 }
 
+/// Takes a plaintext key (a credential file's `client_api_key`) into the database as a key of
+/// `account`, labelled "imported from file": the same key keeps working, and only its hash is
+/// stored. `false` when a key with its hash is there already.
+pub async fn adopt(
+    store: &Store,
+    salt: &KeySalt,
+    account: &str,
+    key: &SecretString,
+) -> Result<bool, KeyError> {
+    let hash = salt.hash(key.expose_secret());
+    if store
+        .client_keys(None)
+        .await?
+        .iter()
+        .any(|k| k.key_hash == hash)
+    {
+        return Ok(false);
+    }
+    store
+        .insert_client_key(&ClientKeyRow {
+            id: new_id()?,
+            account: account.to_ascii_lowercase(),
+            label: Some("imported from file".into()),
+            key_hash: hash,
+            prefix: prefix_of(key.expose_secret()),
+            created_at: OffsetDateTime::now_utc(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            rotated_from: None,
+        })
+        .await?;
+    Ok(true)
+}
+
 /// The key `id`, revoked or not.
 pub async fn find(store: &Store, id: &str) -> Result<ClientKeyRow, KeyError> {
     store
@@ -283,6 +318,31 @@ mod tests {
         let a = new_id().unwrap();
         assert!(a.starts_with("ck_") && a.len() == 15, "{a}");
         assert_ne!(a, new_id().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_file_key_is_adopted_once_with_its_hash_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &crate::config::DatabaseConfig::Sqlite(dir.path().join("k.db")),
+            crate::store::Migrations::Apply,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        let salt = KeySalt::from_secret_string(&SecretString::from("salt"));
+        let key = keys::generate(KeyKind::Live).unwrap();
+        assert!(adopt(&store, &salt, "T.example", &key).await.unwrap());
+        assert!(!adopt(&store, &salt, "t.example", &key).await.unwrap());
+        let rows = store.client_keys(None).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert!(row.id.starts_with("ck_"), "{}", row.id);
+        assert_eq!(row.account, "t.example");
+        assert_eq!(row.label.as_deref(), Some("imported from file"));
+        assert_eq!(row.key_hash, salt.hash(key.expose_secret()));
+        assert_eq!(row.prefix, prefix_of(key.expose_secret()));
+        store.close().await;
     }
 
     #[test]

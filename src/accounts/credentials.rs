@@ -10,8 +10,8 @@
 //! good version. Requests read an immutable [`Accounts`] snapshot, so a reload never disturbs
 //! one in flight.
 //!
-//! Writing back (a rotated OAuth token, a new login) is in [`update`]: atomic, mode 0600, every
-//! other field of the file kept.
+//! Writing back (a rotated OAuth token, a new login, a client key taken out) is in [`update`]:
+//! atomic, mode 0600, every other field of the file kept.
 
 pub mod keychain;
 mod update;
@@ -32,8 +32,8 @@ use crate::keys::{KeyHash, KeySalt};
 use crate::secrets::{Keychain, SecretStore};
 
 pub use update::{
-    OAuthTokens, UpdateError, read_oauth_tokens, read_oauth_tokens_with, save_login,
-    save_oauth_tokens, save_oauth_tokens_with,
+    OAuthTokens, UpdateError, read_client_key, read_oauth_tokens, read_oauth_tokens_with,
+    remove_client_key, save_login, save_oauth_tokens, save_oauth_tokens_with,
 };
 
 pub const FILE_SUFFIX: &str = ".credentials.json";

@@ -1,6 +1,7 @@
 //! Claude Pro/Max OAuth accounts: keeping their access tokens fresh (`refresh`), logging in
-//! ([`login`]), the token endpoint both use ([`endpoint`]), and the plan's 5-hour and 7-day
-//! usage windows ([`usage_window`]).
+//! ([`login`]), the token endpoint both use ([`endpoint`]), the plan's 5-hour and 7-day
+//! usage windows ([`usage_window`]), and what the CLI asks of a running proxy
+//! ([`running_proxy`]).
 //!
 //! The credential file is where an account's tokens start and where rotated ones are saved;
 //! while the proxy runs, [`Tokens`] holds the current ones.
@@ -8,10 +9,12 @@
 pub mod endpoint;
 pub mod login;
 mod refresh;
+pub mod running_proxy;
 mod token_state;
 pub mod usage_window;
 
 pub use refresh::{
-    AccountStatus, AccountToken, LastRefresh, Metrics, RefreshFileError, TokenUnavailable, Tokens,
-    refresh_file, retry_delay, spawn_refresher,
+    AccountStatus, AccountToken, LastRefresh, Metrics, OAuthMetrics, RefreshFileError,
+    TokenUnavailable, Tokens, refresh_file, retry_delay, spawn_refresher,
 };
+pub use running_proxy::running_proxy_status;

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 use crate::accounts::credentials::Credentials;
+use crate::accounts::oauth::{OAuthMetrics, running_proxy};
 use crate::dashboard::account_api;
 use crate::error::ProxyError;
 use crate::hosts;
@@ -125,13 +126,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/token-stats", get(token_stats))
-        .route("/oauth-metrics", get(oauth_metrics))
+        .route(running_proxy::METRICS_PATH, get(oauth_metrics))
         .route(
             "/api/accounts/{id}/usage-window",
             get(account_api::usage_window),
         )
         .route(
-            "/api/accounts/{id}/oauth/refresh",
+            running_proxy::REFRESH_PATH,
             post(account_api::oauth_refresh),
         )
         .fallback(proxy::not_found)
@@ -188,16 +189,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Counters of every OAuth refresh attempt, and each OAuth account's status. No secrets.
-async fn oauth_metrics(State(state): State<Arc<AppState>>) -> Response {
-    let m = state.oauth.metrics();
-    Json(json!({
-        "attempts": m.attempts.load(Ordering::Relaxed),
-        "successes": m.successes.load(Ordering::Relaxed),
-        "failures": m.failures.load(Ordering::Relaxed),
-        "concurrent_waits": m.concurrent_waits.load(Ordering::Relaxed),
-        "accounts": state.oauth.statuses(),
-    }))
-    .into_response()
+async fn oauth_metrics(State(state): State<Arc<AppState>>) -> Json<OAuthMetrics> {
+    Json(state.oauth.oauth_metrics())
 }
 
 #[derive(Serialize, Default)]

@@ -1,8 +1,8 @@
-//! Writing OAuth tokens back into credential files.
-//!
-//! A refresh rotates the tokens; a login writes a new account or renews one. Either way the
-//! file is rewritten atomically with mode 0600 (see [`crate::atomic_file`]) and every field we
-//! do not own (`accountId`, `client_api_key`, `slack`, fields we do not know) is kept as it was.
+//! Writing credential files: OAuth tokens back (a refresh rotates them; a login writes a new
+//! account or renews one), and a plaintext `client_api_key` out (revoked, or moved into the
+//! database). Every write is atomic with mode 0600 (see [`crate::atomic_file`]) and keeps
+//! every field it does not change (`accountId`, `client_api_key`, `slack`, fields we do not
+//! know) as it was.
 
 use std::path::{Path, PathBuf};
 
@@ -134,6 +134,32 @@ pub fn read_oauth_tokens_with(
     }))
 }
 
+/// The plaintext `client_api_key` of a credential file (the original's format), if it has one.
+pub fn read_client_key(file: &Path) -> Result<Option<SecretString>, UpdateError> {
+    Ok(read_object(file)?.and_then(|obj| {
+        obj.get(CLIENT_KEY)
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .map(|k| SecretString::from(k.to_owned()))
+    }))
+}
+
+/// Rewrites `file` without its `client_api_key`, every other field kept; `false` (and no
+/// write) when it had none.
+pub fn remove_client_key(file: &Path) -> Result<bool, UpdateError> {
+    let mut obj = read_object(file)?.ok_or_else(|| UpdateError::Io {
+        file: file.to_path_buf(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })?;
+    if obj.remove(CLIENT_KEY).is_none() {
+        return Ok(false);
+    }
+    write(file, &obj)?;
+    Ok(true)
+}
+
+const CLIENT_KEY: &str = "client_api_key";
+
 fn has_text(obj: &Map<String, Value>, name: &str) -> bool {
     obj.get(name)
         .and_then(Value::as_str)
@@ -251,6 +277,33 @@ mod tests {
         assert_eq!(v["oauth"]["expiresAt"], 42);
         assert_eq!(v["oauth"]["scopes"][0], "user:inference");
         assert_eq!(v["oauth"]["isMax"], true);
+    }
+
+    #[test]
+    fn a_client_key_is_read_and_removed_keeping_every_other_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.credentials.json");
+        std::fs::write(
+            &file,
+            r#"{"type":"api_key","api_key":{"keychain":"e"},"client_api_key":"cnp_live_k","x":[1]}"#,
+        )
+        .unwrap();
+        let key = read_client_key(&file).unwrap().unwrap();
+        assert_eq!(key.expose_secret(), "cnp_live_k");
+        assert!(remove_client_key(&file).unwrap());
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "api_key", "api_key": {"keychain": "e"}, "x": [1]})
+        );
+        assert!(read_client_key(&file).unwrap().is_none());
+        let written = std::fs::metadata(&file).unwrap().modified().unwrap();
+        assert!(!remove_client_key(&file).unwrap(), "nothing to remove");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            written
+        );
+        assert!(remove_client_key(&dir.path().join("none.credentials.json")).is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -51,6 +52,26 @@ pub struct Metrics {
     pub failures: AtomicU64,
     /// Requests (or the refresher) that found a refresh in flight and waited for it.
     pub concurrent_waits: AtomicU64,
+}
+
+/// What `GET /oauth-metrics` answers (and `claude-nexus oauth status` reads back): the
+/// counters of [`Metrics`] and every OAuth account's status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OAuthMetrics {
+    pub attempts: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub concurrent_waits: u64,
+    pub accounts: Vec<AccountStatus>,
+}
+
+impl OAuthMetrics {
+    /// The status of the account `domain`, when it is one of these.
+    pub fn account(&self, domain: &str) -> Option<&AccountStatus> {
+        self.accounts
+            .iter()
+            .find(|a| a.domain.eq_ignore_ascii_case(domain))
+    }
 }
 
 /// Why a request cannot have a token.
@@ -122,6 +143,18 @@ impl Tokens {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The counters now and every account's status: what `/oauth-metrics` answers.
+    pub fn oauth_metrics(&self) -> OAuthMetrics {
+        let m = &self.metrics;
+        OAuthMetrics {
+            attempts: m.attempts.load(Ordering::Relaxed),
+            successes: m.successes.load(Ordering::Relaxed),
+            failures: m.failures.load(Ordering::Relaxed),
+            concurrent_waits: m.concurrent_waits.load(Ordering::Relaxed),
+            accounts: self.statuses(),
+        }
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<AccountToken>>> {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -28,7 +28,7 @@ const MIN_REFRESH_GAP: Duration = Duration::from_secs(30);
 const RETIRED: usize = 8;
 
 /// The last refresh of an account, for status displays.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LastRefresh {
     /// RFC 3339, UTC.
     pub at: String,
@@ -36,13 +36,16 @@ pub struct LastRefresh {
     pub detail: String,
 }
 
-/// One OAuth account's state as status displays show it. No secrets.
-#[derive(Debug, Clone, Serialize)]
+/// One OAuth account's state as status displays show it (and `/oauth-metrics` answers,
+/// which the CLI reads back into this type). No secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountStatus {
     pub domain: String,
     pub account_id: Option<String>,
-    /// `ok`, `expired`, `backing_off` or `needs_login`.
-    pub status: &'static str,
+    /// One of [`STATUSES`]; read back from another proxy, a status this build does not know
+    /// is `unknown`.
+    #[serde(deserialize_with = "known_status")]
+    pub status: StatusName,
     /// Unix milliseconds.
     pub expires_at: Option<i64>,
     pub expires_in_secs: Option<i64>,
@@ -50,6 +53,22 @@ pub struct AccountStatus {
     pub last_refresh: Option<LastRefresh>,
     pub consecutive_failures: u32,
     pub retry_in_secs: Option<u64>,
+}
+
+/// Every status an account can have: `ok`, `expired`, `backing_off`, `needs_login`.
+pub const STATUSES: [StatusName; 4] = ["ok", "expired", "backing_off", "needs_login"];
+
+/// One of [`STATUSES`]. (Named, also, so that serde does not take the field for text
+/// borrowed from the input, which would tie `AccountStatus` to `'static` input.)
+pub type StatusName = &'static str;
+
+/// A status as read from JSON, as the one of [`STATUSES`] it names (or `unknown`).
+fn known_status<'de, D: Deserializer<'de>>(d: D) -> Result<StatusName, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(STATUSES
+        .into_iter()
+        .find(|s| *s == text)
+        .unwrap_or("unknown"))
 }
 
 pub(super) struct TokenState {
@@ -174,14 +193,15 @@ impl TokenState {
             .retry_at
             .map(|at| at.saturating_duration_since(now))
             .filter(|d| !d.is_zero());
+        let [ok, expired, backing_off, needs_login] = STATUSES;
         let status = if self.needs_login {
-            "needs_login"
+            needs_login
         } else if retry_in.is_some() {
-            "backing_off"
+            backing_off
         } else if remaining.is_some_and(|r| r.is_zero()) {
-            "expired"
+            expired
         } else {
-            "ok"
+            ok
         };
         AccountStatus {
             domain: domain.to_string(),
@@ -217,6 +237,27 @@ mod tests {
             retry_delay(1, Some(Duration::from_secs(3600))),
             Duration::from_secs(3600)
         );
+    }
+
+    #[test]
+    fn a_status_reads_back_as_it_was_served() {
+        let mut s = state(60_000);
+        s.last = Some(LastRefresh {
+            at: "2025-01-01T00:00:00Z".into(),
+            ok: false,
+            detail: "invalid_grant".into(),
+        });
+        s.needs_login = true;
+        let served = s.status("t.example", Instant::now());
+        let json = serde_json::to_value(&served).unwrap();
+        let read: AccountStatus = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read.status, "needs_login");
+        assert_eq!(serde_json::to_value(&read).unwrap(), json);
+        let newer = serde_json::json!({"domain": "d", "account_id": null, "status": "new_state",
+            "expires_at": null, "expires_in_secs": null, "scopes": [], "last_refresh": null,
+            "consecutive_failures": 0, "retry_in_secs": null});
+        let read: AccountStatus = serde_json::from_value(newer).unwrap();
+        assert_eq!(read.status, "unknown");
     }
 
     fn state(expires_in_ms: i64) -> TokenState {

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use claude_nexus::Config;
 use claude_nexus::accounts::client_keys::{self, FILE_KEY_PREFIX, NewKey};
 use claude_nexus::accounts::credentials;
 use claude_nexus::store::{ClientKeyRow, Migrations, Store};
-use claude_nexus::{Config, atomic_file};
-use secrecy::ExposeSecret;
-use serde_json::Value;
+use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 #[derive(Args)]
@@ -171,14 +170,16 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
             continue;
         }
         let id = format!("{FILE_KEY_PREFIX}{domain}");
-        let last = store.last_request_with_key(&salt.hash(&key)).await?;
+        let last = store
+            .last_request_with_key(&salt.hash(key.expose_secret()))
+            .await?;
         let created = std::fs::metadata(&file)
             .and_then(|m| m.modified())
             .map(|t| when(OffsetDateTime::from(t)))
             .unwrap_or_else(|_| "?".into());
         rows.push([
             id,
-            client_keys::display_prefix(&client_keys::prefix_of(&key)),
+            client_keys::display_prefix(&client_keys::prefix_of(key.expose_secret())),
             "-".into(),
             domain,
             created,
@@ -222,7 +223,7 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
 }
 
 /// Each credential file with a plaintext `client_api_key`: the file, its domain and the key.
-fn file_keys(config: &Config) -> anyhow::Result<Vec<(PathBuf, String, String)>> {
+fn file_keys(config: &Config) -> anyhow::Result<Vec<(PathBuf, String, SecretString)>> {
     let files = match credentials::list_files(&config.credentials_dir) {
         Ok(files) => files,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -232,19 +233,10 @@ fn file_keys(config: &Config) -> anyhow::Result<Vec<(PathBuf, String, String)>> 
     };
     let mut keys = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            continue;
-        };
-        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        if let Some(key) = obj
-            .get("client_api_key")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-        {
+        // A file that cannot be read or parsed has no key to show.
+        if let Ok(Some(key)) = credentials::read_client_key(&file) {
             let domain = credentials::domain_of(&file);
-            keys.push((file, domain, key.to_string()));
+            keys.push((file, domain, key));
         }
     }
     Ok(keys)
@@ -311,23 +303,8 @@ pub async fn revoke(config: &Config, args: RevokeArgs) -> anyhow::Result<()> {
         println!("  {id}");
     }
     for file in files {
-        remove_client_key(&file)
-            .with_context(|| format!("cannot remove client_api_key from {}", file.display()))?;
+        credentials::remove_client_key(&file).context("cannot remove client_api_key")?;
         println!("removed client_api_key from {}", file.display());
-    }
-    Ok(())
-}
-
-/// Rewrites `file` without its `client_api_key`, atomically, every other field kept.
-fn remove_client_key(file: &std::path::Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file)?;
-    let Value::Object(mut obj) = serde_json::from_str::<Value>(&text)? else {
-        anyhow::bail!("not a JSON object");
-    };
-    if obj.remove("client_api_key").is_some() {
-        let mut out = serde_json::to_vec_pretty(&Value::Object(obj))?;
-        out.push(b'\n');
-        atomic_file::write_private(file, &out)?;
     }
     Ok(())
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
+use claude_nexus::Config;
 use claude_nexus::accounts::client_keys::{self, FILE_KEY_PREFIX};
 use claude_nexus::accounts::credentials::keychain::{self, Location};
 use claude_nexus::accounts::credentials::{self, FILE_SUFFIX};
 use claude_nexus::secrets::{Keychain, SecretStore};
 use claude_nexus::store::{ClientKeyRow, Migrations, Store};
-use claude_nexus::{Config, atomic_file};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -106,13 +106,7 @@ async fn import_client_key(
     file: &Path,
     store: &mut Option<Store>,
 ) -> anyhow::Result<()> {
-    let mut obj = keychain::read_file(file)?;
-    let Some(key) = obj
-        .get("client_api_key")
-        .and_then(Value::as_str)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-    else {
+    let Some(key) = credentials::read_client_key(file)? else {
         return Ok(());
     };
     if store.is_none() {
@@ -120,31 +114,8 @@ async fn import_client_key(
     }
     let store = store.as_ref().expect("just opened");
     let salt = client_keys::salt(config).context("cannot read the API key salt")?;
-    let hash = salt.hash(&key);
-    let domain = credentials::domain_of(file);
-    let existing = store.client_keys(None).await?;
-    if !existing.iter().any(|k| k.key_hash == hash) {
-        let mut id = [0u8; 6];
-        getrandom::fill(&mut id)?;
-        store
-            .insert_client_key(&ClientKeyRow {
-                id: format!("ck_{}", hex::encode(id)),
-                account: domain,
-                label: Some("imported from file".into()),
-                key_hash: hash,
-                prefix: client_keys::prefix_of(&key),
-                created_at: OffsetDateTime::now_utc(),
-                expires_at: None,
-                last_used_at: None,
-                revoked_at: None,
-                rotated_from: None,
-            })
-            .await?;
-    }
-    obj.remove("client_api_key");
-    let mut text = serde_json::to_string_pretty(&obj)?;
-    text.push('\n');
-    atomic_file::write_private(file, text.as_bytes())?;
+    client_keys::adopt(store, &salt, &credentials::domain_of(file), &key).await?;
+    credentials::remove_client_key(file)?;
     println!(
         "{}: moved client_api_key into the database (only its hash; the key keeps working)",
         file.display()
