@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::process::{BIN, Running};
+use common::process::{BIN, Nexus, Running};
 use common::*;
 
 const CLIENT_KEY: &str = "cnp_live_clisecretCLIENTKEY0000000000000000000000000";
@@ -16,19 +16,9 @@ const CLIENT_SENT_UPSTREAM_KEY: &str = "sk-ant-api03-clientsentsecret-ZZZZ";
 const PASS_KEY: &str = "cnp_live_clisecretPASSKEY00000000000000000000000000000";
 const PASSED_THROUGH_TOKEN: &str = "sk-ant-oat01-passedthroughsecret-YYYY";
 
-fn command(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NEXUS_DATA_DIR", dir)
-        .env("DASHBOARD_PORT", "0")
-        .env("CREDENTIALS_DIR", dir.join("credentials"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("records.db").display()),
-        )
-        .stdin(Stdio::null());
-    cmd
+/// The binary on `dir`, its records in `dir/records.db`.
+fn command(dir: &Path) -> Nexus {
+    Nexus::new(dir).database(TestDatabase::sqlite(dir).url)
 }
 
 #[test]
@@ -41,11 +31,7 @@ fn bad_configuration_exits_non_zero_naming_the_variable() {
         ("CLAUDE_API_TIMEOUT", "forever"),
         ("NEXUS_WORKER_THREADS", "0"),
     ] {
-        let out = command(dir.path())
-            .env(var, value)
-            .arg("serve")
-            .output()
-            .unwrap();
+        let out = command(dir.path()).env(var, value).output(&["serve"]);
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&format!("invalid {var}")), "{stderr}");
@@ -97,15 +83,13 @@ async fn serve_logs_start_up_and_never_a_secret() {
         &credentials,
         &passthrough_account("pass.example", "acc_pass", PASS_KEY),
     );
-    let mut cmd = command(dir.path());
-    cmd.env("CLAUDE_API_BASE_URL", mock.url())
+    let cmd = command(dir.path())
+        .upstream(&mock)
+        .oauth(&oauth)
         .env("API_KEY_SALT", "cli-test-salt")
         .env("STORAGE_ENABLED", "true")
         .env("SLOW_QUERY_THRESHOLD_MS", "0")
         .env("RUST_LOG", "debug");
-    for (name, value) in oauth.env() {
-        cmd.env(name, value);
-    }
     let (running, addr) = Running::start(cmd);
     let startup = &running.seen[running.seen.len() - 1];
     assert!(
@@ -219,9 +203,7 @@ async fn serve_logs_start_up_and_never_a_secret() {
 async fn log_json_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("credentials")).unwrap();
-    let mut cmd = command(dir.path());
-    cmd.env("LOG_JSON", "true");
-    let (mut running, addr) = Running::start(cmd);
+    let (mut running, addr) = Running::start(command(dir.path()).env("LOG_JSON", "true"));
     let response = http()
         .post(format!("http://{addr}/v1/messages"))
         .body(MESSAGE_JSON)
@@ -259,7 +241,7 @@ fn doctor_fails_on_an_open_credential_file_and_passes_once_fixed() {
     let file = credentials.join("a.example.credentials.json");
     write_file_mode(&file, "{}", 0o644);
 
-    let out = command(dir.path()).arg("doctor").output().unwrap();
+    let out = command(dir.path()).output(&["doctor"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -269,7 +251,7 @@ fn doctor_fails_on_an_open_credential_file_and_passes_once_fixed() {
     assert!(stdout.contains("fix: chmod 600"), "{stdout}");
 
     write_file_mode(&file, "{}", 0o600);
-    let out = command(dir.path()).arg("doctor").output().unwrap();
+    let out = command(dir.path()).output(&["doctor"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(

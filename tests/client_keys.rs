@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use claude_nexus::keys::KeySalt;
 use claude_nexus::store::{ClientKeyRow, Migrations, Store};
-use common::process::{BIN, Running};
+use common::process::{Nexus, Running};
 use common::*;
 use secrecy::SecretString;
 
@@ -27,15 +27,15 @@ fn cli(proxy: &TestProxy, args: &[&str]) -> std::process::Output {
 
 fn cli_with_stdin(proxy: &TestProxy, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut child = Nexus::new(proxy.dir.path())
         .envs(proxy.env_vars())
+        .command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child
         .stdin
         .take()
@@ -80,18 +80,6 @@ async fn key_reload(proxy: &mut TestProxy) {
         .unwrap();
 }
 
-async fn status(proxy: &TestProxy, key: &str) -> u16 {
-    http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", key)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn start(mock: &MockUpstream) -> TestProxy {
     ProxyBuilder::new(mock)
         .account(api_key_account("a.example", "acc_a", FILE_KEY))
@@ -108,23 +96,23 @@ async fn create_use_revoke_takes_effect_without_restart() {
     mark(&mut proxy);
     let (key, id) = create(&proxy, &["--account", "a.example", "--label", "laptop"]);
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, &key).await, 200);
+    assert_eq!(message_status(&proxy, &key).await, 200);
     // The upstream got the account's credential, never the client key.
     let sent = mock.received().pop().unwrap();
     assert_eq!(sent.headers["x-api-key"], UPSTREAM_KEY);
     // The file's plaintext key still works, as an unlabelled key of its account.
-    assert_eq!(status(&proxy, FILE_KEY).await, 200);
+    assert_eq!(message_status(&proxy, FILE_KEY).await, 200);
 
     mark(&mut proxy);
     let out = cli(&proxy, &["keys", "revoke", &id]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     key_reload(&mut proxy).await;
     assert_eq!(
-        status(&proxy, &key).await,
+        message_status(&proxy, &key).await,
         401,
         "the first request after the reload"
     );
-    assert_eq!(status(&proxy, FILE_KEY).await, 200);
+    assert_eq!(message_status(&proxy, FILE_KEY).await, 200);
 
     let db = proxy.stop_and_open_db().await;
     let salt = KeySalt::from_secret_string(&SecretString::from("test-salt"));
@@ -178,7 +166,7 @@ async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
         ],
     );
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, &old).await, 200);
+    assert_eq!(message_status(&proxy, &old).await, 200);
 
     mark(&mut proxy);
     let out = cli(&proxy, &["keys", "rotate", &old_id]);
@@ -186,9 +174,9 @@ async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
     let new = text(&out.stdout).trim().to_string();
     assert!(new.starts_with("cnp_live_") && new != old);
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, &old).await, 200);
-    assert_eq!(status(&proxy, &new).await, 200);
-    assert_eq!(status(&proxy, FILE_KEY).await, 200);
+    assert_eq!(message_status(&proxy, &old).await, 200);
+    assert_eq!(message_status(&proxy, &new).await, 200);
+    assert_eq!(message_status(&proxy, FILE_KEY).await, 200);
 
     // `keys list` shows that the old key and a.example's file key are in use, and never a key.
     proxy.restart().await;
@@ -230,8 +218,8 @@ async fn rotation_keeps_both_keys_valid_until_the_old_one_is_revoked() {
     let out = cli(&proxy, &["keys", "revoke", &old_id]);
     assert!(out.status.success());
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, &old).await, 401);
-    assert_eq!(status(&proxy, &new).await, 200);
+    assert_eq!(message_status(&proxy, &old).await, 401);
+    assert_eq!(message_status(&proxy, &new).await, 200);
     proxy.stop().await;
 }
 
@@ -275,8 +263,8 @@ async fn expired_keys_are_refused() {
         .unwrap();
     store.close().await;
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, expired).await, 401);
-    assert_eq!(status(&proxy, valid).await, 200);
+    assert_eq!(message_status(&proxy, expired).await, 401);
+    assert_eq!(message_status(&proxy, valid).await, 200);
     let out = cli(&proxy, &["keys", "list"]);
     let list = text(&out.stdout);
     let line = list.lines().find(|l| l.starts_with("ck_expired")).unwrap();
@@ -295,11 +283,8 @@ async fn a_key_works_only_for_its_account() {
         let key = key.clone();
         let url = proxy.url("/v1/messages");
         async move {
-            http()
-                .post(url)
+            post_message(url, &key, MESSAGE_JSON)
                 .header("host", host)
-                .header("x-api-key", key)
-                .body(MESSAGE_JSON)
                 .send()
                 .await
                 .unwrap()
@@ -339,7 +324,7 @@ async fn revoke_all_asks_then_revokes_every_key_and_scrubs_the_files() {
         text(&out.stderr)
     );
     assert_eq!(
-        status(&proxy, &a1).await,
+        message_status(&proxy, &a1).await,
         200,
         "nothing revoked without yes"
     );
@@ -381,10 +366,10 @@ async fn revoke_all_asks_then_revokes_every_key_and_scrubs_the_files() {
         .unwrap()
         .unwrap();
     for key in [a1.as_str(), a2.as_str(), FILE_KEY] {
-        assert_eq!(status(&proxy, key).await, 401, "{key}");
+        assert_eq!(message_status(&proxy, key).await, 401, "{key}");
     }
     for key in [b1.as_str(), FILE_KEY_B] {
-        assert_eq!(status(&proxy, key).await, 200, "{key}");
+        assert_eq!(message_status(&proxy, key).await, 200, "{key}");
     }
     proxy.stop().await;
 }
@@ -406,27 +391,16 @@ async fn the_running_binary_follows_the_cli_and_logs_no_secret() {
         &api_key_account("a.example", "acc_a", FILE_KEY),
     );
     let database = TestDatabase::fresh(dir.path()).await;
-    let env = [
-        ("NEXUS_DATA_DIR", dir.path().display().to_string()),
-        ("CREDENTIALS_DIR", credentials.display().to_string()),
-        ("DATABASE_URL", database.url.clone()),
-        ("AUTO_MIGRATE", "true".into()),
-        ("CLAUDE_API_BASE_URL", mock.url()),
-        ("RUST_LOG", "debug".into()),
-    ];
-    let command = |args: &[&str]| {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
+    let command = || {
+        Nexus::new(dir.path())
+            .credentials(&credentials)
+            .database(&database.url)
+            .env("AUTO_MIGRATE", "true")
+            .upstream(&mock)
+            .env("RUST_LOG", "debug")
     };
-    let (mut running, addr) = Running::start(command(&[]));
-    let out = command(&["keys", "create", "--account", "a.example"])
-        .output()
-        .unwrap();
+    let (mut running, addr) = Running::start(command());
+    let out = command().output(&["keys", "create", "--account", "a.example"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let key = text(&out.stdout).trim().to_string();
     let id = text(&out.stderr)
@@ -435,19 +409,13 @@ async fn the_running_binary_follows_the_cli_and_logs_no_secret() {
         .unwrap()
         .to_string();
     running.wait_for("client keys reloaded");
-    let send = || {
-        http()
-            .post(format!("http://{addr}/v1/messages"))
-            .header("x-api-key", &key)
-            .body(MESSAGE_JSON)
-            .send()
-    };
+    let send = || post_message(format!("http://{addr}/v1/messages"), &key, MESSAGE_JSON).send();
     assert_eq!(send().await.unwrap().status(), 200);
-    let revoked = command(&["keys", "revoke", &id]).output().unwrap();
+    let revoked = command().output(&["keys", "revoke", &id]);
     assert!(revoked.status.success());
     running.wait_for("client keys reloaded");
     assert_eq!(send().await.unwrap().status(), 401);
-    let list = command(&["keys", "list"]).output().unwrap();
+    let list = command().output(&["keys", "list"]);
     let (status, log) = running.terminate();
     assert!(status.success());
     let outputs = [
@@ -509,12 +477,12 @@ async fn least_privilege_role_manages_and_uses_keys() {
     mark(&mut proxy);
     let (key, id) = create(&proxy, &["--account", "a.example"]);
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, &key).await, 200);
+    assert_eq!(message_status(&proxy, &key).await, 200);
     proxy.restart().await;
     mark(&mut proxy);
     assert!(cli(&proxy, &["keys", "revoke", &id]).status.success());
     key_reload(&mut proxy).await;
-    assert_eq!(status(&proxy, &key).await, 401);
+    assert_eq!(message_status(&proxy, &key).await, 401);
     let db = proxy.stop_and_open_db().await;
     assert_eq!(
         db.number("SELECT COUNT(*) FROM client_keys WHERE last_used_at IS NOT NULL AND revoked_at IS NOT NULL")

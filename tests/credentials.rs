@@ -15,24 +15,12 @@ const KEY_A: &str = "cnp_live_credtestAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const KEY_NEW: &str = "cnp_live_credtestNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWN";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn status_with(proxy: &TestProxy, key: &str) -> u16 {
-    http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", key)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Waits (on reload notifications, not on a clock) until `key` gets `want`.
 async fn wait_for_status(proxy: &mut TestProxy, key: &str, want: u16) {
     tokio::time::timeout(WAIT, async {
         loop {
             proxy.reloads.borrow_and_update();
-            if status_with(proxy, key).await == want {
+            if message_status(proxy, key).await == want {
                 return;
             }
             proxy.reloads.changed().await.unwrap();
@@ -97,7 +85,7 @@ async fn a_world_readable_file_gives_its_key_no_access() {
         &api_key_account("b.example", "acc_b", KEY_NEW),
     );
     wait_for_status(&mut proxy, KEY_NEW, 200).await;
-    assert_eq!(status_with(&proxy, KEY_A).await, 401);
+    assert_eq!(message_status(&proxy, KEY_A).await, 401);
     assert_eq!(
         mock.received().len(),
         1,
@@ -110,7 +98,7 @@ async fn a_world_readable_file_gives_its_key_no_access() {
 async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
     let mock = MockUpstream::start().await;
     let mut proxy = proxy_with_account(&mock, KEY_A).await;
-    assert_eq!(status_with(&proxy, KEY_A).await, 200);
+    assert_eq!(message_status(&proxy, KEY_A).await, 200);
 
     // A stream is in flight while the key rotates.
     let mut stream = open_stream(&proxy, KEY_A, "gate").await;
@@ -122,7 +110,7 @@ async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
         &api_key_account("a.example", "acc_a", KEY_NEW),
     );
     wait_for_status(&mut proxy, KEY_NEW, 200).await;
-    assert_eq!(status_with(&proxy, KEY_A).await, 401);
+    assert_eq!(message_status(&proxy, KEY_A).await, 401);
 
     // The stream that began with the old key finishes intact.
     mock.release(1);
@@ -141,7 +129,7 @@ async fn edits_take_effect_without_restart_and_in_flight_streams_survive() {
         &api_key_account("c.example", "acc_c", KEY_C),
     );
     wait_for_status(&mut proxy, KEY_C, 200).await;
-    assert_eq!(status_with(&proxy, KEY_NEW).await, 200);
+    assert_eq!(message_status(&proxy, KEY_NEW).await, 200);
 
     // Removing the file removes the account.
     std::fs::remove_file(proxy.credentials_dir.join("a.example.credentials.json")).unwrap();

@@ -36,12 +36,7 @@ async fn login(proxy: &TestProxy) -> String {
 }
 
 async fn get_json(proxy: &TestProxy, path: &str) -> Value {
-    let response = http()
-        .get(proxy.dashboard_url(path))
-        .bearer_auth(DASHBOARD_KEY)
-        .send()
-        .await
-        .unwrap();
+    let response = dashboard_get(proxy, path).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.json().await.unwrap()
 }
@@ -72,23 +67,16 @@ async fn read_request_events(events: &mut reqwest::Response, n: usize) -> Vec<Va
 }
 
 async fn open_events(proxy: &TestProxy) -> reqwest::Response {
-    let events = http()
-        .get(proxy.dashboard_url("/api/events"))
-        .bearer_auth(DASHBOARD_KEY)
-        .send()
-        .await
-        .unwrap();
+    let events = dashboard_get(proxy, "/api/events").send().await.unwrap();
     assert_eq!(events.status(), StatusCode::OK);
     assert_eq!(events.headers()[header::CONTENT_TYPE], "text/event-stream");
     events
 }
 
-async fn send_message(proxy: &TestProxy, mode: &str) -> StatusCode {
-    http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY)
+/// A JSON Messages request with [`KEY`], the mock answering as `mode`.
+async fn send_as(proxy: &TestProxy, mode: &str) -> StatusCode {
+    post_message(proxy.url("/v1/messages"), KEY, MESSAGE_JSON)
         .header("x-mock", mode)
-        .body(MESSAGE_JSON)
         .send()
         .await
         .unwrap()
@@ -162,7 +150,7 @@ async fn openapi_document_matches_the_router() {
     let mock = MockUpstream::start().await;
     let proxy = proxy_with_account(&mock, KEY).await;
     let mut events = open_events(&proxy).await;
-    assert_eq!(send_message(&proxy, "json").await, StatusCode::OK);
+    assert_eq!(send_as(&proxy, "json").await, StatusCode::OK);
     let id = read_request_events(&mut events, 1).await[0]["request_id"]
         .as_str()
         .unwrap()
@@ -175,9 +163,7 @@ async fn openapi_document_matches_the_router() {
             if method != "get" {
                 continue;
             }
-            let response = http()
-                .get(proxy.dashboard_url(&path.replace("{id}", &id)))
-                .bearer_auth(DASHBOARD_KEY)
+            let response = dashboard_get(&proxy, &path.replace("{id}", &id))
                 .send()
                 .await
                 .unwrap();
@@ -210,9 +196,7 @@ async fn openapi_document_matches_the_router() {
         ],
         "a route was added or removed: update this list and the UI"
     );
-    let unknown = http()
-        .get(proxy.dashboard_url("/api/nothing-here"))
-        .bearer_auth(DASHBOARD_KEY)
+    let unknown = dashboard_get(&proxy, "/api/nothing-here")
         .send()
         .await
         .unwrap();
@@ -448,11 +432,8 @@ async fn foreign_hosts_are_refused_on_both_ports() {
         ("nexus.lan", StatusCode::OK),
         ("evil.example", StatusCode::FORBIDDEN),
     ] {
-        let response = http()
-            .post(proxy.url("/v1/messages"))
+        let response = post_message(proxy.url("/v1/messages"), KEY, MESSAGE_JSON)
             .header(header::HOST, host)
-            .header("x-api-key", KEY)
-            .body(MESSAGE_JSON)
             .send()
             .await
             .unwrap();
@@ -478,7 +459,7 @@ async fn live_feed_pagination_detail_export_and_overview() {
     let proxy = proxy_with_account(&mock, KEY).await;
     let mut events = open_events(&proxy).await;
     for mode in ["json", "json", "status-429", "json", "json"] {
-        send_message(&proxy, mode).await;
+        send_as(&proxy, mode).await;
     }
     let pushed = read_request_events(&mut events, 5).await;
     assert_eq!(pushed[0]["path"], "/v1/messages");
@@ -522,9 +503,7 @@ async fn live_feed_pagination_detail_export_and_overview() {
     assert_eq!(failed["items"].as_array().unwrap().len(), 1);
     let none = get_json(&proxy, "/api/requests?since=2099-01-01T00:00:00Z").await;
     assert!(none["items"].as_array().unwrap().is_empty());
-    let bad = http()
-        .get(proxy.dashboard_url("/api/requests?since=yesterday"))
-        .bearer_auth(DASHBOARD_KEY)
+    let bad = dashboard_get(&proxy, "/api/requests?since=yesterday")
         .send()
         .await
         .unwrap();
@@ -534,17 +513,13 @@ async fn live_feed_pagination_detail_export_and_overview() {
     let detail = get_json(&proxy, &format!("/api/requests/{id}")).await;
     assert_eq!(detail["request_id"], id);
     assert_eq!(detail["model"], MODEL);
-    let missing = http()
-        .get(proxy.dashboard_url("/api/requests/no-such-request"))
-        .bearer_auth(DASHBOARD_KEY)
+    let missing = dashboard_get(&proxy, "/api/requests/no-such-request")
         .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
-    let csv = http()
-        .get(proxy.dashboard_url("/api/requests/export?format=csv"))
-        .bearer_auth(DASHBOARD_KEY)
+    let csv = dashboard_get(&proxy, "/api/requests/export?format=csv")
         .send()
         .await
         .unwrap();
@@ -558,9 +533,7 @@ async fn live_feed_pagination_detail_export_and_overview() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 6, "{csv}");
     assert!(lines[0].starts_with("request_id,timestamp,domain"));
-    let json: Vec<Value> = http()
-        .get(proxy.dashboard_url("/api/requests/export?format=json&status=200"))
-        .bearer_auth(DASHBOARD_KEY)
+    let json: Vec<Value> = dashboard_get(&proxy, "/api/requests/export?format=json&status=200")
         .send()
         .await
         .unwrap()
@@ -623,7 +596,7 @@ async fn security_checklist_and_manual_items() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    send_message(&proxy, "json").await;
+    send_as(&proxy, "json").await;
     read_request_events(&mut events, 2).await;
 
     let monitoring = get_json(&proxy, "/api/monitoring?days=7").await;
@@ -744,14 +717,7 @@ async fn post(proxy: &TestProxy, cookie: &str, path: &str, body: Value) -> reqwe
 }
 
 async fn status_with_key(proxy: &TestProxy, key: &str) -> StatusCode {
-    http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", key)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    send_message(proxy, key, MESSAGE_JSON).await.status()
 }
 
 /// Sends with `key` until the proxy answers `want`, waiting for client key reloads in between
@@ -1263,7 +1229,7 @@ async fn subscription_accounts_show_status_and_plan_windows() {
         .start()
         .await;
     let mut events = open_events(&proxy).await;
-    assert_eq!(send_message(&proxy, "unified").await, StatusCode::OK);
+    assert_eq!(send_as(&proxy, "unified").await, StatusCode::OK);
     let pushed = read_account_event(&mut events, |a| a["windows"].is_object()).await;
     assert_eq!(pushed["domain"], "max.example");
     assert_eq!(pushed["type"], "oauth");

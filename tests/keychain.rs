@@ -11,14 +11,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use claude_nexus::accounts::credentials::keychain;
 use claude_nexus::secrets::{Keychain, MemorySecrets, SecretError, SecretStore};
-use common::process::BIN;
+use common::process::Nexus;
 use common::*;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -111,13 +110,7 @@ async fn imported_secrets_serve_requests_and_the_hot_path_never_asks_the_store()
         let before = store.calls.load(Ordering::SeqCst);
         assert!(before >= 1, "{name}: resolved at load");
         for _ in 0..20 {
-            let r = http()
-                .post(proxy.url("/v1/messages"))
-                .header("x-api-key", KEY_A)
-                .body(MESSAGE_JSON)
-                .send()
-                .await
-                .unwrap();
+            let r = send_message(&proxy, KEY_A, MESSAGE_JSON).await;
             assert_eq!(r.status(), 200, "{name}");
         }
         assert_eq!(
@@ -180,14 +173,7 @@ async fn an_account_added_on_the_dashboard_keeps_its_key_in_the_store() {
         let before = store.calls.load(Ordering::SeqCst);
         loop {
             proxy.key_reloads.borrow_and_update();
-            let status = http()
-                .post(proxy.url("/v1/messages"))
-                .header("x-api-key", &key)
-                .body(MESSAGE_JSON)
-                .send()
-                .await
-                .unwrap()
-                .status();
+            let status = send_message(&proxy, &key, MESSAGE_JSON).await.status();
             if status == 200 {
                 break;
             }
@@ -204,13 +190,7 @@ async fn an_account_added_on_the_dashboard_keeps_its_key_in_the_store() {
         // Reloads of the directory may read the entry again; requests never do.
         let during = store.calls.load(Ordering::SeqCst);
         for _ in 0..5 {
-            let r = http()
-                .post(proxy.url("/v1/messages"))
-                .header("x-api-key", &key)
-                .body(MESSAGE_JSON)
-                .send()
-                .await
-                .unwrap();
+            let r = send_message(&proxy, &key, MESSAGE_JSON).await;
             assert_eq!(r.status(), 200, "{name}");
         }
         assert!(during >= before);
@@ -247,13 +227,7 @@ async fn a_refresh_writes_the_rotated_tokens_to_the_store() {
             .start()
             .await;
         proxy.reloads.borrow_and_update();
-        let r = http()
-            .post(proxy.url("/v1/messages"))
-            .header("x-api-key", KEY_T)
-            .body(MESSAGE_JSON)
-            .send()
-            .await
-            .unwrap();
+        let r = send_message(&proxy, KEY_T, MESSAGE_JSON).await;
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(oauth.calls().len(), 1, "{name}");
         assert_eq!(
@@ -307,13 +281,7 @@ async fn a_refresh_writes_the_rotated_tokens_to_the_store() {
             rotated_refresh(1)
         );
         // Reloading our own write keeps the new token (from the store).
-        let r = http()
-            .post(proxy.url("/v1/messages"))
-            .header("x-api-key", KEY_T)
-            .body(MESSAGE_JSON)
-            .send()
-            .await
-            .unwrap();
+        let r = send_message(&proxy, KEY_T, MESSAGE_JSON).await;
         assert_eq!(r.status(), 200);
         assert_eq!(oauth.calls().len(), 1, "{name}: no second refresh");
         proxy.stop().await;
@@ -325,25 +293,11 @@ async fn a_refresh_writes_the_rotated_tokens_to_the_store() {
 
 /// A CLI command on `dir` with the keychain of the environment (or none: no D-Bus session).
 fn nexus(dir: &std::path::Path, args: &[&str], keychain: bool) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NEXUS_DATA_DIR", dir)
-        .env("CREDENTIALS_DIR", dir.join("credentials"))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("records.db").display()),
-        )
-        .args(args)
-        .stdin(Stdio::null());
+    let mut cmd = Nexus::new(dir).database(TestDatabase::sqlite(dir).url);
     if keychain {
-        for var in ["DBUS_SESSION_BUS_ADDRESS", "HOME", "XDG_RUNTIME_DIR"] {
-            if let Ok(value) = std::env::var(var) {
-                cmd.env(var, value);
-            }
-        }
+        cmd = cmd.keychain();
     }
-    cmd.output().unwrap()
+    cmd.output(args)
 }
 
 fn credentials_dir(dir: &std::path::Path) -> std::path::PathBuf {

@@ -15,16 +15,6 @@ const KEY_P: &str = "cnp_live_oauthtestPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP";
 const CLIENTS_OWN_TOKEN: &str = "sk-ant-oat01-clients-own-subscription-token-CCCC";
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn send(proxy: &TestProxy, key: &str) -> reqwest::Response {
-    http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", key)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn get_json(proxy: &TestProxy, path: &str) -> Value {
     http()
         .get(proxy.url(path))
@@ -90,7 +80,7 @@ async fn a_token_near_expiry_is_refreshed_before_the_request_goes_out() {
     )
     .await;
 
-    let response = send(&proxy, KEY_T).await;
+    let response = send_message(&proxy, KEY_T, MESSAGE_JSON).await;
     assert_eq!(response.status(), 200);
 
     let calls = oauth.calls();
@@ -193,7 +183,7 @@ async fn rotation_is_saved_atomically_keeps_the_file_and_survives_a_restart() {
     let mut proxy = oauth_proxy(&mock, &oauth, vec![original]).await;
     proxy.reloads.borrow_and_update();
 
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     assert_eq!(oauth.calls().len(), 1);
 
     // The file has the new tokens, and everything else it had.
@@ -221,7 +211,7 @@ async fn rotation_is_saved_atomically_keeps_the_file_and_survives_a_restart() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     // A stale copy of the file (the token we replaced) does not bring the old token back.
     proxy.reloads.borrow_and_update();
     write_file_mode(
@@ -233,7 +223,7 @@ async fn rotation_is_saved_atomically_keeps_the_file_and_survives_a_restart() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     let received = mock.received();
     for r in &received {
         assert_eq!(bearer_of(r), format!("Bearer {}", refreshed_access(1)));
@@ -252,7 +242,7 @@ async fn rotation_is_saved_atomically_keeps_the_file_and_survives_a_restart() {
         0o600,
     );
     proxy.restart().await;
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     let last = mock.received().pop().unwrap();
     assert_eq!(bearer_of(&last), format!("Bearer {}", refreshed_access(1)));
     assert_eq!(
@@ -278,9 +268,9 @@ async fn the_saved_rotation_is_what_a_restart_uses() {
         )],
     )
     .await;
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     proxy.restart().await;
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     let received = mock.received();
     assert_eq!(received.len(), 2);
     assert_eq!(
@@ -311,7 +301,7 @@ async fn a_users_new_login_in_the_file_is_adopted() {
         )],
     )
     .await;
-    assert_eq!(send(&proxy, KEY_T).await.status(), 401);
+    assert_eq!(message_status(&proxy, KEY_T).await, 401);
 
     proxy.reloads.borrow_and_update();
     let renewed = serde_json::json!({
@@ -328,7 +318,7 @@ async fn a_users_new_login_in_the_file_is_adopted() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(send(&proxy, KEY_T).await.status(), 200);
+    assert_eq!(message_status(&proxy, KEY_T).await, 200);
     assert_eq!(
         bearer_of(&mock.received()[0]),
         "Bearer sk-ant-oat01-user-logged-in-again"
@@ -360,7 +350,7 @@ async fn invalid_grant_marks_needs_login_and_answers_a_clear_401() {
     .await;
 
     for _ in 0..2 {
-        let response = send(&proxy, KEY_T).await;
+        let response = send_message(&proxy, KEY_T, MESSAGE_JSON).await;
         assert_eq!(response.status(), 401);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["type"], "error");
@@ -419,8 +409,8 @@ async fn a_rate_limited_token_endpoint_is_not_retried_before_retry_after() {
     .await;
 
     for _ in 0..3 {
-        assert_eq!(send(&proxy, KEY_T).await.status(), 200);
-        let response = send(&proxy, KEY_U).await;
+        assert_eq!(message_status(&proxy, KEY_T).await, 200);
+        let response = send_message(&proxy, KEY_U, MESSAGE_JSON).await;
         assert_eq!(response.status(), 503);
         let retry_after: u64 = response.headers()["retry-after"]
             .to_str()
@@ -489,13 +479,7 @@ async fn passthrough_forwards_the_clients_own_token_and_records_the_row() {
     );
 
     // The key in the wrong header is refused with a message that says where it goes.
-    let response = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_P)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap();
+    let response = send_message(&proxy, KEY_P, MESSAGE_JSON).await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert!(

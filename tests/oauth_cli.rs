@@ -6,27 +6,19 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
+use common::process::Nexus;
 use common::*;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_claude-nexus");
 const KEY_T: &str = "cnp_live_oauthclitestTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT";
 
-fn command(dir: &Path, oauth: &MockOAuth) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NEXUS_DATA_DIR", dir)
-        .env("DASHBOARD_PORT", "0")
-        .env("CREDENTIALS_DIR", dir.join("credentials"))
+fn command(dir: &Path, oauth: &MockOAuth) -> Nexus {
+    Nexus::new(dir)
         .env("CLAUDE_OAUTH_REDIRECT_URI", "http://127.0.0.1:1/callback")
-        .env("CLAUDE_OAUTH_SCOPES", "user:profile user:inference");
-    for (name, value) in oauth.env() {
-        cmd.env(name, value);
-    }
-    cmd
+        .env("CLAUDE_OAUTH_SCOPES", "user:profile user:inference")
+        .oauth(oauth)
 }
 
 /// Starts `oauth login <domain>`; returns the child, the URL it printed, and its stdout.
@@ -36,6 +28,7 @@ async fn start_login(
     domain: &str,
 ) -> (Child, url::Url, BufReader<std::process::ChildStdout>) {
     let mut child = command(dir, oauth)
+        .command()
         .args(["oauth", "login", domain, "--no-browser"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -153,13 +146,7 @@ async fn login_runs_pkce_against_the_mock_and_the_account_then_works() {
         })
         .start()
         .await;
-    let response = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", key)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap();
+    let response = send_message(&proxy, key, MESSAGE_JSON).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         mock.received()[0].headers["authorization"],
@@ -210,8 +197,8 @@ async fn login_rejects_a_state_mismatch_and_writes_nothing() {
     );
 }
 
-fn run(mut cmd: Command, args: &[&str]) -> (bool, String, String) {
-    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
+fn run(cmd: Nexus, args: &[&str]) -> (bool, String, String) {
+    let out = cmd.output(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -236,20 +223,13 @@ async fn status_shows_the_running_proxys_last_refresh_and_refresh_goes_through_i
         .start()
         .await;
     // A request makes the proxy refresh (and save) the expiring token.
-    let response = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_T)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap();
+    let response = send_message(&proxy, KEY_T, MESSAGE_JSON).await;
     assert_eq!(response.status(), 200);
 
     let cli = |oauth: &MockOAuth, dir: &Path, port: u16| {
-        let mut cmd = command(dir, oauth);
-        cmd.env("CREDENTIALS_DIR", dir.join("credentials"))
-            .env("PORT", port.to_string());
-        cmd
+        command(dir, oauth)
+            .credentials(dir.join("credentials"))
+            .env("PORT", port.to_string())
     };
     let dir = proxy.dir.path().to_path_buf();
     let port = proxy.addr.port();
@@ -282,8 +262,7 @@ async fn status_shows_the_running_proxys_last_refresh_and_refresh_goes_through_i
     assert_eq!(oauth.calls().len(), 1);
     // ...and with it, the proxy does the refresh, one at a time with its own.
     let (ok, out, err) = tokio::task::block_in_place(|| {
-        let mut cmd = cli(&oauth, &dir, port);
-        cmd.env("DASHBOARD_API_KEY", DASHBOARD_KEY);
+        let cmd = cli(&oauth, &dir, port).env("DASHBOARD_API_KEY", DASHBOARD_KEY);
         run(cmd, &["oauth", "refresh", "t.example"])
     });
     assert!(ok, "{err}");

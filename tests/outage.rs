@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::{BIN, Running};
+use common::process::{Nexus, Running};
 use common::*;
 use futures_util::StreamExt;
 use sqlx::sqlite::SqliteConnection;
@@ -27,21 +27,10 @@ async fn unlock(mut conn: SqliteConnection) {
 }
 
 async fn send_json(url: &str) -> u16 {
-    let r = http()
-        .post(url)
-        .header("x-api-key", KEY)
-        .body(MESSAGE_JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = post_message(url, KEY, MESSAGE_JSON).send().await.unwrap();
     let status = r.status().as_u16();
     r.bytes().await.unwrap();
     status
-}
-
-async fn health(proxy: &TestProxy) -> (u16, serde_json::Value) {
-    let r = http().get(proxy.url("/health")).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -67,7 +56,7 @@ async fn a_locked_sqlite_file_sends_records_to_the_spool_until_it_is_free() {
         "the proxy keeps serving: {statuses:?}"
     );
     proxy.spool_holds(20).await;
-    let (status, body) = health(&proxy).await;
+    let (status, body) = get_health(&proxy).await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("degraded")),
@@ -82,7 +71,7 @@ async fn a_locked_sqlite_file_sends_records_to_the_spool_until_it_is_free() {
 
     unlock(held).await;
     proxy.spool_holds(0).await;
-    assert_eq!(health(&proxy).await.1["status"], "ok");
+    assert_eq!(get_health(&proxy).await.1["status"], "ok");
     let db = proxy.stop_and_open_db().await;
     let counts = db
         .text_rows("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM api_requests")
@@ -99,16 +88,11 @@ async fn records_in_the_spool_survive_kill_9() {
     write_account(&credentials, &api_key_account("a.example", "acc_a", KEY));
     let database = TestDatabase::sqlite(dir.path());
     let command = || {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NEXUS_DATA_DIR", dir.path())
-            .env("DASHBOARD_PORT", "0")
-            .env("CREDENTIALS_DIR", &credentials)
-            .env("DATABASE_URL", &database.url)
-            .env("CLAUDE_API_BASE_URL", mock.url())
-            .env("API_KEY_SALT", "outage-salt");
-        cmd
+        Nexus::new(dir.path())
+            .credentials(&credentials)
+            .database(&database.url)
+            .upstream(&mock)
+            .env("API_KEY_SALT", "outage-salt")
     };
 
     let (mut running, addr) = Running::start(command());
@@ -206,7 +190,7 @@ async fn postgres_stopped_in_the_middle_of_2000_requests_loses_none() {
     let stopped = tokio::task::spawn_blocking(move || pg_ctlcluster(&v, "stop"));
     assert!(stopped.await.unwrap(), "pg_ctlcluster stop");
     progress.wait_for(|&n| n >= 1500).await.unwrap();
-    let outage = health(&proxy).await;
+    let outage = get_health(&proxy).await;
     let started = tokio::task::spawn_blocking(move || pg_ctlcluster(&version, "start"));
     assert!(started.await.unwrap(), "pg_ctlcluster start");
 

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::process::{BIN, Running};
+use common::process::{Nexus, Running};
 use common::*;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
@@ -41,18 +41,11 @@ fn as_user(url: &str, user: &str) -> String {
 
 fn nexus(database_url: &str, args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NEXUS_DATA_DIR", dir.path())
-        .env("CREDENTIALS_DIR", dir.path())
-        .env("DATABASE_URL", database_url)
+    Nexus::new(dir.path())
+        .credentials(dir.path())
+        .database(database_url)
         .env("PORT", "0")
-        .env("DASHBOARD_PORT", "0")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .output(args)
 }
 
 #[tokio::test]
@@ -93,21 +86,14 @@ async fn least_privilege_role_serves_and_retention_reports_its_missing_grant() {
         .start()
         .await;
     for body in [MESSAGE_JSON, MESSAGE_SSE] {
-        let r = http()
-            .post(proxy.url("/v1/messages"))
-            .header("x-api-key", KEY)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = send_message(&proxy, KEY, body).await;
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
     let report = proxy.first_retention_pass().await;
     assert_eq!(report.status, "no_permission", "{report:?}");
-    let health = http().get(proxy.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200, "the server keeps serving");
-    let health: serde_json::Value = health.json().await.unwrap();
+    let (status, health) = get_health(&proxy).await;
+    assert_eq!(status, 200, "the server keeps serving");
     assert_eq!(health["retention"]["status"], "no_permission");
 
     // The role cannot change the schema or delete records.
@@ -213,14 +199,7 @@ async fn tls_with_sslmode_require_and_verify_full() {
         &format!("{localhost}?sslmode=verify-full&sslrootcert={cert}"),
     );
     proxy.restart().await;
-    let health: serde_json::Value = http()
-        .get(proxy.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = get_health(&proxy).await;
     assert_eq!(health["database"]["status"], "ok");
     let url = health["database"]["url"].as_str().unwrap();
     assert!(url.contains("sslmode=verify-full"), "{url}");
@@ -253,20 +232,12 @@ async fn two_instances_refresh_once_and_record_everything() {
         },
     );
     let instance = |name: &str| {
-        let data = dir.path().join(name);
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NEXUS_DATA_DIR", &data)
-            .env("CREDENTIALS_DIR", &credentials)
-            .env("DATABASE_URL", &database.url)
-            .env("CLAUDE_API_BASE_URL", mock.url())
+        Nexus::new(dir.path().join(name))
+            .credentials(&credentials)
+            .database(&database.url)
+            .upstream(&mock)
             .env("API_KEY_SALT", "shared-salt")
-            .stdin(Stdio::null());
-        for (name, value) in oauth.env() {
-            cmd.env(name, value);
-        }
-        cmd
+            .oauth(&oauth)
     };
 
     let (mut a, addr_a) = Running::start(instance("a"));
@@ -284,10 +255,7 @@ async fn two_instances_refresh_once_and_record_everything() {
 
     const EACH: usize = 100;
     let send = |addr: String| async move {
-        let r = http()
-            .post(format!("http://{addr}/v1/messages"))
-            .header("x-api-key", KEY)
-            .body(MESSAGE_JSON)
+        let r = post_message(format!("http://{addr}/v1/messages"), KEY, MESSAGE_JSON)
             .send()
             .await
             .unwrap();
@@ -335,32 +303,23 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
         &api_key_account("team.example", "acc_team", KEY),
     );
     let command = |data: &str| {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NEXUS_DATA_DIR", dir.path().join(data))
-            .env("CREDENTIALS_DIR", &credentials)
-            .env("DATABASE_URL", &database.url)
-            .env("CLAUDE_API_BASE_URL", mock.url())
+        Nexus::new(dir.path().join(data))
+            .credentials(&credentials)
+            .database(&database.url)
+            .upstream(&mock)
             .env("API_KEY_SALT", "shared-salt")
-            .env("DASHBOARD_PORT", "0")
-            .stdin(Stdio::null());
-        cmd
     };
     let (mut a, addr_a) = Running::start(command("a"));
     let (mut b, addr_b) = Running::start(command("b"));
 
-    let created = command("cli")
-        .args([
-            "keys",
-            "create",
-            "--account",
-            "team.example",
-            "--label",
-            "laptop",
-        ])
-        .output()
-        .unwrap();
+    let created = command("cli").output(&[
+        "keys",
+        "create",
+        "--account",
+        "team.example",
+        "--label",
+        "laptop",
+    ]);
     assert!(created.status.success(), "{created:?}");
     let key = String::from_utf8(created.stdout)
         .unwrap()
@@ -372,10 +331,7 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
     let status = |addr: &str, key: &str| {
         let (addr, key) = (addr.to_string(), key.to_string());
         async move {
-            http()
-                .post(format!("http://{addr}/v1/messages"))
-                .header("x-api-key", key)
-                .body(MESSAGE_JSON)
+            post_message(format!("http://{addr}/v1/messages"), &key, MESSAGE_JSON)
                 .send()
                 .await
                 .unwrap()
@@ -386,17 +342,14 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
     assert_eq!(status(&addr_a, &key).await, 200);
     assert_eq!(status(&addr_b, &key).await, 200);
 
-    let revoked = command("cli")
-        .args([
-            "keys",
-            "revoke",
-            "--all",
-            "--account",
-            "team.example",
-            "--yes",
-        ])
-        .output()
-        .unwrap();
+    let revoked = command("cli").output(&[
+        "keys",
+        "revoke",
+        "--all",
+        "--account",
+        "team.example",
+        "--yes",
+    ]);
     assert!(revoked.status.success(), "{revoked:?}");
     a.wait_for("client keys reloaded");
     b.wait_for("client keys reloaded");

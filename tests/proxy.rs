@@ -546,13 +546,7 @@ async fn oversized_and_malformed_bodies_are_refused_and_recorded() {
     let chunks = futures_util::stream::iter(
         (0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 100]))),
     );
-    let response = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_A)
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
+    let response = send_message(&proxy, KEY_A, reqwest::Body::wrap_stream(chunks)).await;
     assert_eq!(response.status(), 413);
 
     let (status, kind, message) = error_of(
@@ -692,14 +686,7 @@ async fn client_auth_off_uses_the_default_account() {
 async fn health_and_token_stats() {
     let mock = MockUpstream::start().await;
     let mut proxy = proxy_with_a(&mock).await;
-    let health: Value = http()
-        .get(proxy.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = get_health(&proxy).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["database"]["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));

@@ -41,13 +41,7 @@ async fn old_records_go_and_bodies_go_sooner() {
         .env("BODY_RETENTION_DAYS", "7")
         .start()
         .await;
-    let fresh = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY)
-        .body(MESSAGE_SSE)
-        .send()
-        .await
-        .unwrap();
+    let fresh = send_message(&proxy, KEY, MESSAGE_SSE).await;
     fresh.bytes().await.unwrap();
 
     let db = proxy.stop_and_open_db().await;
@@ -58,14 +52,7 @@ async fn old_records_go_and_bodies_go_sooner() {
     assert_eq!(report.status, "ok", "{report:?}");
     assert_eq!(report.deleted, 1);
 
-    let health: serde_json::Value = http()
-        .get(proxy.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = get_health(&proxy).await;
     assert_eq!(health["retention"]["status"], "ok");
     assert_eq!(health["retention"]["deleted"], 1);
 

@@ -19,13 +19,7 @@ fn data_key_text(byte: u8) -> String {
 
 async fn send_both(proxy: &TestProxy) {
     for body in [MESSAGE_JSON, MESSAGE_SSE] {
-        let r = http()
-            .post(proxy.url("/v1/messages"))
-            .header("x-api-key", KEY)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = send_message(proxy, KEY, body).await;
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }

@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::process::{Nexus, listening_addr};
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_claude-nexus");
 const KEY: &str = "cnp_live_uitestKEY0000000000000000000000000000000000000";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -65,21 +65,14 @@ async fn dashboard_in_a_real_browser() {
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
     write_account(&credentials, &api_key_account("a.example", "acc_ui", KEY));
-    let mut server = Command::new(BIN)
-        .args(["serve", "--port", "0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CLAUDE_API_BASE_URL", mock.url())
-        .env("NEXUS_DATA_DIR", dir.path())
-        .env("CREDENTIALS_DIR", &credentials)
-        .env("DASHBOARD_PORT", "0")
+    let mut server = Nexus::new(dir.path())
+        .credentials(&credentials)
+        .database(TestDatabase::sqlite(dir.path()).url)
+        .upstream(&mock)
+        .oauth(&oauth)
         .env("API_KEY_SALT", "ui-test-salt")
-        .envs(oauth.env())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("records.db").display()),
-        )
-        .stdin(Stdio::null())
+        .command()
+        .args(["serve", "--port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -89,15 +82,7 @@ async fn dashboard_in_a_real_browser() {
     let (out_tx, out) = mpsc::channel();
     lines_of(server.stdout.take().unwrap(), out_tx);
     let mut seen = Vec::new();
-    let listening = wait_for(&log, "listening on http://", &mut seen);
-    let proxy_addr = listening
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split([',', '"'])
-        .next()
-        .unwrap()
-        .to_string();
+    let proxy_addr = listening_addr(&wait_for(&log, "listening on http://", &mut seen));
     let link = wait_for(&out, "Dashboard: http://", &mut seen)
         .split("Dashboard: ")
         .nth(1)

@@ -64,11 +64,8 @@ async fn windows_come_from_response_headers_and_the_usage_endpoint() {
     assert!(body["headers"].is_null() && body["plan"].is_null());
     assert!(mock.usage_polls().is_empty());
 
-    let response = http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", KEY_T)
+    let response = post_message(proxy.url("/v1/messages"), KEY_T, MESSAGE_JSON)
         .header("x-mock", "unified")
-        .body(MESSAGE_JSON)
         .send()
         .await
         .unwrap();
@@ -138,13 +135,7 @@ async fn a_failing_usage_endpoint_backs_off_honouring_retry_after() {
     mock.usage_status(429);
     let mut proxy = start(&mock, &oauth).await;
     for _ in 0..3 {
-        let response = http()
-            .post(proxy.url("/v1/messages"))
-            .header("x-api-key", KEY_T)
-            .body(MESSAGE_JSON)
-            .send()
-            .await
-            .unwrap();
+        let response = send_message(&proxy, KEY_T, MESSAGE_JSON).await;
         assert_eq!(response.status(), 200);
     }
     let body = window_when(&proxy, "acc_team", |b| !b["plan_error"].is_null()).await;

@@ -16,8 +16,10 @@
 
 pub mod db;
 pub mod process;
+mod requests;
 #[allow(unused_imports)]
 pub use db::{RecordRow, TestDatabase, TestDb, open_db, rows};
+pub use requests::*;
 mod oauth_mock;
 pub use oauth_mock::*;
 
@@ -697,11 +699,8 @@ pub fn http() -> reqwest::Client {
 /// Starts a streamed Messages request with `key`, the mock behaving as `mode` (see the module
 /// docs), and returns the response once its headers have arrived.
 pub async fn open_stream(proxy: &TestProxy, key: &str, mode: &str) -> reqwest::Response {
-    http()
-        .post(proxy.url("/v1/messages"))
-        .header("x-api-key", key)
+    post_message(proxy.url("/v1/messages"), key, MESSAGE_SSE)
         .header("x-mock", mode)
-        .body(MESSAGE_SSE)
         .send()
         .await
         .unwrap()

@@ -1,0 +1,50 @@
+//! The requests tests send, written once: a Messages request with a client key, a dashboard
+//! request with the dashboard key as bearer, and the proxy's `/health`.
+
+use reqwest::{IntoUrl, RequestBuilder, Response};
+use serde_json::Value;
+
+use super::{DASHBOARD_KEY, MESSAGE_JSON, TestProxy, http};
+
+/// `POST` of `body` to `url` (a proxy's `/v1/messages`) with `key` in `x-api-key`; add
+/// headers, then send.
+pub fn post_message(
+    url: impl IntoUrl,
+    key: &str,
+    body: impl Into<reqwest::Body>,
+) -> RequestBuilder {
+    http().post(url).header("x-api-key", key).body(body)
+}
+
+/// `POST /v1/messages` of `body` to the proxy with `key`, sent.
+pub async fn send_message(
+    proxy: &TestProxy,
+    key: &str,
+    body: impl Into<reqwest::Body>,
+) -> Response {
+    post_message(proxy.url("/v1/messages"), key, body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The status of a JSON Messages request to the proxy with `key`.
+pub async fn message_status(proxy: &TestProxy, key: &str) -> u16 {
+    send_message(proxy, key, MESSAGE_JSON)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// `GET` of a dashboard path with the dashboard key as bearer; add headers, then send.
+pub fn dashboard_get(proxy: &TestProxy, path: &str) -> RequestBuilder {
+    http()
+        .get(proxy.dashboard_url(path))
+        .bearer_auth(DASHBOARD_KEY)
+}
+
+/// `GET /health` on the proxy port: the status and the JSON body.
+pub async fn get_health(proxy: &TestProxy) -> (u16, Value) {
+    let response = http().get(proxy.url("/health")).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
