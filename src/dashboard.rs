@@ -15,8 +15,14 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod keys;
+pub mod monitoring;
+pub mod overview;
 pub mod prices;
+pub mod requests;
+pub mod security;
+pub mod session;
 
 use crate::hosts;
 use std::net::SocketAddr;
