@@ -529,6 +529,31 @@ async fn live_feed_pagination_detail_export_and_overview() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().starts_with("since: "),
+        "{body}"
+    );
+    // A bad filter is refused the same way by the list and the export, naming the parameter.
+    for path in ["/api/requests", "/api/requests/export"] {
+        for (query, name) in [("status=abc", "status"), ("streaming=maybe", "streaming")] {
+            let bad = http()
+                .get(proxy.dashboard_url(&format!("{path}?{query}")))
+                .bearer_auth(DASHBOARD_KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{path}?{query}");
+            let body: Value = bad.json().await.unwrap();
+            assert!(
+                body["error"].as_str().unwrap().starts_with(name),
+                "{path}?{query}: {body}"
+            );
+        }
+    }
+    let filtered = get_json(&proxy, "/api/requests?status=200&streaming=false&limit=2").await;
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 2);
+    assert!(filtered["next_cursor"].is_string());
 
     let id = seen[0]["request_id"].as_str().unwrap();
     let detail = get_json(&proxy, &format!("/api/requests/{id}")).await;

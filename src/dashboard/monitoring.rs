@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::DashboardState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use crate::record::iso;
 
 type AppState = Arc<DashboardState>;
@@ -57,7 +57,7 @@ fn daily_rows(rows: Vec<crate::store::DailyCount>) -> Vec<DailyRow> {
     responses((status = 200, body = Monitoring), (status = 401, body = ErrorBody)))]
 pub(super) async fn monitoring(
     State(state): State<AppState>,
-    Query(q): Query<MonitoringQuery>,
+    ApiQuery(q): ApiQuery<MonitoringQuery>,
 ) -> Result<Json<Monitoring>, ApiError> {
     let days = q.days.unwrap_or(30).clamp(1, 366);
     let since = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));

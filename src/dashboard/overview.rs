@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::DashboardState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use crate::record::iso;
 use crate::store::{Bucket, UsageGroup};
 use crate::usage::Usage;
@@ -132,7 +132,7 @@ fn breakdown(groups: BTreeMap<GroupKey, Totals>) -> Vec<GroupRow> {
     responses((status = 200, body = Overview), (status = 401, body = ErrorBody)))]
 pub(super) async fn overview(
     State(state): State<AppState>,
-    Query(q): Query<OverviewQuery>,
+    ApiQuery(q): ApiQuery<OverviewQuery>,
 ) -> Result<Json<Overview>, ApiError> {
     let window = q.window.unwrap_or_default();
     let (span, bucket) = match window {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::Response;
 use base64::Engine;
@@ -16,55 +16,22 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::DashboardState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use crate::record::Record;
 use crate::record::iso;
 use crate::store::{PageCursor, RequestFilter};
 
 type AppState = Arc<DashboardState>;
 
-#[derive(Deserialize, IntoParams, Default)]
+/// Paging of `/api/requests`; the filter is a [`RequestFilter`], read from the same query
+/// string.
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct RequestQuery {
-    pub account_id: Option<String>,
-    pub domain: Option<String>,
-    pub model: Option<String>,
-    pub status: Option<u16>,
-    pub streaming: Option<bool>,
-    /// The client key's hash, as listed.
-    pub api_key_hash: Option<String>,
-    /// Inclusive start, ISO-8601 (RFC 3339).
-    pub since: Option<String>,
-    /// Exclusive end, ISO-8601 (RFC 3339).
-    pub until: Option<String>,
+pub struct Paging {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Rows per page, 1–500 (50).
     pub limit: Option<u32>,
-}
-
-fn parse_time(name: &str, value: Option<&String>) -> Result<Option<OffsetDateTime>, ApiError> {
-    value
-        .map(|v| {
-            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| ApiError::BadRequest(format!("{name}: expected RFC 3339, got {v:?}")))
-        })
-        .transpose()
-}
-
-impl RequestQuery {
-    fn filter(&self) -> Result<RequestFilter, ApiError> {
-        Ok(RequestFilter {
-            account_id: self.account_id.clone(),
-            domain: self.domain.clone(),
-            model: self.model.clone(),
-            status: self.status,
-            streaming: self.streaming,
-            api_key_hash: self.api_key_hash.clone(),
-            since: parse_time("since", self.since.as_ref())?,
-            until: parse_time("until", self.until.as_ref())?,
-        })
-    }
 }
 
 /// A cursor is the last row's (time in Unix nanoseconds, request id), base64url: opaque to
@@ -99,16 +66,16 @@ pub struct RequestPage {
 }
 
 /// A page of requests, newest first (keyset pagination).
-#[utoipa::path(get, path = "/api/requests", tag = "requests", params(RequestQuery),
+#[utoipa::path(get, path = "/api/requests", tag = "requests", params(RequestFilter, Paging),
     responses((status = 200, body = RequestPage), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 pub(super) async fn list_requests(
     State(state): State<AppState>,
-    Query(q): Query<RequestQuery>,
+    ApiQuery(filter): ApiQuery<RequestFilter>,
+    ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<Json<RequestPage>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let filter = q.filter()?;
-    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = paging.limit.unwrap_or(50).clamp(1, 500);
+    let cursor = paging.cursor.as_deref().map(decode_cursor).transpose()?;
     let rows = state
         .store
         .list_requests(&filter, cursor.as_ref(), limit)
@@ -162,23 +129,21 @@ pub(super) async fn request_detail(
     Ok(Json(RequestDetail { record, events }))
 }
 
-/// The filters of [`RequestQuery`] and the format, without paging. (Spelled out rather than
-/// flattened: `serde(flatten)` loses the number and bool types in query strings.)
+/// The export's format; the filter is a [`RequestFilter`], read from the same query string.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ExportQuery {
+pub struct ExportFormat {
     /// `csv` (default) or `json`.
-    pub format: Option<String>,
-    pub account_id: Option<String>,
-    pub domain: Option<String>,
-    pub model: Option<String>,
-    pub status: Option<u16>,
-    pub streaming: Option<bool>,
-    pub api_key_hash: Option<String>,
-    /// Inclusive start, ISO-8601 (RFC 3339).
-    pub since: Option<String>,
-    /// Exclusive end, ISO-8601 (RFC 3339).
-    pub until: Option<String>,
+    #[param(inline)]
+    pub format: Option<Format>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Csv,
+    Json,
 }
 
 const EXPORT_PAGE: u32 = 1000;
@@ -252,34 +217,15 @@ fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
 
 /// The filtered list as CSV or JSON, streamed page by page (newest first), so the export
 /// never holds more than one page in memory.
-#[utoipa::path(get, path = "/api/requests/export", tag = "requests", params(ExportQuery),
+#[utoipa::path(get, path = "/api/requests/export", tag = "requests", params(RequestFilter, ExportFormat),
     responses((status = 200, description = "text/csv or application/json (an array of Record)"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(super) async fn export_requests(
     State(state): State<AppState>,
-    Query(q): Query<ExportQuery>,
+    ApiQuery(filter): ApiQuery<RequestFilter>,
+    ApiQuery(format): ApiQuery<ExportFormat>,
 ) -> Result<Response, ApiError> {
-    let json = match q.format.as_deref() {
-        None | Some("csv") => false,
-        Some("json") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "format: expected csv or json, got {other:?}"
-            )));
-        }
-    };
-    let filter = RequestQuery {
-        account_id: q.account_id,
-        domain: q.domain,
-        model: q.model,
-        status: q.status,
-        streaming: q.streaming,
-        api_key_hash: q.api_key_hash,
-        since: q.since,
-        until: q.until,
-        ..RequestQuery::default()
-    }
-    .filter()?;
+    let json = matches!(format.format.unwrap_or_default(), Format::Json);
     // (where the next page starts, whether it is the first, whether the last was sent)
     let pages = futures_util::stream::unfold(
         (None::<PageCursor>, true, false),
