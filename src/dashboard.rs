@@ -9,7 +9,6 @@
 //! learns of new records from the writer's feed, never from the request path; it changes only
 //! accounts ([`accounts`]) and client keys ([`keys`]), through the same core functions as the CLI.
 
-pub mod account_api;
 pub mod accounts;
 pub mod api;
 pub mod assets;
