@@ -9,14 +9,19 @@
 //! learns of new records from the writer's feed, never from the request path; it changes only
 //! accounts ([`accounts`]) and client keys ([`keys`]), through the same core functions as the CLI.
 
-pub mod account_api;
 pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod keys;
+pub mod monitoring;
+pub mod overview;
 pub mod prices;
+pub mod requests;
+pub mod security;
+pub mod session;
 
 use crate::hosts;
 use std::net::SocketAddr;

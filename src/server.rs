@@ -321,7 +321,8 @@ impl Server {
             allowed: self.dashboard.hosts.clone(),
             credentials: self.state.credentials.clone(),
         };
-        let app = proxy_port::ProxyPort::new(self.state.clone(), proxy_hosts);
+        let app =
+            proxy_port::ProxyPort::new(self.state.clone(), proxy_hosts, self.dashboard.clone());
         let dashboard_app = dashboard::router(self.dashboard.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
         let dashboard_task = tokio::spawn(

@@ -1,5 +1,6 @@
 //! Plan usage windows through the real proxy: the unified rate-limit headers of responses and
-//! the polled usage endpoint, served by `GET /api/accounts/{id}/usage-window`.
+//! the polled usage endpoint, served by `GET /api/accounts/{id}/usage-window` on the dashboard
+//! port and, for compatibility, on the proxy port.
 
 mod common;
 
@@ -209,4 +210,112 @@ async fn the_usage_window_api_needs_the_dashboard_key() {
         "{body}"
     );
     closed.stop().await;
+}
+
+/// The dashboard port is the home of both routes (session or bearer, `{"error"}` bodies); the
+/// proxy port keeps them for scripts and `oauth refresh`, bearer only, in Anthropic's shape.
+#[tokio::test]
+async fn both_ports_answer_the_account_routes() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    let mut proxy = start(&mock, &oauth).await;
+    let dashboard = |path: &str| proxy.dashboard_url(&format!("/api/accounts/{path}"));
+
+    let (_, on_proxy) = window(&proxy, "acc_team", Some(DASHBOARD_KEY)).await;
+    let response = http()
+        .get(dashboard("acc_team/usage-window"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let on_dashboard: Value = response.json().await.unwrap();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&on_dashboard), keys(&on_proxy));
+    assert_eq!(on_dashboard["account"], on_proxy["account"]);
+    assert_eq!(on_dashboard["oauth"]["domain"], "team.example");
+
+    // A session works on the dashboard port; the proxy port takes the key as bearer only.
+    let login = http()
+        .post(proxy.dashboard_url("/api/login"))
+        .header("origin", format!("http://{}", proxy.dashboard_addr))
+        .json(&json!({ "key": DASHBOARD_KEY }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let with_session = http()
+        .get(dashboard("team.example/usage-window"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_session.status(), 200);
+    let session_on_proxy = http()
+        .get(proxy.url("/api/accounts/acc_team/usage-window"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session_on_proxy.status(), 401);
+
+    // The dashboard's errors are its own shape.
+    let refused = http()
+        .get(dashboard("acc_team/usage-window"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap(),
+        json!({"error": "not logged in"})
+    );
+    let missing = http()
+        .get(dashboard("nobody/usage-window"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap(),
+        json!({"error": "not found"})
+    );
+    let (_, missing_on_proxy) = window(&proxy, "nobody", Some(DASHBOARD_KEY)).await;
+    assert_eq!(
+        missing_on_proxy,
+        json!({"type": "error", "error": {"type": "not_found_error", "message": "no account with that accountId or domain"}})
+    );
+
+    // The refresh: not for an API-key account; forced for an OAuth one.
+    let refresh = |id: &str| {
+        http()
+            .post(dashboard(&format!("{id}/oauth/refresh")))
+            .bearer_auth(DASHBOARD_KEY)
+            .send()
+    };
+    let not_oauth = refresh("acc_a").await.unwrap();
+    assert_eq!(not_oauth.status(), 400);
+    assert_eq!(
+        not_oauth.json::<Value>().await.unwrap(),
+        json!({"error": "not an OAuth account"})
+    );
+    let response = refresh("acc_team").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["domain"], "team.example");
+    assert_eq!(status["last_refresh"]["ok"], true);
+    assert_eq!(oauth.calls().len(), 1);
+    // From a browser, the session needs the dashboard's own Origin.
+    let cross = http()
+        .post(dashboard("acc_team/oauth/refresh"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert_eq!(oauth.calls().len(), 1);
+    proxy.stop().await;
 }

@@ -1,43 +1,44 @@
-//! The dashboard's accounts: the loaded accounts with their status and plan windows, adding an
-//! API-key account (its secret goes to the keychain, the file holds the reference, as
-//! `credentials import` leaves it), the OAuth login in two calls (as `oauth login` runs it), and
-//! the `account` events. Client keys are in [`super::keys`].
+//! The dashboard's accounts API: the loaded accounts with their status and plan windows, one
+//! account's raw plan usage windows (`GET /api/accounts/{id}/usage-window`), adding an API-key
+//! account (its secret goes to the keychain, the file holds the reference, as
+//! `credentials import` leaves it), OAuth accounts ([`oauth`]: the login, a refresh now), and
+//! the `account` events. Client keys are in [`super::keys`]. The usage window and the refresh
+//! are also served on the proxy port, where they were first ([`proxy_port`]).
 //!
 //! Invariants: no answer carries a secret (an upstream key, a token); an account entry says
 //! where its secret is, never what it is. A pending OAuth login lives in memory for
-//! [`LOGIN_TTL`], and at most [`MAX_PENDING`] of them. An account entry is the same JSON in
+//! [`LOGIN_TTL`], and a few of them at most. An account entry is the same JSON in
 //! `GET /api/accounts` and in the `account` events of `/api/events`. The dashboard writes
 //! credential files one at a time.
 
+pub mod oauth;
+pub mod proxy_port;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use futures_util::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use super::DashboardState;
 use super::error::{ApiError, ErrorBody};
-use crate::accounts::credentials::{self, Accounts, UpstreamCredential, keychain};
-use crate::accounts::oauth::login::{self, LoginError, PendingLogin};
+use crate::accounts::credentials::{self, Account, Accounts, UpstreamCredential, keychain};
+use crate::accounts::oauth::login::{self, LoginError};
 use crate::accounts::oauth::{AccountStatus, usage_window::AccountWindows};
 use crate::record::iso;
 use crate::secrets::SecretError;
+pub use oauth::{LOGIN_TTL, PendingLogins};
 
 type AppState = Arc<DashboardState>;
 
-/// How long a started OAuth login waits for its code.
-pub const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// Logins waiting at once; starting one more drops the oldest.
-const MAX_PENDING: usize = 32;
 /// How often an open event stream looks for OAuth status and plan window changes.
 const STATUS_POLL: Duration = Duration::from_secs(2);
 
@@ -191,6 +192,15 @@ fn oauth_info(
     }
 }
 
+/// An account's type as the API names it: `api_key`, `oauth` or `passthrough`.
+fn kind(credential: &UpstreamCredential) -> &'static str {
+    match credential {
+        UpstreamCredential::ApiKey(_) => "api_key",
+        UpstreamCredential::OAuth(_) => "oauth",
+        UpstreamCredential::Passthrough => "passthrough",
+    }
+}
+
 /// Every loaded account, by domain, with `locations` from [`secret_locations`].
 fn account_infos(
     state: &DashboardState,
@@ -201,21 +211,17 @@ fn account_infos(
     let mut all: Vec<AccountInfo> = accounts
         .iter()
         .map(|a| {
-            let (kind, oauth) = match &a.credential {
-                UpstreamCredential::ApiKey(_) => ("api_key", None),
+            let oauth = match &a.credential {
                 UpstreamCredential::OAuth(c) => {
                     let status = statuses.iter().find(|s| s.domain == a.domain);
-                    (
-                        "oauth",
-                        Some(oauth_info(c, status, state.oauth_config.refresh_margin)),
-                    )
+                    Some(oauth_info(c, status, state.oauth_config.refresh_margin))
                 }
-                UpstreamCredential::Passthrough => ("passthrough", None),
+                UpstreamCredential::ApiKey(_) | UpstreamCredential::Passthrough => None,
             };
             AccountInfo {
                 domain: a.domain.clone(),
                 account_id: a.account_id.clone(),
-                kind: kind.to_string(),
+                kind: kind(&a.credential).to_string(),
                 secret: locations.get(&a.domain).copied().unwrap_or("inline").into(),
                 oauth,
                 windows: state.usage_windows.get(&a.domain).and_then(windows_of),
@@ -243,6 +249,69 @@ pub(super) async fn list_accounts(
 ) -> Result<Json<AccountList>, ApiError> {
     Ok(Json(AccountList {
         accounts: current_accounts(&state).await?,
+    }))
+}
+
+/// The loaded account whose `accountId` or domain is `id`.
+fn find(state: &DashboardState, id: &str) -> Result<Arc<Account>, ApiError> {
+    let accounts = state.credentials.snapshot();
+    accounts
+        .iter()
+        .find(|a| a.account_id.as_deref() == Some(id))
+        .or_else(|| accounts.by_domain(&id.to_ascii_lowercase()))
+        .cloned()
+        .ok_or(ApiError::NotFound)
+}
+
+/// Which account a usage window is of.
+#[derive(Serialize, ToSchema)]
+pub struct AccountRef {
+    pub domain: String,
+    pub account_id: Option<String>,
+    /// `api_key`, `oauth` or `passthrough`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// An account's plan usage windows as last seen, unprocessed: the `anthropic-ratelimit-unified-*`
+/// headers of its latest response (`headers`, fractions) and the latest poll of the plan usage
+/// endpoint (`plan`, percents). An account entry's `windows` are the same, digested.
+#[derive(Serialize, ToSchema)]
+pub struct UsageWindow {
+    pub account: AccountRef,
+    /// The OAuth token's status (OAuth accounts only), as `/oauth-metrics` lists it.
+    #[schema(value_type = Option<Object>)]
+    pub oauth: Option<AccountStatus>,
+    /// `headers`, `headers_seen_at`, `plan`, `plan_fetched_at`, `plan_error`,
+    /// `next_poll_in_secs`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub windows: AccountWindows,
+}
+
+/// One account's plan usage windows and OAuth status. `{id}` is its `accountId` or domain.
+#[utoipa::path(get, path = "/api/accounts/{id}/usage-window", tag = "accounts",
+    params(("id" = String, Path, description = "the account's accountId or domain")),
+    responses((status = 200, body = UsageWindow), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(super) async fn usage_window(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<UsageWindow>, ApiError> {
+    let account = find(&state, &id)?;
+    let oauth = state
+        .oauth
+        .statuses()
+        .into_iter()
+        .find(|s| s.domain == account.domain);
+    Ok(Json(UsageWindow {
+        account: AccountRef {
+            domain: account.domain.clone(),
+            account_id: account.account_id.clone(),
+            kind: kind(&account.credential),
+        },
+        oauth,
+        windows: state.usage_windows.get(&account.domain).unwrap_or_default(),
     }))
 }
 
@@ -377,147 +446,6 @@ pub(super) async fn add_account(
         .find(|a| a.domain == domain)
         .ok_or_else(|| ApiError::Internal(format!("{domain}: written but did not load")))?;
     Ok((StatusCode::CREATED, Json(info)))
-}
-
-// ---------------------------------------------------------------- OAuth login
-
-/// Logins started and waiting for their code, by login id; and the lock that makes the
-/// dashboard's credential file writes one at a time.
-#[derive(Default)]
-pub struct PendingLogins {
-    map: Mutex<HashMap<String, (Instant, String, PendingLogin)>>,
-    writes: Mutex<()>,
-}
-
-impl PendingLogins {
-    fn insert(&self, id: String, domain: String, login: PendingLogin) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        map.retain(|_, (at, _, _)| now.duration_since(*at) < LOGIN_TTL);
-        while map.len() >= MAX_PENDING {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, (at, _, _))| *at)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => map.remove(&k),
-                None => break,
-            };
-        }
-        map.insert(id, (now, domain, login));
-    }
-
-    fn take(&self, id: &str) -> Option<(Instant, String, PendingLogin)> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(id).filter(|(at, _, _)| at.elapsed() < LOGIN_TTL)
-    }
-
-    fn put_back(&self, id: String, entry: (Instant, String, PendingLogin)) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, entry);
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct OAuthStart {
-    /// The domain of the account to log in (a new one, or an existing one to log in again).
-    pub domain: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OAuthStarted {
-    /// Pass to `/api/oauth/finish`; valid for 10 minutes.
-    pub login_id: String,
-    /// Open this, log in, and copy the `code#state` the page shows.
-    pub authorize_url: String,
-}
-
-/// Starts an OAuth (Claude Pro/Max) login: PKCE verifier and state stay here.
-#[utoipa::path(post, path = "/api/oauth/start", tag = "accounts", request_body = OAuthStart,
-    responses((status = 200, body = OAuthStarted), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(super) async fn oauth_start(
-    State(state): State<AppState>,
-    Json(body): Json<OAuthStart>,
-) -> Result<Json<OAuthStarted>, ApiError> {
-    let domain = body.domain.trim().to_ascii_lowercase();
-    login::credential_file(state.credentials.dir(), &domain).map_err(ApiError::from)?;
-    let pending = PendingLogin::start(&state.oauth_config).map_err(ApiError::from)?;
-    let authorize_url = pending.authorize_url().to_string();
-    let login_id = random_id().map_err(|e| ApiError::Internal(e.to_string()))?;
-    state.logins.insert(login_id.clone(), domain, pending);
-    Ok(Json(OAuthStarted {
-        login_id,
-        authorize_url,
-    }))
-}
-
-fn random_id() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)?;
-    Ok(hex::encode(bytes))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct OAuthFinish {
-    pub login_id: String,
-    /// What the authorize page showed: `code#state`.
-    pub code: String,
-}
-
-impl std::fmt::Debug for OAuthFinish {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthFinish").finish_non_exhaustive()
-    }
-}
-
-/// Finishes a login: checks the state, exchanges the code, saves the credential file (0600)
-/// as `claude-nexus oauth login` does.
-#[utoipa::path(post, path = "/api/oauth/finish", tag = "accounts", request_body = OAuthFinish,
-    responses((status = 204, description = "Saved; the account is loaded"),
-              (status = 400, description = "Unknown or expired login, malformed or refused code", body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(super) async fn oauth_finish(
-    State(state): State<AppState>,
-    Json(body): Json<OAuthFinish>,
-) -> Result<StatusCode, ApiError> {
-    let (started, domain, pending) = state.logins.take(&body.login_id).ok_or_else(|| {
-        ApiError::BadRequest("unknown or expired login (they last 10 minutes); start again".into())
-    })?;
-    let pasted = body.code.trim();
-    if !pasted
-        .split_once('#')
-        .is_some_and(|(c, s)| !c.is_empty() && !s.is_empty())
-    {
-        // A paste mistake: the login stays open for another try.
-        state
-            .logins
-            .put_back(body.login_id, (started, domain, pending));
-        return Err(ApiError::from(LoginError::Malformed));
-    }
-    let granted = pending
-        .finish(&state.http, &state.oauth_config, pasted)
-        .await
-        .map_err(ApiError::from)?;
-    let dir = state.credentials.dir().to_path_buf();
-    let saved_domain = domain.clone();
-    let writer = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let _one_at_a_time = writer
-            .logins
-            .writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        login::save(&dir, &saved_domain, &granted)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(ApiError::from)?;
-    tracing::info!(domain, "OAuth login saved from the dashboard");
-    reload(&state).await;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------- live account events

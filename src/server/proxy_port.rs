@@ -1,6 +1,6 @@
 //! The proxy port: [`ProxyService`] sends `/v1/*` to the proxy and the rest to the router:
-//! `/health`, `/token-stats`, `/oauth-metrics` and the account API
-//! (`/api/accounts/{id}/usage-window`, `/api/accounts/{id}/oauth/refresh`).
+//! `/health`, `/token-stats`, `/oauth-metrics` and, kept for compatibility, the dashboard's
+//! `/api/accounts/{id}/usage-window` and `/api/accounts/{id}/oauth/refresh`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, request};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::serve::IncomingStream;
 use serde::Serialize;
 use serde_json::json;
@@ -25,7 +25,7 @@ use tower_service::Service;
 
 use crate::accounts::credentials::Credentials;
 use crate::accounts::oauth::{OAuthMetrics, running_proxy};
-use crate::dashboard::account_api;
+use crate::dashboard::{self, DashboardState};
 use crate::error::ProxyError;
 use crate::hosts;
 use crate::proxy;
@@ -43,9 +43,13 @@ struct PortParts {
 }
 
 impl ProxyPort {
-    pub fn new(state: Arc<AppState>, hosts: ProxyHosts) -> ProxyPort {
+    pub fn new(
+        state: Arc<AppState>,
+        hosts: ProxyHosts,
+        dashboard: Arc<DashboardState>,
+    ) -> ProxyPort {
         ProxyPort(Arc::new(PortParts {
-            router: router(state.clone()),
+            router: router(state.clone(), dashboard),
             state,
             hosts,
         }))
@@ -122,23 +126,18 @@ impl Service<Request> for ProxyService {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, dashboard: Arc<DashboardState>) -> Router {
+    let accounts =
+        dashboard::accounts::proxy_port::router(dashboard, state.dashboard_api_key.as_ref());
     Router::new()
         .route("/health", get(health))
         .route("/token-stats", get(token_stats))
         .route(running_proxy::METRICS_PATH, get(oauth_metrics))
-        .route(
-            "/api/accounts/{id}/usage-window",
-            get(account_api::usage_window),
-        )
-        .route(
-            running_proxy::REFRESH_PATH,
-            post(account_api::oauth_refresh),
-        )
         .fallback(proxy::not_found)
         // The proxy enforces MAX_REQUEST_SIZE itself, with an Anthropic-shaped 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+        .merge(accounts)
 }
 
 /// 200 with the version and database status; 503 when the database does not answer.

@@ -10,27 +10,46 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use sqlx::{AssertSqlSafe, Row};
 use time::{OffsetDateTime, PrimitiveDateTime};
+use utoipa::IntoParams;
 
 use super::{Dialect, Pool, Store, StoreError, TIMESTAMP, as_u64, format_timestamp};
 use crate::keys::KeyHash;
 use crate::record::Record;
 use crate::usage::Usage;
 
-/// Which requests a list, an export or a count covers. Empty fields do not filter.
-#[derive(Debug, Default, Clone)]
+/// Which requests a list, an export or a count covers. Empty fields do not filter. The
+/// dashboard API reads it straight from the query string (`/api/requests`,
+/// `/api/requests/export`), so these fields are its query parameters.
+#[derive(Debug, Default, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RequestFilter {
     pub account_id: Option<String>,
     pub domain: Option<String>,
     pub model: Option<String>,
     pub status: Option<u16>,
     pub streaming: Option<bool>,
+    /// The client key's hash, as listed.
     pub api_key_hash: Option<String>,
-    /// Inclusive lower bound.
+    /// Inclusive start, ISO-8601 (RFC 3339).
+    #[serde(default, deserialize_with = "rfc3339")]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<OffsetDateTime>,
-    /// Exclusive upper bound.
+    /// Exclusive end, ISO-8601 (RFC 3339).
+    #[serde(default, deserialize_with = "rfc3339")]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<OffsetDateTime>,
+}
+
+/// An RFC 3339 time (`time::serde::rfc3339::option`), whose error says what was expected.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+    time::serde::rfc3339::option::deserialize(d).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "expected RFC 3339, like 2025-01-31T09:00:00Z ({e})"
+        ))
+    })
 }
 
 /// Where a page starts: after the row with this (timestamp, request_id), newest first.
