@@ -29,6 +29,9 @@ pub enum ProxyError {
     /// The OAuth token expired and refreshing it is backing off after failures.
     #[error("the OAuth token expired and refreshing it failed; next attempt in {} s", .0.as_secs().max(1))]
     TokenRefreshBackoff(Duration),
+    /// The embedder (the tray's Pause) paused the proxy.
+    #[error("the proxy is paused (Claude Nexus): resume it to send requests")]
+    Paused,
     #[error("client authentication is off and no account is selected: set DEFAULT_ACCOUNT")]
     NoAccount,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -55,7 +58,9 @@ impl ProxyError {
             ProxyError::Unauthenticated
             | ProxyError::PassthroughKeyHeader
             | ProxyError::NeedsLogin { .. } => StatusCode::UNAUTHORIZED,
-            ProxyError::TokenRefreshBackoff(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::TokenRefreshBackoff(_) | ProxyError::Paused => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -77,6 +82,7 @@ impl ProxyError {
             ProxyError::NotFound => "not_found_error",
             ProxyError::UpstreamUnreachable(_)
             | ProxyError::TokenRefreshBackoff(_)
+            | ProxyError::Paused
             | ProxyError::NoAccount
             | ProxyError::Internal(_) => "api_error",
         }

@@ -48,6 +48,9 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let mut exchange = Exchange::begin(state.clone(), &parts, domain, client_ip, started);
+    if state.paused.load(std::sync::atomic::Ordering::Relaxed) {
+        return exchange.fail(ProxyError::Paused);
+    }
 
     let accounts = state.credentials.snapshot();
     let client = match auth::authenticate(

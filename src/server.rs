@@ -1,28 +1,31 @@
-//! The server: builds the shared state, owns every background task, serves until told to
-//! stop, then shuts down in order: stop accepting, let in-flight requests finish (bounded by
+//! The server, embeddable: [`Server::bind`] builds everything and binds both listeners, or
+//! fails having left nothing running; [`Server::run`] serves until told to stop, then shuts
+//! down in order: stop accepting, let in-flight requests finish (bounded by
 //! `SHUTDOWN_TIMEOUT`, then cut and recorded), flush the record queue, close the database.
-//!
-//! The entry point takes a listener and a shutdown future, so the CLI passes Ctrl-C/SIGTERM,
-//! tests pass a channel and bind port 0, and the tray app passes its Quit.
+//! While it runs, a [`ServerHandle`] pauses and resumes the proxy, reads a [`Status`]
+//! snapshot, follows [`Change`]s and asks for the stop: what the CLI, the tests and the tray
+//! app use, and nothing else.
 
 pub mod doctor;
+mod handle;
 pub mod proxy_port;
 mod runtime;
+mod status;
 
+pub use handle::{Change, ServerHandle};
 pub use runtime::runtime;
+pub use status::{RecordHealth, Status, Today};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use secrecy::SecretString;
 
 use crate::accounts::client_keys::{self, ClientKeys};
 use crate::accounts::credentials::{self, Credentials};
@@ -32,7 +35,6 @@ use crate::config::Config;
 use crate::crypto::{self, KeyError};
 use crate::dashboard::{self, DashboardState};
 use crate::hosts;
-use crate::keys::KeySalt;
 use crate::proxy;
 use crate::proxy::state::{AppState, ProxySettings};
 use crate::recorder::spool::{self, Spool};
@@ -45,14 +47,34 @@ use crate::store::{Migrations, Store, StoreError};
 const RECORD_QUEUE: usize = 65_536;
 /// How long cut streams get to close after the grace period.
 const CUT_WAIT: Duration = Duration::from_secs(5);
+/// Live records kept for slow dashboard listeners before they miss some.
+const FEED_CAPACITY: usize = 1024;
+
+/// Which of the server's two listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The proxy (`HOST`:`PORT`).
+    Proxy,
+    /// The dashboard (127.0.0.1:`DASHBOARD_PORT`).
+    Dashboard,
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Listener::Proxy => "the proxy (set PORT)",
+            Listener::Dashboard => "the dashboard (set DASHBOARD_PORT)",
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("database: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot read or create the API key salt at {path}: {source}")]
+    #[error("cannot read or create the API key salt in {dir}: {source}")]
     Salt {
-        path: String,
+        dir: String,
         #[source]
         source: std::io::Error,
     },
@@ -62,8 +84,10 @@ pub enum StartError {
     Upstream(#[from] proxy::UpstreamInitError),
     #[error("storage encryption key: {0}")]
     DataKey(#[from] KeyError),
-    #[error("cannot listen for the dashboard on {addr} (set DASHBOARD_PORT): {source}")]
-    Dashboard {
+    /// A port is taken (or not ours to bind): the tray app offers another one.
+    #[error("cannot listen for {listener} on {addr}: {source}")]
+    Listen {
+        listener: Listener,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -72,34 +96,96 @@ pub enum StartError {
     Random(#[from] getrandom::Error),
 }
 
-/// Live summaries kept for slow dashboard listeners before they miss some.
-const FEED_CAPACITY: usize = 1024;
-
-pub struct Server {
-    state: Arc<AppState>,
-    shutdown_timeout: Duration,
-    stop_tasks: CancellationToken,
-    writer: JoinHandle<()>,
+/// The background tasks, stopped and awaited in this order at shutdown.
+struct Tasks {
     watcher: Option<JoinHandle<()>>,
-    dashboard: Arc<DashboardState>,
-    dashboard_listener: TcpListener,
-    /// The key, when it was generated here (then the login link is printed at start).
-    generated_dashboard_key: Option<SecretString>,
     retention: JoinHandle<()>,
     refresher: JoinHandle<()>,
     usage_poller: JoinHandle<()>,
     key_refresher: JoinHandle<()>,
+    /// Last: it drains the record queue.
+    writer: JoinHandle<()>,
+}
+
+/// A server that has bound both ports and started its tasks; [`Server::run`] serves.
+pub struct Server {
+    state: Arc<AppState>,
+    dashboard: Arc<DashboardState>,
+    proxy_listener: TcpListener,
+    dashboard_listener: TcpListener,
+    proxy_addr: SocketAddr,
+    dashboard_addr: SocketAddr,
+    shutdown_timeout: Duration,
+    stop_tasks: CancellationToken,
+    tasks: Tasks,
+    /// The key, when it was generated here (then the login link is shown at start).
+    generated_dashboard_key: Option<SecretString>,
+    handle: ServerHandle,
+}
+
+/// What start-up builds before anything runs; every step can fail.
+struct Parts {
+    salt: crate::keys::KeySalt,
+    http: reqwest::Client,
+    upstream: proxy::Upstream,
+    dashboard_key: SecretString,
+    generated_dashboard_key: Option<SecretString>,
+    proxy_listener: TcpListener,
+    dashboard_listener: TcpListener,
+}
+
+async fn listen(listener: Listener, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            listener,
+            addr,
+            source,
+        })
+}
+
+impl Parts {
+    async fn build(config: &Config) -> Result<Parts, StartError> {
+        let salt = client_keys::salt(config).map_err(|source| StartError::Salt {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let (dashboard_key, generated_dashboard_key) = match &config.dashboard_api_key {
+            Some(key) => (key.clone(), None),
+            None => {
+                let key = dashboard::auth::generate_key()?;
+                (key.clone(), Some(key))
+            }
+        };
+        Ok(Parts {
+            salt,
+            http: crate::http_client::client()?,
+            upstream: proxy::Upstream::new(&config.upstream.base_url)?,
+            dashboard_key,
+            generated_dashboard_key,
+            proxy_listener: listen(Listener::Proxy, SocketAddr::new(config.host, config.port))
+                .await?,
+            dashboard_listener: listen(
+                Listener::Dashboard,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, config.dashboard_port)),
+            )
+            .await?,
+        })
+    }
 }
 
 impl Server {
-    /// Opens the store, loads the accounts and starts the background tasks.
-    pub async fn start(config: Config) -> Result<Server, StartError> {
-        Self::start_with(config, Arc::new(Keychain)).await
+    /// Opens the store, loads the accounts, binds both listeners and starts the background
+    /// tasks; keychain references are resolved in the OS keychain.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        Self::bind_with(config, Arc::new(Keychain)).await
     }
 
-    /// Like [`Server::start`], resolving the credential files' keychain references in
-    /// `secrets` (only when files are loaded; requests never ask it).
-    pub async fn start_with(
+    /// Like [`Server::bind`], resolving the credential files' keychain references in
+    /// `secrets` (only when files are loaded; requests never ask it). Either everything is
+    /// started, or the error is returned with nothing left running: no task, no open
+    /// database, no bound port.
+    pub async fn bind_with(
         config: Config,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<Server, StartError> {
@@ -120,21 +206,21 @@ impl Server {
         let store = Store::open(&config.database, migrations, config.slow_query_threshold)
             .await?
             .with_data_key(data_key.map(|(key, _)| key));
+        let parts = match Parts::build(&config).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
+        // Nothing below fails: from here on, tasks start.
+        let proxy_addr = local_addr(&parts.proxy_listener);
+        let dashboard_addr = local_addr(&parts.dashboard_listener);
         let client_keys = Arc::new(ClientKeys::default());
         if let Err(e) = client_keys.refresh(&store).await {
             tracing::warn!("cannot load client keys yet ({e}); retrying");
         }
-        let salt = match &config.api_key_salt {
-            Some(salt) => KeySalt::from_secret_string(salt),
-            None => {
-                let path = config.data_dir.join("api_key_salt");
-                KeySalt::load_or_create(&path).map_err(|source| StartError::Salt {
-                    path: path.display().to_string(),
-                    source,
-                })?
-            }
-        };
-        let salt = Arc::new(salt);
+        let salt = Arc::new(parts.salt);
         let (credentials, errors) =
             Credentials::load_with(&config.credentials_dir, salt.clone(), secrets.clone());
         for error in &errors {
@@ -148,23 +234,7 @@ impl Server {
         }
 
         let stop_tasks = CancellationToken::new();
-        let dashboard_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.dashboard_port));
-        let dashboard_listener =
-            TcpListener::bind(dashboard_addr)
-                .await
-                .map_err(|source| StartError::Dashboard {
-                    addr: dashboard_addr,
-                    source,
-                })?;
-        let (dashboard_key, generated_dashboard_key) = match &config.dashboard_api_key {
-            Some(key) => (key.clone(), None),
-            None => {
-                let key = dashboard::auth::generate_key()?;
-                (key.clone(), Some(key))
-            }
-        };
         let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
-
         let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
         let spool = Spool::open(spool::path_in(&config.data_dir))
             .inspect_err(|e| {
@@ -185,7 +255,7 @@ impl Server {
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
         let (retention, retention_reports) =
             retention::spawn(store.clone(), config.retention, stop_tasks.clone());
-        let http = crate::http_client::client()?;
+        let http = parts.http;
         let tokens = Arc::new(
             Tokens::new(config.oauth.clone(), http.clone())
                 .shared_through(store.clone())
@@ -204,7 +274,7 @@ impl Server {
         );
         let dashboard = Arc::new(DashboardState {
             store: store.clone(),
-            auth: dashboard::auth::Auth::new(&dashboard_key),
+            auth: dashboard::auth::Auth::new(&parts.dashboard_key),
             feed,
             prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
             hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
@@ -217,11 +287,11 @@ impl Server {
             oauth: tokens.clone(),
             oauth_config: config.oauth.clone(),
             usage_windows: usage_windows.clone(),
-            http: http.clone(),
+            http,
             salt: salt.clone(),
             default_account: config.default_account.clone(),
             logins: dashboard::accounts::PendingLogins::default(),
-            proxy_addr: std::sync::OnceLock::new(),
+            proxy_addr: std::sync::OnceLock::from(proxy_addr),
             key_reloads: client_keys.subscribe(),
         });
         let key_refresher =
@@ -233,7 +303,7 @@ impl Server {
             recorder,
             store,
             retention: retention_reports,
-            upstream: proxy::Upstream::new(&config.upstream.base_url)?,
+            upstream: parts.upstream,
             oauth: tokens,
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
@@ -245,21 +315,30 @@ impl Server {
                 default_account: config.default_account.clone(),
                 storage_enabled: config.storage_enabled,
             },
+            paused: Default::default(),
             cut_streams: CancellationToken::new(),
         });
+        let handle =
+            ServerHandle::new(state.clone(), dashboard.clone(), proxy_addr, dashboard_addr);
         Ok(Server {
             state,
+            dashboard,
+            proxy_listener: parts.proxy_listener,
+            dashboard_listener: parts.dashboard_listener,
+            proxy_addr,
+            dashboard_addr,
             shutdown_timeout: config.shutdown_timeout,
             stop_tasks,
-            writer,
-            watcher,
-            dashboard,
-            dashboard_listener,
-            generated_dashboard_key,
-            retention,
-            refresher,
-            usage_poller,
-            key_refresher,
+            tasks: Tasks {
+                watcher,
+                retention,
+                refresher,
+                usage_poller,
+                key_refresher,
+                writer,
+            },
+            generated_dashboard_key: parts.generated_dashboard_key,
+            handle,
         })
     }
 
@@ -268,16 +347,26 @@ impl Server {
     /// binary prints it on stdout, the tray app can open it. The log never carries it.
     pub fn login_link(&self) -> Option<SecretString> {
         let key = self.generated_dashboard_key.as_ref()?;
-        let addr = self.dashboard_listener.local_addr().ok()?;
         Some(SecretString::from(format!(
-            "http://{addr}/login#key={}",
+            "http://{}/login#key={}",
+            self.dashboard_addr,
             key.expose_secret()
         )))
     }
 
+    /// Where the proxy listens (`HOST`:`PORT`; port 0 picks a free one).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
     /// Where the dashboard listens (127.0.0.1, `DASHBOARD_PORT`; port 0 picks a free one).
-    pub fn dashboard_addr(&self) -> std::io::Result<SocketAddr> {
-        self.dashboard_listener.local_addr()
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard_addr
+    }
+
+    /// Pause and resume, status, changes and stop, from anywhere, while the server runs.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
     }
 
     /// The accounts, for callers that want to watch reloads.
@@ -300,75 +389,89 @@ impl Server {
         self.state.retention.clone()
     }
 
-    /// Serves on `listener` until `shutdown` completes, then stops gracefully.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> std::io::Result<()> {
-        let addr = listener.local_addr()?;
-        let _ = self.dashboard.proxy_addr.set(addr);
+    /// Serves both listeners until `shutdown` completes or [`ServerHandle::stop`] is called,
+    /// then stops gracefully: both listeners stop accepting, in-flight requests finish (or
+    /// are cut and recorded after `SHUTDOWN_TIMEOUT`), every task stops, the queued records
+    /// are written, the database is closed.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         tracing::info!(
-            "listening on http://{addr}, database {}, {} account(s) loaded from {}",
+            "listening on http://{}, database {}, {} account(s) loaded from {}",
+            self.proxy_addr,
             self.state.store.describe(),
             self.state.credentials.snapshot().len(),
             self.state.credentials.dir().display(),
         );
-        let dashboard_addr = self.dashboard_listener.local_addr()?;
-        tracing::info!("dashboard on http://{dashboard_addr}");
+        tracing::info!("dashboard on http://{}", self.dashboard_addr);
         let graceful = CancellationToken::new();
         let proxy_hosts = proxy_port::ProxyHosts {
             allowed: self.dashboard.hosts.clone(),
             credentials: self.state.credentials.clone(),
         };
-        let app =
+        let proxy_app =
             proxy_port::ProxyPort::new(self.state.clone(), proxy_hosts, self.dashboard.clone());
         let dashboard_app = dashboard::router(self.dashboard.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
-        let dashboard_task = tokio::spawn(
-            axum::serve(self.dashboard_listener, dashboard_app)
-                .with_graceful_shutdown(graceful.clone().cancelled_owned())
-                .into_future(),
-        );
-        let serve = axum::serve(listener, app)
+        let proxy_serve = axum::serve(self.proxy_listener, proxy_app)
             .with_graceful_shutdown(graceful.clone().cancelled_owned())
             .into_future();
-        tokio::pin!(serve);
+        let dashboard_serve = axum::serve(self.dashboard_listener, dashboard_app)
+            .with_graceful_shutdown(graceful.clone().cancelled_owned())
+            .into_future();
+        let mut proxy_task = tokio::spawn(proxy_serve);
+        let mut dashboard_task = tokio::spawn(dashboard_serve);
+        let stop = self.handle.stopped();
 
         let served = tokio::select! {
-            result = &mut serve => result,
-            () = shutdown => {
-                tracing::info!("shutting down: finishing in-flight requests");
-                graceful.cancel();
-                self.dashboard.shutdown.cancel();
-                match tokio::time::timeout(self.shutdown_timeout, &mut serve).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!("in-flight requests still open after {:?}; cutting them", self.shutdown_timeout);
-                        self.state.cut_streams.cancel();
-                        tokio::time::timeout(CUT_WAIT, &mut serve).await.unwrap_or(Ok(()))
-                    }
-                }
-            }
+            result = &mut proxy_task => Some(joined(result)),
+            result = &mut dashboard_task => Some(joined(result)),
+            () = shutdown => None,
+            () = stop => None,
         };
-
+        tracing::info!("shutting down: finishing in-flight requests");
         graceful.cancel();
         self.dashboard.shutdown.cancel();
-        match tokio::time::timeout(CUT_WAIT, dashboard_task).await {
-            Ok(Ok(Err(e))) => tracing::warn!("dashboard: {e}"),
-            Err(_) => tracing::warn!("dashboard connections still open at shutdown; closing"),
-            _ => {}
+        let served = match served {
+            Some(result) => result,
+            None => match tokio::time::timeout(self.shutdown_timeout, &mut proxy_task).await {
+                Ok(result) => joined(result),
+                Err(_) => {
+                    tracing::warn!(
+                        "in-flight requests still open after {:?}; cutting them",
+                        self.shutdown_timeout
+                    );
+                    self.state.cut_streams.cancel();
+                    match tokio::time::timeout(CUT_WAIT, &mut proxy_task).await {
+                        Ok(result) => joined(result),
+                        Err(_) => {
+                            proxy_task.abort();
+                            Ok(())
+                        }
+                    }
+                }
+            },
+        };
+        match tokio::time::timeout(CUT_WAIT, &mut dashboard_task).await {
+            Ok(result) => {
+                if let Err(e) = joined(result) {
+                    tracing::warn!("dashboard: {e}");
+                }
+            }
+            Err(_) => {
+                tracing::warn!("dashboard connections still open at shutdown; closing");
+                dashboard_task.abort();
+            }
         }
         self.stop_tasks.cancel();
-        if let Some(watcher) = self.watcher {
+        let tasks = self.tasks;
+        if let Some(watcher) = tasks.watcher {
             let _ = watcher.await;
         }
-        let _ = self.retention.await;
-        let _ = self.refresher.await;
+        let _ = tasks.retention.await;
+        let _ = tasks.refresher.await;
         self.state.oauth.settle().await;
-        let _ = self.usage_poller.await;
-        let _ = self.key_refresher.await;
-        let _ = self.writer.await;
+        let _ = tasks.usage_poller.await;
+        let _ = tasks.key_refresher.await;
+        let _ = tasks.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(
             written = stats.written.load(std::sync::atomic::Ordering::Relaxed),
@@ -378,4 +481,15 @@ impl Server {
         self.state.store.close().await;
         served
     }
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound TCP listener has a local address")
+}
+
+/// A serving task's outcome: its I/O error, or its panic as one.
+fn joined(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
+    result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }

@@ -163,7 +163,7 @@ async fn tls_with_sslmode_require_and_verify_full() {
     // A root certificate that did not sign the server's: refused, saying why.
     let wrong_root = "/etc/ssl/certs/ca-certificates.crt";
     let config = with_params(&format!("sslmode=verify-full&sslrootcert={wrong_root}"));
-    let e = claude_nexus::Server::start(
+    let e = claude_nexus::Server::bind(
         claude_nexus::Config::from_map(
             &[
                 ("DATABASE_URL".to_string(), config),

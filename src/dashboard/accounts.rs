@@ -232,7 +232,7 @@ fn account_infos(
     all
 }
 
-async fn current_accounts(state: &AppState) -> Result<Vec<AccountInfo>, ApiError> {
+pub(crate) async fn current_accounts(state: &AppState) -> Result<Vec<AccountInfo>, ApiError> {
     let snapshot = state.credentials.snapshot();
     let for_files = snapshot.clone();
     let locations = tokio::task::spawn_blocking(move || secret_locations(&for_files))
@@ -451,7 +451,7 @@ pub(super) async fn add_account(
 // ---------------------------------------------------------------- live account events
 
 /// What the `account` events say.
-pub(super) enum AccountEvent {
+pub enum AccountEvent {
     /// An account's entry (new, reloaded or changed): `account`.
     Entry(Box<AccountInfo>),
     /// An account whose file is gone: `account_removed`, with its domain.
@@ -461,7 +461,7 @@ pub(super) enum AccountEvent {
 /// Account events to push: every account when the stream starts and after each reload of the
 /// credential files (and the domains no longer there), and any entry whose status or plan
 /// windows changed, looked at every [`STATUS_POLL`].
-pub(super) fn account_events(state: AppState) -> impl Stream<Item = AccountEvent> + Send {
+pub(crate) fn account_events(state: AppState) -> impl Stream<Item = AccountEvent> + Send {
     struct Watch {
         state: AppState,
         reloads: tokio::sync::watch::Receiver<u64>,

@@ -39,6 +39,7 @@ use claude_nexus::crypto::DataKey;
 use claude_nexus::recorder::RecordStats;
 use claude_nexus::retention::RetentionReport;
 use claude_nexus::secrets::SecretStore;
+use claude_nexus::server::ServerHandle;
 use claude_nexus::store::{Migrations, Store};
 use claude_nexus::{Config, Server};
 use futures_util::stream;
@@ -486,6 +487,8 @@ pub struct TestProxy {
     pub records: Arc<RecordStats>,
     /// Ticks when the server reloads the database's client keys.
     pub key_reloads: tokio::sync::watch::Receiver<u64>,
+    /// The running server's handle (pause, status, changes).
+    pub handle: Option<ServerHandle>,
     secrets: Option<Arc<dyn SecretStore>>,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
@@ -503,6 +506,7 @@ impl ProxyBuilder {
         let mut env = HashMap::new();
         env.insert("CLAUDE_API_BASE_URL".into(), upstream.url());
         env.insert("API_KEY_SALT".into(), "test-salt".into());
+        env.insert("PORT".into(), "0".into());
         env.insert("DASHBOARD_PORT".into(), "0".into());
         env.insert("DASHBOARD_API_KEY".into(), DASHBOARD_KEY.into());
         ProxyBuilder {
@@ -570,6 +574,7 @@ impl ProxyBuilder {
             retention: tokio::sync::watch::channel(RetentionReport::default()).1,
             records: Arc::default(),
             key_reloads: tokio::sync::watch::channel(0).1,
+            handle: None,
             secrets: self.secrets,
             env,
             stop: None,
@@ -584,19 +589,19 @@ impl TestProxy {
     async fn launch(&mut self) {
         let config = Config::from_map(&self.env).unwrap();
         let server = match &self.secrets {
-            Some(secrets) => Server::start_with(config, secrets.clone()).await.unwrap(),
-            None => Server::start(config).await.unwrap(),
+            Some(secrets) => Server::bind_with(config, secrets.clone()).await.unwrap(),
+            None => Server::bind(config).await.unwrap(),
         };
         self.reloads = server.credentials().subscribe();
-        self.dashboard_addr = server.dashboard_addr().unwrap();
+        self.dashboard_addr = server.dashboard_addr();
+        self.addr = server.proxy_addr();
+        self.handle = Some(server.handle());
         self.retention = server.retention();
         self.records = server.record_stats();
         self.key_reloads = server.client_keys().subscribe();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        self.addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
-        self.task = Some(tokio::spawn(server.run(listener, async move {
+        self.task = Some(tokio::spawn(server.run(async move {
             let _ = stopped.await;
         })));
     }

@@ -6,7 +6,6 @@ mod keys;
 mod oauth;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::process::{ExitCode, Termination};
 
 use clap::{Args, Parser, Subcommand};
@@ -208,9 +207,8 @@ async fn doctor(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let addr = SocketAddr::new(config.host, config.port);
     let stop = stop_signal()?;
-    let server = Server::start(config).await?;
+    let server = Server::bind(config).await?;
     if let Some(link) = server.login_link() {
         // On stdout, not in the log (stderr), which may be collected elsewhere: this is the
         // one deliberate showing of the generated key.
@@ -219,10 +217,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             link.expose_secret()
         );
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    server.run(listener, stop).await?;
+    server.run(stop).await?;
     Ok(())
 }
 

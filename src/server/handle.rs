@@ -1,0 +1,142 @@
+//! [`ServerHandle`]: what a running server offers its embedder (the tray app, the CLI, tests):
+//! pause and resume the proxy, a status snapshot, a stream of changes, and the stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::watch;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::status::{self, Status};
+use crate::dashboard::DashboardState;
+use crate::dashboard::accounts::{self, AccountEvent, AccountInfo};
+use crate::proxy::state::AppState;
+use crate::record::Record;
+
+/// Something a status display shows changed.
+#[derive(Clone)]
+pub enum Change {
+    /// A request's record was written (without its bodies).
+    Record(Arc<Record>),
+    /// An account is new or its entry changed (token status, plan windows); every account
+    /// is sent once when the stream starts.
+    Account(Box<AccountInfo>),
+    /// An account's credential file is gone: its domain.
+    AccountRemoved(String),
+    /// The client keys changed (created, rotated or revoked, here or elsewhere).
+    Keys,
+    /// The proxy was paused (`true`) or resumed.
+    Paused(bool),
+    /// This stream fell behind and missed that many records.
+    MissedRecords(u64),
+}
+
+/// A cheap, cloneable handle on a bound or running [`Server`](super::Server).
+#[derive(Clone)]
+pub struct ServerHandle(Arc<Inner>);
+
+struct Inner {
+    state: Arc<AppState>,
+    dashboard: Arc<DashboardState>,
+    proxy_addr: SocketAddr,
+    dashboard_addr: SocketAddr,
+    paused: watch::Sender<bool>,
+    stop: CancellationToken,
+}
+
+impl ServerHandle {
+    pub(super) fn new(
+        state: Arc<AppState>,
+        dashboard: Arc<DashboardState>,
+        proxy_addr: SocketAddr,
+        dashboard_addr: SocketAddr,
+    ) -> ServerHandle {
+        ServerHandle(Arc::new(Inner {
+            state,
+            dashboard,
+            proxy_addr,
+            dashboard_addr,
+            paused: watch::Sender::new(false),
+            stop: CancellationToken::new(),
+        }))
+    }
+
+    /// Pauses the proxy: it keeps its port, requests in flight (streams included) go on, and
+    /// every new request under `/v1/` is answered 503 (`api_error`, "paused") and recorded.
+    pub fn pause(&self) {
+        self.set_paused(true);
+    }
+
+    /// Resumes forwarding.
+    pub fn resume(&self) {
+        self.set_paused(false);
+    }
+
+    fn set_paused(&self, paused: bool) {
+        let was = self.0.state.paused.swap(paused, Ordering::Relaxed);
+        if was != paused {
+            self.0.paused.send_replace(paused);
+            tracing::info!("proxy {}", if paused { "paused" } else { "resumed" });
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.0.state.paused.load(Ordering::Relaxed)
+    }
+
+    /// Asks the server to stop, as the shutdown future given to [`Server::run`] would.
+    ///
+    /// [`Server::run`]: super::Server::run
+    pub fn stop(&self) {
+        self.0.stop.cancel();
+    }
+
+    pub(super) fn stopped(&self) -> WaitForCancellationFutureOwned {
+        self.0.stop.clone().cancelled_owned()
+    }
+
+    /// Where the proxy and the dashboard listen.
+    pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.0.proxy_addr, self.0.dashboard_addr)
+    }
+
+    /// The state now: addresses, pause, accounts, today's use, the record pipeline.
+    pub async fn status(&self) -> Status {
+        let inner = &self.0;
+        status::snapshot(
+            &inner.state,
+            &inner.dashboard,
+            (inner.proxy_addr, inner.dashboard_addr),
+        )
+        .await
+    }
+
+    /// Every change from now on (and each account once at the start), until the server
+    /// stops. Cheap while nothing happens: it waits on channels, except for a look at the
+    /// accounts' token and plan-window status every two seconds.
+    pub fn changes(&self) -> impl Stream<Item = Change> + Send + 'static {
+        let inner = &self.0;
+        let records = BroadcastStream::new(inner.dashboard.feed.subscribe()).map(|r| match r {
+            Ok(record) => Change::Record(record),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Change::MissedRecords(n),
+        });
+        let accounts = accounts::account_events(inner.dashboard.clone()).map(|e| match e {
+            AccountEvent::Entry(info) => Change::Account(info),
+            AccountEvent::Removed(domain) => Change::AccountRemoved(domain),
+        });
+        let keys =
+            WatchStream::from_changes(inner.state.client_keys.subscribe()).map(|_| Change::Keys);
+        let paused = WatchStream::from_changes(inner.paused.subscribe()).map(Change::Paused);
+        futures_util::stream::select_all([
+            records.boxed(),
+            accounts.boxed(),
+            keys.boxed(),
+            paused.boxed(),
+        ])
+        .take_until(inner.dashboard.shutdown.clone().cancelled_owned())
+    }
+}
