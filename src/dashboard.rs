@@ -104,11 +104,6 @@ pub fn router(state: Arc<DashboardState>) -> Router {
         .with_state(state)
 }
 
-/// The OpenAPI document, as served at `/api/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api::routes().split_for_parts().1
-}
-
 /// Whether the request carries a live session cookie.
 fn has_session(state: &DashboardState, jar: &CookieJar) -> bool {
     jar.get(auth::SESSION_COOKIE)

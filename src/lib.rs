@@ -4,18 +4,23 @@
 //! client authentication, the forwarding proxy with its usage tap, the record writer and
 //! the store. The headless binary (`src/bin/claude-nexus/`) and the tray app only wire these up.
 //! See `ARCHITECTURE.md` for the map and the invariants.
+//!
+//! An embedder starts with [`Config`] and [`Server`] (and `server::runtime`,
+//! `server::ServerHandle`, `server::Status`); the CLI's commands use the domain modules made
+//! public below (accounts, store, keys, secrets, checks, …). The request path (`proxy`), the
+//! dashboard, the `Host` guard, masking and the proxy's error shape are internal.
 
 // The layers, bottom to top (ARCHITECTURE.md; `tests/layers.rs` checks them).
 pub mod atomic_file;
 pub mod config;
 pub mod crypto;
-pub mod error;
-pub mod hosts;
+pub(crate) mod error;
+pub(crate) mod hosts;
 pub mod http_client;
 pub mod keys;
 pub mod ratelimit;
 pub mod record;
-pub mod redact;
+pub(crate) mod redact;
 pub mod secrets;
 pub mod usage;
 
@@ -26,10 +31,10 @@ pub mod accounts;
 pub mod recorder;
 pub mod retention;
 
-pub mod proxy;
+pub(crate) mod proxy;
 
 pub mod checks;
-pub mod dashboard;
+pub(crate) mod dashboard;
 
 pub mod logging;
 pub mod server;

@@ -14,7 +14,7 @@ mod status;
 
 pub use handle::{Change, ServerHandle};
 pub use runtime::runtime;
-pub use status::{RecordHealth, Status, Today};
+pub use status::{AccountInfo, OAuthInfo, PlanWindow, PlanWindows, RecordHealth, Status, Today};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};

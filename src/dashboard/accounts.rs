@@ -35,7 +35,7 @@ use crate::accounts::oauth::login::{self, LoginError};
 use crate::accounts::oauth::{AccountStatus, usage_window::AccountWindows};
 use crate::record::iso;
 use crate::secrets::SecretError;
-pub use oauth::{LOGIN_TTL, PendingLogins};
+pub use oauth::PendingLogins;
 
 type AppState = Arc<DashboardState>;
 

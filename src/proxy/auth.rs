@@ -105,12 +105,6 @@ pub fn authenticate(
     })
 }
 
-/// The client's key: `x-nexus-key`, else `x-api-key`, else the token of `Authorization:
-/// Bearer`.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    presented(headers).map(|(key, _)| key)
-}
-
 /// The client's key, and whether it came in `x-nexus-key`.
 fn presented(headers: &HeaderMap) -> Option<(&str, bool)> {
     if let Some(key) = headers.get("x-nexus-key").and_then(|v| v.to_str().ok()) {
@@ -145,19 +139,19 @@ mod tests {
     #[test]
     fn key_from_either_header() {
         let mut h = HeaderMap::new();
-        assert_eq!(presented_key(&h), None);
+        assert_eq!(presented(&h).map(|(key, _)| key), None);
         h.insert(
             "authorization",
             HeaderValue::from_static("Bearer cnp_live_b"),
         );
-        assert_eq!(presented_key(&h), Some("cnp_live_b"));
+        assert_eq!(presented(&h).map(|(key, _)| key), Some("cnp_live_b"));
         h.insert("x-api-key", HeaderValue::from_static("cnp_live_a"));
-        assert_eq!(presented_key(&h), Some("cnp_live_a"));
+        assert_eq!(presented(&h).map(|(key, _)| key), Some("cnp_live_a"));
         h.insert("x-nexus-key", HeaderValue::from_static("cnp_live_n"));
         assert_eq!(presented(&h), Some(("cnp_live_n", true)));
         assert_eq!(upstream_style_key(&h), Some("cnp_live_a"));
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
-        assert_eq!(presented_key(&h), None);
+        assert_eq!(presented(&h).map(|(key, _)| key), None);
     }
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::dashboard::DashboardState;
-use crate::dashboard::accounts::{self, AccountInfo};
+use crate::dashboard::accounts;
+pub use crate::dashboard::accounts::{AccountInfo, OAuthInfo, PlanWindow, PlanWindows};
 use crate::proxy::state::AppState;
 use crate::store::Bucket;
 use crate::usage::Usage;
