@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
 # installs what the build needs (a C compiler for ring and the bundled SQLite, Node.js for
-# the web UI, libdbus for the keychain), the real clients the tests drive (Claude Code, from
+# the web UI), the real clients the tests drive (Claude Code, from
 # npm, into tests/clients), Debian's Chromium for the dashboard's browser tests, D-Bus and
 # gnome-keyring for the keychain tests, and PostgreSQL for the second pass of the store and
 # proxy tests (scripts/postgres.sh). It builds the UI (ui/dist, which the binary embeds) and
@@ -17,9 +17,8 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)   # scripts/fuzz-api.sh
-# The keychain (keyring's Secret Service backend) links libdbus; its tests need a session bus
-# and gnome-keyring (scripts/keychain-tests.sh).
-pkg-config --exists dbus-1 2>/dev/null || missing+=(libdbus-1-dev)
+# The keychain's tests need a session bus and gnome-keyring (scripts/keychain-tests.sh); the
+# library it links, libdbus, is built from source with the project (no libdbus-1-dev).
 command -v dbus-run-session >/dev/null || missing+=(dbus dbus-daemon)
 command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -41,7 +41,7 @@ use crate::recorder::spool::{self, Spool};
 use crate::recorder::{self, RecordStats, Recorder};
 use crate::retention::{self, RetentionReport};
 use crate::secrets::{Keychain, SecretStore};
-use crate::store::{Migrations, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Records the queue holds before producers start waiting (in spawned tasks, off the request).
 const RECORD_QUEUE: usize = 65_536;
@@ -189,11 +189,6 @@ impl Server {
         config: Config,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<Server, StartError> {
-        let migrations = if config.auto_migrate {
-            Migrations::Apply
-        } else {
-            Migrations::Verify
-        };
         // Bodies are sealed with a data key: from the environment, the keychain or a key file
         // (made when bodies are stored; read when it exists, to show older bodies).
         let data_key = crypto::resolve(
@@ -203,7 +198,7 @@ impl Server {
             config.storage_enabled,
         )?;
         let key_source = data_key.as_ref().map(|(_, source)| *source);
-        let store = Store::open(&config.database, migrations, config.slow_query_threshold)
+        let store = Store::open_configured(&config)
             .await?
             .with_data_key(data_key.map(|(key, _)| key));
         let parts = match Parts::build(&config).await {

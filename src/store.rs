@@ -182,6 +182,17 @@ pub struct StoredBodies {
 }
 
 impl Store {
+    /// The store `config` names (`DATABASE_URL`), migrations applied when `AUTO_MIGRATE` is
+    /// on and verified otherwise: what the server and the CLI's commands open.
+    pub async fn open_configured(config: &crate::config::Config) -> Result<Store, StoreError> {
+        let migrations = if config.auto_migrate {
+            Migrations::Apply
+        } else {
+            Migrations::Verify
+        };
+        Store::open(&config.database, migrations, config.slow_query_threshold).await
+    }
+
     /// Connects (creating a missing SQLite file) and applies or verifies the migrations.
     pub async fn open(
         config: &DatabaseConfig,

@@ -11,7 +11,7 @@ use claude_nexus::accounts::client_keys::{self, FILE_KEY_PREFIX};
 use claude_nexus::accounts::credentials::keychain::{self, Location};
 use claude_nexus::accounts::credentials::{self, FILE_SUFFIX};
 use claude_nexus::secrets::{Keychain, SecretStore};
-use claude_nexus::store::{ClientKeyRow, Migrations, Store};
+use claude_nexus::store::{ClientKeyRow, Store};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -57,12 +57,7 @@ fn files_at(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let migrations = if config.auto_migrate {
-        Migrations::Apply
-    } else {
-        Migrations::Verify
-    };
-    Ok(Store::open(&config.database, migrations, config.slow_query_threshold).await?)
+    Ok(Store::open_configured(config).await?)
 }
 
 async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use clap::Args;
 use claude_nexus::Config;
 use claude_nexus::accounts::client_keys::{self, FILE_KEY_PREFIX, NewKey};
 use claude_nexus::accounts::credentials;
-use claude_nexus::store::{ClientKeyRow, Migrations, Store};
+use claude_nexus::store::{ClientKeyRow, Store};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
@@ -62,12 +62,7 @@ pub struct RotateArgs {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let migrations = if config.auto_migrate {
-        Migrations::Apply
-    } else {
-        Migrations::Verify
-    };
-    Ok(Store::open(&config.database, migrations, config.slow_query_threshold).await?)
+    Ok(Store::open_configured(config).await?)
 }
 
 fn salt(config: &Config) -> anyhow::Result<claude_nexus::keys::KeySalt> {
