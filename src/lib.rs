@@ -2,7 +2,7 @@
 //!
 //! Everything that runs without a window lives here: configuration, credential files,
 //! client authentication, the forwarding proxy with its usage tap, the record writer and
-//! the store. The headless binary (`src/bin/claude-nexus/`) and the tray app only wire these up.
+//! the store. The headless binary (`src/bin/claude-nexus/`) and the tray app to come only wire these up.
 //! See `ARCHITECTURE.md` for the map and the invariants.
 //!
 //! An embedder starts with [`Config`] and [`Server`] (and `server::runtime`,

@@ -3,7 +3,7 @@
 //! down in order: stop accepting, let in-flight requests finish (bounded by
 //! `SHUTDOWN_TIMEOUT`, then cut and recorded), flush the record queue, close the database.
 //! While it runs, a [`ServerHandle`] pauses and resumes the proxy, reads a [`Status`]
-//! snapshot, follows [`Change`]s and asks for the stop: what the CLI, the tests and the tray
+//! snapshot, follows [`Change`]s and asks for the stop: what the CLI, the tests and (next) the tray
 //! app use, and nothing else.
 
 pub mod doctor;
@@ -84,7 +84,7 @@ pub enum StartError {
     Upstream(#[from] proxy::UpstreamInitError),
     #[error("storage encryption key: {0}")]
     DataKey(#[from] KeyError),
-    /// A port is taken (or not ours to bind): the tray app offers another one.
+    /// A port is taken (or not ours to bind): an embedder can offer another one.
     #[error("cannot listen for {listener} on {addr}: {source}")]
     Listen {
         listener: Listener,
@@ -339,7 +339,7 @@ impl Server {
 
     /// The login link (`http://127.0.0.1:PORT/login#key=…`) when the dashboard key was
     /// generated here (no `DASHBOARD_API_KEY`), for the caller to show once: the headless
-    /// binary prints it on stdout, the tray app can open it. The log never carries it.
+    /// binary prints it on stdout, a desktop embedder can open it. The log never carries it.
     pub fn login_link(&self) -> Option<SecretString> {
         let key = self.generated_dashboard_key.as_ref()?;
         Some(SecretString::from(format!(

@@ -1,4 +1,4 @@
-//! The server as a second binary (the tray app) embeds it, through the library's public API
+//! The server as a second binary (the coming tray app) would embed it, through the library's public API
 //! alone: bind (both ports, or nothing left running), status, changes, pause and resume
 //! without dropping a stream in flight, stop with every record written.
 
@@ -15,7 +15,7 @@ use futures_util::{Stream, StreamExt};
 
 const KEY: &str = "cnp_live_serverembedtestkey0000000000000000000000";
 
-/// A configuration as the tray app would make one: its own directories, port 0, and the
+/// A configuration as a desktop app would make one: its own directories, port 0, and the
 /// test's database (SQLite, or PostgreSQL on the second pass).
 async fn config(mock: &MockUpstream, dir: &std::path::Path) -> HashMap<String, String> {
     use std::os::unix::fs::PermissionsExt;

@@ -1,4 +1,4 @@
-//! [`ServerHandle`]: what a running server offers its embedder (the tray app, the CLI, tests):
+//! [`ServerHandle`]: what a running server offers its embedder (the CLI, tests, the tray app to come):
 //! pause and resume the proxy, a status snapshot, a stream of changes, and the stop.
 
 use std::net::SocketAddr;
