@@ -24,4 +24,4 @@ if ! ls "$creds"/*.credentials.json >/dev/null 2>&1; then
   echo "No account yet: copy a template from credentials/ (see credentials/README.md)," >&2
   echo "for example with a key from: target/release/claude-nexus keys generate" >&2
 fi
-exec target/release/claude-nexus serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/claude-nexus" serve "$@"
