@@ -12,7 +12,8 @@ pub mod proxy_port;
 mod runtime;
 mod status;
 
-pub use handle::{Change, ServerHandle};
+pub use crate::dashboard::events::Change;
+pub use handle::ServerHandle;
 pub use runtime::runtime;
 pub use status::{AccountInfo, OAuthInfo, PlanWindow, PlanWindows, RecordHealth, Status, Today};
 

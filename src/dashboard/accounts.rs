@@ -451,7 +451,7 @@ pub(super) async fn add_account(
 // ---------------------------------------------------------------- live account events
 
 /// What the `account` events say.
-pub enum AccountEvent {
+pub(super) enum AccountEvent {
     /// An account's entry (new, reloaded or changed): `account`.
     Entry(Box<AccountInfo>),
     /// An account whose file is gone: `account_removed`, with its domain.
@@ -461,7 +461,7 @@ pub enum AccountEvent {
 /// Account events to push: every account when the stream starts and after each reload of the
 /// credential files (and the domains no longer there), and any entry whose status or plan
 /// windows changed, looked at every [`STATUS_POLL`].
-pub(crate) fn account_events(state: AppState) -> impl Stream<Item = AccountEvent> + Send {
+pub(super) fn account_events(state: AppState) -> impl Stream<Item = AccountEvent> + Send {
     struct Watch {
         state: AppState,
         reloads: tokio::sync::watch::Receiver<u64>,

@@ -8,9 +8,14 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 
+use serde_json::json;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+
 use super::DashboardState;
-use super::accounts;
+use super::accounts::{self, AccountEvent, AccountInfo};
 use super::error::ErrorBody;
+use crate::record::Record;
 
 type AppState = Arc<DashboardState>;
 
@@ -26,38 +31,57 @@ type AppState = Arc<DashboardState>;
 pub(super) async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let feed = tokio_stream::wrappers::BroadcastStream::new(state.feed.subscribe());
-    let requests = feed.map(|item| match item {
-        Ok(summary) => Event::default()
-            .event("request")
-            .json_data(summary.as_ref())
-            .unwrap_or_else(|_| Event::default().comment("unserializable")),
-        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-            Event::default().event("lagged").data(n.to_string())
-        }
-    });
-    let accounts = accounts::account_events(state.clone()).map(|event| {
-        let (name, data) = match event {
-            accounts::AccountEvent::Entry(info) => ("account", serde_json::to_value(info)),
-            accounts::AccountEvent::Removed(domain) => (
-                "account_removed",
-                Ok(serde_json::json!({ "domain": domain })),
-            ),
-        };
-        data.ok()
-            .and_then(|data| Event::default().event(name).json_data(data).ok())
-            .unwrap_or_else(|| Event::default().comment("unserializable"))
-    });
-    let keys = tokio_stream::wrappers::WatchStream::from_changes(state.key_reloads.clone()).map(
-        |reloads| {
-            Event::default()
-                .event("keys")
-                .data(format!("{{\"reloads\":{reloads}}}"))
-        },
-    );
-    let stream =
-        futures_util::stream::select(futures_util::stream::select(requests, accounts), keys)
-            .map(Ok)
-            .take_until(state.shutdown.clone().cancelled_owned());
+    let stream = changes(state).map(|change| Ok(event(change)));
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Something a status display shows changed: what `/api/events` sends, and what the server's
+/// embedder follows (`server::ServerHandle::changes`, which adds its pauses).
+#[derive(Clone)]
+pub enum Change {
+    /// A request's record was written (without its bodies).
+    Record(Arc<Record>),
+    /// An account is new or its entry changed (token status, plan windows); every account
+    /// is sent once when the stream starts.
+    Account(Box<AccountInfo>),
+    /// An account's credential file is gone: its domain.
+    AccountRemoved(String),
+    /// The client keys changed (created, rotated or revoked, here or elsewhere): the number
+    /// of reloads so far.
+    Keys(u64),
+    /// The proxy was paused (`true`) or resumed.
+    Paused(bool),
+    /// This stream fell behind and missed that many records.
+    MissedRecords(u64),
+}
+
+/// New records, account entries and key reloads, merged, until the server shuts down.
+pub(crate) fn changes(state: AppState) -> impl Stream<Item = Change> + Send + 'static {
+    let records = BroadcastStream::new(state.feed.subscribe()).map(|item| match item {
+        Ok(record) => Change::Record(record),
+        Err(BroadcastStreamRecvError::Lagged(n)) => Change::MissedRecords(n),
+    });
+    let keys = WatchStream::from_changes(state.key_reloads.clone()).map(Change::Keys);
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    let accounts = accounts::account_events(state).map(|event| match event {
+        AccountEvent::Entry(info) => Change::Account(info),
+        AccountEvent::Removed(domain) => Change::AccountRemoved(domain),
+    });
+    futures_util::stream::select(futures_util::stream::select(records, accounts), keys)
+        .take_until(shutdown)
+}
+
+/// The server-sent event of a change.
+fn event(change: Change) -> Event {
+    let (name, data) = match change {
+        Change::Record(record) => ("request", serde_json::to_value(record.as_ref())),
+        Change::Account(info) => ("account", serde_json::to_value(info)),
+        Change::AccountRemoved(domain) => ("account_removed", Ok(json!({ "domain": domain }))),
+        Change::Keys(reloads) => ("keys", Ok(json!({ "reloads": reloads }))),
+        Change::Paused(paused) => ("paused", Ok(json!(paused))),
+        Change::MissedRecords(n) => return Event::default().event("lagged").data(n.to_string()),
+    };
+    data.ok()
+        .and_then(|data| Event::default().event(name).json_data(data).ok())
+        .unwrap_or_else(|| Event::default().comment("unserializable"))
 }

@@ -7,33 +7,13 @@ use std::sync::atomic::Ordering;
 
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::status::{self, Status};
 use crate::dashboard::DashboardState;
-use crate::dashboard::accounts::{self, AccountEvent, AccountInfo};
+use crate::dashboard::events::{self, Change};
 use crate::proxy::state::AppState;
-use crate::record::Record;
-
-/// Something a status display shows changed.
-#[derive(Clone)]
-pub enum Change {
-    /// A request's record was written (without its bodies).
-    Record(Arc<Record>),
-    /// An account is new or its entry changed (token status, plan windows); every account
-    /// is sent once when the stream starts.
-    Account(Box<AccountInfo>),
-    /// An account's credential file is gone: its domain.
-    AccountRemoved(String),
-    /// The client keys changed (created, rotated or revoked, here or elsewhere).
-    Keys,
-    /// The proxy was paused (`true`) or resumed.
-    Paused(bool),
-    /// This stream fell behind and missed that many records.
-    MissedRecords(u64),
-}
 
 /// A cheap, cloneable handle on a bound or running [`Server`](super::Server).
 #[derive(Clone)]
@@ -120,23 +100,9 @@ impl ServerHandle {
     /// accounts' token and plan-window status every two seconds.
     pub fn changes(&self) -> impl Stream<Item = Change> + Send + 'static {
         let inner = &self.0;
-        let records = BroadcastStream::new(inner.dashboard.feed.subscribe()).map(|r| match r {
-            Ok(record) => Change::Record(record),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Change::MissedRecords(n),
-        });
-        let accounts = accounts::account_events(inner.dashboard.clone()).map(|e| match e {
-            AccountEvent::Entry(info) => Change::Account(info),
-            AccountEvent::Removed(domain) => Change::AccountRemoved(domain),
-        });
-        let keys =
-            WatchStream::from_changes(inner.state.client_keys.subscribe()).map(|_| Change::Keys);
-        let paused = WatchStream::from_changes(inner.paused.subscribe()).map(Change::Paused);
-        futures_util::stream::select_all([
-            records.boxed(),
-            accounts.boxed(),
-            keys.boxed(),
-            paused.boxed(),
-        ])
-        .take_until(inner.dashboard.shutdown.clone().cancelled_owned())
+        let paused = WatchStream::from_changes(inner.paused.subscribe())
+            .map(Change::Paused)
+            .take_until(inner.dashboard.shutdown.clone().cancelled_owned());
+        futures_util::stream::select(events::changes(inner.dashboard.clone()), paused)
     }
 }

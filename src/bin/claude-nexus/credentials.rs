@@ -56,10 +56,6 @@ fn files_at(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open_configured(config).await?)
-}
-
 async fn import(config: &Config, path: &Path) -> anyhow::Result<()> {
     let files = files_at(path)?;
     let mut failed = 0;
@@ -105,7 +101,7 @@ async fn import_client_key(
         return Ok(());
     };
     if store.is_none() {
-        *store = Some(open_store(config).await?);
+        *store = Some(Store::open_configured(config).await?);
     }
     let store = store.as_ref().expect("just opened");
     let salt = client_keys::salt(config).context("cannot read the API key salt")?;
@@ -155,7 +151,7 @@ async fn check(config: &Config) -> anyhow::Result<()> {
         Some(mode) => println!("{}: directory mode {mode:o} ok", dir.display()),
         None => anyhow::bail!("{}: cannot read it", dir.display()),
     }
-    let keys = match open_store(config).await {
+    let keys = match Store::open_configured(config).await {
         Ok(store) => {
             let keys = store.client_keys(None).await;
             store.close().await;

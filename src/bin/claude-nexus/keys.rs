@@ -61,16 +61,12 @@ pub struct RotateArgs {
     expires: Option<Duration>,
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open_configured(config).await?)
-}
-
 fn salt(config: &Config) -> anyhow::Result<claude_nexus::keys::KeySalt> {
     client_keys::salt(config).context("cannot read or create the API key salt")
 }
 
 pub async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = Store::open_configured(config).await?;
     let account = args.account.to_ascii_lowercase();
     let file = config
         .credentials_dir
@@ -116,7 +112,7 @@ fn describe_new(row: &ClientKeyRow) {
 }
 
 pub async fn rotate(config: &Config, args: RotateArgs) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = Store::open_configured(config).await?;
     let (old, created) =
         client_keys::rotate(&store, &salt(config)?, &args.id, args.expires).await?;
     store.close().await;
@@ -132,7 +128,7 @@ pub async fn rotate(config: &Config, args: RotateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = Store::open_configured(config).await?;
     let account = args.account.map(|a| a.to_ascii_lowercase());
     let now = OffsetDateTime::now_utc();
     let mut rows: Vec<[String; 8]> = Vec::new();
@@ -238,7 +234,7 @@ fn file_keys(config: &Config) -> anyhow::Result<Vec<(PathBuf, String, SecretStri
 }
 
 pub async fn revoke(config: &Config, args: RevokeArgs) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = Store::open_configured(config).await?;
     let now = OffsetDateTime::now_utc();
     if let Some(id) = args.id {
         let key = client_keys::find(&store, &id).await?;
