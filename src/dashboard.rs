@@ -25,7 +25,7 @@ pub mod session;
 
 use crate::hosts;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -69,8 +69,8 @@ pub struct DashboardState {
     pub default_account: Option<String>,
     /// OAuth logins waiting for their code.
     pub logins: accounts::PendingLogins,
-    /// The proxy's listening address, once it listens (for the clients' `ANTHROPIC_BASE_URL`).
-    pub proxy_addr: OnceLock<SocketAddr>,
+    /// The proxy's listening address (for the clients' `ANTHROPIC_BASE_URL`).
+    pub proxy_addr: SocketAddr,
     /// Ticks when the client keys change, whoever changed them (this page, the CLI, another
     /// instance): the `keys` events.
     pub key_reloads: tokio::sync::watch::Receiver<u64>,

@@ -287,7 +287,7 @@ impl Server {
             salt: salt.clone(),
             default_account: config.default_account.clone(),
             logins: dashboard::accounts::PendingLogins::default(),
-            proxy_addr: std::sync::OnceLock::from(proxy_addr),
+            proxy_addr,
             key_reloads: client_keys.subscribe(),
         });
         let key_refresher =

@@ -5,7 +5,6 @@
 //! answer that made it. A change is in effect on the proxy within half a second (the key
 //! refresher), as with the CLI.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,10 +82,7 @@ pub struct ClientKeyList {
 }
 
 fn base_url(state: &DashboardState) -> Option<String> {
-    state
-        .proxy_addr
-        .get()
-        .map(|addr: &SocketAddr| format!("http://{addr}"))
+    Some(format!("http://{}", state.proxy_addr))
 }
 
 /// Every client key in the database, newest first.
