@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine with a Rust toolchain it first
 # installs what the build needs (a C compiler for ring and the bundled SQLite, Node.js for
-# the web UI), the real clients the tests drive (Claude Code, from
+# the web UI), the tray app's system packages (scripts/desktop-tests.sh), the real clients the tests drive (Claude Code, from
 # npm, into tests/clients), Debian's Chromium for the dashboard's browser tests, D-Bus and
 # gnome-keyring for the keychain tests, and PostgreSQL for the second pass of the store and
 # proxy tests (scripts/postgres.sh). It builds the UI (ui/dist, which the binary embeds) and
@@ -41,6 +41,10 @@ scripts/fuzz-api.sh
 # The keychain tests again, against the real Secret Service (a private D-Bus session with an
 # unlocked gnome-keyring).
 scripts/keychain-tests.sh
+
+# The tray app: its unit tests, then the real app in a real window under Xvfb, driven through
+# WebDriver (installs the WebKitGTK build packages, webkit2gtk-driver and tauri-driver).
+scripts/desktop-tests.sh
 
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh

@@ -98,8 +98,9 @@ pub struct OAuthConfig {
     pub scopes: String,
     /// `CLAUDE_OAUTH_REFRESH_MARGIN` (10 min): tokens with less time left are renewed.
     pub refresh_margin: Duration,
-    /// `CLAUDE_OAUTH_USAGE_INTERVAL` (5 min): how often plan usage is polled for an account in use.
-    pub usage_interval: Duration,
+    /// `CLAUDE_OAUTH_USAGE_INTERVAL` (unset: never): how often plan usage is polled for an
+    /// account in use. Off unless asked for: the response headers give the windows anyway.
+    pub usage_interval: Option<Duration>,
 }
 
 pub const DEFAULT_OAUTH_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
@@ -258,11 +259,14 @@ impl Config {
                     get("CLAUDE_OAUTH_REFRESH_MARGIN"),
                     Duration::from_secs(600),
                 )?,
-                usage_interval: duration_or(
-                    "CLAUDE_OAUTH_USAGE_INTERVAL",
-                    get("CLAUDE_OAUTH_USAGE_INTERVAL"),
-                    Duration::from_secs(300),
-                )?,
+                usage_interval: match get("CLAUDE_OAUTH_USAGE_INTERVAL") {
+                    Some(v) if matches!(v.trim(), "0" | "off") => None,
+                    v => v
+                        .map(|v| {
+                            duration_or("CLAUDE_OAUTH_USAGE_INTERVAL", Some(v), Duration::ZERO)
+                        })
+                        .transpose()?,
+                },
             },
         })
     }

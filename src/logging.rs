@@ -1,4 +1,5 @@
-//! Log set-up for the binaries: `tracing` to stderr, text or JSON lines, every line masked.
+//! Log set-up for the binaries: `tracing` to stderr (or, for the tray app, a file), text or
+//! JSON lines, every line masked.
 //!
 //! Lines are formatted on the calling thread and written (and masked) on a background
 //! thread, so a slow terminal never stalls a request. That thread buffers what is queued and
@@ -21,11 +22,16 @@ const LOG_QUEUE_LINES: usize = 16 * 1024;
 /// Installs the global subscriber. Keep the guard alive until exit: dropping it flushes.
 /// `RUST_LOG` overrides the default filter (`info`).
 pub fn init(json: bool) -> WorkerGuard {
+    init_to(io::stderr(), json)
+}
+
+/// Like [`init`], writing to `out` (the tray app gives a rotating file).
+pub fn init_to(out: impl io::Write + Send + 'static, json: bool) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("claude-nexus-log")
-        .finish(MaskingWriter::new(io::BufWriter::new(io::stderr())));
+        .finish(MaskingWriter::new(io::BufWriter::new(out)));
     crate::recorder::access_log::install(writer.clone(), json);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

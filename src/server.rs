@@ -102,7 +102,8 @@ struct Tasks {
     watcher: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
     refresher: JoinHandle<()>,
-    usage_poller: JoinHandle<()>,
+    /// Only when plan-usage polling is on (`CLAUDE_OAUTH_USAGE_INTERVAL`).
+    usage_poller: Option<JoinHandle<()>>,
     key_refresher: JoinHandle<()>,
     /// Last: it drains the record queue.
     writer: JoinHandle<()>,
@@ -260,14 +261,16 @@ impl Server {
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());
         let usage_windows = Arc::new(UsageWindows::default());
-        let usage_poller = usage_window::spawn_usage_poller(
-            usage_windows.clone(),
-            tokens.clone(),
-            http.clone(),
-            config.upstream.base_url.clone(),
-            config.oauth.usage_interval,
-            stop_tasks.clone(),
-        );
+        let usage_poller = config.oauth.usage_interval.map(|interval| {
+            usage_window::spawn_usage_poller(
+                usage_windows.clone(),
+                tokens.clone(),
+                http.clone(),
+                config.upstream.base_url.clone(),
+                interval,
+                stop_tasks.clone(),
+            )
+        });
         let dashboard = Arc::new(DashboardState {
             store: store.clone(),
             auth: dashboard::auth::Auth::new(&parts.dashboard_key),
@@ -465,7 +468,9 @@ impl Server {
         let _ = tasks.retention.await;
         let _ = tasks.refresher.await;
         self.state.oauth.settle().await;
-        let _ = tasks.usage_poller.await;
+        if let Some(poller) = tasks.usage_poller {
+            let _ = poller.await;
+        }
         let _ = tasks.key_refresher.await;
         let _ = tasks.writer.await;
         let stats = self.state.recorder.stats();

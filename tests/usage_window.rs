@@ -43,6 +43,7 @@ async fn start(mock: &MockUpstream, oauth: &MockOAuth) -> TestProxy {
     ProxyBuilder::new(mock)
         .oauth(oauth)
         .env("DASHBOARD_API_KEY", DASHBOARD_KEY)
+        .env("CLAUDE_OAUTH_USAGE_INTERVAL", "5m")
         .account(oauth_account("team.example", "acc_team", KEY_T))
         .account(api_key_account("a.example", "acc_a", KEY_A))
         .start()

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::status::{self, Status};
+use crate::accounts::client_keys::{self, CreatedKey, KeyError, NewKey};
 use crate::dashboard::DashboardState;
 use crate::dashboard::events::{self, Change};
 use crate::proxy::state::AppState;
@@ -93,6 +94,30 @@ impl ServerHandle {
             (inner.proxy_addr, inner.dashboard_addr),
         )
         .await
+    }
+
+    /// Creates a client key for `account` (a credential file's domain), as the dashboard and
+    /// `keys create` do: its plaintext is in the answer only, and the proxy accepts it within
+    /// half a second.
+    pub async fn create_client_key(
+        &self,
+        account: &str,
+        label: &str,
+    ) -> Result<CreatedKey, KeyError> {
+        let state = &self.0.state;
+        let new = NewKey {
+            account,
+            label: Some(label),
+            expires_in: None,
+            rotated_from: None,
+        };
+        client_keys::create(&state.store, &state.salt, &new).await
+    }
+
+    /// Revokes client key `id`; `false` when it was revoked already or never existed.
+    pub async fn revoke_client_key(&self, id: &str) -> Result<bool, KeyError> {
+        let now = time::OffsetDateTime::now_utc();
+        Ok(self.0.state.store.revoke_client_key(id, now).await?)
     }
 
     /// Every change from now on (and each account once at the start), until the server
