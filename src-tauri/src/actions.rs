@@ -20,6 +20,8 @@ use crate::{tray, window};
 
 /// The label of the client key made for Claude Code.
 const KEY_LABEL: &str = "Claude Code (desktop app)";
+/// The account Connect adds when there is none: Claude Code's own login, passed through.
+const PASSTHROUGH_DOMAIN: &str = "claude-code.local";
 
 /// Runs a menu entry's action.
 pub fn run(app: &AppHandle, action: Action) {
@@ -131,15 +133,22 @@ async fn connection(app: &AppHandle, key: Key) -> Result<(Connection, Option<Str
     let state = app.state::<App>();
     let handle = state.handle().await.ok_or("The proxy is not running.")?;
     let status = handle.status().await;
-    let account = claude_code_account(&status.accounts)
-        .ok_or("Add an account first (Open dashboard, then Accounts).")?;
+    let (domain, passthrough) = match claude_code_account(&status.accounts) {
+        Some(account) => (account.domain.clone(), account.kind == "passthrough"),
+        None => {
+            if !matches!(key, Key::Preview) {
+                add_passthrough_account(app, &handle).await?;
+            }
+            (PASSTHROUGH_DOMAIN.to_string(), true)
+        }
+    };
     let kept = state.claude_code_key.lock().expect("key lock").clone();
     let (key, id) = match (key, kept) {
         (Key::Preview, _) => (SecretString::from("cnp_live_…"), None),
         (Key::AtHand, Some(key)) => (key, None),
         _ => {
             let created = handle
-                .create_client_key(&account.domain, KEY_LABEL)
+                .create_client_key(&domain, KEY_LABEL)
                 .await
                 .map_err(|e| format!("cannot create a client key: {e}"))?;
             *state.claude_code_key.lock().expect("key lock") = Some(created.key.clone());
@@ -150,10 +159,46 @@ async fn connection(app: &AppHandle, key: Key) -> Result<(Connection, Option<Str
         Connection {
             base_url: format!("http://{}", status.proxy_addr),
             key,
-            passthrough: account.kind == "passthrough",
+            passthrough,
         },
         id,
     ))
+}
+
+/// With no account yet, Connect adds the recommended one: a passthrough account (Claude
+/// Code's own login goes upstream untouched; the proxy never holds it). Returns once the
+/// server has loaded it.
+async fn add_passthrough_account(
+    app: &AppHandle,
+    handle: &claude_nexus::server::ServerHandle,
+) -> Result<(), String> {
+    let state = app.state::<App>();
+    let config = settings::config(
+        |name| std::env::var(name).ok(),
+        &state.settings(),
+        &state.dirs,
+    )
+    .map_err(|e| e.to_string())?;
+    let file = config
+        .credentials_dir
+        .join(format!("{PASSTHROUGH_DOMAIN}.credentials.json"));
+    write(
+        &file,
+        "{\"type\": \"passthrough\", \"accountId\": \"claude-code\"}\n",
+    )?;
+    for _ in 0..50 {
+        if handle
+            .status()
+            .await
+            .accounts
+            .iter()
+            .any(|a| a.domain == PASSTHROUGH_DOMAIN)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(format!("{} was written but not loaded", file.display()))
 }
 
 async fn copy_setup(app: &AppHandle) -> Result<String, String> {
@@ -211,7 +256,13 @@ pub async fn connect_claude_code(app: &AppHandle) -> Result<String, String> {
     let (preview, _) = connection(app, Key::Preview).await?;
     let plan = claude_code::connect(&path, current.as_deref(), &preview, None)
         .map_err(|e| e.to_string())?;
-    if !confirm(app, claude_code::describe(&path, &plan.changes)).await {
+    let mut text = claude_code::describe(&path, &plan.changes);
+    if no_account(app).await {
+        text.insert_str(0, &format!(
+            "No account yet: a passthrough account, {PASSTHROUGH_DOMAIN}, is added. Claude Code keeps its own login, which the proxy passes through and never stores.\n\n"
+        ));
+    }
+    if !confirm(app, text).await {
         return Ok("Connect Claude Code: cancelled".into());
     }
     let (connection, key_id) = connection(app, Key::New).await?;
@@ -226,6 +277,13 @@ pub async fn connect_claude_code(app: &AppHandle) -> Result<String, String> {
         path.display(),
         connection.base_url
     ))
+}
+
+async fn no_account(app: &AppHandle) -> bool {
+    match app.state::<App>().handle().await {
+        Some(handle) => handle.status().await.accounts.is_empty(),
+        None => false,
+    }
 }
 
 /// Disconnect: puts back the values Connect replaced and revokes the key made for it.

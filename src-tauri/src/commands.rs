@@ -2,6 +2,9 @@
 //! pages (Settings, Claude Code) and the app's problem page. Errors are plain strings for
 //! the page to show.
 
+// Tauri gives each command its own `AppHandle` (and the page's arguments), by value.
+#![allow(clippy::needless_pass_by_value)]
+
 use std::time::Duration;
 
 use claude_nexus::store::{Migrations, Store};

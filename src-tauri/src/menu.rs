@@ -325,8 +325,8 @@ fn until(now: OffsetDateTime, at: OffsetDateTime) -> String {
 /// 950, 34.5k, 1.2M.
 fn tokens(n: u64) -> String {
     match n {
-        ..1_000 => n.to_string(),
-        ..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
         _ => format!("{:.1}M", n as f64 / 1e6),
     }
 }
@@ -391,10 +391,10 @@ pub(crate) mod tests {
         account
     }
 
-    fn tray(server: ServerState, connected: bool) -> TrayView {
+    fn tray(server: &ServerState, connected: bool) -> TrayView {
         view(
             &Inputs {
-                server: &server,
+                server,
                 claude_code_connected: connected,
                 start_at_login: true,
             },
@@ -424,7 +424,7 @@ pub(crate) mod tests {
             with_windows(account("me.example", "passthrough"), 42.4),
             account("api.example", "api_key"),
         ];
-        let view = tray(ServerState::Running(Box::new(status(accounts))), false);
+        let view = tray(&ServerState::Running(Box::new(status(accounts))), false);
         assert_eq!(view.icon, Icon::Running);
         assert_eq!(
             labels(&view),
@@ -449,7 +449,7 @@ pub(crate) mod tests {
     fn paused_offers_resume_and_connected_offers_disconnect() {
         let mut status = status(vec![account("api.example", "api_key")]);
         status.paused = true;
-        let view = tray(ServerState::Running(Box::new(status)), true);
+        let view = tray(&ServerState::Running(Box::new(status)), true);
         assert_eq!(view.icon, Icon::Paused);
         let labels = labels(&view);
         assert!(labels.contains(&"Resume proxy".to_string()), "{labels:?}");
@@ -464,8 +464,7 @@ pub(crate) mod tests {
         let mut failing = account("pro.example", "oauth");
         failing.oauth.as_mut().unwrap().status = "backing_off".into();
         let near = with_windows(account("me.example", "passthrough"), 85.0);
-        let view = tray(
-            ServerState::Running(Box::new(status(vec![needs_login, failing, near]))),
+        let view = tray(&ServerState::Running(Box::new(status(vec![needs_login, failing, near]))),
             false,
         );
         assert_eq!(view.icon, Icon::Attention);
@@ -476,7 +475,7 @@ pub(crate) mod tests {
         assert!(labels(&view).contains(&"| max.example: needs login".to_string()));
 
         // No account at all also wants the user.
-        let view = tray(ServerState::Running(Box::new(status(vec![]))), false);
+        let view = tray(&ServerState::Running(Box::new(status(vec![]))), false);
         assert_eq!(view.icon, Icon::Attention);
         let labels = labels(&view);
         assert!(
@@ -487,8 +486,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_taken_port_is_an_error_state_that_offers_a_free_port() {
-        let view = tray(
-            ServerState::PortTaken {
+        let view = tray(&ServerState::PortTaken {
                 port: 3000,
                 free: Some(3002),
             },
@@ -506,7 +504,7 @@ pub(crate) mod tests {
                 "Copy Claude Code set-up (disabled)",
             ]
         );
-        let view = tray(ServerState::Failed("database: refused".into()), false);
+        let view = tray(&ServerState::Failed("database: refused".into()), false);
         assert_eq!(view.icon, Icon::Error);
         assert!(labels(&view).contains(&"Pause proxy (disabled)".to_string()));
     }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::unix::process::CommandExt;
+
 use axum::Json;
 use axum::routing::post;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -104,11 +106,14 @@ fn app_pid() -> Option<u32> {
         .ok()
 }
 
+/// tauri-driver in its own process group, which is stopped whole: WebKitWebDriver, its
+/// child, would otherwise outlive the test (and hold its output open).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
 }
@@ -116,6 +121,7 @@ impl Drop for Driver {
 #[tokio::test]
 #[ignore = "needs a display, D-Bus and tauri-driver: scripts/desktop-tests.sh"]
 async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let upstream = mock_upstream().await;
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
@@ -154,6 +160,7 @@ async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
             .env("CLAUDE_API_BASE_URL", format!("http://{upstream}"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .spawn()
             .expect("tauri-driver (cargo install tauri-driver)"),
     );

@@ -7,7 +7,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -64,6 +64,40 @@ async function shot(page, name) {
   await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 }
 
+/** Waits for the layout to settle: Chart.js resizes its canvases on the next frames. */
+async function settle(page) {
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await page.waitForTimeout(150);
+}
+
+/**
+ * Asserts that nothing sticks out: the page does not scroll sideways, every element of the
+ * main content (a chart's canvas included) ends within its card, and the rest within the page.
+ * Tables may scroll inside their own wrapper, and long code inside its block.
+ */
+async function assertFits(page, where) {
+  await settle(page);
+  const problems = await page.evaluate(() => {
+    const found = [];
+    const over = document.documentElement.scrollWidth - window.innerWidth;
+    if (over > 0) found.push(`the page scrolls sideways by ${over}px`);
+    const main = document.querySelector("main").getBoundingClientRect();
+    const name = (el) => el.tagName.toLowerCase() + [...el.classList].map((c) => `.${c}`).join("");
+    for (const el of document.querySelectorAll("main *, .topbar *")) {
+      if (el.parentElement?.closest(".table-wrap, pre")) continue;
+      const box = el.getBoundingClientRect();
+      if (box.width === 0 || box.height === 0) continue;
+      const card = el.parentElement?.closest(".card, .stat");
+      const edge = card ? card.getBoundingClientRect().right : el.closest("main") ? main.right : window.innerWidth;
+      if (box.right > edge + 1) {
+        found.push(`${name(el)} ends at ${Math.round(box.right)}px, past ${card ? name(card) : "the page"} at ${Math.round(edge)}px`);
+      }
+    }
+    return found;
+  });
+  assert.deepEqual(problems, [], `${where}: ${problems.slice(0, 5).join("; ")}`);
+}
+
 async function sendThroughProxy() {
   const response = await fetch(`${proxy}/v1/messages`, {
     method: "POST",
@@ -107,6 +141,9 @@ test("the login link logs in, and a proxied request appears on the Requests page
   await page.getByRole("heading", { name: "Tokens over time, by model" }).waitFor();
   const requests = page.locator(".stat").filter({ hasText: "Requests" }).locator(".stat-value");
   assert.equal(await requests.innerText(), "1");
+  // In a browser: no desktop settings; with an account: no welcome guide.
+  assert.equal(await page.getByRole("link", { name: "Settings" }).count(), 0);
+  assert.equal(await page.getByRole("heading", { name: /^Welcome/ }).count(), 0);
   await page.getByRole("button", { name: "7 days" }).click();
   await page.getByRole("button", { name: "7 days", pressed: true }).waitFor();
   await shot(page, "overview");
@@ -118,6 +155,64 @@ test("the login link logs in, and a proxied request appears on the Requests page
   await page.getByRole("table", { name: "Access" }).getByRole("cell", { name: "/v1/messages" }).first().waitFor();
   await shot(page, "monitoring");
 
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("every page fits windows from 800 to 1600 px wide, charts inside their cards", async () => {
+  for (const width of [800, 1280, 1600]) {
+    // A fresh page at each width: a chart sized wrongly at first render stays wrong.
+    const { context, page, errors } = await open({ viewport: { width, height: 900 } });
+    await page.goto(link);
+    await page.getByRole("heading", { name: "Requests by status" }).waitFor();
+    await page.locator("main canvas").nth(1).waitFor();
+    await assertFits(page, `Overview at ${width}px`);
+    await shot(page, `fit-${width}-overview`);
+
+    await page.getByRole("link", { name: "Requests" }).click();
+    await page.getByRole("row").filter({ hasText: model }).first().waitFor();
+    await assertFits(page, `Requests at ${width}px`);
+    await shot(page, `fit-${width}-requests`);
+
+    await page.getByRole("row").filter({ hasText: model }).first().getByRole("link").click();
+    await page.getByText("Time to first token").waitFor();
+    await assertFits(page, `Request at ${width}px`);
+
+    await page.getByRole("link", { name: "Accounts & keys" }).click();
+    await page.getByRole("table", { name: "Accounts" }).getByRole("row").filter({ hasText: "a.example" }).waitFor();
+    await assertFits(page, `Accounts & keys at ${width}px`);
+    await shot(page, `fit-${width}-accounts`);
+
+    await page.getByRole("link", { name: "Security" }).click();
+    await page.locator('[data-check="credential-files"]').waitFor();
+    await assertFits(page, `Security at ${width}px`);
+    await shot(page, `fit-${width}-security`);
+
+    await page.getByRole("link", { name: "Monitoring" }).click();
+    await page.getByRole("heading", { name: "Daily tokens per account" }).waitFor();
+    await page.locator("main canvas").first().waitFor();
+    await assertFits(page, `Monitoring at ${width}px`);
+    await shot(page, `fit-${width}-monitoring`);
+
+    assert.deepEqual(errors, []);
+    await context.close();
+  }
+
+  // A window made narrower or wider: the charts follow (the desktop app's window resizes).
+  const { context, page, errors } = await open({ viewport: { width: 1600, height: 900 } });
+  await page.goto(link);
+  await page.locator("main canvas").nth(1).waitFor();
+  for (const width of [1280, 800, 1600, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    await assertFits(page, `Overview resized to ${width}px`);
+  }
+  await shot(page, "fit-resized-overview");
+  await page.getByRole("link", { name: "Monitoring" }).click();
+  await page.locator("main canvas").first().waitFor();
+  for (const width of [800, 1600, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    await assertFits(page, `Monitoring resized to ${width}px`);
+  }
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -283,6 +378,231 @@ test("a key made on the Accounts page works through the proxy until revoked, and
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
   await shot(page, "accounts-narrow-dark");
 
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+/**
+ * Stands in for the desktop app's `window.__TAURI__` (Tauri with `withGlobalTauri`): the
+ * commands answer as src-tauri's do, and every call is kept in `window.__invoked`.
+ */
+function fakeTauri() {
+  let settings = {
+    port: 3000,
+    start_minimised: false,
+    start_at_login: true,
+    usage_polling: false,
+    database_url: null,
+    notifications: { needs_login: true, refresh_failing: true, plan_window: true, auth_failures: true, spooling: true, port_taken: true },
+  };
+  let connected = false;
+  window.__invoked = [];
+  const commands = {
+    desktop_info: () => ({
+      proxy_url: "http://127.0.0.1:3000",
+      claude_code: { connected, settings_path: "/home/me/.claude/settings.json" },
+      settings,
+      restart_needed: false,
+      log_dir: "/home/me/.local/share/claude-nexus/logs",
+      env_overrides: ["PORT"],
+    }),
+    save_settings: ({ settings: next }) => {
+      if (next.database_url?.includes("unreachable")) throw "cannot connect to unreachable:5432: connection refused";
+      settings = next;
+      return { restart_needed: false, message: "Saved. The database change takes effect after a restart of the app." };
+    },
+    test_database: ({ url }) => {
+      if (url.includes("unreachable")) throw "cannot connect to unreachable:5432: connection refused";
+      return "PostgreSQL 15 at db.example:5432";
+    },
+    connect_claude_code: () => {
+      connected = true;
+      return "Claude Code now goes through the proxy.";
+    },
+    disconnect_claude_code: () => {
+      connected = false;
+      return "Claude Code no longer goes through the proxy.";
+    },
+    open_logs_folder: () => null,
+    open_url: () => null,
+  };
+  window.__TAURI__ = {
+    core: {
+      invoke: async (cmd, args) => {
+        window.__invoked.push([cmd, args ?? null]);
+        if (!commands[cmd]) throw `unknown command ${cmd}`;
+        return commands[cmd](args ?? {});
+      },
+    },
+    opener: { openUrl: async (url) => window.__invoked.push(["opener.openUrl", { url }]) },
+  };
+}
+
+const invoked = (page, cmd) => page.evaluate((cmd) => window.__invoked.filter(([c]) => c === cmd).map(([, args]) => args), cmd);
+
+test("in the desktop app: Settings, the Claude Code card, and outside links in the system browser", async () => {
+  const { context, page, errors } = await open();
+  await context.addInitScript(fakeTauri);
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByRole("heading", { name: "Settings", exact: true }).waitFor();
+  // PORT is set in the environment: shown, not editable.
+  assert.equal(await page.getByLabel("Proxy port", { exact: true }).isDisabled(), true);
+  await page.getByText("Set by the environment variable PORT.").waitFor();
+  for (const label of [
+    "An account needs login",
+    "Token refreshes keep failing",
+    "A 5-hour window passes 80% / 95%",
+    "A burst of failed authentications",
+    "The database is unavailable (records kept on disk)",
+    "The proxy port is taken",
+  ]) {
+    assert.equal(await page.getByLabel(label).isChecked(), true, label);
+  }
+  await page.getByText("Off by default. The 5-hour and 7-day windows come from the response headers").waitFor();
+  await assertFits(page, "Settings at 1280px");
+  await shot(page, "desktop-settings");
+
+  await page.getByLabel("An account needs login").uncheck();
+  await page.getByLabel("Poll plan usage").check();
+  await page.getByLabel("PostgreSQL", { exact: true }).check();
+  // A database that does not connect: the test says so, and Save refuses.
+  await page.getByLabel("PostgreSQL URL").fill("postgres://nexus@unreachable/nexus");
+  await page.getByRole("button", { name: "Test connection" }).click();
+  await page.getByRole("alert").filter({ hasText: "connection refused" }).waitFor();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("alert").filter({ hasText: "cannot connect to unreachable" }).nth(1).waitFor();
+  await page.getByLabel("PostgreSQL URL").fill("postgres://nexus@db.example/nexus");
+  await page.getByRole("button", { name: "Test connection" }).click();
+  await page.getByRole("status").filter({ hasText: "PostgreSQL 15 at db.example:5432" }).waitFor();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("status").filter({ hasText: "Saved. The database change takes effect after a restart of the app." }).waitFor();
+  const saved = await invoked(page, "save_settings");
+  assert.equal(saved.length, 2);
+  const last = saved[1].settings;
+  assert.equal(last.port, 3000);
+  assert.equal(last.usage_polling, true);
+  assert.equal(last.database_url, "postgres://nexus@db.example/nexus");
+  assert.equal(last.notifications.needs_login, false);
+  assert.equal(last.notifications.refresh_failing, true);
+  await page.getByRole("button", { name: "Open logs folder" }).click();
+  await page.waitForFunction(() => window.__invoked.some(([c]) => c === "open_logs_folder"));
+  await shot(page, "desktop-settings-saved");
+  await page.setViewportSize({ width: 800, height: 900 });
+  await assertFits(page, "Settings at 800px");
+  await shot(page, "desktop-settings-800");
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Claude Code: connect, then the button offers to disconnect.
+  await page.getByRole("link", { name: "Accounts & keys" }).click();
+  await page.getByRole("heading", { name: "Claude Code" }).waitFor();
+  await page.getByText("Not connected").waitFor();
+  await page.getByRole("button", { name: "Connect Claude Code…" }).click();
+  await page.getByRole("status").filter({ hasText: "Claude Code now goes through the proxy." }).waitFor();
+  await page.getByRole("button", { name: "Disconnect Claude Code" }).waitFor();
+  await page.getByText("Connected", { exact: true }).waitFor();
+  await shot(page, "desktop-accounts");
+
+  // The OAuth authorize link opens in the system browser, not in a new window of the app.
+  await page.getByLabel("Domain for the account").fill("desk.example");
+  await page.getByRole("button", { name: "Start login" }).click();
+  const authorize = page.getByRole("link", { name: "Open the Claude login page" });
+  const href = await authorize.getAttribute("href");
+  await authorize.click();
+  await page.waitForFunction(() => window.__invoked.some(([c]) => c === "open_url"));
+  assert.deepEqual(await invoked(page, "open_url"), [{ url: href }]);
+  await page.waitForTimeout(300);
+  assert.equal(context.pages().length, 1, "a new window opened");
+  await page.getByRole("button", { name: "Cancel" }).click();
+
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+/** Sends a request from the page (its session cookie goes along) and returns the JSON. */
+const fetchJson = (page, path) => page.evaluate((path) => fetch(path).then((r) => r.json()), path);
+
+async function untilAccounts(page, test, what) {
+  const deadline = Date.now() + 10_000;
+  while (!test((await fetchJson(page, "/api/accounts")).accounts)) {
+    assert.ok(Date.now() < deadline, `the accounts never ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("with no account, the Overview opens on the welcome guide, and its passthrough file adds one", async () => {
+  const dir = dirname(credentialFile);
+  const away = join(dirname(dir), "credentials-away");
+  mkdirSync(away, { recursive: true });
+  const files = readdirSync(dir).filter((f) => f.endsWith(".credentials.json"));
+  const { context, page, errors } = await open();
+  let added = null;
+  try {
+    for (const f of files) renameSync(join(dir, f), join(away, f));
+    await page.goto(link);
+    await page.getByRole("heading", { name: "Overview" }).waitFor();
+    await untilAccounts(page, (a) => a.length === 0, "went away");
+    await page.reload();
+
+    // The guide comes first, with the three ways, recommended first.
+    const welcome = page.getByRole("region", { name: "Welcome: add an account to start" });
+    await welcome.waitFor();
+    const ways = await welcome.locator(".ways > li > h3").allInnerTexts();
+    assert.deepEqual(ways, [
+      "Use Claude Code's own login (recommended for Pro/Max)",
+      "An Anthropic API key, stored in the OS keychain",
+      "Log in with a Claude Pro/Max account (OAuth)",
+    ]);
+    await welcome.getByText("Anthropic's terms limit Claude Pro/Max credentials to Anthropic's own clients, such as Claude Code. Prefer option 1 for Claude Code.").waitFor();
+    assert.match(await welcome.innerText(), new RegExp(`export ANTHROPIC_CUSTOM_HEADERS="x-nexus-key: cnp_live_…"`));
+    assert.ok((await welcome.innerText()).includes(`export ANTHROPIC_BASE_URL=${proxy}`));
+    assert.equal(await welcome.getByRole("button", { name: "Connect Claude Code…" }).count(), 0);
+    const first = await page.evaluate(() => document.querySelector("main h1").nextElementSibling?.getAttribute("aria-labelledby"));
+    assert.equal(first, "welcome-title", "the guide is the first thing on the page");
+    await assertFits(page, "the welcome guide at 1280px");
+    await shot(page, "welcome");
+    await page.setViewportSize({ width: 800, height: 900 });
+    await assertFits(page, "the welcome guide at 800px");
+    await shot(page, "welcome-800");
+
+    // In the desktop app, option 1 is a button.
+    const desk = await context.newPage();
+    await desk.addInitScript(fakeTauri);
+    await desk.goto(base + "/");
+    await desk.getByRole("region", { name: "Welcome: add an account to start" }).getByRole("button", { name: "Connect Claude Code…" }).waitFor();
+    await shot(desk, "welcome-desktop");
+    await desk.close();
+
+    // Doing what option 1 says adds the account, and the guide goes away without a reload.
+    await page.evaluate(() => {
+      window.__noReload = true;
+    });
+    const name = (await welcome.getByTestId("passthrough-file-name").innerText()).trim();
+    const text = (await welcome.getByTestId("passthrough-file").innerText()).trim();
+    added = join(dir, name);
+    writeFileSync(added, text + "\n", { mode: 0o600 });
+    await welcome.waitFor({ state: "detached", timeout: 15_000 });
+    assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+
+    // Its client key goes in x-nexus-key: the snippet says so.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByRole("link", { name: "Accounts & keys" }).click();
+    const domain = name.replace(/\.credentials\.json$/, "");
+    await page.getByRole("table", { name: "Accounts" }).getByRole("row").filter({ hasText: domain }).getByText("Passthrough").first().waitFor();
+    await page.getByLabel("Name").fill("passthrough laptop");
+    await page.getByRole("combobox", { name: "Account" }).selectOption(domain);
+    await page.getByRole("button", { name: "Create key" }).click();
+    const newKey = (await page.getByTestId("new-key").innerText()).trim();
+    const snippet = (await page.locator("pre.snippet").innerText()).trim();
+    assert.equal(snippet, `export ANTHROPIC_BASE_URL=${proxy}\nexport ANTHROPIC_CUSTOM_HEADERS="x-nexus-key: ${newKey}"\nunset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN`);
+    await shot(page, "accounts-passthrough-key");
+  } finally {
+    if (added) rmSync(added, { force: true });
+    for (const f of files) renameSync(join(away, f), join(dir, f));
+  }
+  await untilAccounts(page, (a) => a.some((x) => x.domain === "a.example"), "came back");
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -3,6 +3,7 @@ import type { AccountInfo, GroupRow, RequestSummary } from "./api";
 import {
   accountStatus,
   claudeCodeSnippet,
+  passthroughFile,
   formatRelative,
   gauge,
   upsertAccount,
@@ -170,6 +171,17 @@ describe("accounts and keys", () => {
     expect(claudeCodeSnippet("http://127.0.0.1:3000", "cnp_live_x")).toBe(
       "export ANTHROPIC_BASE_URL=http://127.0.0.1:3000\nexport ANTHROPIC_API_KEY=cnp_live_x",
     );
+  });
+
+  it("sends a passthrough account's key in x-nexus-key and leaves Claude Code its login", () => {
+    expect(claudeCodeSnippet("http://127.0.0.1:3000", "cnp_live_x", true)).toBe(
+      'export ANTHROPIC_BASE_URL=http://127.0.0.1:3000\nexport ANTHROPIC_CUSTOM_HEADERS="x-nexus-key: cnp_live_x"\nunset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN',
+    );
+  });
+
+  it("shows a passthrough credential file the proxy accepts", () => {
+    expect(passthroughFile.name).toMatch(/^[a-z0-9._-]+\.credentials\.json$/);
+    expect(JSON.parse(passthroughFile.text)).toEqual({ type: "passthrough", accountId: "me" });
   });
 
   it("says times relative to now", () => {

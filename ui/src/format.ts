@@ -179,10 +179,20 @@ export function pivotDaily(rows: { account_id: string | null; domain: string; da
   return { labels, datasets };
 }
 
-/** The Claude Code snippet for a new key: the proxy's address and the key, ready to paste. */
-export function claudeCodeSnippet(baseUrl: string, key: string): string {
+/** The Claude Code snippet for a new key: the proxy's address and the key, ready to paste.
+ * A passthrough account's key goes in `x-nexus-key`, and Claude Code keeps its own login. */
+export function claudeCodeSnippet(baseUrl: string, key: string, passthrough = false): string {
+  if (passthrough) {
+    return `export ANTHROPIC_BASE_URL=${baseUrl}\nexport ANTHROPIC_CUSTOM_HEADERS="x-nexus-key: ${key}"\nunset ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN`;
+  }
   return `export ANTHROPIC_BASE_URL=${baseUrl}\nexport ANTHROPIC_API_KEY=${key}`;
 }
+
+/** The smallest passthrough account: its credential file's name (the domain) and text. */
+export const passthroughFile = {
+  name: "me.credentials.json",
+  text: '{"type": "passthrough", "accountId": "me"}',
+};
 
 /** "in 3 h", "in 12 min", "5 d ago": a time relative to `now`, coarse. */
 export function formatRelative(iso: string | null, now: Date = new Date()): string {

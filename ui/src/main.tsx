@@ -8,6 +8,8 @@ import { RequestDetailPage } from "./pages/RequestDetail";
 import { SecurityPage } from "./pages/Security";
 import { MonitoringPage } from "./pages/Monitoring";
 import { AccountsPage } from "./pages/Accounts";
+import { SettingsPage } from "./pages/Settings";
+import { desktop, openExternalLinksWith } from "./desktop";
 import { navigate, usePath, Link } from "./router";
 import "./style.css";
 
@@ -58,6 +60,13 @@ function App() {
   } else if (path === "/monitoring") {
     title = "Monitoring";
     page = <MonitoringPage onError={onAuthError} />;
+  } else if (path === "/settings") {
+    title = "Settings";
+    page = desktop ? (
+      <SettingsPage desktop={desktop} />
+    ) : (
+      <p class="muted">These settings belong to the desktop app; the server takes its settings from environment variables.</p>
+    );
   } else if (path === "/requests") {
     title = "Requests";
     page = <RequestsPage onError={onAuthError} />;
@@ -77,6 +86,9 @@ function App() {
           <Link href="/accounts" current={path === "/accounts"}>Accounts &amp; keys</Link>
           <Link href="/security" current={path === "/security"}>Security</Link>
           <Link href="/monitoring" current={path === "/monitoring"}>Monitoring</Link>
+          {desktop && (
+            <Link href="/settings" current={path === "/settings"}>Settings</Link>
+          )}
         </nav>
         <button type="button" class="secondary" onClick={logout}>
           Log out
@@ -89,5 +101,8 @@ function App() {
     </div>
   );
 }
+
+// In the desktop app, links to other sites open in the system browser, not a new app window.
+if (desktop) openExternalLinksWith(desktop);
 
 render(<App />, document.getElementById("app")!);

@@ -2,6 +2,9 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey } from "../api";
 import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, upsertAccount } from "../format";
 import { PlanGauges } from "../gauges";
+import { ClaudeCodeCard } from "../claudecode";
+import { desktop } from "../desktop";
+import { Link } from "../router";
 
 const TYPE: Record<AccountInfo["type"], string> = { api_key: "API key", oauth: "Claude login (OAuth)", passthrough: "Passthrough" };
 const SECRET: Record<AccountInfo["secret"], string> = { keychain: "Keychain", inline: "In the file", none: "–" };
@@ -36,6 +39,11 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
     void loadAccounts();
     void loadKeys();
   }, []);
+
+  // A link to a card here (/accounts#client-keys, from the welcome guide) scrolls to it.
+  useEffect(() => {
+    if (accounts && location.hash) document.getElementById(location.hash.slice(1))?.scrollIntoView();
+  }, [accounts !== null]);
 
   // Account changes arrive as `account` events, key changes (from here, the CLI or another
   // instance) as `keys` events; a request may move a key's "last used".
@@ -76,7 +84,9 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
         {!accounts ? (
           <p class="loading">Loading…</p>
         ) : accounts.length === 0 ? (
-          <p class="muted">No accounts yet: add an API key or log in with Claude below.</p>
+          <p class="muted">
+            No accounts yet: the <Link href="/">welcome guide</Link> on the Overview shows the three ways to add one.
+          </p>
         ) : (
           <div class="table-wrap">
             <table aria-label="Accounts">
@@ -119,6 +129,7 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
           </div>
         )}
       </section>
+      {desktop && <ClaudeCodeCard desktop={desktop} />}
       <div class="grid2 even">
         <AddApiKeyAccount onAdded={(a) => setAccounts((old) => upsertAccount(old ?? [], a))} onError={props.onError} />
         <OAuthLogin onDone={() => void loadAccounts()} onError={props.onError} />
@@ -161,7 +172,7 @@ function AddApiKeyAccount(props: { onAdded: (a: AccountInfo) => void; onError: (
   };
 
   return (
-    <section class="card" aria-labelledby="add-account-title">
+    <section class="card" id="add-api-key" aria-labelledby="add-account-title">
       <h2 id="add-account-title">Add an API-key account</h2>
       <form class="stack" onSubmit={submit}>
         <label>
@@ -235,8 +246,12 @@ function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }
   };
 
   return (
-    <section class="card" aria-labelledby="oauth-title">
+    <section class="card" id="oauth-login" aria-labelledby="oauth-title">
       <h2 id="oauth-title">Log in with Claude (Pro/Max)</h2>
+      <p class="muted small">
+        Anthropic's terms limit Claude Pro/Max credentials to Anthropic's own clients, such as Claude Code. For Claude Code, prefer
+        a passthrough account: Claude Code keeps its own login.
+      </p>
       {!pending ? (
         <form class="stack" onSubmit={start}>
           <label>
@@ -370,8 +385,9 @@ function ClientKeys(props: {
     });
 
   const base = created?.base_url ?? props.baseUrl;
+  const passthrough = props.accounts.find((a) => a.domain === created?.account)?.type === "passthrough";
   return (
-    <section class="card" aria-labelledby="keys-title">
+    <section class="card" id="client-keys" aria-labelledby="keys-title">
       <h2 id="keys-title">Client keys</h2>
       <form class="filters" aria-label="Create a client key" onSubmit={create}>
         <label>
@@ -413,10 +429,10 @@ function ClientKeys(props: {
           </div>
           {base && (
             <>
-              <p class="small muted">For Claude Code, in your shell:</p>
-              <pre class="snippet">{claudeCodeSnippet(base, created.key)}</pre>
+              <p class="small muted">For Claude Code, in your shell{passthrough ? " (it keeps its own login)" : ""}:</p>
+              <pre class="snippet">{claudeCodeSnippet(base, created.key, passthrough)}</pre>
               <div class="row">
-                <CopyButton text={claudeCodeSnippet(base, created.key)} label="Copy snippet" />
+                <CopyButton text={claudeCodeSnippet(base, created.key, passthrough)} label="Copy snippet" />
               </div>
             </>
           )}

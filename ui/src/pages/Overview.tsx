@@ -3,6 +3,7 @@ import type { ChartConfiguration } from "chart.js";
 import { api, type GroupRow, type Overview, type Window } from "../api";
 import { ChartView, color } from "../chart";
 import { PlanUsageCard } from "../gauges";
+import { Welcome } from "../welcome";
 import { formatCost, formatCount, formatPercent, shortHash, stackByModel } from "../format";
 
 const WINDOWS: { id: Window; label: string }[] = [
@@ -57,12 +58,13 @@ export function OverviewPage(props: { onError: (e: unknown) => void }) {
         labels: data.by_status.map((s) => s.key ?? "?"),
         datasets: [{ data: data.by_status.map((s) => s.requests), backgroundColor: data.by_status.map((s) => statusColor(s.key)) }],
       },
-      options: { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { position: "right" } } },
+      options: { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { position: "bottom" } } },
     };
   }, [data]);
 
   return (
     <>
+      <Welcome onError={props.onError} />
       <div class="toolbar" role="group" aria-label="Time window">
         {WINDOWS.map((w) => (
           <button
