@@ -24,4 +24,4 @@ trap 'rm -rf "$runtime"' EXIT
 export XDG_RUNTIME_DIR=$runtime
 xvfb-run -a -s "-screen 0 1280x900x24 -nolisten tcp" dbus-run-session -- bash -c '
   echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-  cargo test --locked -p claude-nexus-desktop --test window -- --ignored --nocapture'
+  cargo test --locked -p claude-nexus-desktop --test window -- --ignored --test-threads=1'

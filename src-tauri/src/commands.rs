@@ -165,7 +165,12 @@ pub fn desktop_problem(app: AppHandle) -> Problem {
     match &*app.state::<App>().state.borrow() {
         ServerState::PortTaken { port, free } => Problem {
             message: format!(
-                "Port {port} is taken: another program listens on 127.0.0.1:{port}, so the proxy is not running."
+                "Port {port} is taken: another program listens on 127.0.0.1:{port}, so the proxy is not running.{}",
+                if free.is_none() && std::env::var_os("PORT").is_some() {
+                    " The PORT environment variable sets it: change it and start the app again."
+                } else {
+                    ""
+                }
             ),
             port: Some(*port),
             free: *free,

@@ -129,7 +129,12 @@ pub async fn start(app: &AppHandle) {
             source,
         }) => {
             tracing::warn!("cannot listen on {addr}: {source}");
-            let free = port::suggest(addr.port(), &[3001], port::is_free);
+            // A port fixed by PORT is the user's to change; one from the settings the app
+            // can change itself.
+            let free = env("PORT")
+                .is_none()
+                .then(|| port::suggest(addr.port(), &[3001], port::is_free))
+                .flatten();
             state.state.send_replace(ServerState::PortTaken {
                 port: addr.port(),
                 free,

@@ -464,7 +464,8 @@ pub(crate) mod tests {
         let mut failing = account("pro.example", "oauth");
         failing.oauth.as_mut().unwrap().status = "backing_off".into();
         let near = with_windows(account("me.example", "passthrough"), 85.0);
-        let view = tray(&ServerState::Running(Box::new(status(vec![needs_login, failing, near]))),
+        let view = tray(
+            &ServerState::Running(Box::new(status(vec![needs_login, failing, near]))),
             false,
         );
         assert_eq!(view.icon, Icon::Attention);
@@ -486,7 +487,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_taken_port_is_an_error_state_that_offers_a_free_port() {
-        let view = tray(&ServerState::PortTaken {
+        let view = tray(
+            &ServerState::PortTaken {
                 port: 3000,
                 free: Some(3002),
             },

@@ -118,31 +118,10 @@ impl Drop for Driver {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs a display, D-Bus and tauri-driver: scripts/desktop-tests.sh"]
-async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
+/// Starts the app through tauri-driver, which it inherits its environment from: a throwaway
+/// home and `env`.
+async fn launch(home: &Path, env: &[(&str, String)]) -> (Driver, Client) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let upstream = mock_upstream().await;
-    let home = tempfile::tempdir().unwrap();
-    let home = home.path();
-    let credentials = home.join("config/claude-nexus/credentials");
-    std::fs::create_dir_all(&credentials).unwrap();
-    let file = credentials.join("mock.local.credentials.json");
-    std::fs::write(
-        &file,
-        r#"{"type": "api_key", "accountId": "acc_desktop", "api_key": "sk-ant-api03-desktop-test"}"#,
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for (path, mode) in [(&credentials, 0o700), (&file, 0o600)] {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-    }
-
-    // The app inherits tauri-driver's environment: a throwaway home, the mock upstream, and
-    // port 0 for the proxy (the app writes which port it took in its log).
     let driver_port = free_port();
     let driver = Driver(
         Command::new(std::env::var("TAURI_DRIVER").unwrap_or_else(|_| "tauri-driver".into()))
@@ -156,8 +135,7 @@ async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
             .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
-            .env("PORT", "0")
-            .env("CLAUDE_API_BASE_URL", format!("http://{upstream}"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0)
@@ -178,6 +156,40 @@ async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
                 .ok()
         }
     })
+    .await;
+    (driver, client)
+}
+
+#[tokio::test]
+#[ignore = "needs a display, D-Bus and tauri-driver: scripts/desktop-tests.sh"]
+async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
+    let upstream = mock_upstream().await;
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let credentials = home.join("config/claude-nexus/credentials");
+    std::fs::create_dir_all(&credentials).unwrap();
+    let file = credentials.join("mock.local.credentials.json");
+    std::fs::write(
+        &file,
+        r#"{"type": "api_key", "accountId": "acc_desktop", "api_key": "sk-ant-api03-desktop-test"}"#,
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(&credentials, 0o700), (&file, 0o600)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+
+    // Port 0 for the proxy: the app writes which port it took in its log.
+    let (driver, client) = launch(
+        home,
+        &[
+            ("PORT", "0".into()),
+            ("CLAUDE_API_BASE_URL", format!("http://{upstream}")),
+        ],
+    )
     .await;
 
     // The proxy answers on the port the app took.
@@ -318,6 +330,75 @@ async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
         !log.contains(&key) && !log.contains("sk-ant-api03-desktop-test"),
         "secrets stay out of the log"
     );
+    let _ = client.close().await;
+    drop(driver);
+}
+
+#[tokio::test]
+#[ignore = "needs a display, D-Bus and tauri-driver: scripts/desktop-tests.sh"]
+async fn a_taken_port_is_explained_in_the_window_which_offers_a_free_one() {
+    // The saved port is taken by another program.
+    let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let config = home.join("config/claude-nexus");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("settings.json"),
+        format!(r#"{{"port": {taken}}}"#),
+    )
+    .unwrap();
+    let (driver, client) = launch(home, &[]).await;
+
+    let message = client
+        .wait()
+        .for_element(Locator::Id("message"))
+        .await
+        .unwrap();
+    let text = until("the problem", Duration::from_secs(10), || {
+        let message = message.clone();
+        async move {
+            let text = message.text().await.ok()?;
+            text.contains("is taken").then_some(text)
+        }
+    })
+    .await;
+    assert!(
+        text.starts_with(&format!("Port {taken} is taken")),
+        "{text}"
+    );
+    let button = client.find(Locator::Id("use-port")).await.unwrap();
+    let offer = button.text().await.unwrap();
+    let free: u16 = offer
+        .trim_start_matches("Use port ")
+        .trim_end_matches(" instead")
+        .parse()
+        .unwrap_or_else(|_| panic!("{offer}"));
+    assert_ne!(free, taken);
+    shot(&client, "port-taken").await;
+
+    // Taking the offer starts the proxy there and shows the dashboard; the setting is saved.
+    button.click().await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::XPath("//h1[normalize-space()='Overview']"))
+        .await
+        .unwrap();
+    let proxy = until(
+        "the proxy's port in the log",
+        Duration::from_secs(10),
+        || async { proxy_addr(&log_text(home)) },
+    )
+    .await;
+    assert_eq!(proxy, format!("127.0.0.1:{free}"));
+    let health = reqwest::get(format!("http://{proxy}/health"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let saved = std::fs::read_to_string(config.join("settings.json")).unwrap();
+    assert!(saved.contains(&format!("\"port\": {free}")), "{saved}");
+    drop(holder);
     let _ = client.close().await;
     drop(driver);
 }
