@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use secrecy::{ExposeSecret, SecretString};
+use tauri::ipc::CapabilityBuilder;
 use tauri::{AppHandle, Manager, Url, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 
 pub const LABEL: &str = "main";
@@ -29,8 +30,30 @@ impl Target {
     }
 }
 
-/// Points the window at the dashboard on `addr`, logged in by `link` when there is one.
+/// The commands the dashboard's desktop pages call (`commands.rs`).
+const DASHBOARD_COMMANDS: [&str; 7] = [
+    "allow-desktop-info",
+    "allow-save-settings",
+    "allow-test-database",
+    "allow-connect-claude-code",
+    "allow-disconnect-claude-code",
+    "allow-open-logs-folder",
+    "allow-open-url",
+];
+
+/// Points the window at the dashboard on `addr`, logged in by `link` when there is one, and
+/// lets that origin (that port only, not any page on 127.0.0.1) call the window's commands.
 pub fn set_dashboard(app: &AppHandle, addr: SocketAddr, link: Option<SecretString>) {
+    let capability = DASHBOARD_COMMANDS.iter().fold(
+        CapabilityBuilder::new(format!("dashboard-{}", addr.port()))
+            .remote(format!("http://{addr}/*"))
+            .local(false)
+            .window(LABEL),
+        |capability, permission| capability.permission(*permission),
+    );
+    if let Err(e) = app.add_capability(capability) {
+        tracing::debug!("dashboard capability: {e}");
+    }
     let link = link.unwrap_or_else(|| SecretString::from(format!("http://{addr}/")));
     *app.state::<Target>().0.lock().expect("window target lock") = Some(link);
     reload(app);

@@ -231,6 +231,25 @@ async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
         .click()
         .await
         .unwrap();
+    // The dashboard's desktop parts reach the app (its commands, for this origin only).
+    let claude_code = client
+        .wait()
+        .for_element(Locator::XPath(
+            "//section[@aria-labelledby='claude-code-title']//code",
+        ))
+        .await
+        .unwrap();
+    let settings_path = claude_code.text().await.unwrap();
+    assert_eq!(
+        Path::new(&settings_path),
+        home.join(".claude/settings.json")
+    );
+    client
+        .find(Locator::XPath(
+            "//button[normalize-space()='Connect Claude Code…']",
+        ))
+        .await
+        .unwrap();
     let form = client
         .wait()
         .for_element(Locator::Css("form[aria-label='Create a client key']"))

@@ -41,9 +41,10 @@ export function ClaudeCodeConnect(props: { desktop: Desktop }) {
         </p>
       ) : (
         <p>
-          <span class="badge client">Not connected</span> Connecting sets up a passthrough account and a client key, and writes
-          the proxy's address and the key (sent in <code>x-nexus-key</code>) into <code>{info.settings_path}</code>. Claude Code
-          keeps its own login; you confirm first.
+          <span class="badge client">Not connected</span> Connecting writes the proxy's address and a client key made for
+          Claude Code into <code>{info.settings_path}</code>, after showing you what changes. With no account yet it first adds a
+          passthrough account: Claude Code keeps its own login, sent upstream untouched, with the key in{" "}
+          <code>x-nexus-key</code>.
         </p>
       )}
       {info && (
