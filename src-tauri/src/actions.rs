@@ -173,12 +173,8 @@ async fn add_passthrough_account(
     handle: &claude_nexus::server::ServerHandle,
 ) -> Result<(), String> {
     let state = app.state::<App>();
-    let config = settings::config(
-        |name| std::env::var(name).ok(),
-        &state.settings(),
-        &state.dirs,
-    )
-    .map_err(|e| e.to_string())?;
+    let config = settings::config(settings::process_env, &state.settings(), &state.dirs)
+        .map_err(|e| e.to_string())?;
     let file = config
         .credentials_dir
         .join(format!("{PASSTHROUGH_DOMAIN}.credentials.json"));

@@ -51,7 +51,7 @@ pub async fn desktop_info(app: AppHandle) -> DesktopInfo {
         settings: state.settings(),
         restart_needed: state.restart_needed().await,
         log_dir: state.dirs.logs().display().to_string(),
-        env_overrides: settings::env_overrides(|name| std::env::var(name).ok()),
+        env_overrides: settings::env_overrides(settings::process_env),
     }
 }
 
@@ -105,8 +105,8 @@ pub async fn test_database(app: AppHandle, url: String) -> Result<String, String
         database_url: Some(url),
         ..state.settings()
     };
-    let config = settings::config(|name| std::env::var(name).ok(), &trial, &state.dirs)
-        .map_err(|e| e.to_string())?;
+    let config =
+        settings::config(settings::process_env, &trial, &state.dirs).map_err(|e| e.to_string())?;
     let open = Store::open(&config.database, Migrations::Apply, Duration::from_secs(5));
     match tokio::time::timeout(Duration::from_secs(10), open).await {
         Ok(Ok(store)) => {
@@ -166,7 +166,7 @@ pub fn desktop_problem(app: AppHandle) -> Problem {
         ServerState::PortTaken { port, free } => Problem {
             message: format!(
                 "Port {port} is taken: another program listens on 127.0.0.1:{port}, so the proxy is not running.{}",
-                if free.is_none() && std::env::var_os("PORT").is_some() {
+                if free.is_none() && settings::process_env("PORT").is_some() {
                     " The PORT environment variable sets it: change it and start the app again."
                 } else {
                     ""

@@ -64,20 +64,16 @@ impl App {
         self.running.lock().await.as_ref().map(|r| r.handle.clone())
     }
 
-    /// Whether the server runs with other settings than the saved ones in what needs a
-    /// restart (port, database, polling).
+    /// Whether the saved settings need the server (re)started: it is not running, or runs
+    /// with another port, database or polling.
     pub async fn restart_needed(&self) -> bool {
         let saved = self.settings();
         self.running
             .lock()
             .await
             .as_ref()
-            .is_some_and(|r| settings::restart_needed(&r.settings, &saved))
+            .is_none_or(|r| settings::restart_needed(&r.settings, &saved))
     }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
 }
 
 /// Starts the server from the saved settings (stopping the one running first). The window
@@ -91,24 +87,20 @@ pub async fn start(app: &AppHandle) {
     }
     let settings = state.settings();
     state.state.send_replace(ServerState::Starting);
-    let config = match settings::config(env, &settings, &state.dirs) {
+    let config = match settings::config(settings::process_env, &settings, &state.dirs) {
         Ok(config) => config,
         Err(e) => {
             state.state.send_replace(ServerState::Failed(e.to_string()));
             return;
         }
     };
-    let dashboard_key = config.dashboard_api_key.clone();
     match Server::bind(config).await {
         Ok(server) => {
             let handle = server.handle();
             let (proxy, dashboard) = handle.addrs();
             tracing::info!("proxy on http://{proxy}, dashboard on http://{dashboard}");
-            // A key given in DASHBOARD_API_KEY is the user's: the window then asks for it.
+            // No link when DASHBOARD_API_KEY gives the key: the window then asks for it.
             let link = server.login_link();
-            if dashboard_key.is_none() && link.is_none() {
-                tracing::warn!("no login link for the window");
-            }
             let served = tauri::async_runtime::spawn(async move {
                 if let Err(e) = server.run(std::future::pending()).await {
                     tracing::error!("server: {e}");
@@ -131,7 +123,7 @@ pub async fn start(app: &AppHandle) {
             tracing::warn!("cannot listen on {addr}: {source}");
             // A port fixed by PORT is the user's to change; one from the settings the app
             // can change itself.
-            let free = env("PORT")
+            let free = settings::process_env("PORT")
                 .is_none()
                 .then(|| port::suggest(addr.port(), &[3001], port::is_free))
                 .flatten();

@@ -185,6 +185,11 @@ pub fn app_values(settings: &Settings, dirs: &Dirs) -> HashMap<&'static str, Str
     values
 }
 
+/// The process environment, as [`config`] and [`env_overrides`] read it.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// The core's configuration: the environment first, then the app's values.
 pub fn config(
     env: impl Fn(&str) -> Option<String>,
