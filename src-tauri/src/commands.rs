@@ -30,6 +30,7 @@ pub struct DesktopInfo {
     settings: Settings,
     restart_needed: bool,
     log_dir: String,
+    credentials_dir: String,
     env_overrides: Vec<&'static str>,
 }
 
@@ -51,6 +52,9 @@ pub async fn desktop_info(app: AppHandle) -> DesktopInfo {
         settings: state.settings(),
         restart_needed: state.restart_needed().await,
         log_dir: state.dirs.logs().display().to_string(),
+        credentials_dir: settings::config(settings::process_env, &state.settings(), &state.dirs)
+            .map(|c| c.credentials_dir.display().to_string())
+            .unwrap_or_default(),
         env_overrides: settings::env_overrides(settings::process_env),
     }
 }

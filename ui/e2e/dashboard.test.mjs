@@ -404,6 +404,7 @@ function fakeTauri() {
       settings,
       restart_needed: false,
       log_dir: "/home/me/.local/share/claude-nexus/logs",
+      credentials_dir: "/home/me/.config/claude-nexus/credentials",
       env_overrides: ["PORT"],
     }),
     save_settings: ({ settings: next }) => {

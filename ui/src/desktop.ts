@@ -28,6 +28,8 @@ export interface DesktopInfo {
   settings: DesktopSettings;
   restart_needed: boolean;
   log_dir: string;
+  /** Where the proxy reads credential files (`<domain>.credentials.json`). */
+  credentials_dir: string;
   /** Environment variables that fix a setting (e.g. "PORT"): shown read-only. */
   env_overrides: string[];
 }

@@ -10,6 +10,7 @@ import { Link } from "./router";
 export function Welcome(props: { onError: (e: unknown) => void }) {
   const [empty, setEmpty] = useState(false);
   const [baseUrl, setBaseUrl] = useState("http://127.0.0.1:3000");
+  const [credentialsDir, setCredentialsDir] = useState<string | null>(null);
 
   useEffect(() => {
     let live = true;
@@ -30,6 +31,10 @@ export function Welcome(props: { onError: (e: unknown) => void }) {
       .keys()
       .then((r) => r.base_url && setBaseUrl(r.base_url))
       .catch(props.onError);
+    desktop
+      ?.info()
+      .then((i) => setCredentialsDir(i.credentials_dir))
+      .catch(() => undefined);
     const events = new EventSource("/api/events");
     events.addEventListener("account", () => setEmpty(false));
     return () => events.close();
@@ -51,7 +56,15 @@ export function Welcome(props: { onError: (e: unknown) => void }) {
           <p class="muted small">{desktop ? "What Connect Claude Code sets up, should you do it by hand:" : "Two steps:"}</p>
           <ol class="steps">
             <li>
-              A credential file in the credentials directory (<code>CREDENTIALS_DIR</code>, <code>./credentials</code> by default),{" "}
+              A credential file in the credentials directory (
+              {credentialsDir ? (
+                <code>{credentialsDir}</code>
+              ) : (
+                <>
+                  <code>CREDENTIALS_DIR</code>, <code>./credentials</code> by default
+                </>
+              )}
+              ),{" "}
               <code data-testid="passthrough-file-name">{passthroughFile.name}</code> (the name is the account's domain), readable only by you (<code>chmod 600</code>):
               <pre class="snippet" data-testid="passthrough-file">
                 {passthroughFile.text}
