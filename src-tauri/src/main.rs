@@ -103,7 +103,7 @@ fn main() -> ExitCode {
             });
             Ok(())
         })
-        .build(tauri::generate_context!("../tauri.conf.json"));
+        .build(tauri::generate_context!());
     let app = match app {
         Ok(app) => app,
         Err(e) => {

@@ -17,10 +17,10 @@ const TICK: Duration = Duration::from_secs(60);
 
 fn icon(icon: Icon) -> Image<'static> {
     let bytes: &'static [u8] = match icon {
-        Icon::Running => include_bytes!("../../icons/tray-running.png"),
-        Icon::Paused => include_bytes!("../../icons/tray-paused.png"),
-        Icon::Attention => include_bytes!("../../icons/tray-attention.png"),
-        Icon::Error => include_bytes!("../../icons/tray-error.png"),
+        Icon::Running => include_bytes!("../icons/tray-running.png"),
+        Icon::Paused => include_bytes!("../icons/tray-paused.png"),
+        Icon::Attention => include_bytes!("../icons/tray-attention.png"),
+        Icon::Error => include_bytes!("../icons/tray-error.png"),
     };
     Image::from_bytes(bytes).expect("the tray icons are PNG files")
 }
