@@ -260,12 +260,13 @@ impl Config {
                     Duration::from_secs(600),
                 )?,
                 usage_interval: match get("CLAUDE_OAUTH_USAGE_INTERVAL") {
+                    None => None,
                     Some(v) if matches!(v.trim(), "0" | "off") => None,
-                    v => v
-                        .map(|v| {
-                            duration_or("CLAUDE_OAUTH_USAGE_INTERVAL", Some(v), Duration::ZERO)
-                        })
-                        .transpose()?,
+                    v => Some(duration_or(
+                        "CLAUDE_OAUTH_USAGE_INTERVAL",
+                        v,
+                        Duration::ZERO,
+                    )?),
                 },
             },
         })
@@ -599,6 +600,17 @@ mod tests {
     }
 
     #[test]
+    fn plan_usage_polling_is_off_unless_asked_for() {
+        assert_eq!(config(&[]).unwrap().oauth.usage_interval, None);
+        for off in ["off", "0"] {
+            let c = config(&[("CLAUDE_OAUTH_USAGE_INTERVAL", off)]).unwrap();
+            assert_eq!(c.oauth.usage_interval, None, "{off}");
+        }
+        let c = config(&[("CLAUDE_OAUTH_USAGE_INTERVAL", "5m")]).unwrap();
+        assert_eq!(c.oauth.usage_interval, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases = [
             ("PORT", "abc"),
@@ -616,6 +628,7 @@ mod tests {
             ("CLAUDE_OAUTH_TOKEN_URL", "not a url"),
             ("CLAUDE_OAUTH_AUTHORIZE_URL", "file:///etc/passwd"),
             ("CLAUDE_OAUTH_REFRESH_MARGIN", "soon"),
+            ("CLAUDE_OAUTH_USAGE_INTERVAL", "often"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

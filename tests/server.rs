@@ -1,4 +1,4 @@
-//! The server as a second binary (the coming tray app) would embed it, through the library's public API
+//! The server as a second binary (the tray app) embeds it, through the library's public API
 //! alone: bind (both ports, or nothing left running), status, changes, pause and resume
 //! without dropping a stream in flight, stop with every record written.
 
@@ -172,6 +172,54 @@ async fn an_embedded_server_reports_pauses_and_stops_with_every_record_written()
     assert_eq!(statuses, [200, 200, 503, 200]);
     let paused = &rows(&db).await[2];
     assert!(paused.error.as_deref().unwrap().contains("paused"));
+}
+
+/// What `key` gets from the proxy once the answer is no longer `skip` (keys reload twice a
+/// second), within five seconds.
+async fn status_once_not(url: &str, key: &str, skip: u16) -> u16 {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let response = post_message(url.to_string(), key, MESSAGE_JSON)
+                .send()
+                .await
+                .unwrap();
+            if response.status() != skip {
+                return response.status().as_u16();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the key's change is in effect within 5 s")
+}
+
+#[tokio::test]
+async fn a_client_key_made_through_the_handle_works_until_revoked_through_it() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = config(&mock, dir.path()).await;
+    let server = Server::bind(Config::from_map(&env).unwrap()).await.unwrap();
+    let url = format!("http://{}/v1/messages", server.proxy_addr());
+    let handle = server.handle();
+    let running = tokio::spawn(server.run(std::future::pending()));
+
+    // As the tray app makes one for Claude Code.
+    let made = handle
+        .create_client_key("a.example", "embedder")
+        .await
+        .unwrap();
+    let key = secrecy::ExposeSecret::expose_secret(&made.key).to_string();
+    assert!(key.starts_with("cnp_live_"));
+    assert_eq!(status_once_not(&url, &key, 401).await, 200);
+    assert!(handle.revoke_client_key(&made.row.id).await.unwrap());
+    assert!(
+        !handle.revoke_client_key(&made.row.id).await.unwrap(),
+        "already revoked"
+    );
+    assert_eq!(status_once_not(&url, &key, 200).await, 401);
+
+    handle.stop();
+    running.await.unwrap().unwrap();
 }
 
 /// A port that was free a moment ago.
