@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use claude_nexus::atomic_file;
-use claude_nexus::server::AccountInfo;
+use claude_nexus::server::{AccountInfo, Status};
 use secrecy::SecretString;
 use tauri::{AppHandle, Manager};
 use tauri_plugin_autostart::ManagerExt as _;
@@ -96,15 +96,21 @@ pub fn save_settings(app: &AppHandle, saved: settings::Settings) -> Result<(), S
     Ok(())
 }
 
-fn proxy_url(app: &AppHandle) -> Result<String, String> {
+/// The latest status snapshot, while the proxy runs.
+fn running(app: &AppHandle) -> Result<Box<Status>, String> {
     match &*app.state::<App>().state.borrow() {
-        ServerState::Running(status) => Ok(format!("http://{}", status.proxy_addr)),
+        ServerState::Running(status) => Ok(status.clone()),
         _ => Err("The proxy is not running.".into()),
     }
 }
 
 async fn copy_proxy_url(app: &AppHandle) -> Result<String, String> {
-    let url = proxy_url(app)?;
+    let url = app
+        .state::<App>()
+        .state
+        .borrow()
+        .proxy_url()
+        .ok_or("The proxy is not running.")?;
     app.clipboard()
         .write_text(&url)
         .map_err(|e| e.to_string())?;
@@ -128,23 +134,33 @@ enum Key {
     New,
 }
 
-/// The connection Claude Code gets, and the id of the key made for it (when one was).
-async fn connection(app: &AppHandle, key: Key) -> Result<(Connection, Option<String>), String> {
+/// What Connect or Copy set-up gives Claude Code.
+struct Prepared {
+    connection: Connection,
+    /// The id of the key made for it, when one was.
+    key_id: Option<String>,
+    /// There was no account: a passthrough one is (or, for a preview, would be) added.
+    adds_account: bool,
+}
+
+/// The connection Claude Code gets, from the latest status snapshot.
+async fn connection(app: &AppHandle, key: Key) -> Result<Prepared, String> {
     let state = app.state::<App>();
+    let status = running(app)?;
     let handle = state.handle().await.ok_or("The proxy is not running.")?;
-    let status = handle.status().await;
-    let (domain, passthrough) = match claude_code_account(&status.accounts) {
-        Some(account) => (account.domain.clone(), account.kind == "passthrough"),
+    let (domain, passthrough, adds_account) = match claude_code_account(&status.accounts) {
+        Some(account) => (account.domain.clone(), account.kind == "passthrough", false),
         None => {
             if !matches!(key, Key::Preview) {
-                add_passthrough_account(app, &handle).await?;
+                add_passthrough_account(app).await?;
             }
-            (PASSTHROUGH_DOMAIN.to_string(), true)
+            (PASSTHROUGH_DOMAIN.to_string(), true, true)
         }
     };
     let kept = state.claude_code_key.lock().expect("key lock").clone();
-    let (key, id) = match (key, kept) {
-        (Key::Preview, _) => (SecretString::from("cnp_live_…"), None),
+    let (key, key_id) = match (key, kept) {
+        // Shown masked, as "cnp_live_…".
+        (Key::Preview, _) => (SecretString::from("cnp_live_"), None),
         (Key::AtHand, Some(key)) => (key, None),
         _ => {
             let created = handle
@@ -155,52 +171,49 @@ async fn connection(app: &AppHandle, key: Key) -> Result<(Connection, Option<Str
             (created.key, Some(created.row.id))
         }
     };
-    Ok((
-        Connection {
+    Ok(Prepared {
+        connection: Connection {
             base_url: format!("http://{}", status.proxy_addr),
             key,
             passthrough,
         },
-        id,
-    ))
+        key_id,
+        adds_account,
+    })
 }
 
 /// With no account yet, Connect adds the recommended one: a passthrough account (Claude
 /// Code's own login goes upstream untouched; the proxy never holds it). Returns once the
-/// server has loaded it.
-async fn add_passthrough_account(
-    app: &AppHandle,
-    handle: &claude_nexus::server::ServerHandle,
-) -> Result<(), String> {
+/// server has loaded it (its next status snapshot lists it).
+async fn add_passthrough_account(app: &AppHandle) -> Result<(), String> {
     let state = app.state::<App>();
-    let config = settings::config(settings::process_env, &state.settings(), &state.dirs)
-        .map_err(|e| e.to_string())?;
-    let file = config
-        .credentials_dir
-        .join(format!("{PASSTHROUGH_DOMAIN}.credentials.json"));
+    let dir = state
+        .credentials_dir()
+        .await
+        .ok_or("The proxy is not running.")?;
+    let file = dir.join(format!("{PASSTHROUGH_DOMAIN}.credentials.json"));
+    let mut snapshots = state.state.subscribe();
     write(
         &file,
         "{\"type\": \"passthrough\", \"accountId\": \"claude-code\"}\n",
     )?;
-    for _ in 0..50 {
-        if handle
-            .status()
-            .await
+    let loaded = snapshots.wait_for(|server| match server {
+        ServerState::Running(status) => status
             .accounts
             .iter()
-            .any(|a| a.domain == PASSTHROUGH_DOMAIN)
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            .any(|a| a.domain == PASSTHROUGH_DOMAIN),
+        _ => false,
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(5), loaded).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(format!("{} was written but not loaded", file.display())),
     }
-    Err(format!("{} was written but not loaded", file.display()))
 }
 
 async fn copy_setup(app: &AppHandle) -> Result<String, String> {
-    let (connection, _) = connection(app, Key::AtHand).await?;
+    let prepared = connection(app, Key::AtHand).await?;
     app.clipboard()
-        .write_text(connection.exports())
+        .write_text(prepared.connection.exports())
         .map_err(|e| e.to_string())?;
     Ok("copied the Claude Code set-up".into())
 }
@@ -249,11 +262,11 @@ pub async fn connect_claude_code(app: &AppHandle) -> Result<String, String> {
         claude_code::settings_path().ok_or("No home directory for Claude Code's settings.")?;
     let current = read_optional(&path)?;
     // What will change, shown before any key is made (the key is masked in it anyway).
-    let (preview, _) = connection(app, Key::Preview).await?;
-    let plan = claude_code::connect(&path, current.as_deref(), &preview, None)
+    let preview = connection(app, Key::Preview).await?;
+    let plan = claude_code::connect(&path, current.as_deref(), &preview.connection, None)
         .map_err(|e| e.to_string())?;
     let mut text = claude_code::describe(&path, &plan.changes);
-    if no_account(app).await {
+    if preview.adds_account {
         text.insert_str(0, &format!(
             "No account yet: a passthrough account, {PASSTHROUGH_DOMAIN}, is added. Claude Code keeps its own login, which the proxy passes through and never stores.\n\n"
         ));
@@ -261,7 +274,9 @@ pub async fn connect_claude_code(app: &AppHandle) -> Result<String, String> {
     if !confirm(app, text).await {
         return Ok("Connect Claude Code: cancelled".into());
     }
-    let (connection, key_id) = connection(app, Key::New).await?;
+    let Prepared {
+        connection, key_id, ..
+    } = connection(app, Key::New).await?;
     let current = read_optional(&path)?;
     let plan = claude_code::connect(&path, current.as_deref(), &connection, key_id)
         .map_err(|e| e.to_string())?;
@@ -273,13 +288,6 @@ pub async fn connect_claude_code(app: &AppHandle) -> Result<String, String> {
         path.display(),
         connection.base_url
     ))
-}
-
-async fn no_account(app: &AppHandle) -> bool {
-    match app.state::<App>().handle().await {
-        Some(handle) => handle.status().await.accounts.is_empty(),
-        None => false,
-    }
 }
 
 /// Disconnect: puts back the values Connect replaced and revokes the key made for it.

@@ -244,7 +244,7 @@ fn masked(value: &Value) -> String {
         .map_or_else(|| value.to_string(), str::to_string);
     let mask = |word: &str| {
         if word.starts_with("cnp_") || word.starts_with("sk-ant-") {
-            format!("{}…", &word[..word.len().min(12)])
+            format!("{}…", word.chars().take(12).collect::<String>())
         } else {
             word.to_string()
         }

@@ -28,7 +28,6 @@ pub struct DesktopInfo {
     proxy_url: Option<String>,
     claude_code: ClaudeCode,
     settings: Settings,
-    restart_needed: bool,
     log_dir: String,
     credentials_dir: String,
     env_overrides: Vec<&'static str>,
@@ -37,10 +36,7 @@ pub struct DesktopInfo {
 #[tauri::command]
 pub async fn desktop_info(app: AppHandle) -> DesktopInfo {
     let state = app.state::<App>();
-    let proxy_url = match &*state.state.borrow() {
-        ServerState::Running(status) => Some(format!("http://{}", status.proxy_addr)),
-        _ => None,
-    };
+    let proxy_url = state.state.borrow().proxy_url();
     DesktopInfo {
         proxy_url,
         claude_code: ClaudeCode {
@@ -50,10 +46,11 @@ pub async fn desktop_info(app: AppHandle) -> DesktopInfo {
                 .unwrap_or_default(),
         },
         settings: state.settings(),
-        restart_needed: state.restart_needed().await,
         log_dir: state.dirs.logs().display().to_string(),
-        credentials_dir: settings::config(settings::process_env, &state.settings(), &state.dirs)
-            .map(|c| c.credentials_dir.display().to_string())
+        credentials_dir: state
+            .credentials_dir()
+            .await
+            .map(|dir| dir.display().to_string())
             .unwrap_or_default(),
         env_overrides: settings::env_overrides(settings::process_env),
     }
@@ -61,7 +58,6 @@ pub async fn desktop_info(app: AppHandle) -> DesktopInfo {
 
 #[derive(Serialize)]
 pub struct Saved {
-    restart_needed: bool,
     message: String,
 }
 
@@ -83,7 +79,6 @@ pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<Saved, 
     crate::tray::refresh(&app);
     if !state.restart_needed().await {
         return Ok(Saved {
-            restart_needed: false,
             message: "Saved.".into(),
         });
     }
@@ -95,10 +90,7 @@ pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<Saved, 
         ServerState::PortTaken { port, .. } => format!("Saved, but port {port} is taken."),
         ServerState::Failed(e) => format!("Saved, but the proxy did not start: {e}"),
     };
-    Ok(Saved {
-        restart_needed: false,
-        message,
-    })
+    Ok(Saved { message })
 }
 
 /// Connects to a PostgreSQL URL (creating the tables when they are missing).

@@ -1,6 +1,7 @@
 //! The core server inside the app: started from the settings, watched for the tray, restarted
 //! when a setting needs it, stopped gracefully at quit.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,8 @@ struct Running {
     served: JoinHandle<()>,
     /// The settings it was started with.
     settings: Settings,
+    /// Where it reads credential files.
+    credentials_dir: PathBuf,
 }
 
 impl App {
@@ -62,6 +65,12 @@ impl App {
     /// The running server's handle.
     pub async fn handle(&self) -> Option<ServerHandle> {
         self.running.lock().await.as_ref().map(|r| r.handle.clone())
+    }
+
+    /// The running server's credentials directory.
+    pub async fn credentials_dir(&self) -> Option<PathBuf> {
+        let running = self.running.lock().await;
+        running.as_ref().map(|r| r.credentials_dir.clone())
     }
 
     /// Whether the saved settings need the server (re)started: it is not running, or runs
@@ -94,6 +103,7 @@ pub async fn start(app: &AppHandle) {
             return;
         }
     };
+    let credentials_dir = config.credentials_dir.clone();
     match Server::bind(config).await {
         Ok(server) => {
             let handle = server.handle();
@@ -111,6 +121,7 @@ pub async fn start(app: &AppHandle) {
                 handle,
                 served,
                 settings,
+                credentials_dir,
             });
             drop(running);
             window::set_dashboard(app, dashboard, link);

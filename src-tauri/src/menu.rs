@@ -22,6 +22,16 @@ pub enum ServerState {
     Failed(String),
 }
 
+impl ServerState {
+    /// `http://127.0.0.1:PORT`, the address the proxy actually listens on, while it runs.
+    pub fn proxy_url(&self) -> Option<String> {
+        match self {
+            ServerState::Running(status) => Some(format!("http://{}", status.proxy_addr)),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the menu is drawn from.
 pub struct Inputs<'a> {
     pub server: &'a ServerState,
