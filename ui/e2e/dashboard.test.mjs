@@ -402,7 +402,6 @@ function fakeTauri() {
       proxy_url: "http://127.0.0.1:3000",
       claude_code: { connected, settings_path: "/home/me/.claude/settings.json" },
       settings,
-      restart_needed: false,
       log_dir: "/home/me/.local/share/claude-nexus/logs",
       credentials_dir: "/home/me/.config/claude-nexus/credentials",
       env_overrides: ["PORT"],
@@ -410,7 +409,7 @@ function fakeTauri() {
     save_settings: ({ settings: next }) => {
       if (next.database_url?.includes("unreachable")) throw "cannot connect to unreachable:5432: connection refused";
       settings = next;
-      return { restart_needed: false, message: "Saved. The database change takes effect after a restart of the app." };
+      return { message: "Saved. The database change takes effect after a restart of the app." };
     },
     test_database: ({ url }) => {
       if (url.includes("unreachable")) throw "cannot connect to unreachable:5432: connection refused";

@@ -2,11 +2,12 @@
 // connects or disconnects it (the Accounts page's card and the welcome guide).
 import { useEffect, useState } from "preact/hooks";
 import type { Desktop, DesktopInfo } from "./desktop";
+import { OutcomeLine, type Outcome } from "./outcome";
 
 export function ClaudeCodeConnect(props: { desktop: Desktop }) {
   const [info, setInfo] = useState<DesktopInfo["claude_code"] | null>(null);
   const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [result, setResult] = useState<Outcome | null>(null);
 
   const load = () =>
     props.desktop
@@ -60,11 +61,7 @@ export function ClaudeCodeConnect(props: { desktop: Desktop }) {
           )}
         </div>
       )}
-      {result && (
-        <p class={result.ok ? "ok-text" : "error"} role={result.ok ? "status" : "alert"}>
-          {result.text}
-        </p>
-      )}
+      <OutcomeLine outcome={result} />
     </div>
   );
 }

@@ -19,9 +19,9 @@ describe("the desktop bridge", () => {
     const calls: [string, unknown][] = [];
     const bridge = desktopBridge(async (cmd, args) => {
       calls.push([cmd, args]);
-      return cmd === "save_settings" ? { restart_needed: true, message: "Saved." } : null;
+      return cmd === "save_settings" ? { message: "Saved." } : null;
     });
-    expect(await bridge.saveSettings(settings)).toEqual({ restart_needed: true, message: "Saved." });
+    expect(await bridge.saveSettings(settings)).toEqual({ message: "Saved." });
     await bridge.testDatabase("postgres://db/nexus");
     await bridge.openUrl("https://claude.ai/oauth/authorize?x=1");
     await bridge.connectClaudeCode();

@@ -26,7 +26,6 @@ export interface DesktopInfo {
   proxy_url: string;
   claude_code: { connected: boolean; settings_path: string };
   settings: DesktopSettings;
-  restart_needed: boolean;
   log_dir: string;
   /** Where the proxy reads credential files (`<domain>.credentials.json`). */
   credentials_dir: string;
@@ -56,7 +55,7 @@ export function desktopBridge(invoke: Invoke) {
   return {
     info: () => call<DesktopInfo>("desktop_info"),
     /** Rejects with the reason when the settings are invalid (e.g. a database that does not connect). */
-    saveSettings: (settings: DesktopSettings) => call<{ restart_needed: boolean; message: string }>("save_settings", { settings }),
+    saveSettings: (settings: DesktopSettings) => call<{ message: string }>("save_settings", { settings }),
     /** "PostgreSQL 15 at …", or rejects with why not. */
     testDatabase: (url: string) => call<string>("test_database", { url }),
     /** The Rust side asks for confirmation in a native dialog first. */

@@ -4,6 +4,7 @@ import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, upsertAcc
 import { PlanGauges } from "../gauges";
 import { ClaudeCodeCard } from "../claudecode";
 import { desktop } from "../desktop";
+import { OutcomeLine, type Outcome } from "../outcome";
 import { Link } from "../router";
 
 const TYPE: Record<AccountInfo["type"], string> = { api_key: "API key", oauth: "Claude login (OAuth)", passthrough: "Passthrough" };
@@ -150,7 +151,7 @@ function AddApiKeyAccount(props: { onAdded: (a: AccountInfo) => void; onError: (
   const [apiKey, setApiKey] = useState("");
   const [accountId, setAccountId] = useState("");
   const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [result, setResult] = useState<Outcome | null>(null);
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -192,11 +193,7 @@ function AddApiKeyAccount(props: { onAdded: (a: AccountInfo) => void; onError: (
             Add account
           </button>
         </div>
-        {result && (
-          <p class={result.ok ? "ok-text" : "error"} role={result.ok ? "status" : "alert"}>
-            {result.text}
-          </p>
-        )}
+        <OutcomeLine outcome={result} />
       </form>
     </section>
   );
@@ -207,7 +204,7 @@ function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }
   const [pending, setPending] = useState<{ login_id: string; authorize_url: string; domain: string } | null>(null);
   const [code, setCode] = useState("");
   const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [result, setResult] = useState<Outcome | null>(null);
 
   const start = async (e: Event) => {
     e.preventDefault();
@@ -287,11 +284,7 @@ function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }
           </div>
         </form>
       )}
-      {result && (
-        <p class={result.ok ? "ok-text" : "error"} role={result.ok ? "status" : "alert"}>
-          {result.text}
-        </p>
-      )}
+      <OutcomeLine outcome={result} />
     </section>
   );
 }

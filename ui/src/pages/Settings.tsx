@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { OutcomeLine, type Outcome } from "../outcome";
 import {
   type Desktop,
   type DesktopInfo,
@@ -21,7 +22,6 @@ const NOTIFICATIONS: { key: keyof NotificationSettings; label: string }[] = [
 /** The fields this page shows, for naming the environment overrides it does not. */
 const FIELDS: (keyof DesktopSettings)[] = ["port", "start_at_login", "start_minimised", "usage_polling", "database_url", "notifications"];
 
-type Result = { ok: boolean; text: string } | null;
 
 /** The desktop app's settings (shown only in the app). */
 export function SettingsPage(props: { desktop: Desktop }) {
@@ -32,8 +32,8 @@ export function SettingsPage(props: { desktop: Desktop }) {
   const [url, setUrl] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
-  const [tested, setTested] = useState<Result>(null);
-  const [saved, setSaved] = useState<Result>(null);
+  const [tested, setTested] = useState<Outcome | null>(null);
+  const [saved, setSaved] = useState<Outcome | null>(null);
 
   const load = () =>
     props.desktop
@@ -96,11 +96,6 @@ export function SettingsPage(props: { desktop: Desktop }) {
 
   return (
     <div class="settings">
-      {info.restart_needed && !saved && (
-        <p class="notice" role="status">
-          Some saved changes take effect after a restart of the app.
-        </p>
-      )}
       <form aria-label="Settings" onSubmit={save}>
         <div class="settings-grid">
           <section class="card" aria-labelledby="app-title">
@@ -182,11 +177,7 @@ export function SettingsPage(props: { desktop: Desktop }) {
                     <button type="button" class="secondary" disabled={busy || !url.trim() || !!fixed("database_url")} onClick={() => void test()}>
                       Test connection
                     </button>
-                    {tested && (
-                      <span class={tested.ok ? "ok-text" : "error"} role={tested.ok ? "status" : "alert"}>
-                        {tested.text}
-                      </span>
-                    )}
+                    <OutcomeLine outcome={tested} inline />
                   </div>
                   <p class="muted small">Saving checks the connection too.</p>
                 </>
@@ -200,11 +191,7 @@ export function SettingsPage(props: { desktop: Desktop }) {
           <button type="submit" disabled={busy}>
             Save
           </button>
-          {saved && (
-            <span class={saved.ok ? "ok-text" : "error"} role={saved.ok ? "status" : "alert"}>
-              {saved.text}
-            </span>
-          )}
+          <OutcomeLine outcome={saved} inline />
         </div>
       </form>
       <section class="card" aria-labelledby="logs-title">
