@@ -24,11 +24,11 @@ pub mod security;
 pub mod session;
 
 use crate::hosts;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -42,6 +42,7 @@ use crate::config::OAuthConfig;
 use crate::keys::KeySalt;
 use crate::recorder::RecordFeed;
 use crate::store::Store;
+use auth::KeyRefused;
 use error::ApiError;
 
 /// What the dashboard's handlers share.
@@ -97,6 +98,7 @@ pub fn router(state: Arc<DashboardState>) -> Router {
         .route("/api/{*rest}", axum::routing::any(api_not_found))
         .fallback(assets::serve)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn(api_headers))
         .layer(middleware::from_fn_with_state(
             hosts,
             hosts::dashboard_guard,
@@ -110,13 +112,47 @@ fn has_session(state: &DashboardState, jar: &CookieJar) -> bool {
         .is_some_and(|c| state.auth.session_valid(c.value()))
 }
 
-/// Whether the request is logged in: a session cookie or the key as bearer.
-pub fn is_authenticated(
-    state: &DashboardState,
-    headers: &axum::http::HeaderMap,
-    jar: &CookieJar,
-) -> bool {
-    auth::bearer(headers).is_some_and(|key| state.auth.is_key(key)) || has_session(state, jar)
+/// Put on a request by [`guard`] when it is logged in (a session, or the key as bearer).
+#[derive(Clone, Copy)]
+pub struct LoggedIn;
+
+impl DashboardState {
+    /// Checks the dashboard key presented from `ip`, by login or as bearer on either port:
+    /// one limiter ([`auth::Auth::check_key`]) and one record of the wrong keys
+    /// (`dashboard_logins`, which the Security page counts).
+    pub async fn check_key(&self, ip: IpAddr, presented: &str) -> Result<(), KeyRefused> {
+        let checked = self.auth.check_key(ip, presented);
+        if checked == Err(KeyRefused::WrongKey) {
+            self.record_key_use(ip, false).await;
+        }
+        checked
+    }
+
+    /// Adds a row to `dashboard_logins`; a database that is away only costs the row.
+    pub async fn record_key_use(&self, ip: IpAddr, succeeded: bool) {
+        if let Err(e) = self.store.record_dashboard_login(ip, succeeded).await {
+            tracing::warn!("dashboard key use not recorded: {e}");
+        }
+    }
+}
+
+/// The API's answers carry the UI's hardening headers and are never cached: one of them is a
+/// request's decrypted bodies.
+async fn api_headers(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    private_answer(next.run(request).await)
+}
+
+/// An answer that holds data: [`assets::harden`]ed, and `Cache-Control: no-store`.
+pub fn private_answer(mut response: Response) -> Response {
+    assets::harden(&mut response);
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 async fn api_not_found() -> ApiError {
@@ -124,26 +160,36 @@ async fn api_not_found() -> ApiError {
 }
 
 /// Authentication and the `Origin` check for `/api/`; UI files are public (they hold no data).
+/// A bearer is checked wherever it is sent, public paths included: a wrong one is a guess.
 async fn guard(
     State(state): State<Arc<DashboardState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
     if !path.starts_with("/api/") {
         return next.run(request).await;
     }
-    let bearer = auth::bearer(request.headers()).is_some_and(|key| state.auth.is_key(key));
+    let bearer = match auth::bearer(request.headers()) {
+        None => false,
+        Some(key) => match state.check_key(peer.ip(), key).await {
+            Ok(()) => true,
+            Err(refused) => return ApiError::from(refused).into_response(),
+        },
+    };
     if auth::is_state_changing(request.method())
         && !auth::origin_allowed(request.headers(), bearer || path == "/api/login")
     {
         return ApiError::Forbidden("cross-origin request refused").into_response();
     }
-    if PUBLIC_API.contains(&path) {
-        return next.run(request).await;
+    let public = PUBLIC_API.contains(&path);
+    let logged_in = bearer || has_session(&state, &jar);
+    if logged_in {
+        request.extensions_mut().insert(LoggedIn);
     }
-    if bearer || has_session(&state, &jar) {
+    if logged_in || public {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()

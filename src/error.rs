@@ -10,6 +10,9 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+/// The `Allow` header of the proxy's 405s and of its local answers to HEAD and OPTIONS.
+pub const ALLOWED_METHODS: &str = "GET, POST, DELETE, HEAD, OPTIONS";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// Missing or wrong client key. Deliberately vague: it never says whether an account exists.
@@ -40,6 +43,14 @@ pub enum ProxyError {
     InvalidJson(String),
     #[error("could not read the request body")]
     BadRequestBody,
+    /// A method the Messages API family does not use (TRACE, PUT, made-up ones).
+    #[error("method {0} is not forwarded: the proxy forwards GET, POST and DELETE")]
+    MethodNotAllowed(String),
+    /// A path that is not a normalised `/v1/…` path.
+    #[error(
+        "path refused: dot segments, empty segments and encoded slashes or backslashes are not forwarded"
+    )]
+    PathRefused,
     #[error("upstream API unreachable")]
     UpstreamUnreachable(#[source] hyper_util::client::legacy::Error),
     #[error("upstream API sent no response headers within {}", humantime::format_duration(*.0))]
@@ -62,7 +73,10 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidJson(_) | ProxyError::BadRequestBody | ProxyError::PathRefused => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
@@ -77,7 +91,10 @@ impl ProxyError {
             | ProxyError::PassthroughKeyHeader
             | ProxyError::NeedsLogin { .. } => "authentication_error",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
-            ProxyError::InvalidJson(_) | ProxyError::BadRequestBody => "invalid_request_error",
+            ProxyError::InvalidJson(_)
+            | ProxyError::BadRequestBody
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::PathRefused => "invalid_request_error",
             ProxyError::UpstreamTimeout(_) => "timeout_error",
             ProxyError::NotFound => "not_found_error",
             ProxyError::UpstreamUnreachable(_)
@@ -130,11 +147,19 @@ impl IntoResponse for ProxyError {
             tracing::error!(%cause, "internal error");
         }
         let mut response = anthropic_error(self.status(), self.kind(), &self.to_string());
-        if let ProxyError::TokenRefreshBackoff(wait) = &self {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(wait.as_secs().max(1)),
-            );
+        match &self {
+            ProxyError::TokenRefreshBackoff(wait) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+            }
+            ProxyError::MethodNotAllowed(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            _ => {}
         }
         response
     }

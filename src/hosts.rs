@@ -35,6 +35,14 @@ impl AllowedHosts {
     }
 }
 
+/// Whether the request carries more than one `Host` header: a bad request (RFC 9112, 3.2),
+/// refused with 400 on both ports before anything else looks at the host.
+pub fn several_hosts(headers: &HeaderMap) -> bool {
+    headers.get_all(header::HOST).iter().nth(1).is_some()
+}
+
+const SEVERAL_HOSTS: &str = "more than one Host header";
+
 /// The host name of a request, lower-case, without port and trailing dot: from `Host`
 /// (HTTP/1.1) or the URI's authority (HTTP/2). `None` when neither is there or it is malformed.
 pub fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
@@ -66,12 +74,19 @@ fn host_without_port(raw: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-/// Dashboard middleware: a foreign `Host` gets 403.
+/// Dashboard middleware: two `Host` headers get 400, a foreign `Host` 403.
 pub async fn dashboard_guard(
     State(allowed): State<AllowedHosts>,
     request: Request,
     next: Next,
 ) -> Response {
+    if several_hosts(request.headers()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": SEVERAL_HOSTS })),
+        )
+            .into_response();
+    }
     match request_host(request.headers(), request.uri()) {
         Some(host) if allowed.allows(&host) => next.run(request).await,
         _ => (
@@ -80,6 +95,15 @@ pub async fn dashboard_guard(
         )
             .into_response(),
     }
+}
+
+/// The proxy port's answer to two `Host` headers: an Anthropic-shaped 400.
+pub fn several_hosts_on_proxy() -> Response {
+    anthropic_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        SEVERAL_HOSTS,
+    )
 }
 
 /// The proxy port's answer to a `Host` it does not serve: an Anthropic-shaped 403.

@@ -1,6 +1,6 @@
 //! The proxy handler: every method and path under `/v1/` goes to the upstream.
 //!
-//! One request: authenticate the client key, read the body (bounded by `MAX_REQUEST_SIZE`),
+//! One request: check its method and path ([`request_line`]), authenticate the client key, read the body (bounded by `MAX_REQUEST_SIZE`),
 //! check that a Messages request is JSON, forward it with the account's credential, and
 //! stream the answer back untouched through a tap that meters it. Each request becomes
 //! exactly one record, whether it succeeds, is refused, fails upstream or is abandoned by
@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod forward;
+pub mod request_line;
 pub mod state;
 mod tap;
 
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{Method, header, request};
+use axum::http::{HeaderValue, Method, StatusCode, header, request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -28,6 +29,7 @@ use uuid::Uuid;
 
 use forward::UpstreamAuth;
 pub use forward::{Upstream, UpstreamInitError};
+use request_line::MethodUse;
 
 use crate::accounts::credentials::UpstreamCredential;
 use crate::accounts::oauth::TokenUnavailable;
@@ -48,6 +50,18 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let mut exchange = Exchange::begin(state.clone(), &parts, domain, client_ip, started);
+    // Nothing goes upstream with a credential unless its method and path are the API's.
+    let method_use = match request_line::method_use(&parts.method)
+        .and_then(|method_use| request_line::check_path(parts.uri.path()).map(|()| method_use))
+    {
+        Ok(method_use) => method_use,
+        Err(error) => return exchange.fail(error),
+    };
+    if method_use == MethodUse::AnswerLocally {
+        exchange.finish(204, None, Metered::default());
+        let allow = HeaderValue::from_static(crate::error::ALLOWED_METHODS);
+        return (StatusCode::NO_CONTENT, [(header::ALLOW, allow)]).into_response();
+    }
     if state.paused.load(std::sync::atomic::Ordering::Relaxed) {
         return exchange.fail(ProxyError::Paused);
     }

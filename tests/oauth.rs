@@ -365,7 +365,7 @@ async fn invalid_grant_marks_needs_login_and_answers_a_clear_401() {
     assert_eq!(oauth.calls().len(), 1, "no retry of a refused grant");
     assert!(mock.received().is_empty(), "nothing went upstream");
 
-    let health = get_json(&proxy, "/health").await;
+    let (_, health) = get_health(&proxy).await;
     assert_eq!(health["oauth"][0]["domain"], "t.example");
     assert_eq!(health["oauth"][0]["status"], "needs_login");
     let metrics = get_json(&proxy, "/oauth-metrics").await;

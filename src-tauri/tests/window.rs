@@ -208,8 +208,8 @@ async fn the_app_runs_the_proxy_and_shows_requests_live_in_its_window() {
         .json()
         .await
         .unwrap();
-    assert_eq!(health["status"], "ok", "{health}");
-    assert_eq!(health["accounts"], 1, "{health}");
+    // Without the dashboard key, /health says how the proxy is and nothing more.
+    assert_eq!(health, json!({ "status": "ok" }));
 
     // The window shows the dashboard, logged in (no login form), and the key left the URL.
     let heading = client

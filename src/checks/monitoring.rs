@@ -1,5 +1,5 @@
 //! The security guide's monitoring queries, run against the database: failed
-//! authentications (proxy 401s and dashboard logins) and days of unusual token use per
+//! authentications (proxy 401s and wrong dashboard keys, by login or bearer) and days of unusual token use per
 //! account.
 
 use std::collections::BTreeMap;
@@ -50,8 +50,8 @@ pub(super) async fn failed_auth(store: &Store) -> Check {
         .collect();
     let mut detail = format!("{total} proxy request(s) refused with 401");
     match store.failed_dashboard_logins(since).await {
-        Ok(n) => detail.push_str(&format!("; {n} failed dashboard login(s)")),
-        Err(e) => detail.push_str(&format!("; failed dashboard logins unknown: {e}")),
+        Ok(n) => detail.push_str(&format!("; {n} wrong dashboard key(s)")),
+        Err(e) => detail.push_str(&format!("; wrong dashboard keys unknown: {e}")),
     }
     if flagged.is_empty() {
         Check::new("failed-auth", title, Status::Pass, detail)

@@ -4,11 +4,12 @@
 //! The key is `DASHBOARD_API_KEY`, or one generated at start (never optional: there is no
 //! open mode). `POST /api/login` exchanges it for a session cookie (`HttpOnly`,
 //! `SameSite=Strict`, `Secure` behind TLS, with an expiry); scripts may send the key as
-//! `Authorization: Bearer` instead. Keys are compared in constant time (SHA-256 of both, then
-//! `subtle`), sessions are kept in memory as hashes of their tokens, and failed logins are
-//! counted per client IP: after [`MAX_FAILURES`] within [`FAILURE_WINDOW`] that IP gets 429
-//! until the window has passed. State-changing calls must come from the dashboard's own
-//! origin.
+//! `Authorization: Bearer` instead, on the dashboard and on the proxy port. Every place that
+//! takes the key goes through [`Auth::check_key`]: keys are compared in constant time (SHA-256
+//! of both, then `subtle`), and wrong keys are counted per client IP, logins and bearers
+//! alike: after [`MAX_FAILURES`] within [`FAILURE_WINDOW`] that IP gets 429, even with the
+//! right key, until the window has passed. Sessions are kept in memory as hashes of their
+//! tokens. State-changing calls must come from the dashboard's own origin.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,7 +26,7 @@ use subtle::ConstantTimeEq;
 pub const SESSION_COOKIE: &str = "nexus_session";
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
-/// Failed logins allowed per client IP within [`FAILURE_WINDOW`].
+/// Wrong keys allowed per client IP within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
 
@@ -47,9 +48,9 @@ pub fn generate_key() -> Result<SecretString, getrandom::Error> {
     Ok(SecretString::from(format!("cnd_{}", random_text(32)?)))
 }
 
-/// Why a login was refused.
+/// Why a presented dashboard key was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum LoginRefused {
+pub enum KeyRefused {
     WrongKey,
     /// Too many failures from this IP; try again after this long.
     RateLimited(Duration),
@@ -76,40 +77,43 @@ impl Auth {
     }
 
     /// Constant-time comparison with the dashboard key.
-    pub fn is_key(&self, presented: &str) -> bool {
+    fn is_key(&self, presented: &str) -> bool {
         sha256(presented).ct_eq(&self.key_hash).into()
     }
 
-    /// Checks the key for a login from `ip`; on success returns a new session token.
-    pub fn login(&self, ip: IpAddr, presented: &str) -> Result<SecretString, LoginRefused> {
+    /// Checks a dashboard key presented from `ip` (a login or a bearer): refused while `ip`
+    /// has too many recent failures, counted as one when wrong.
+    pub fn check_key(&self, ip: IpAddr, presented: &str) -> Result<(), KeyRefused> {
         let now = Instant::now();
+        let mut failures = self.failures.lock().expect("failures lock");
+        failures.retain(|_, f| now.duration_since(f.window_start) < FAILURE_WINDOW);
+        if let Some(f) = failures.get(&ip)
+            && f.count >= MAX_FAILURES
         {
-            let mut failures = self.failures.lock().expect("failures lock");
-            failures.retain(|_, f| now.duration_since(f.window_start) < FAILURE_WINDOW);
-            if let Some(f) = failures.get(&ip)
-                && f.count >= MAX_FAILURES
-            {
-                return Err(LoginRefused::RateLimited(
-                    FAILURE_WINDOW.saturating_sub(now.duration_since(f.window_start)),
-                ));
-            }
+            return Err(KeyRefused::RateLimited(
+                FAILURE_WINDOW.saturating_sub(now.duration_since(f.window_start)),
+            ));
         }
         if !self.is_key(presented) {
-            let mut failures = self.failures.lock().expect("failures lock");
             let f = failures.entry(ip).or_insert(Failures {
                 count: 0,
                 window_start: now,
             });
             f.count += 1;
-            tracing::warn!(client_ip = %ip, failures = f.count, "dashboard login failed: wrong key");
-            return Err(LoginRefused::WrongKey);
+            tracing::warn!(client_ip = %ip, failures = f.count, "dashboard key refused: wrong key");
+            return Err(KeyRefused::WrongKey);
         }
-        self.failures.lock().expect("failures lock").remove(&ip);
-        let token = random_text(32).map_err(|_| LoginRefused::WrongKey)?;
+        failures.remove(&ip);
+        Ok(())
+    }
+
+    /// A new session, for a caller whose key [`Auth::check_key`] accepted.
+    pub fn start_session(&self) -> Result<SecretString, getrandom::Error> {
+        let token = random_text(32)?;
+        let now = Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions lock");
         sessions.retain(|_, expires| *expires > now);
         sessions.insert(sha256(&token), now + SESSION_TTL);
-        tracing::info!(client_ip = %ip, "dashboard login");
         Ok(SecretString::from(token))
     }
 
@@ -177,10 +181,9 @@ mod tests {
     }
 
     #[test]
-    fn login_gives_a_session_and_logout_ends_it() {
+    fn a_session_lasts_until_logout() {
         let auth = auth();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let token = auth.login(ip, "the-dashboard-key-0123").unwrap();
+        let token = auth.start_session().unwrap();
         assert!(auth.session_valid(token.expose_secret()));
         assert!(!auth.session_valid("something-else"));
         auth.logout(token.expose_secret());
@@ -188,19 +191,20 @@ mod tests {
     }
 
     #[test]
-    fn failures_are_limited_per_ip() {
+    fn wrong_keys_are_limited_per_ip() {
         let auth = auth();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(auth.check_key(ip, "the-dashboard-key-0123"), Ok(()));
         for _ in 0..MAX_FAILURES {
-            assert_eq!(auth.login(ip, "wrong").unwrap_err(), LoginRefused::WrongKey);
+            assert_eq!(auth.check_key(ip, "wrong"), Err(KeyRefused::WrongKey));
         }
         // Even the right key is refused now, from that IP only.
         assert!(matches!(
-            auth.login(ip, "the-dashboard-key-0123"),
-            Err(LoginRefused::RateLimited(_))
+            auth.check_key(ip, "the-dashboard-key-0123"),
+            Err(KeyRefused::RateLimited(_))
         ));
-        assert!(auth.login(other, "the-dashboard-key-0123").is_ok());
+        assert_eq!(auth.check_key(other, "the-dashboard-key-0123"), Ok(()));
     }
 
     #[test]

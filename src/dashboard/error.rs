@@ -57,6 +57,15 @@ impl ApiError {
     }
 }
 
+impl From<super::auth::KeyRefused> for ApiError {
+    fn from(refused: super::auth::KeyRefused) -> ApiError {
+        match refused {
+            super::auth::KeyRefused::WrongKey => ApiError::Unauthorized,
+            super::auth::KeyRefused::RateLimited(after) => ApiError::RateLimited(after),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

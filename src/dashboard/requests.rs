@@ -188,6 +188,7 @@ fn json_rows(rows: Vec<Record>, first: bool, last: bool) -> Vec<u8> {
 fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+    let text = |v: Option<&str>| spreadsheet_safe(v.unwrap_or_default());
     if header {
         let _ = w.write_record(CSV_HEADER);
     }
@@ -195,11 +196,11 @@ fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
         let _ = w.write_record([
             r.request_id.clone(),
             iso(r.timestamp),
-            r.domain.clone(),
-            r.account_id.clone().unwrap_or_default(),
-            r.method.clone(),
-            r.path.clone(),
-            r.model.clone().unwrap_or_default(),
+            text(Some(&r.domain)),
+            text(r.account_id.as_deref()),
+            text(Some(&r.method)),
+            text(Some(&r.path)),
+            text(r.model.as_deref()),
             r.status.to_string(),
             r.usage.input_tokens.to_string(),
             r.usage.output_tokens.to_string(),
@@ -209,10 +210,21 @@ fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
             opt(r.first_token_ms),
             r.streaming.to_string(),
             r.api_key_hash.map(|h| h.to_string()).unwrap_or_default(),
-            r.error.clone().unwrap_or_default(),
+            text(r.error.as_deref()),
         ]);
     }
     w.into_inner().unwrap_or_default()
+}
+
+/// A text cell a spreadsheet will not run: one that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return (a formula, to Excel and LibreOffice) gets a leading `'` (OWASP's rule for
+/// CSV injection). Model names, paths and errors come from clients and upstreams.
+fn spreadsheet_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
 }
 
 /// The filtered list as CSV or JSON, streamed page by page (newest first), so the export

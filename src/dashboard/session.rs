@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use secrecy::ExposeSecret;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::DashboardState;
-use super::auth::{self, LoginRefused, SESSION_COOKIE, SESSION_TTL};
+use super::auth::{self, SESSION_COOKIE, SESSION_TTL};
 use super::error::{ApiError, ErrorBody};
 
 type AppState = Arc<DashboardState>;
@@ -42,19 +42,14 @@ pub(super) async fn login(
     jar: CookieJar,
     Json(body): Json<LoginRequest>,
 ) -> Result<(CookieJar, StatusCode), ApiError> {
-    let login = state.auth.login(peer.ip(), &body.key);
-    if !matches!(login, Err(LoginRefused::RateLimited(_)))
-        && let Err(e) = state
-            .store
-            .record_dashboard_login(peer.ip(), login.is_ok())
-            .await
-    {
-        tracing::warn!("dashboard login not recorded: {e}");
-    }
-    let token = login.map_err(|refused| match refused {
-        LoginRefused::WrongKey => ApiError::Unauthorized,
-        LoginRefused::RateLimited(after) => ApiError::RateLimited(after),
-    })?;
+    let ip = peer.ip();
+    state.check_key(ip, &body.key).await?;
+    let token = state
+        .auth
+        .start_session()
+        .map_err(|e| ApiError::Internal(format!("no session token: {e}")))?;
+    state.record_key_use(ip, true).await;
+    tracing::info!(client_ip = %ip, "dashboard login");
     let cookie = Cookie::build((SESSION_COOKIE, token.expose_secret().to_string()))
         .path("/")
         .http_only(true)
@@ -89,13 +84,9 @@ pub struct SessionInfo {
 /// Whether the caller is logged in (the UI asks this first). Public: it says nothing else.
 #[utoipa::path(get, path = "/api/session", tag = "session",
     responses((status = 200, body = SessionInfo)))]
-pub(super) async fn session(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-) -> Json<SessionInfo> {
+pub(super) async fn session(logged_in: Option<Extension<super::LoggedIn>>) -> Json<SessionInfo> {
     Json(SessionInfo {
-        authenticated: super::is_authenticated(&state, &headers, &jar),
+        authenticated: logged_in.is_some(),
         version: crate::VERSION.to_string(),
     })
 }

@@ -90,8 +90,8 @@ impl ProxyHosts {
     }
 }
 
-/// One connection's requests: the `Host` guard first (403 for a host the proxy does not
-/// serve), then `/v1/` straight to [`proxy::handle`] and anything else through [`router`].
+/// One connection's requests: the `Host` guard first (400 for two `Host` headers, 403 for a
+/// host the proxy does not serve), then `/v1/` straight to [`proxy::handle`] and anything else through [`router`].
 /// Proxied requests skip the router's route match, path parameters and boxed services: 6–9%
 /// of the proxy's CPU per request (docs/BENCHMARKS.md).
 #[derive(Clone)]
@@ -111,6 +111,9 @@ impl Service<Request> for ProxyService {
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let port = &self.port.0;
+        if hosts::several_hosts(request.headers()) {
+            return Box::pin(ready(Ok(hosts::several_hosts_on_proxy())));
+        }
         let Some(host) = port.hosts.check(request.headers(), request.uri()) else {
             return Box::pin(ready(Ok(hosts::refused_on_proxy())));
         };
@@ -127,10 +130,15 @@ impl Service<Request> for ProxyService {
 }
 
 pub fn router(state: Arc<AppState>, dashboard: Arc<DashboardState>) -> Router {
-    let accounts =
-        dashboard::accounts::proxy_port::router(dashboard, state.dashboard_api_key.as_ref());
+    let accounts = dashboard::accounts::proxy_port::router(
+        dashboard.clone(),
+        state.dashboard_api_key.is_some(),
+    );
     Router::new()
-        .route("/health", get(health))
+        .route(
+            "/health",
+            get(move |state, peer, headers| health(state, dashboard.clone(), peer, headers)),
+        )
         .route("/token-stats", get(token_stats))
         .route(running_proxy::METRICS_PATH, get(oauth_metrics))
         .fallback(proxy::not_found)
@@ -138,10 +146,30 @@ pub fn router(state: Arc<AppState>, dashboard: Arc<DashboardState>) -> Router {
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .merge(accounts)
+        .layer(axum::middleware::map_response(
+            |response: Response| async move { dashboard::private_answer(response) },
+        ))
 }
 
-/// 200 with the version and database status; 503 when the database does not answer.
-async fn health(State(state): State<Arc<AppState>>) -> Response {
+/// 200 and `{"status": "ok"|"degraded"}`, or 503 and `"unhealthy"` when the database does not
+/// answer. With the dashboard key as bearer, the details too: version, database, accounts,
+/// retention, OAuth accounts, record counters. Without it nothing about the set-up shows to
+/// whoever can reach the port.
+async fn health(
+    State(state): State<Arc<AppState>>,
+    dashboard: Arc<DashboardState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let details = match dashboard::auth::bearer(&headers) {
+        None => false,
+        Some(key) => match dashboard.check_key(peer.ip(), key).await {
+            Ok(()) => true,
+            Err(refused) => {
+                return dashboard::accounts::proxy_port::in_anthropic_shape(&refused.into());
+            }
+        },
+    };
     let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => json!({ "status": "ok", "url": state.store.describe() }),
         Ok(Err(e)) => {
@@ -160,6 +188,14 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         (_, 1..) => "degraded",
         (false, 0) => "unhealthy",
     };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if !details {
+        return (code, Json(json!({ "status": status }))).into_response();
+    }
     let body = json!({
         "status": status,
         "version": crate::VERSION,
@@ -179,12 +215,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             "spooled": spooled,
         },
     });
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
 /// Counters of every OAuth refresh attempt, and each OAuth account's status. No secrets.

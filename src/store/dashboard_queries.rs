@@ -380,7 +380,7 @@ impl Store {
         rows.map_err(StoreError::from)
     }
 
-    /// Records a dashboard login that checked a key.
+    /// Records a checked dashboard key: a login (either way) or a wrong bearer.
     pub async fn record_dashboard_login(
         &self,
         client_ip: IpAddr,
@@ -396,7 +396,7 @@ impl Store {
         Ok(())
     }
 
-    /// Failed dashboard logins since `since`.
+    /// Wrong dashboard keys (logins and bearers) since `since`.
     pub async fn failed_dashboard_logins(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         let sql = "SELECT COUNT(*) AS failed FROM dashboard_logins \
                    WHERE NOT succeeded AND timestamp >= ?";

@@ -119,6 +119,7 @@ pub struct RecordRow {
     pub request_id: String,
     pub domain: String,
     pub account_id: Option<String>,
+    pub method: String,
     pub path: String,
     pub model: Option<String>,
     pub status: i64,
@@ -137,7 +138,7 @@ pub struct RecordRow {
 
 /// Every `api_requests` row, oldest first.
 pub async fn rows(db: &TestDb) -> Vec<RecordRow> {
-    const SQL: &str = "SELECT request_id, domain, account_id, path, model, \
+    const SQL: &str = "SELECT request_id, domain, account_id, method, path, model, \
         CAST(response_status AS BIGINT) AS response_status, input_tokens, output_tokens, \
         cache_creation_input_tokens, cache_read_input_tokens, total_tokens, first_token_ms, \
         response_streaming, api_key_hash, error, request_body, response_body \
@@ -153,6 +154,7 @@ pub async fn rows(db: &TestDb) -> Vec<RecordRow> {
                     request_id: r.get("request_id"),
                     domain: r.get("domain"),
                     account_id: r.get("account_id"),
+                    method: r.get("method"),
                     path: r.get("path"),
                     model: r.get("model"),
                     status: r.get("response_status"),

@@ -1,5 +1,5 @@
 //! The requests tests send, written once: a Messages request with a client key, a dashboard
-//! request with the dashboard key as bearer, and the proxy's `/health`.
+//! request with the dashboard key as bearer, and the proxy's `/health` (with its details).
 
 use reqwest::{IntoUrl, RequestBuilder, Response};
 use serde_json::Value;
@@ -43,8 +43,14 @@ pub fn dashboard_get(proxy: &TestProxy, path: &str) -> RequestBuilder {
         .bearer_auth(DASHBOARD_KEY)
 }
 
-/// `GET /health` on the proxy port: the status and the JSON body.
+/// `GET /health` on the proxy port with the dashboard key (so with the details): the status
+/// and the JSON body.
 pub async fn get_health(proxy: &TestProxy) -> (u16, Value) {
-    let response = http().get(proxy.url("/health")).send().await.unwrap();
+    let response = http()
+        .get(proxy.url("/health"))
+        .bearer_auth(DASHBOARD_KEY)
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }

@@ -7,19 +7,18 @@
 //! the proxy port's Anthropic shape.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use secrecy::SecretString;
 
 use super::{AppState, oauth, usage_window};
 use crate::accounts::oauth::running_proxy;
-use crate::dashboard::auth::{self, Auth};
+use crate::dashboard::auth;
 use crate::dashboard::error::ApiError;
 use crate::error::anthropic_error;
 
@@ -28,10 +27,10 @@ const CLOSED: &str =
 const UNAUTHENTICATED: &str =
     "invalid or missing dashboard key (Authorization: Bearer <DASHBOARD_API_KEY>)";
 
-/// The two routes for the proxy port's router to merge. `dashboard_api_key` is
-/// `DASHBOARD_API_KEY` as configured; without it every call is refused.
-pub fn router(state: AppState, dashboard_api_key: Option<&SecretString>) -> Router {
-    let key = dashboard_api_key.map(|key| Arc::new(Auth::new(key)));
+/// The two routes for the proxy port's router to merge. `open`: `DASHBOARD_API_KEY` is
+/// configured; without it every call is refused.
+pub fn router(state: AppState, open: bool) -> Router {
+    let guard = open.then(|| state.clone());
     Router::new()
         .route(
             "/api/accounts/{id}/usage-window",
@@ -45,28 +44,28 @@ pub fn router(state: AppState, dashboard_api_key: Option<&SecretString>) -> Rout
                 anthropic_shaped(oauth::oauth_refresh(state, id))
             }),
         )
-        .route_layer(middleware::from_fn_with_state(key, bearer_only))
+        .route_layer(middleware::from_fn_with_state(guard, bearer_only))
         .with_state(state)
 }
 
-/// The dashboard key as bearer, nothing else.
+/// The dashboard key as bearer, nothing else, checked as the dashboard checks it (one limit on
+/// wrong keys per address, each one recorded).
 async fn bearer_only(
-    State(key): State<Option<Arc<Auth>>>,
+    State(state): State<Option<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(key) = key else {
-        return refused(CLOSED);
+    let Some(state) = state else {
+        return anthropic_error(StatusCode::UNAUTHORIZED, "authentication_error", CLOSED);
     };
-    if auth::bearer(request.headers()).is_some_and(|presented| key.is_key(presented)) {
-        next.run(request).await
-    } else {
-        refused(UNAUTHENTICATED)
+    let Some(presented) = auth::bearer(request.headers()) else {
+        return in_anthropic_shape(&ApiError::Unauthorized);
+    };
+    match state.check_key(peer.ip(), presented).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => in_anthropic_shape(&refused.into()),
     }
-}
-
-fn refused(message: &str) -> Response {
-    anthropic_error(StatusCode::UNAUTHORIZED, "authentication_error", message)
 }
 
 /// The handler's answer, its [`ApiError`] in Anthropic's shape (as everything else on the
@@ -74,11 +73,15 @@ fn refused(message: &str) -> Response {
 async fn anthropic_shaped<T: IntoResponse>(
     answer: impl Future<Output = Result<T, ApiError>>,
 ) -> Response {
-    let error = match answer.await {
-        Ok(answer) => return answer.into_response(),
-        Err(error) => error,
-    };
-    let kind = match &error {
+    match answer.await {
+        Ok(answer) => answer.into_response(),
+        Err(error) => in_anthropic_shape(&error),
+    }
+}
+
+/// An [`ApiError`] on the proxy port: Anthropic's shape, the same status (and `retry-after`).
+pub fn in_anthropic_shape(error: &ApiError) -> Response {
+    let kind = match error {
         ApiError::Unauthorized => "authentication_error",
         ApiError::Forbidden(_) => "permission_error",
         ApiError::NotFound => "not_found_error",
@@ -86,7 +89,8 @@ async fn anthropic_shaped<T: IntoResponse>(
         ApiError::RateLimited(_) => "rate_limit_error",
         ApiError::Unavailable(_) | ApiError::Internal(_) => "api_error",
     };
-    let message = match &error {
+    let message = match error {
+        ApiError::Unauthorized => UNAUTHENTICATED.to_string(),
         // Both routes look up one account.
         ApiError::NotFound => "no account with that accountId or domain".to_string(),
         ApiError::Internal(cause) => {
@@ -95,5 +99,12 @@ async fn anthropic_shaped<T: IntoResponse>(
         }
         _ => error.to_string(),
     };
-    anthropic_error(error.status(), kind, &message)
+    let mut response = anthropic_error(error.status(), kind, &message);
+    if let ApiError::RateLimited(after) = *error {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(after.as_secs().max(1)),
+        );
+    }
+    response
 }

@@ -1,0 +1,335 @@
+//! The holes an attacker's probe found (issue 21), each closed: raw requests on the real
+//! listeners where a client library would have normalised what is sent (paths, methods,
+//! duplicate headers), checking the answer, that the mock Anthropic API received nothing for a
+//! refused request, and that the refusal is recorded.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEY: &str = "cnp_live_securityAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// An answer read off the socket.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The Anthropic error's `error.type`.
+    fn error_type(&self) -> String {
+        let body: Value =
+            serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("{}", self.body));
+        assert_eq!(body["type"], "error", "{body}");
+        body["error"]["type"].as_str().unwrap().to_string()
+    }
+}
+
+/// Sends `head` (request line and headers, `\r\n`-separated, without the blank line) as
+/// written, with `Connection: close`, and reads the whole answer.
+async fn raw(addr: SocketAddr, head: &str) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("{head}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default();
+    let status = status
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// A raw request to the proxy with the client key.
+async fn raw_with_key(proxy: &TestProxy, request_line: &str) -> RawResponse {
+    raw(
+        proxy.addr,
+        &format!("{request_line}\r\nHost: 127.0.0.1\r\nx-api-key: {KEY}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn dot_segments_and_encoded_separators_never_reach_the_upstream() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    let refused = [
+        "/v1/models/../../api/oauth/usage",
+        "/v1/models/%2e%2e/%2E%2E/api/oauth/usage",
+        "/v1/./messages",
+        "/v1/models%2f..%2f..%2fapi",
+        "/v1/models%5c..%5cadmin",
+        "/v1//messages",
+    ];
+    for path in refused {
+        let answer = raw_with_key(&proxy, &format!("GET {path} HTTP/1.1")).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        assert_eq!(answer.error_type(), "invalid_request_error", "{path}");
+    }
+    // A normal path still goes through, with the account's key.
+    let models = raw_with_key(&proxy, "GET /v1/models HTTP/1.1").await;
+    assert_eq!(models.status, 200, "{}", models.body);
+    let received = mock.received();
+    assert_eq!(received.len(), 1, "only /v1/models arrived");
+    assert_eq!(received[0].path, "/v1/models");
+
+    let db = proxy.stop_and_open_db().await;
+    let rows = rows(&db).await;
+    for path in refused {
+        let row = rows
+            .iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("{path} recorded"));
+        assert_eq!(row.status, 400);
+        assert!(row.error.as_deref().unwrap().contains("path refused"));
+    }
+}
+
+#[tokio::test]
+async fn only_the_api_methods_are_forwarded() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    for method in ["TRACE", "FOO", "PUT", "PATCH"] {
+        let answer = raw_with_key(&proxy, &format!("{method} /v1/messages HTTP/1.1")).await;
+        assert_eq!(answer.status, 405, "{method}: {}", answer.body);
+        assert_eq!(answer.error_type(), "invalid_request_error");
+        assert_eq!(
+            answer.header("allow"),
+            Some("GET, POST, DELETE, HEAD, OPTIONS")
+        );
+    }
+    // HEAD and OPTIONS are answered here, without the key and without the upstream.
+    for method in ["OPTIONS", "HEAD"] {
+        let answer = raw(
+            proxy.addr,
+            &format!("{method} /v1/messages HTTP/1.1\r\nHost: 127.0.0.1"),
+        )
+        .await;
+        assert_eq!(answer.status, 204, "{method}");
+        assert_eq!(
+            answer.header("allow"),
+            Some("GET, POST, DELETE, HEAD, OPTIONS")
+        );
+    }
+    assert!(mock.received().is_empty(), "nothing reached the upstream");
+
+    let db = proxy.stop_and_open_db().await;
+    let rows = rows(&db).await;
+    let mut recorded: Vec<(String, i64)> =
+        rows.iter().map(|r| (r.method.clone(), r.status)).collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("FOO", 405),
+            ("HEAD", 204),
+            ("OPTIONS", 204),
+            ("PATCH", 405),
+            ("PUT", 405),
+            ("TRACE", 405)
+        ]
+        .map(|(m, s)| (m.to_string(), s))
+    );
+}
+
+#[tokio::test]
+async fn two_host_headers_are_a_bad_request_on_both_ports() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let twice = "Host: localhost\r\nHost: evil.example";
+    let answer = raw(
+        proxy.addr,
+        &format!("GET /v1/models HTTP/1.1\r\n{twice}\r\nx-api-key: {KEY}"),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.error_type(), "invalid_request_error");
+    let answer = raw(
+        proxy.dashboard_addr,
+        &format!("GET /api/overview HTTP/1.1\r\n{twice}\r\nAuthorization: Bearer {DASHBOARD_KEY}"),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(mock.received().is_empty());
+}
+
+#[tokio::test]
+async fn csv_export_cells_cannot_run_as_formulas() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    let models = [
+        r#"=HYPERLINK("http://evil/","x")"#,
+        "@SUM(1+1)*cmd|x",
+        "+1+1",
+        "-2+3",
+    ];
+    for model in models {
+        // An upstream error names no model, so the request's model is what is recorded.
+        let body = serde_json::json!({"model": model, "max_tokens": 1, "messages": []});
+        let response = post_message(proxy.url("/v1/messages"), KEY, body.to_string())
+            .header("x-mock", "status-400")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
+    // A restart flushes the records to the database.
+    proxy.restart().await;
+    let csv = dashboard_get(&proxy, "/api/requests/export?format=csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "model")
+        .unwrap();
+    let mut cells: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[column].to_string())
+        .collect();
+    cells.sort();
+    let mut want: Vec<String> = models.iter().map(|m| format!("'{m}")).collect();
+    want.sort();
+    assert_eq!(cells, want);
+}
+
+#[tokio::test]
+async fn wrong_dashboard_keys_share_one_limit_and_one_record_wherever_they_are_sent() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    let wrong = "cnd_a-guess-0000000000000000000000000000000000000";
+    let login = |key: &str| {
+        http()
+            .post(proxy.dashboard_url("/api/login"))
+            .json(&serde_json::json!({ "key": key }))
+    };
+    let overview = |key: &str| {
+        http()
+            .get(proxy.dashboard_url("/api/overview"))
+            .bearer_auth(key)
+    };
+    let usage_window = |key: &str| {
+        http()
+            .get(proxy.url("/api/accounts/acc/usage-window"))
+            .bearer_auth(key)
+    };
+    let health = |key: &str| http().get(proxy.url("/health")).bearer_auth(key);
+    // Five wrong keys from one address, by login and as bearer on both ports: each a 401.
+    for guess in [
+        login(wrong),
+        login(wrong),
+        overview(wrong),
+        usage_window(wrong),
+        health(wrong),
+    ] {
+        assert_eq!(guess.send().await.unwrap().status(), 401);
+    }
+    // Now the address is locked out everywhere, with the right key too.
+    for attempt in [
+        login(DASHBOARD_KEY),
+        overview(DASHBOARD_KEY),
+        usage_window(DASHBOARD_KEY),
+        health(DASHBOARD_KEY),
+    ] {
+        let response = attempt.send().await.unwrap();
+        assert_eq!(response.status(), 429, "{:?}", response.url().path());
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    let answer = usage_window(DASHBOARD_KEY).send().await.unwrap();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+    assert!(mock.received().is_empty());
+
+    // Every wrong key is in dashboard_logins, which the Security page counts.
+    let db = proxy.stop_and_open_db().await;
+    let failed = db
+        .number("SELECT COUNT(*) FROM dashboard_logins WHERE NOT succeeded")
+        .await;
+    assert_eq!(failed, 5);
+}
+
+#[tokio::test]
+async fn api_answers_are_not_sniffed_or_cached() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    assert_eq!(message_status(&proxy, KEY).await, 200);
+    proxy.restart().await;
+    let list: Value = dashboard_get(&proxy, "/api/requests")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["items"][0]["request_id"].as_str().unwrap();
+    let answers = [
+        // A request with its decrypted bodies, an error, the proxy port's JSON.
+        dashboard_get(&proxy, &format!("/api/requests/{id}")),
+        http().get(proxy.dashboard_url("/api/overview")),
+        http().get(proxy.url("/health")),
+        http()
+            .get(proxy.url("/token-stats"))
+            .header("x-api-key", KEY),
+    ];
+    for answer in answers {
+        let response = answer.send().await.unwrap();
+        let path = response.url().path().to_string();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn health_shows_details_only_with_the_dashboard_key() {
+    let mock = MockUpstream::start().await;
+    let proxy = proxy_with_account(&mock, KEY).await;
+    let anonymous = http().get(proxy.url("/health")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 200);
+    let anonymous: Value = anonymous.json().await.unwrap();
+    assert_eq!(anonymous, serde_json::json!({ "status": "ok" }));
+    // A client key is not the dashboard key.
+    let client = http()
+        .get(proxy.url("/health"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(client.status(), 401);
+    let (status, details) = get_health(&proxy).await;
+    assert_eq!(status, 200);
+    assert_eq!(details["accounts"], 1, "{details}");
+    assert!(details["database"]["url"].is_string(), "{details}");
+}
