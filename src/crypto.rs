@@ -156,6 +156,9 @@ impl DataKey {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| file_error(std::io::Error::other(e)))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::atomic_file::create_private_dir(dir).map_err(file_error)?;
+        }
         crate::atomic_file::write_private(path, &bytes).map_err(file_error)?;
         Self::from_bytes(&bytes)
     }

@@ -116,7 +116,7 @@ impl KeySalt {
         let mut bytes = vec![0u8; 32];
         getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::atomic_file::create_private_dir(dir)?;
         }
         let mut file = private_file_options().open(path)?;
         file.write_all(&bytes)?;

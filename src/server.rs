@@ -95,6 +95,12 @@ pub enum StartError {
     },
     #[error("cannot generate a dashboard key: {0}")]
     Random(#[from] getrandom::Error),
+    #[error("cannot create or secure the data directory {dir}: {source}")]
+    DataDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The background tasks, stopped and awaited in this order at shutdown.
@@ -191,6 +197,13 @@ impl Server {
         config: Config,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<Server, StartError> {
+        // The data directory first, its owner's only, before anything is written there.
+        crate::atomic_file::private_data_dir(&config.data_dir).map_err(|source| {
+            StartError::DataDir {
+                dir: config.data_dir.display().to_string(),
+                source,
+            }
+        })?;
         // Bodies are sealed with a data key: from the environment, the keychain or a key file
         // (made when bodies are stored; read when it exists, to show older bodies).
         let data_key = crypto::resolve(

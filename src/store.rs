@@ -40,8 +40,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create the database directory {path}: {source}")]
-    Directory {
+    #[error("cannot create or secure the database file {path}: {source}")]
+    File {
         path: String,
         #[source]
         source: std::io::Error,

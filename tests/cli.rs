@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -238,6 +239,7 @@ fn doctor_fails_on_an_open_credential_file_and_passes_once_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o700)).unwrap();
     let file = credentials.join("a.example.credentials.json");
     write_file_mode(&file, "{}", 0o644);
 

@@ -333,3 +333,139 @@ async fn health_shows_details_only_with_the_dashboard_key() {
     assert_eq!(details["accounts"], 1, "{details}");
     assert!(details["database"]["url"].is_string(), "{details}");
 }
+
+/// Every directory and file under `root`, with its mode.
+fn modes_under(root: &std::path::Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            let shown = path.strip_prefix(root).unwrap().display().to_string();
+            found.push((shown, meta.permissions().mode() & 0o777));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `claude-nexus serve` as a new user starts it: an empty home, no session bus, defaults for
+/// every path; one request recorded (a 401: the upstream is never asked), then SIGTERM.
+fn serve_in(home: &std::path::Path, storage: &str) -> String {
+    use std::io::{Read, Write};
+    let mut cmd = process::Nexus::new(home)
+        .env("CLAUDE_API_BASE_URL", "http://127.0.0.1:9")
+        .env("STORAGE_ENABLED", storage)
+        .env("HOME", home)
+        .command();
+    cmd.env_remove("NEXUS_DATA_DIR")
+        .env_remove("CREDENTIALS_DIR")
+        .current_dir(home);
+    let (running, addr) = process::Running::start(cmd);
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: cnp_live_nobody\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let (status, log) = running.terminate();
+    assert!(status.success(), "{log}");
+    log
+}
+
+#[test]
+fn everything_the_server_creates_is_its_owners_only() {
+    for storage in ["false", "true"] {
+        let home = tempfile::tempdir().unwrap();
+        let log = serve_in(home.path(), storage);
+        let created = modes_under(home.path());
+        let names: Vec<&str> = created.iter().map(|(p, _)| p.as_str()).collect();
+        let data = ".local/share/claude-nexus";
+        let mut expected = vec!["claude-nexus.db", "api_key_salt"];
+        if storage == "true" {
+            expected.push("storage_key");
+        }
+        for file in expected {
+            let file = format!("{data}/{file}");
+            assert!(names.contains(&file.as_str()), "{file} in {names:?}\n{log}");
+        }
+        for (path, mode) in &created {
+            let want = if home.path().join(path).is_dir() {
+                0o700
+            } else {
+                0o600
+            };
+            assert_eq!(
+                *mode, want,
+                "{path} is {mode:o} (STORAGE_ENABLED={storage})"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_older_data_directory_left_open_is_made_private_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    serve_in(home.path(), "false");
+    let data = home.path().join(".local/share/claude-nexus");
+    let db = data.join("claude-nexus.db");
+    let set = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set(&data, 0o755);
+    set(&db, 0o644);
+    let log = serve_in(home.path(), "false");
+    assert!(
+        log.contains("claude-nexus.db was open to group or others (mode 644); made it 600"),
+        "{log}"
+    );
+    for (path, mode) in modes_under(&data) {
+        assert!(mode & 0o077 == 0, "{path} is {mode:o}");
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[tokio::test]
+async fn a_credentials_directory_others_can_write_to_loads_no_account() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = MockUpstream::start().await;
+    let mut proxy = proxy_with_account(&mock, KEY).await;
+    assert_eq!(message_status(&proxy, KEY).await, 200);
+    let open = |mode| std::fs::Permissions::from_mode(mode);
+    std::fs::set_permissions(&proxy.credentials_dir, open(0o770)).unwrap();
+    proxy.restart().await;
+    assert_eq!(message_status(&proxy, KEY).await, 401);
+    assert_eq!(
+        mock.received().len(),
+        1,
+        "only the first request went upstream"
+    );
+
+    // doctor fails on a directory others can read, and on one they can write to.
+    for mode in [0o755, 0o770] {
+        std::fs::set_permissions(&proxy.credentials_dir, open(mode)).unwrap();
+        let out = process::Nexus::new(proxy.dir.path())
+            .envs(proxy.env_vars())
+            .output(&["doctor"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains("[FAIL] Credentials directory is private"),
+            "{stdout}"
+        );
+    }
+    std::fs::set_permissions(&proxy.credentials_dir, open(0o700)).unwrap();
+    proxy.restart().await;
+    assert_eq!(message_status(&proxy, KEY).await, 200);
+}

@@ -23,6 +23,8 @@ use tauri::RunEvent;
 const MINIMISED_FLAG: &str = "--minimised";
 
 fn main() -> ExitCode {
+    // Whatever the app creates (database, logs, settings, the webview's data) is the user's only.
+    claude_nexus::atomic_file::owner_only_umask();
     let Some(dirs) = settings::Dirs::user() else {
         eprintln!("claude-nexus-desktop: no home directory");
         return ExitCode::FAILURE;

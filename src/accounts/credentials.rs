@@ -72,6 +72,12 @@ pub struct OAuthCredential {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
+    /// Someone else could put an account (a client key and an upstream of theirs) in it.
+    #[error(
+        "{}: writable by group or others (mode {mode:o}); refusing to load any account from it. Fix: chmod 700 {}",
+        .dir.display(), .dir.display()
+    )]
+    DirectoryWritable { dir: PathBuf, mode: u32 },
     #[error(
         "{}: readable by group or others (mode {mode:o}); refusing to load it. Fix: chmod 600 {}",
         .file.display(), .file.display()
@@ -203,8 +209,21 @@ impl Credentials {
         self.reloads.subscribe()
     }
 
-    /// Re-reads every file. A file that fails keeps its last good version, if it had one.
+    /// Re-reads every file. A file that fails keeps its last good version, if it had one. A
+    /// directory others can write to loads nothing at all.
     pub fn reload(&self) -> Vec<CredentialError> {
+        if let Some(mode) = writable_by_others(&self.dir) {
+            self.last_good
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            self.current.store(Arc::new(Accounts::default()));
+            self.reloads.send_modify(|n| *n += 1);
+            return vec![CredentialError::DirectoryWritable {
+                dir: self.dir.clone(),
+                mode,
+            }];
+        }
         let mut errors = Vec::new();
         let mut files = match list_files(&self.dir) {
             Ok(files) => files,
@@ -328,20 +347,38 @@ pub fn domain_of(file: &Path) -> String {
         .to_ascii_lowercase()
 }
 
+/// Warns when the directory is readable by others (they can list the accounts); writable
+/// is worse, and refused by [`Credentials::reload`].
 fn check_dir_permissions(dir: &Path) {
+    if let Some(mode) = mode_of(dir)
+        && mode & 0o077 != 0
+        && writable_by_others(dir).is_none()
+    {
+        tracing::warn!(
+            "credentials directory {} is readable by group or others (mode {mode:o}); fix: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        );
+    }
+}
+
+/// The directory's mode when group or others may write in it.
+pub fn writable_by_others(dir: &Path) -> Option<u32> {
+    mode_of(dir).filter(|mode| mode & 0o022 != 0)
+}
+
+fn mode_of(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(dir) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    "credentials directory {} is open to group or others (mode {mode:o}); fix: chmod 700 {}",
-                    dir.display(),
-                    dir.display()
-                );
-            }
-        }
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 

@@ -34,10 +34,17 @@ pub(super) fn credential_files(dir: &Path) -> Vec<Check> {
             Status::Pass,
             format!("{shown} is {mode:o}"),
         ),
+        Some(mode) if mode & 0o022 != 0 => Check::new(
+            "credentials-dir",
+            "Credentials directory is private (0700)",
+            Status::Fail,
+            format!("{shown} is {mode:o}: others can add accounts to it, so the proxy loads none"),
+        )
+        .fix(format!("chmod 700 {shown}")),
         Some(mode) => Check::new(
             "credentials-dir",
             "Credentials directory is private (0700)",
-            Status::Warn,
+            Status::Fail,
             format!("{shown} is {mode:o}: others can list your accounts"),
         )
         .fix(format!("chmod 700 {shown}")),

@@ -114,12 +114,10 @@ pub fn mark_manual(settings: &Settings, id: &str, done: bool) -> Result<(), Mark
         source,
     };
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::atomic_file::create_private_dir(dir).map_err(io)?;
     }
-    let tmp = file.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(&record).unwrap_or_default();
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, &file).map_err(io)
+    crate::atomic_file::write_private(&file, text.as_bytes()).map_err(io)
 }
 
 #[cfg(test)]

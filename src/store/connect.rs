@@ -14,12 +14,27 @@ use super::StoreError;
 /// How long a query waits for a connection before the caller hears the database is gone.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Opens (creating it when missing) the SQLite file. It holds client IPs, key hashes and
+/// sealed bodies: the file is made 0600 before SQLite opens it (SQLite gives its `-wal` and
+/// `-shm` files the database's mode), a missing directory 0700, and an older file left open
+/// to others is made private, with a warning.
 pub(super) async fn sqlite(path: &Path) -> Result<SqlitePool, StoreError> {
+    let io_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::File { path, source }
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        crate::atomic_file::create_private_dir(dir).map_err(io_error(dir))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(io_error(path))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        crate::atomic_file::make_private(Path::new(&file)).map_err(io_error(path))?;
     }
     let options = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)

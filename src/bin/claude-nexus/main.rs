@@ -79,6 +79,8 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    // Whatever this process creates (database, spool, keys, logs) is the user's only.
+    claude_nexus::atomic_file::owner_only_umask();
     let cli = Cli::parse();
     match cli.command {
         Command::Keys(KeysCommand::Generate { count, test }) => generate_keys(count, test),
