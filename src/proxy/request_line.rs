@@ -42,34 +42,35 @@ pub fn check_path(path: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Decodes `raw` on the fly (no allocation: this runs on every request) and refuses a
+/// separator, a control character, a malformed escape, or a decoded `""`, `.` or `..`.
 fn segment_is_normal(raw: &[u8]) -> bool {
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut i = 0;
+    let (mut len, mut dots, mut i) = (0, 0, 0);
     while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' => {
-                let Some(byte) = raw.get(i + 1..i + 3).and_then(hex_byte) else {
-                    return false;
-                };
-                i += 3;
-                byte
-            }
-            byte => {
-                i += 1;
-                byte
-            }
+        let byte = if raw[i] == b'%' {
+            let (Some(high), Some(low)) = (
+                raw.get(i + 1).and_then(|b| hex_digit(*b)),
+                raw.get(i + 2).and_then(|b| hex_digit(*b)),
+            ) else {
+                return false;
+            };
+            i += 3;
+            (high << 4) | low
+        } else {
+            i += 1;
+            raw[i - 1]
         };
         if byte == b'/' || byte == b'\\' || byte.is_ascii_control() {
             return false;
         }
-        decoded.push(byte);
+        len += 1;
+        dots += usize::from(byte == b'.');
     }
-    !matches!(decoded.as_slice(), b"" | b"." | b"..")
+    len > 0 && !(dots == len && len <= 2)
 }
 
-fn hex_byte(pair: &[u8]) -> Option<u8> {
-    let text = std::str::from_utf8(pair).ok()?;
-    u8::from_str_radix(text, 16).ok()
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -86,6 +87,7 @@ mod tests {
             "/v1/files/file_011CNha8iCJcU1wXNR6q4V8w",
             "/v1/files/a%20b",
             "/v1/..a/b..",
+            "/v1/.../x",
         ] {
             assert!(check_path(path).is_ok(), "{path}");
         }
