@@ -109,19 +109,24 @@ impl ProxyError {
     /// upstream's failures, the cause (which the client does not see).
     pub fn record_text(&self) -> String {
         match self {
-            ProxyError::UpstreamUnreachable(e) => format!("{self}: {}", error_chain(e)),
+            ProxyError::UpstreamUnreachable(e) => format!("{self}: {}", one_line(e)),
             ProxyError::Internal(cause) => format!("{self}: {cause}"),
             _ => self.to_string(),
         }
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes in one line, each cause once: a cause whose text the line already
+/// holds (an error that shows its source and also returns it) is not repeated.
+pub fn one_line(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = s.source();
     }
     text
@@ -162,5 +167,32 @@ impl IntoResponse for ProxyError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the key file /x/storage_key: {0}")]
+    struct KeyFile(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("storage encryption key: {0}")]
+    struct Start(#[from] KeyFile);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = Start(KeyFile(std::io::Error::from(std::io::ErrorKind::NotFound)));
+        assert_eq!(
+            one_line(&e),
+            "storage encryption key: cannot read the key file /x/storage_key: entity not found"
+        );
+        let bare = std::io::Error::other(KeyFile(std::io::Error::other("disk on fire")));
+        assert_eq!(
+            one_line(&bare),
+            "cannot read the key file /x/storage_key: disk on fire"
+        );
     }
 }

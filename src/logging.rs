@@ -13,6 +13,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::redact::MaskingWriter;
 
+/// How the binaries report an error: one line, each cause once.
+pub use crate::error::one_line;
+
 /// Lines waiting for the log thread. The queue's slots are allocated and touched up front
 /// (about 32 bytes each), so this is resident memory: 16,384 lines is half a megabyte, and
 /// about a second of access lines at full load (the thread writes them in batches). A full

@@ -263,3 +263,28 @@ fn doctor_fails_on_an_open_credential_file_and_passes_once_fixed() {
     // No database yet: doctor does not create one.
     assert!(!dir.path().join("records.db").exists());
 }
+
+#[test]
+fn a_start_up_error_says_each_cause_once() {
+    // A new user's empty home, where the data directory cannot be made (`.local` is a file).
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join(".local"), "").unwrap();
+    let mut cmd = Nexus::new(home.path())
+        .env("HOME", home.path())
+        .env("STORAGE_ENABLED", "true")
+        .command();
+    cmd.env_remove("NEXUS_DATA_DIR").current_dir(home.path());
+    let out = cmd.args(["serve", "--port", "0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ERROR"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("cannot create or secure the data directory"),
+        "{line}"
+    );
+    assert!(line.contains(".local/share/claude-nexus"), "{line}");
+    assert_eq!(line.matches("Not a directory").count(), 1, "{line}");
+}

@@ -355,12 +355,13 @@ fn modes_under(root: &std::path::Path) -> Vec<(String, u32)> {
 }
 
 /// `claude-nexus serve` as a new user starts it: an empty home, no session bus, defaults for
-/// every path; one request recorded (a 401: the upstream is never asked), then SIGTERM.
-fn serve_in(home: &std::path::Path, storage: &str) -> String {
+/// every path but `env`; one request recorded (a 401: the upstream is never asked), then
+/// SIGTERM.
+fn serve_in(home: &std::path::Path, env: &[(&str, &str)]) -> String {
     use std::io::{Read, Write};
     let mut cmd = process::Nexus::new(home)
         .env("CLAUDE_API_BASE_URL", "http://127.0.0.1:9")
-        .env("STORAGE_ENABLED", storage)
+        .envs(env.iter().copied())
         .env("HOME", home)
         .command();
     cmd.env_remove("NEXUS_DATA_DIR")
@@ -383,9 +384,17 @@ fn serve_in(home: &std::path::Path, storage: &str) -> String {
 
 #[test]
 fn everything_the_server_creates_is_its_owners_only() {
+    // Everything that touches the disk: bodies stored or not (then a key file), retention.
+    let retention = [
+        ("RETENTION_DAYS", "30"),
+        ("BODY_RETENTION_DAYS", "7"),
+        ("MAX_DB_SIZE_MB", "100"),
+    ];
     for storage in ["false", "true"] {
         let home = tempfile::tempdir().unwrap();
-        let log = serve_in(home.path(), storage);
+        let mut env = vec![("STORAGE_ENABLED", storage)];
+        env.extend(retention.iter().copied().filter(|_| storage == "true"));
+        let log = serve_in(home.path(), &env);
         let created = modes_under(home.path());
         let names: Vec<&str> = created.iter().map(|(p, _)| p.as_str()).collect();
         let data = ".local/share/claude-nexus";
@@ -415,7 +424,7 @@ fn everything_the_server_creates_is_its_owners_only() {
 fn an_older_data_directory_left_open_is_made_private_with_a_warning() {
     use std::os::unix::fs::PermissionsExt;
     let home = tempfile::tempdir().unwrap();
-    serve_in(home.path(), "false");
+    serve_in(home.path(), &[]);
     let data = home.path().join(".local/share/claude-nexus");
     let db = data.join("claude-nexus.db");
     let set = |path: &std::path::Path, mode| {
@@ -423,7 +432,7 @@ fn an_older_data_directory_left_open_is_made_private_with_a_warning() {
     };
     set(&data, 0o755);
     set(&db, 0o644);
-    let log = serve_in(home.path(), "false");
+    let log = serve_in(home.path(), &[]);
     assert!(
         log.contains("claude-nexus.db was open to group or others (mode 644); made it 600"),
         "{log}"

@@ -149,9 +149,10 @@ where
 }
 
 fn failed(errors: Errors, e: &anyhow::Error) -> ExitCode {
+    let text = logging::one_line(e.as_ref());
     match errors {
-        Errors::Logged => tracing::error!("{e:#}"),
-        Errors::Printed => eprintln!("error: {e:#}"),
+        Errors::Logged => tracing::error!("{text}"),
+        Errors::Printed => eprintln!("error: {text}"),
     }
     ExitCode::FAILURE
 }
