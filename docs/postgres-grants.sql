@@ -24,6 +24,8 @@ GRANT USAGE ON SEQUENCE streaming_chunks_id_seq TO nexus_app;
 -- Client keys: servers read them and record their last use; `claude-nexus keys` (run with
 -- the same DATABASE_URL) creates and revokes them. Keys are never deleted.
 GRANT SELECT, INSERT, UPDATE ON client_keys TO nexus_app;
+-- Their version, which every change to client_keys moves (a trigger) and servers poll.
+GRANT SELECT, UPDATE ON client_keys_version TO nexus_app;
 -- `serve` checks that the schema is up to date before it starts.
 GRANT SELECT ON _sqlx_migrations TO nexus_app;
 -- Dashboard logins (when, from where, whether the key was right), for the security checklist.

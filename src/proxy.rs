@@ -78,6 +78,7 @@ pub async fn handle(
         Ok(client) => client,
         Err(refused) => {
             exchange.record.api_key_hash = refused.key_hash;
+            exchange.record.client_key_id = refused.key_id;
             return exchange.fail(refused.error);
         }
     };

@@ -133,7 +133,8 @@ async fn create_use_revoke_takes_effect_without_restart() {
         vec![
             (Some(id.as_str()), Some(hash.as_str()), "200"),
             (Some("file:a.example"), Some(file_hash.as_str()), "200"),
-            (None, Some(hash.as_str()), "401"),
+            // Refused, and still naming the revoked key it presented.
+            (Some(id.as_str()), Some(hash.as_str()), "401"),
             (Some("file:a.example"), Some(file_hash.as_str()), "200"),
         ]
     );
@@ -521,5 +522,54 @@ fn spooled_records_keep_their_client_key_id() {
     assert_eq!(
         replayed[0].client_key_id.as_deref(),
         Some("ck_0123456789ab")
+    );
+}
+
+/// Keys changed by hand in SQL are noticed like the CLI's changes, even when the table's counts
+/// stay the same (one key revoked as another is un-revoked), and a request refused for a
+/// revoked key records which key it presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_to_a_key_is_noticed_and_a_refusal_names_the_key() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = start(&mock).await;
+    mark(&mut proxy);
+    let (old, old_id) = create(&proxy, &["--account", "a.example"]);
+    let (new, new_id) = create(&proxy, &["--account", "a.example"]);
+    assert!(cli(&proxy, &["keys", "revoke", &old_id]).status.success());
+    key_reload(&mut proxy).await;
+    assert_eq!(message_status(&proxy, &old).await, 401);
+    assert_eq!(message_status(&proxy, &new).await, 200);
+
+    // In one transaction: the old key back, the new one revoked. Still 2 keys, 1 revoked.
+    let db = proxy.database.open().await;
+    mark(&mut proxy);
+    db.text_rows(&format!(
+        "BEGIN; \
+         UPDATE client_keys SET revoked_at = NULL WHERE id = '{old_id}'; \
+         UPDATE client_keys SET revoked_at = created_at WHERE id = '{new_id}'; \
+         COMMIT;"
+    ))
+    .await;
+    key_reload(&mut proxy).await;
+    assert_eq!(message_status(&proxy, &old).await, 200);
+    assert_eq!(message_status(&proxy, &new).await, 401);
+
+    // Deleted outright: refused like a key that never was.
+    mark(&mut proxy);
+    db.text_rows(&format!("DELETE FROM client_keys WHERE id = '{old_id}'"))
+        .await;
+    key_reload(&mut proxy).await;
+    assert_eq!(message_status(&proxy, &old).await, 401);
+
+    let db = proxy.stop_and_open_db().await;
+    let refused = db
+        .text_rows(
+            "SELECT client_key_id FROM api_requests WHERE response_status = 401 \
+             ORDER BY timestamp",
+        )
+        .await;
+    assert_eq!(
+        refused,
+        [Some(old_id.clone()), Some(new_id), None].map(|id| vec![id])
     );
 }

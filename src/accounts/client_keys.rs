@@ -1,14 +1,15 @@
 //! Client keys with a lifecycle: created, rotated and revoked in the database (`client_keys`,
 //! through [`crate::store`]), looked up in memory on every request.
 //!
-//! The request path never asks the database: [`ClientKeys`] is an `ArcSwap` snapshot of the
-//! keys that are not revoked, keyed by their salted hash. A task owned by the server
-//! ([`spawn_refresher`]) asks the database every [`REFRESH_INTERVAL`] for a cheap version of the
-//! table (how many keys, how many revoked) and reloads the snapshot when it changed, so a key
-//! created or revoked by the CLI (or by another instance on the same PostgreSQL) takes effect
-//! within half a second, without a restart; the CLI returns after [`SETTLE`], when the change
-//! is in effect. Expiry is checked against the clock on each
-//! lookup, so an expired key stops working the moment it expires. `last_used_at` is moved
+//! The request path never asks the database: [`ClientKeys`] is an `ArcSwap` snapshot of every
+//! key, keyed by its salted hash (revoked ones too, so that a request refused for a revoked
+//! key records which key it was). A task owned by the server ([`spawn_refresher`]) asks the
+//! database every [`REFRESH_INTERVAL`] for the table's version (which a trigger moves on every
+//! change to a key) and reloads the snapshot when it moved, so a key created or revoked by the
+//! CLI (or by another instance on the same PostgreSQL, or by hand in SQL) takes effect within
+//! half a second, without a restart; the CLI returns after [`SETTLE`], when the change is in
+//! effect. Expiry is checked against the clock on each lookup, so an expired key stops
+//! working the moment it expires. `last_used_at` is moved
 //! forward by the record writer, one `UPDATE` per key and batch.
 //!
 //! A credential file's plaintext `client_api_key` (the original's format) keeps working as an
@@ -29,8 +30,8 @@ use crate::config::Config;
 use crate::keys::{self, KeyHash, KeyKind, KeySalt};
 use crate::store::{ClientKeyRow, ClientKeysVersion, Store, StoreError};
 
-/// How often the server checks whether keys were created or revoked (one `COUNT` on a small
-/// table: cheap enough to ask twice a second).
+/// How often the server checks whether keys changed (one row read by its primary key: cheap
+/// enough to ask twice a second).
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 /// How long `keys create|rotate|revoke` wait before returning, so that a running proxy that
 /// answers its database has applied the change by then: two refresh intervals.
@@ -40,22 +41,24 @@ const PREFIX_CHARS: usize = keys::LIVE_PREFIX.len() + 4;
 /// The key id recorded for a credential file's `client_api_key`.
 pub const FILE_KEY_PREFIX: &str = "file:";
 
-/// A key the proxy accepts (until it expires).
+/// A key of the database, as the proxy sees it.
 #[derive(Debug)]
 pub struct LiveKey {
     pub id: String,
     /// The domain of its account.
     pub account: String,
     pub expires_at: Option<OffsetDateTime>,
+    pub revoked: bool,
 }
 
 impl LiveKey {
-    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    /// Whether the proxy accepts it at `now`: neither revoked nor expired.
+    pub fn is_valid(&self, now: OffsetDateTime) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|at| at > now)
     }
 }
 
-/// The database's active client keys, in memory.
+/// The database's client keys, in memory.
 pub struct ClientKeys {
     by_hash: ArcSwap<HashMap<KeyHash, Arc<LiveKey>>>,
     version: std::sync::Mutex<Option<ClientKeysVersion>>,
@@ -78,7 +81,7 @@ impl ClientKeys {
         self.reloads.subscribe()
     }
 
-    /// The key with this hash, unless it is revoked (or unknown). No lock, no I/O.
+    /// The key with this hash (revoked or expired ones too). No lock, no I/O.
     pub fn lookup(&self, hash: &KeyHash) -> Option<Arc<LiveKey>> {
         self.by_hash.load().get(hash).cloned()
     }
@@ -97,7 +100,7 @@ impl ClientKeys {
         if *self.version.lock().unwrap_or_else(|e| e.into_inner()) == Some(version) {
             return Ok(false);
         }
-        let rows = store.active_client_keys().await?;
+        let rows = store.all_client_keys().await?;
         let map = rows
             .into_iter()
             .map(|row| {
@@ -107,6 +110,7 @@ impl ClientKeys {
                         id: row.id,
                         account: row.account.to_ascii_lowercase(),
                         expires_at: row.expires_at,
+                        revoked: row.revoked_at.is_some(),
                     }),
                 )
             })
@@ -136,7 +140,10 @@ pub fn spawn_refresher(
             match keys.refresh(&store).await {
                 Ok(changed) => {
                     if changed {
-                        tracing::info!(keys = keys.len(), "client keys reloaded");
+                        tracing::info!(
+                            keys = keys.len(),
+                            "client keys reloaded (revoked included)"
+                        );
                     }
                     if std::mem::take(&mut failing) {
                         tracing::info!("client keys: database answers again");
@@ -354,15 +361,17 @@ mod tests {
     }
 
     #[test]
-    fn expiry_is_checked_against_the_clock() {
+    fn expiry_is_checked_against_the_clock_and_revoked_keys_never_pass() {
         let now = OffsetDateTime::now_utc();
-        let key = |expires_at| LiveKey {
+        let key = |expires_at, revoked| LiveKey {
             id: "ck_1".into(),
             account: "a".into(),
             expires_at,
+            revoked,
         };
-        assert!(!key(None).is_expired(now));
-        assert!(key(Some(now)).is_expired(now));
-        assert!(!key(Some(now + time::Duration::seconds(1))).is_expired(now));
+        assert!(key(None, false).is_valid(now));
+        assert!(!key(Some(now), false).is_valid(now));
+        assert!(key(Some(now + time::Duration::seconds(1)), false).is_valid(now));
+        assert!(!key(None, true).is_valid(now));
     }
 }

@@ -5,7 +5,8 @@
 //! passthrough account takes its key only from `x-nexus-key`, because its `Authorization` is
 //! the client's own Claude credential, bound for the upstream. It is hashed with
 //! the salt and looked up in memory, first among the database's keys ([`ClientKeys`]: revoked
-//! ones are absent, expired ones refused), then among the credential files' `client_api_key`s;
+//! and expired ones refused, with the key's id kept for the record), then among the credential
+//! files' `client_api_key`s;
 //! nothing here touches the disk, the database or the keychain. The domain
 //! is the `Host` without its port: when a credential file exists for it, the key must be that
 //! file's; otherwise the key alone selects its account. A failure never says whether an
@@ -29,10 +30,13 @@ pub struct Client {
     pub key_id: Option<String>,
 }
 
-/// A refused request: the error to answer, and the hash of the key it presented, if any.
+/// A refused request: the error to answer, and the hash of the key it presented, if any, and
+/// that key's id when it is a database key (revoked, expired, or of another account):
+/// incident response asks who still uses an old key.
 pub struct Refused {
     pub error: ProxyError,
     pub key_hash: Option<KeyHash>,
+    pub key_id: Option<String>,
 }
 
 pub fn authenticate(
@@ -45,7 +49,11 @@ pub fn authenticate(
 ) -> Result<Client, Refused> {
     let presented = presented(headers);
     let key_hash = presented.map(|(key, _)| salt.hash(key));
-    let refuse = |error| Refused { error, key_hash };
+    let refuse = |error| Refused {
+        error,
+        key_hash,
+        key_id: None,
+    };
 
     if !settings.client_auth {
         let account = accounts
@@ -69,15 +77,19 @@ pub fn authenticate(
     let (account, key_id) = match keys.lookup(&hash) {
         // A key of the database: its account, which the Host must not contradict.
         Some(key) => {
-            let account = Some(key)
-                .filter(|k| !k.is_expired(time::OffsetDateTime::now_utc()))
+            let account = Some(&key)
+                .filter(|k| k.is_valid(time::OffsetDateTime::now_utc()))
                 .filter(|k| {
                     accounts
                         .by_domain(domain)
                         .is_none_or(|a| a.domain == k.account)
                 })
-                .and_then(|k| Some((accounts.by_domain(&k.account)?, Some(k.id.clone()))));
-            account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?
+                .and_then(|k| accounts.by_domain(&k.account));
+            let account = account.ok_or_else(|| Refused {
+                key_id: Some(key.id.clone()),
+                ..refuse(ProxyError::Unauthenticated)
+            })?;
+            (account, Some(key.id.clone()))
         }
         // A credential file's client_api_key.
         None => {

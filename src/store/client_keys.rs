@@ -29,13 +29,11 @@ pub struct ClientKeyRow {
     pub rotated_from: Option<String>,
 }
 
-/// A cheap fingerprint of the table's keys: changes whenever a key is created or revoked
-/// (keys are never deleted, and a revocation is never undone).
+/// The version of the table's keys (`client_keys_version`): moved by a trigger on every
+/// change to a key that a proxy looks at, whoever makes it (plain SQL included); never by
+/// `last_used_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ClientKeysVersion {
-    pub keys: i64,
-    pub revoked: i64,
-}
+pub struct ClientKeysVersion(pub i64);
 
 const COLUMNS: &str = "id, account, label, key_hash, prefix, created_at, expires_at, \
                        last_used_at, revoked_at, rotated_from";
@@ -175,11 +173,11 @@ impl Store {
         Ok(rows)
     }
 
-    /// The keys that are not revoked (expired ones included: the proxy checks expiry itself,
-    /// so a key stops working the moment it expires).
-    pub async fn active_client_keys(&self) -> Result<Vec<ClientKeyRow>, StoreError> {
+    /// Every key, revoked and expired ones included: the proxy refuses those itself, and
+    /// records which key a refused request presented.
+    pub async fn all_client_keys(&self) -> Result<Vec<ClientKeyRow>, StoreError> {
         let started = Instant::now();
-        let sql = format!("SELECT {COLUMNS} FROM client_keys WHERE revoked_at IS NULL");
+        let sql = format!("SELECT {COLUMNS} FROM client_keys");
         let rows = match &self.pool {
             Pool::Sqlite(pool) => {
                 let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(pool).await?;
@@ -190,17 +188,16 @@ impl Store {
                 key_rows!(rows, postgres_ts)?
             }
         };
-        self.note_duration("active_client_keys", started);
+        self.note_duration("all_client_keys", started);
         Ok(rows)
     }
 
-    /// See [`ClientKeysVersion`]. One index-only count, cheap enough to ask twice a second.
+    /// See [`ClientKeysVersion`]. One row by its primary key, cheap enough to ask twice a
+    /// second.
     pub async fn client_keys_version(&self) -> Result<ClientKeysVersion, StoreError> {
-        let sql =
-            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(revoked_at) AS BIGINT) FROM client_keys";
-        let (keys, revoked): (i64, i64) =
-            with_pool!(self, pool => sqlx::query_as(sql).fetch_one(pool).await?);
-        Ok(ClientKeysVersion { keys, revoked })
+        let sql = "SELECT CAST(version AS BIGINT) FROM client_keys_version WHERE id = 1";
+        let version: i64 = with_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await?);
+        Ok(ClientKeysVersion(version))
     }
 
     /// Revokes the key `id` at `at`. `false` when there is no such key or it already was.
@@ -308,8 +305,9 @@ fn latest_use(records: &[Record]) -> HashMap<&str, OffsetDateTime> {
 const TOUCH: &str = "UPDATE client_keys SET last_used_at = ? \
                      WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)";
 
-/// Moves `last_used_at` forward for the keys a batch of records used, once the batch is
-/// written: one `UPDATE` per key, never one per request. Outside the batch's transaction, so
+/// Moves `last_used_at` forward for the keys a batch of records presented (refused requests
+/// too: a revoked key that is still sent shows up), once the batch is written: one `UPDATE`
+/// per key, never one per request. Outside the batch's transaction, so
 /// that a failure here (a missing grant) never holds back a record.
 macro_rules! touch_fn {
     ($name:ident, $db:ty, $dialect:expr, $ts:expr) => {

@@ -1,0 +1,26 @@
+-- A version of the client keys that moves on every change that matters to a proxy: a key
+-- created, deleted, revoked, un-revoked, or given another account, hash or expiry, by
+-- `claude-nexus keys`, the dashboard, another instance or plain SQL. Servers poll it twice a
+-- second and reload the keys when it moved. `last_used_at` updates (after every batch of
+-- records) do not move it.
+CREATE TABLE client_keys_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO client_keys_version (id, version) VALUES (1, 0);
+
+CREATE TRIGGER client_keys_version_insert AFTER INSERT ON client_keys
+BEGIN
+    UPDATE client_keys_version SET version = version + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER client_keys_version_delete AFTER DELETE ON client_keys
+BEGIN
+    UPDATE client_keys_version SET version = version + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER client_keys_version_update
+AFTER UPDATE OF id, account, key_hash, expires_at, revoked_at ON client_keys
+BEGIN
+    UPDATE client_keys_version SET version = version + 1 WHERE id = 1;
+END;
