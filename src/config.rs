@@ -288,9 +288,10 @@ fn retention_policy(get: &impl Fn(&str) -> Option<String>) -> Result<RetentionPo
         keep_bodies: days("BODY_RETENTION_DAYS", None)?.filter(|b| keep.is_none_or(|k| *b < k)),
         max_bytes: match get("MAX_DB_SIZE_MB") {
             None => None,
-            Some(v) => {
-                Some(parse_or::<u64>("MAX_DB_SIZE_MB", Some(v), 0)? << 20).filter(|&b| b > 0)
-            }
+            Some(v) => parse_or::<u64>("MAX_DB_SIZE_MB", Some(v), 0)?
+                .checked_mul(1 << 20)
+                .ok_or_else(|| invalid("MAX_DB_SIZE_MB", "too large"))
+                .map(|b| Some(b).filter(|&b| b > 0))?,
         },
     })
 }
@@ -654,5 +655,117 @@ mod tests {
     fn database_errors_do_not_echo_passwords() {
         let err = config(&[("DATABASE_URL", "mongodb://user:hunter2@host/db")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    use proptest::prelude::*;
+
+    fn cases(n: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases: n,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Every variable [`Config::from_lookup`] reads.
+    const VARS: [&str; 32] = [
+        "HOST",
+        "PORT",
+        "DASHBOARD_PORT",
+        "DASHBOARD_API_KEY",
+        "ALLOWED_HOSTS",
+        "CLAUDE_API_BASE_URL",
+        "CLAUDE_API_TIMEOUT",
+        "STREAM_IDLE_TIMEOUT",
+        "MAX_REQUEST_SIZE",
+        "CREDENTIALS_DIR",
+        "ENABLE_CLIENT_AUTH",
+        "DEFAULT_ACCOUNT",
+        "DATABASE_URL",
+        "AUTO_MIGRATE",
+        "RETENTION_DAYS",
+        "BODY_RETENTION_DAYS",
+        "MAX_DB_SIZE_MB",
+        "STORAGE_ENABLED",
+        "STORAGE_ENCRYPTION_KEY",
+        "API_KEY_SALT",
+        "NEXUS_DATA_DIR",
+        "LOG_JSON",
+        "SHUTDOWN_TIMEOUT",
+        "NEXUS_WORKER_THREADS",
+        "SLOW_QUERY_THRESHOLD_MS",
+        "CLAUDE_OAUTH_CLIENT_ID",
+        "CLAUDE_OAUTH_AUTHORIZE_URL",
+        "CLAUDE_OAUTH_TOKEN_URL",
+        "CLAUDE_OAUTH_REDIRECT_URI",
+        "CLAUDE_OAUTH_SCOPES",
+        "CLAUDE_OAUTH_REFRESH_MARGIN",
+        "CLAUDE_OAUTH_USAGE_INTERVAL",
+    ];
+
+    /// Values a person might type, or mistype, for any variable.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,40}",
+            "[ \t]{0,3}-?[0-9]{1,30}[ \t]{0,3}",
+            "[0-9]{1,25}(ns|ms|s|m|h|d|w|y| days|min)",
+            "(true|false|yes|no|on|off|1|0|TRUE|maybe)",
+            "(http|https|ftp|sqlite|postgres|postgresql|file)://[a-z0-9:@.\\[\\]/%?#=-]{0,30}",
+            "(sqlite|postgres):[a-z0-9/?.]{0,20}",
+            "[A-Za-z0-9+/_=-]{0,60}",
+            "[a-zA-Z0-9.,\\[\\]: -]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        /// Any value for any variable: a config or an error that names one of the variables
+        /// that were set, never a panic.
+        #[test]
+        fn any_values_give_a_config_or_an_error_naming_a_variable_set(
+            vars in prop::collection::vec((prop::sample::select(VARS.to_vec()), value()), 0..6),
+        ) {
+            let mut map: HashMap<String, String> =
+                vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            map.entry("NEXUS_DATA_DIR".into())
+                .or_insert("/tmp/nexus-test".into());
+            if let Err(e) = Config::from_map(&map) {
+                prop_assert!(map.contains_key(e.var), "{e}");
+                let prefix = format!("invalid {}: ", e.var);
+                prop_assert!(e.to_string().starts_with(&prefix), "{}", e);
+            }
+        }
+
+        /// A size cap is the size asked for, or an error: never a different cap.
+        #[test]
+        fn the_size_cap_is_what_was_asked_for(mb in prop_oneof![0..1u64 << 20, any::<u64>()]) {
+            match config(&[("MAX_DB_SIZE_MB", &mb.to_string())]) {
+                Ok(c) => prop_assert_eq!(
+                    c.retention.max_bytes.map(u128::from),
+                    (mb > 0).then(|| u128::from(mb) << 20)
+                ),
+                Err(e) => prop_assert_eq!(e.var, "MAX_DB_SIZE_MB"),
+            }
+        }
+
+        /// Errors about secret values never quote them.
+        #[test]
+        fn errors_never_quote_a_secret(
+            secret in "[A-Za-z0-9]{10,20}",
+            noise in "[a-z0-9:/@.%-]{0,8}",
+            scheme in "(postgres|postgresql|mysql|sqlite|[a-z]{1,8})",
+            var in prop::sample::select(vec![
+                "DASHBOARD_API_KEY", "STORAGE_ENCRYPTION_KEY", "API_KEY_SALT", "DATABASE_URL",
+            ]),
+        ) {
+            let value = match var {
+                "DATABASE_URL" => format!("{scheme}://user:{secret}@{noise}/db"),
+                _ => format!("{noise}{secret}"),
+            };
+            if let Err(e) = config(&[(var, &value)]) {
+                prop_assert!(!e.to_string().contains(&secret), "{e}");
+            }
+        }
     }
 }

@@ -469,4 +469,366 @@ mod tests {
         );
         assert_eq!(BodyKind::from_content_type(None), BodyKind::Other);
     }
+
+    // Property tests: the same body gives the same record however the network cuts it up,
+    // and no body, however broken, panics the tap.
+
+    use proptest::prelude::*;
+
+    fn cases(n: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases: n,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// What a record keeps from a metered body.
+    type Seen = (
+        Option<String>,
+        Usage,
+        bool,
+        Option<String>,
+        Option<Bytes>,
+        Vec<(u64, String)>,
+    );
+
+    fn seen(m: Metered) -> Seen {
+        (
+            m.model,
+            m.usage,
+            m.stream_complete,
+            m.upstream_error,
+            m.body,
+            m.events,
+        )
+    }
+
+    /// Meters `body` cut at `cuts` (sorted offsets into it), every chunk at the same time.
+    fn meter_split(kind: BodyKind, store: bool, body: &[u8], cuts: &[usize]) -> Seen {
+        let mut meter = Meter::new(kind, store);
+        let mut from = 0;
+        for &to in cuts.iter().chain([&body.len()]) {
+            meter.observe(&Bytes::copy_from_slice(&body[from..to]), 0);
+            from = to;
+        }
+        seen(meter.finish())
+    }
+
+    /// The same body whole, cut at `cuts`, and one byte at a time: all three agree.
+    fn assert_split_invariant(
+        kind: BodyKind,
+        store: bool,
+        body: &[u8],
+        cuts: &[prop::sample::Index],
+    ) -> Seen {
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let whole = meter_split(kind, store, body, &[]);
+        let split = meter_split(kind, store, body, &cuts);
+        let bytewise: Vec<usize> = (1..body.len()).collect();
+        let one_by_one = meter_split(kind, store, body, &bytewise);
+        assert_eq!(split, whole, "cut at {cuts:?}");
+        assert_eq!(one_by_one, whole, "one byte at a time");
+        whole
+    }
+
+    /// Token counts as the wire gives them: each may be absent.
+    type Counts = [Option<u64>; 4];
+
+    const COUNT_NAMES: [&str; 4] = [
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ];
+
+    fn counts() -> impl Strategy<Value = Counts> {
+        let n = || prop::option::of(prop_oneof![0..100_000u64, any::<u64>()]);
+        [n(), n(), n(), n()]
+    }
+
+    fn counts_json(c: &Counts) -> serde_json::Value {
+        COUNT_NAMES
+            .iter()
+            .zip(c)
+            .filter_map(|(name, n)| n.map(|n| ((*name).to_string(), n.into())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    fn apply_counts(usage: &mut Usage, c: &Counts) {
+        let fields = [
+            &mut usage.input_tokens,
+            &mut usage.output_tokens,
+            &mut usage.cache_creation_input_tokens,
+            &mut usage.cache_read_input_tokens,
+        ];
+        for (field, n) in fields.into_iter().zip(c) {
+            if let Some(n) = n {
+                *field = *n;
+            }
+        }
+    }
+
+    /// Text as the API may send it: quotes, backslashes, non-ASCII, words the scanner looks for.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            r#"[a-zA-Z0-9 _:\\"é中😀\t\r\n-]{0,24}"#,
+            Just("event: message_stop\n\ndata: {}".to_string()),
+            Just("sk-ant-api03-secret Bearer abc".to_string()),
+        ]
+    }
+
+    /// One event of an Anthropic stream.
+    #[derive(Debug, Clone)]
+    enum Event {
+        Start {
+            model: Option<String>,
+            usage: Counts,
+        },
+        BlockStart,
+        Text(String),
+        Ping,
+        Delta(Option<Counts>),
+        Stop,
+        Error {
+            kind: String,
+            message: String,
+        },
+        Comment,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (prop::option::of(text()), counts())
+                .prop_map(|(model, usage)| Event::Start { model, usage }),
+            Just(Event::BlockStart),
+            text().prop_map(Event::Text),
+            Just(Event::Ping),
+            prop::option::of(counts()).prop_map(Event::Delta),
+            Just(Event::Stop),
+            (
+                prop::sample::select(vec!["overloaded_error", "api_error", "rate_limit_error"]),
+                text()
+            )
+                .prop_map(|(kind, message)| Event::Error {
+                    kind: kind.to_string(),
+                    message
+                }),
+            Just(Event::Comment),
+        ]
+    }
+
+    /// How an event is written: with or without its `event:` line, `data:` with or without a
+    /// space, the JSON on one `data:` line or two.
+    #[derive(Debug, Clone, Copy)]
+    struct Shape {
+        named: bool,
+        space: bool,
+        two_lines: bool,
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(named, space, two_lines)| Shape {
+            named,
+            space,
+            two_lines,
+        })
+    }
+
+    fn write_event(out: &mut Vec<u8>, event: &Event, shape: Shape, eol: &str) {
+        use serde_json::json;
+        let (name, data) = match event {
+            Event::Start { model, usage } => {
+                let mut message = json!({"id": "msg_1", "type": "message", "role": "assistant",
+                    "content": [], "usage": counts_json(usage)});
+                if let Some(model) = model {
+                    message["model"] = model.clone().into();
+                }
+                (
+                    "message_start",
+                    json!({"type": "message_start", "message": message}),
+                )
+            }
+            Event::BlockStart => (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+            ),
+            Event::Text(text) => (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": text}}),
+            ),
+            Event::Ping => ("ping", json!({"type": "ping"})),
+            Event::Delta(usage) => {
+                let mut delta = json!({"type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+                if let Some(usage) = usage {
+                    delta["usage"] = counts_json(usage);
+                }
+                ("message_delta", delta)
+            }
+            Event::Stop => ("message_stop", json!({"type": "message_stop"})),
+            Event::Error { kind, message } => (
+                "error",
+                json!({"type": "error", "error": {"type": kind, "message": message}}),
+            ),
+            Event::Comment => {
+                out.extend_from_slice(format!(": keep-alive{eol}{eol}").as_bytes());
+                return;
+            }
+        };
+        if shape.named {
+            out.extend_from_slice(format!("event: {name}{eol}").as_bytes());
+        }
+        let data = data.to_string();
+        let prefix = if shape.space { "data: " } else { "data:" };
+        // Two `data:` lines are joined with a newline, which JSON reads as white space.
+        let parts = match data.find(',') {
+            Some(at) if shape.two_lines => vec![&data[..=at], &data[at + 1..]],
+            _ => vec![&data[..]],
+        };
+        for part in parts {
+            out.extend_from_slice(format!("{prefix}{part}{eol}").as_bytes());
+        }
+        out.extend_from_slice(eol.as_bytes());
+    }
+
+    /// What a correct reader of the whole stream reports.
+    fn expected(events: &[Event]) -> (Option<String>, Usage, bool, Option<String>) {
+        let (mut model, mut usage, mut complete, mut error) = (None, Usage::default(), false, None);
+        for event in events {
+            match event {
+                Event::Start { model: m, usage: u } => {
+                    if m.is_some() {
+                        model.clone_from(m);
+                    }
+                    apply_counts(&mut usage, u);
+                }
+                Event::Delta(Some(u)) => apply_counts(&mut usage, u),
+                Event::Stop => complete = true,
+                Event::Error { kind, message } => {
+                    error = Some(crate::redact::mask(&format!("{kind}: {message}")).into_owned());
+                }
+                _ => {}
+            }
+        }
+        (model, usage, complete, error)
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        /// A well-formed stream: the numbers are right, and the same whatever the chunking.
+        #[test]
+        fn sse_stream_metered_alike_however_split(
+            events in prop::collection::vec((event(), shape()), 0..12),
+            crlf in any::<bool>(),
+            store in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut body = Vec::new();
+            for (event, shape) in &events {
+                write_event(&mut body, event, *shape, eol);
+            }
+            let (model, usage, complete, error, stored, kept) =
+                assert_split_invariant(BodyKind::Sse, store, &body, &cuts);
+            let events: Vec<Event> = events.into_iter().map(|(e, _)| e).collect();
+            prop_assert_eq!((model, usage, complete, error), expected(&events));
+            prop_assert_eq!(stored, None);
+            if store {
+                let kept: String = kept.into_iter().map(|(_, e)| e).collect();
+                let eol_free = String::from_utf8_lossy(&body).replace("\r\n", "\n");
+                prop_assert_eq!(kept, eol_free);
+            } else {
+                prop_assert!(kept.is_empty());
+            }
+        }
+
+        /// Stream pieces mixed with garbage: never a panic, and the same result however split.
+        #[test]
+        fn sse_garbage_metered_alike_however_split(
+            pieces in prop::collection::vec(
+                prop_oneof![
+                    (event(), shape()).prop_map(|(e, s)| {
+                        let mut out = Vec::new();
+                        write_event(&mut out, &e, s, "\n");
+                        out
+                    }),
+                    prop::collection::vec(any::<u8>(), 0..64),
+                    prop::sample::select(vec![
+                        &b"\r"[..], b"\n", b"\r\n", b"event:", b"event: error\n",
+                        b"event: message_stop\n", b"data: {", b"data: {\"type\":\"message_stop\"}",
+                        b"\xff\xfe", b"\xe4\xb8",
+                    ]).prop_map(<[u8]>::to_vec),
+                ],
+                0..16,
+            ),
+            store in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let body = pieces.concat();
+            assert_split_invariant(BodyKind::Sse, store, &body, &cuts);
+        }
+
+        /// A JSON answer: the numbers are right, and the same whatever the chunking; cut short,
+        /// it reports nothing rather than half of it.
+        #[test]
+        fn json_body_metered_alike_however_split(
+            model in text(),
+            usage in counts(),
+            error in prop::option::of(("[a-z_]{1,20}", text())),
+            pretty in any::<bool>(),
+            store in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            use serde_json::json;
+            let value = match &error {
+                None => json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                    "usage": counts_json(&usage)}),
+                Some((kind, message)) => json!({"type": "error",
+                    "error": {"type": kind, "message": message}}),
+            };
+            let body = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            let (got_model, got_usage, complete, got_error, stored, events) =
+                assert_split_invariant(BodyKind::Json, store, &body, &cuts);
+            let mut want_usage = Usage::default();
+            if error.is_none() {
+                apply_counts(&mut want_usage, &usage);
+            }
+            prop_assert_eq!(got_model, error.is_none().then_some(model));
+            prop_assert_eq!(got_usage, want_usage);
+            prop_assert_eq!(
+                got_error,
+                error.map(|(k, m)| crate::redact::mask(&format!("{k}: {m}")).into_owned())
+            );
+            prop_assert!(!complete && events.is_empty());
+            prop_assert_eq!(stored.as_deref(), store.then_some(&body[..]));
+
+            let cut = cut.index(body.len());
+            let (model, usage, _, error, _, _) =
+                assert_split_invariant(BodyKind::Json, store, &body[..cut], &cuts);
+            prop_assert_eq!((model, usage, error), (None, Usage::default(), None));
+        }
+
+        /// Any bytes at all as a JSON body: never a panic, and the same however split.
+        #[test]
+        fn json_garbage_metered_alike_however_split(
+            body in prop::collection::vec(any::<u8>(), 0..256),
+            store in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let (_, _, _, _, stored, _) = assert_split_invariant(BodyKind::Json, store, &body, &cuts);
+            prop_assert_eq!(stored.as_deref(), store.then_some(&body[..]));
+        }
+    }
 }

@@ -621,4 +621,187 @@ mod tests {
             assert!(!err.contains("secret1"), "{err}");
         }
     }
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use crate::secrets::MemorySecrets;
+
+    fn cases(n: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases: n,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Text as a person or a login may leave it in a file, non-ASCII included.
+    fn text() -> impl Strategy<Value = String> {
+        r#"[a-zA-Z0-9 _:.\\"/é中😀-]{1,24}"#
+    }
+
+    /// A credential file as the original and this proxy write them, of each type.
+    fn credential_file() -> impl Strategy<Value = serde_json::Value> {
+        let oauth = (
+            text(),
+            prop::option::of(text()),
+            prop::option::of(any::<i64>()),
+            prop::collection::vec(text(), 0..3),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(access, refresh, expires, scopes, is_max)| {
+                let mut o = json!({"accessToken": access, "scopes": scopes});
+                if let Some(r) = refresh {
+                    o["refreshToken"] = r.into();
+                }
+                if let Some(e) = expires {
+                    o["expiresAt"] = e.into();
+                }
+                if let Some(m) = is_max {
+                    o["isMax"] = m.into();
+                }
+                o
+            });
+        (
+            prop_oneof![
+                text().prop_map(|key| json!({"type": "api_key", "api_key": key})),
+                oauth.prop_map(|o| json!({"type": "oauth", "oauth": o})),
+                Just(json!({"type": "passthrough"})),
+            ],
+            prop::option::of(text()),
+            prop::option::of(text()),
+            any::<bool>(),
+        )
+            .prop_map(|(mut file, account_id, client_key, slack)| {
+                if let Some(id) = account_id {
+                    file["accountId"] = id.into();
+                }
+                if let Some(key) = client_key {
+                    file["client_api_key"] = key.into();
+                }
+                if slack {
+                    file["slack"] =
+                        json!({"webhook_url": "https://hooks.slack.com/x", "enabled": true});
+                }
+                file
+            })
+    }
+
+    /// Any JSON value, small.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(Into::into),
+            any::<i64>().prop_map(Into::into),
+            any::<u64>().prop_map(Into::into),
+            any::<f64>().prop_map(
+                |f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+            ),
+            prop::sample::select(vec!["", "api_key", "oauth", "passthrough", "e1"])
+                .prop_map(Into::into),
+            ".{0,12}".prop_map(Into::into),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Into::into),
+                prop::collection::hash_map(
+                    prop::sample::select(vec!["keychain", "type", "x"]).prop_map(String::from),
+                    inner,
+                    0..3
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// An object with the file's own field names (and the oauth block's), each holding any value.
+    fn fuzzed_file() -> impl Strategy<Value = serde_json::Value> {
+        let field = |names: Vec<&'static str>| {
+            prop::collection::vec((prop::sample::select(names), any_json()), 0..7).prop_map(
+                |fields| {
+                    serde_json::Value::Object(
+                        fields
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                    )
+                },
+            )
+        };
+        (
+            field(vec![
+                "type",
+                "accountId",
+                "api_key",
+                "client_api_key",
+                "slack",
+                "oauth",
+            ]),
+            prop::option::of(field(vec![
+                "accessToken",
+                "refreshToken",
+                "expiresAt",
+                "scopes",
+                "isMax",
+            ])),
+            prop::sample::select(vec!["api_key", "oauth", "passthrough"]),
+        )
+            .prop_map(|(mut file, oauth, kind)| {
+                if let Some(o) = oauth {
+                    file["oauth"] = o;
+                }
+                if !file.get("type").is_some_and(|t| t.is_string()) {
+                    file["type"] = kind.into();
+                }
+                file
+            })
+    }
+
+    fn memory_secrets() -> MemorySecrets {
+        let secrets = MemorySecrets::default();
+        secrets
+            .set("e1", &SecretString::from("sk-ant-from-keychain"))
+            .unwrap();
+        secrets
+    }
+
+    proptest! {
+        #![proptest_config(cases(64))]
+
+        /// A file cut short at any byte (an editor's half-written save) is refused with an
+        /// error, never loaded as an account with fields missing, and never panics.
+        #[test]
+        fn a_credential_file_cut_short_is_an_error(
+            file in credential_file(),
+            pretty in any::<bool>(),
+        ) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&file).unwrap()
+            } else {
+                file.to_string()
+            };
+            let account = parse("example.com", &text, &salt());
+            prop_assert!(account.is_ok(), "{:?}", account.err());
+            for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+                let err = parse("example.com", &text[..cut], &salt());
+                prop_assert!(err.is_err(), "cut at {}", cut);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        /// Any text, and any value in any field: an account or an error, never a panic.
+        #[test]
+        fn any_credential_text_is_an_account_or_an_error(
+            text in prop_oneof![
+                ".{0,64}",
+                fuzzed_file().prop_map(|v| v.to_string()),
+            ],
+        ) {
+            let secrets = memory_secrets();
+            let _ = parse_with("example.com", &text, &salt(), &secrets);
+        }
+    }
 }
