@@ -47,6 +47,15 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// `MAX_REQUEST_SIZE` in bytes (32 MiB): larger request bodies get a 413.
     pub max_request_size: usize,
+    /// `CLIENT_BODY_TIMEOUT` (60 s): a request body that has not arrived in full by then gets
+    /// a 408.
+    pub client_body_timeout: Duration,
+    /// `MAX_CONNECTIONS` (1024): open connections the proxy port serves at once; past it, a
+    /// new connection gets a 503.
+    pub max_connections: usize,
+    /// `HEADER_READ_TIMEOUT` (30 s): a connection that has not sent a whole request head by
+    /// then (idle between requests included) is closed, on both ports.
+    pub header_read_timeout: Duration,
     /// `CREDENTIALS_DIR` (`./credentials`).
     pub credentials_dir: PathBuf,
     /// `ENABLE_CLIENT_AUTH` (true).
@@ -193,6 +202,20 @@ impl Config {
                 )?,
             },
             max_request_size: parse_or("MAX_REQUEST_SIZE", get("MAX_REQUEST_SIZE"), 32 << 20)?,
+            client_body_timeout: duration_or(
+                "CLIENT_BODY_TIMEOUT",
+                get("CLIENT_BODY_TIMEOUT"),
+                Duration::from_secs(60),
+            )?,
+            max_connections: match parse_or("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 1024)? {
+                0 => return Err(invalid("MAX_CONNECTIONS", "expected at least 1, got 0")),
+                n => n,
+            },
+            header_read_timeout: duration_or(
+                "HEADER_READ_TIMEOUT",
+                get("HEADER_READ_TIMEOUT"),
+                Duration::from_secs(30),
+            )?,
             credentials_dir: get("CREDENTIALS_DIR")
                 .map_or_else(|| PathBuf::from("credentials"), PathBuf::from),
             client_auth: bool_or("ENABLE_CLIENT_AUTH", get("ENABLE_CLIENT_AUTH"), true)?,
@@ -275,11 +298,19 @@ impl Config {
 
 fn retention_policy(get: &impl Fn(&str) -> Option<String>) -> Result<RetentionPolicy, ConfigError> {
     const DAY: Duration = Duration::from_secs(24 * 3600);
+    // A century: further back than that, the retention task's cut-off date would not exist.
+    const MAX_DAYS: u32 = 36_500;
     let days = |var: &'static str, default: Option<u32>| -> Result<Option<Duration>, ConfigError> {
         let days = match get(var) {
             None => default,
             Some(v) => Some(parse_or(var, Some(v), 0u32)?),
         };
+        if days.is_some_and(|d| d > MAX_DAYS) {
+            return Err(invalid(
+                var,
+                format!("at most {MAX_DAYS} days (0 keeps everything)"),
+            ));
+        }
         Ok(days.filter(|&d| d > 0).map(|d| DAY * d))
     };
     let keep = days("RETENTION_DAYS", Some(90))?;
@@ -499,6 +530,10 @@ mod tests {
         assert_eq!(c.retention.max_bytes, Some(100 << 20));
         let e = config(&[("RETENTION_DAYS", "soon")]).unwrap_err();
         assert!(e.to_string().contains("RETENTION_DAYS"));
+        // Past a century the retention task's cut-off date would not exist.
+        let e = config(&[("BODY_RETENTION_DAYS", "5000000")]).unwrap_err();
+        assert!(e.to_string().contains("BODY_RETENTION_DAYS"), "{e}");
+        assert!(config(&[("RETENTION_DAYS", "36500")]).is_ok());
     }
 
     #[test]
@@ -668,7 +703,7 @@ mod tests {
     }
 
     /// Every variable [`Config::from_lookup`] reads.
-    const VARS: [&str; 32] = [
+    const VARS: [&str; 35] = [
         "HOST",
         "PORT",
         "DASHBOARD_PORT",
@@ -678,6 +713,9 @@ mod tests {
         "CLAUDE_API_TIMEOUT",
         "STREAM_IDLE_TIMEOUT",
         "MAX_REQUEST_SIZE",
+        "CLIENT_BODY_TIMEOUT",
+        "MAX_CONNECTIONS",
+        "HEADER_READ_TIMEOUT",
         "CREDENTIALS_DIR",
         "ENABLE_CLIENT_AUTH",
         "DEFAULT_ACCOUNT",

@@ -43,6 +43,9 @@ pub enum ProxyError {
     InvalidJson(String),
     #[error("could not read the request body")]
     BadRequestBody,
+    /// The client did not send its whole body in time (`CLIENT_BODY_TIMEOUT`).
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.0))]
+    BodyTimeout(Duration),
     /// A method the Messages API family does not use (TRACE, PUT, made-up ones).
     #[error("method {0} is not forwarded: the proxy forwards GET, POST and DELETE")]
     MethodNotAllowed(String),
@@ -77,6 +80,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
@@ -95,7 +99,7 @@ impl ProxyError {
             | ProxyError::BadRequestBody
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::PathRefused => "invalid_request_error",
-            ProxyError::UpstreamTimeout(_) => "timeout_error",
+            ProxyError::UpstreamTimeout(_) | ProxyError::BodyTimeout(_) => "timeout_error",
             ProxyError::NotFound => "not_found_error",
             ProxyError::UpstreamUnreachable(_)
             | ProxyError::TokenRefreshBackoff(_)

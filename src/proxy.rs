@@ -34,7 +34,7 @@ use request_line::MethodUse;
 use crate::accounts::credentials::UpstreamCredential;
 use crate::accounts::oauth::TokenUnavailable;
 use crate::error::ProxyError;
-use crate::proxy::state::AppState;
+use crate::proxy::state::{AppState, ProxySettings};
 use crate::ratelimit::UnifiedHeaders;
 use crate::record::{self, Record};
 use crate::usage::{BodyKind, Meter, Metered};
@@ -86,7 +86,7 @@ pub async fn handle(
     exchange.record.api_key_hash = client.key_hash;
     exchange.record.client_key_id = client.key_id.clone();
 
-    let body = match read_body(&parts, body, state.settings.max_request_size).await {
+    let body = match read_body(&parts, body, &state.settings).await {
         Ok(body) => body,
         Err(error) => return exchange.fail(error),
     };
@@ -195,7 +195,14 @@ struct MessagesRequest {
     stream: Option<serde_json::Value>,
 }
 
-async fn read_body(parts: &request::Parts, body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+/// The request body, refused when larger than `MAX_REQUEST_SIZE` (by its `content-length` or
+/// as it arrives) or slower than `CLIENT_BODY_TIMEOUT` to arrive in full.
+async fn read_body(
+    parts: &request::Parts,
+    body: Body,
+    settings: &ProxySettings,
+) -> Result<Bytes, ProxyError> {
+    let limit = settings.max_request_size;
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -204,12 +211,14 @@ async fn read_body(parts: &request::Parts, body: Body, limit: usize) -> Result<B
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::PayloadTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let read = tokio::time::timeout(settings.body_timeout, Limited::new(body, limit).collect());
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ProxyError::PayloadTooLarge { limit })
         }
-        Err(_) => Err(ProxyError::BadRequestBody),
+        Ok(Err(_)) => Err(ProxyError::BadRequestBody),
+        Err(_) => Err(ProxyError::BodyTimeout(settings.body_timeout)),
     }
 }
 

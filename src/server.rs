@@ -10,6 +10,7 @@ pub mod doctor;
 mod handle;
 pub mod proxy_port;
 mod runtime;
+mod serve;
 mod status;
 
 pub use crate::dashboard::events::Change;
@@ -103,6 +104,29 @@ pub enum StartError {
     },
 }
 
+/// What each listener allows (`server::serve`).
+struct ListenerLimits {
+    proxy: serve::Limits,
+    dashboard: serve::Limits,
+}
+
+impl ListenerLimits {
+    fn of(config: &Config) -> ListenerLimits {
+        let limits = |max_connections| serve::Limits {
+            max_connections,
+            header_read_timeout: config.header_read_timeout,
+        };
+        ListenerLimits {
+            proxy: limits(config.max_connections),
+            // One person's browser: a few connections, event streams included.
+            dashboard: limits(DASHBOARD_MAX_CONNECTIONS),
+        }
+    }
+}
+
+/// The dashboard's connection cap.
+const DASHBOARD_MAX_CONNECTIONS: usize = 64;
+
 /// The background tasks, stopped and awaited in this order at shutdown.
 struct Tasks {
     watcher: Option<JoinHandle<()>>,
@@ -124,6 +148,7 @@ pub struct Server {
     proxy_addr: SocketAddr,
     dashboard_addr: SocketAddr,
     shutdown_timeout: Duration,
+    limits: ListenerLimits,
     stop_tasks: CancellationToken,
     tasks: Tasks,
     /// The key, when it was generated here (then the login link is shown at start).
@@ -323,6 +348,7 @@ impl Server {
                 header_timeout: config.upstream.header_timeout,
                 idle_timeout: config.upstream.idle_timeout,
                 max_request_size: config.max_request_size,
+                body_timeout: config.client_body_timeout,
                 client_auth: config.client_auth,
                 default_account: config.default_account.clone(),
                 storage_enabled: config.storage_enabled,
@@ -340,6 +366,7 @@ impl Server {
             proxy_addr,
             dashboard_addr,
             shutdown_timeout: config.shutdown_timeout,
+            limits: ListenerLimits::of(&config),
             stop_tasks,
             tasks: Tasks {
                 watcher,
@@ -421,14 +448,22 @@ impl Server {
         };
         let proxy_app =
             proxy_port::ProxyPort::new(self.state.clone(), proxy_hosts, self.dashboard.clone());
-        let dashboard_app = dashboard::router(self.dashboard.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let proxy_serve = axum::serve(self.proxy_listener, proxy_app)
-            .with_graceful_shutdown(graceful.clone().cancelled_owned())
-            .into_future();
-        let dashboard_serve = axum::serve(self.dashboard_listener, dashboard_app)
-            .with_graceful_shutdown(graceful.clone().cancelled_owned())
-            .into_future();
+        let dashboard_app = dashboard::router(self.dashboard.clone());
+        let proxy_serve = serve::serve(
+            self.proxy_listener,
+            self.limits.proxy,
+            move |peer| proxy_app.connection(peer),
+            graceful.clone(),
+        );
+        let dashboard_serve = serve::serve(
+            self.dashboard_listener,
+            self.limits.dashboard,
+            move |peer| serve::WithPeer {
+                inner: dashboard_app.clone(),
+                peer,
+            },
+            graceful.clone(),
+        );
         let mut proxy_task = tokio::spawn(proxy_serve);
         let mut dashboard_task = tokio::spawn(dashboard_serve);
         let stop = self.handle.stopped();

@@ -478,3 +478,79 @@ async fn a_credentials_directory_others_can_write_to_loads_no_account() {
     proxy.restart().await;
     assert_eq!(message_status(&proxy, KEY).await, 200);
 }
+
+/// Reads from `stream` until the server closes it; how long that took.
+async fn closed_by_server(stream: &mut TcpStream) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut sink),
+    )
+    .await
+    .expect("the server closes the connection")
+    .ok();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_cannot_hold_the_listener() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("MAX_CONNECTIONS", "8")
+        .env("HEADER_READ_TIMEOUT", "1s")
+        .start()
+        .await;
+    // Eight connections taken: four idle, four sending their request head byte by byte, slowly.
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        if i % 2 == 1 {
+            stream
+                .write_all(b"GET /v1/models HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+        }
+        held.push(stream);
+    }
+    // The ninth gets a clear 503 at once, and is recorded nowhere (it sent nothing).
+    let full = raw_with_key(&proxy, "GET /v1/models HTTP/1.1").await;
+    assert_eq!(full.status, 503, "{}", full.body);
+    assert_eq!(full.error_type(), "overloaded_error");
+    assert_eq!(full.header("retry-after"), Some("1"));
+    // The held connections are closed after HEADER_READ_TIMEOUT, and requests are served again.
+    for stream in &mut held {
+        assert!(closed_by_server(stream).await < std::time::Duration::from_secs(10));
+    }
+    assert_eq!(message_status(&proxy, KEY).await, 200);
+
+    // A body that stops arriving is answered 408 and recorded; nothing goes upstream.
+    proxy.set_env("CLIENT_BODY_TIMEOUT", "1s");
+    proxy.restart().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("timeout_error"), "{answer}");
+    assert_eq!(
+        mock.received().len(),
+        1,
+        "only the first Messages request went upstream"
+    );
+    let db = proxy.stop_and_open_db().await;
+    let statuses: Vec<i64> = rows(&db).await.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 408]);
+}

@@ -47,6 +47,8 @@ pub struct ProxySettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_request_size: usize,
+    /// How long a client may take to send its whole request body.
+    pub body_timeout: Duration,
     pub client_auth: bool,
     pub default_account: Option<String>,
     pub storage_enabled: bool,

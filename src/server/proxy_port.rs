@@ -1,26 +1,26 @@
-//! The proxy port: [`ProxyService`] sends `/v1/*` to the proxy and the rest to the router:
+//! The proxy port: [`ProxyService`] (one per connection, served by `server::serve`) sends
+//! `/v1/*` to the proxy and the rest to the router:
 //! `/health`, `/token-stats`, `/oauth-metrics` and, kept for compatibility, the dashboard's
 //! `/api/accounts/{id}/usage-window` and `/api/accounts/{id}/oauth/refresh`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::{Future, ready};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, request};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use axum::serve::IncomingStream;
+use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tower_service::Service;
 
 use crate::accounts::credentials::Credentials;
@@ -54,22 +54,13 @@ impl ProxyPort {
             hosts,
         }))
     }
-}
 
-impl Service<IncomingStream<'_, TcpListener>> for ProxyPort {
-    type Response = ProxyService;
-    type Error = Infallible;
-    type Future = Ready<Result<ProxyService, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
-        ready(Ok(ProxyService {
+    /// The service of one connection from `peer`.
+    pub fn connection(&self, peer: SocketAddr) -> ProxyService {
+        ProxyService {
             port: self.clone(),
-            peer: *stream.remote_addr(),
-        }))
+            peer,
+        }
     }
 }
 
@@ -100,16 +91,13 @@ pub struct ProxyService {
     peer: SocketAddr,
 }
 
-impl Service<Request> for ProxyService {
+impl hyper::service::Service<hyper::Request<Incoming>> for ProxyService {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
         let port = &self.port.0;
         if hosts::several_hosts(request.headers()) {
             return Box::pin(ready(Ok(hosts::several_hosts_on_proxy())));
