@@ -271,7 +271,7 @@ impl Server {
         let stop_tasks = CancellationToken::new();
         let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
         let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
-        let spool = Spool::open(spool::path_in(&config.data_dir))
+        let spool = Spool::open(spool::path_in(&config.data_dir), store.data_key())
             .inspect_err(|e| {
                 tracing::warn!(
                     "no spool in {} ({e}): records wait in memory when the database is unavailable",

@@ -216,6 +216,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The key bodies are sealed with, for what keeps bodies outside the database (the spool).
+    pub fn data_key(&self) -> Option<Arc<DataKey>> {
+        self.data_key.clone()
+    }
+
     /// Bodies and chunks are encrypted with `key` from now on (see [`crate::crypto`]).
     pub fn with_data_key(mut self, key: Option<DataKey>) -> Store {
         self.data_key = key.map(Arc::new);

@@ -498,7 +498,7 @@ fn spooled_records_keep_their_client_key_id() {
     use claude_nexus::record::Record;
     use claude_nexus::recorder::spool::{self, Spool};
     let dir = tempfile::tempdir().unwrap();
-    let mut spool = Spool::open(spool::path_in(dir.path())).unwrap();
+    let mut spool = Spool::open(spool::path_in(dir.path()), None).unwrap();
     let record = Record {
         request_id: uuid::Uuid::now_v7().to_string(),
         timestamp: time::OffsetDateTime::now_utc(),

@@ -215,3 +215,68 @@ async fn postgres_stopped_in_the_middle_of_2000_requests_loses_none() {
     let total = TOTAL.to_string();
     assert_eq!(counts[0], vec![Some(total.clone()), Some(total)]);
 }
+
+/// Bodies that wait in the spool are sealed as the database keeps them, and written in clear
+/// (then sealed by the store) once the database is back.
+#[tokio::test]
+async fn spooled_bodies_are_sealed_with_the_data_key() {
+    use base64::Engine;
+    let data_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::sqlite(dir.path());
+    let mut proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("DATABASE_URL", &database.url)
+        .env("STORAGE_ENABLED", "true")
+        .env("STORAGE_ENCRYPTION_KEY", &data_key)
+        .start()
+        .await;
+    let held = lock(&database.url).await;
+    for body in [MESSAGE_JSON, MESSAGE_SSE] {
+        let r = send_message(&proxy, KEY, body).await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    proxy.spool_holds(2).await;
+    let spooled = std::fs::read_to_string(proxy.dir.path().join("records.spool.jsonl")).unwrap();
+    assert_eq!(spooled.lines().count(), 2);
+    for clear in ["Hello", MODEL, "message_start", "\"text\":\"Hi\""] {
+        // The model stays readable in its own field; the bodies never.
+        let in_bodies = spooled
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .any(|v| {
+                [&v["request_body"], &v["response_body"], &v["chunks"]]
+                    .iter()
+                    .any(|b| b.to_string().contains(clear))
+            });
+        assert!(!in_bodies, "{clear} in a spooled body: {spooled}");
+    }
+    assert!(spooled.contains("enc:v1:"));
+
+    unlock(held).await;
+    proxy.spool_holds(0).await;
+    proxy.stop().await;
+    let store = proxy
+        .open_store(Some(
+            claude_nexus::crypto::DataKey::from_base64(&data_key).unwrap(),
+        ))
+        .await;
+    let db = proxy.database.open().await;
+    let ids = rows(&db).await;
+    let json = store
+        .stored_bodies(&ids[0].request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(json.request_body.as_deref(), Some(MESSAGE_JSON));
+    assert_eq!(json.response_body.as_deref(), Some(JSON_ANSWER));
+    let sse = store
+        .stored_bodies(&ids[1].request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let events: Vec<&str> = sse.chunks.iter().map(|(_, data)| data.as_str()).collect();
+    assert_eq!(events, SSE_EVENTS);
+}

@@ -6,12 +6,19 @@
 //! cut short and is run again writes every record exactly once. A line cut short by a crash
 //! is skipped and counted (and ended when the spool is opened again, so that the records
 //! appended after it keep lines of their own). A line is the record's serde form
-//! (`record::Record`).
+//! (`record::Record`), with its bodies and stream events sealed with the data key and bound to
+//! its request id, as the database keeps them; lines of older versions (bodies in clear)
+//! replay as they are.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
+
+use crate::crypto::{self, DataKey};
 use crate::record::Record;
 
 /// The spool file of a data directory.
@@ -24,14 +31,17 @@ pub struct Spool {
     file: File,
     /// Records in the file.
     pending: u64,
+    /// Seals bodies on the way in and opens them on the way out (bodies are only stored
+    /// with a data key).
+    key: Option<Arc<DataKey>>,
 }
 
 impl Spool {
     /// Opens (creating, 0600) the spool at `path`, counting what an earlier run left in it and
     /// ending a last line that a crash cut short.
-    pub fn open(path: PathBuf) -> io::Result<Spool> {
+    pub fn open(path: PathBuf, key: Option<Arc<DataKey>>) -> io::Result<Spool> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            crate::atomic_file::create_private_dir(dir)?;
         }
         let mut options = OpenOptions::new();
         options.create(true).append(true).read(true);
@@ -55,6 +65,7 @@ impl Spool {
             path,
             file,
             pending,
+            key,
         })
     }
 
@@ -70,7 +81,7 @@ impl Spool {
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
         let mut lines = Vec::with_capacity(records.len() * 512);
         for record in records {
-            serde_json::to_writer(&mut lines, record)?;
+            serde_json::to_writer(&mut lines, &sealed(self.key.as_deref(), record))?;
             lines.push(b'\n');
         }
         self.file.write_all(&lines)?;
@@ -85,7 +96,9 @@ impl Spool {
         Ok(Replay {
             lines: BufReader::new(File::open(&self.path)?).split(b'\n'),
             batch,
+            key: self.key.clone(),
             unreadable: 0,
+            bodies_dropped: 0,
         })
     }
 
@@ -101,7 +114,10 @@ impl Spool {
 pub struct Replay {
     lines: io::Split<BufReader<File>>,
     batch: usize,
+    key: Option<Arc<DataKey>>,
     pub unreadable: u64,
+    /// Records replayed without their bodies, which could not be opened (another data key).
+    pub bodies_dropped: u64,
 }
 
 impl Iterator for Replay {
@@ -114,13 +130,72 @@ impl Iterator for Replay {
                 None => break,
                 Some(Err(e)) => return Some(Err(e)),
                 Some(Ok(line)) => match serde_json::from_slice::<Record>(&line) {
-                    Ok(record) => records.push(record),
+                    Ok(record) => records.push(self.opened(record)),
                     Err(_) => self.unreadable += 1,
                 },
             }
         }
         (!records.is_empty()).then_some(Ok(records))
     }
+}
+
+impl Replay {
+    /// The record with its bodies in clear again. Bodies sealed with a key that is not this
+    /// one are dropped, and the record kept: its metadata matters more than its bodies.
+    fn opened(&mut self, mut record: Record) -> Record {
+        match open_bodies(self.key.as_deref(), &mut record) {
+            Ok(()) => record,
+            Err(e) => {
+                self.bodies_dropped += 1;
+                tracing::warn!(
+                    request_id = %record.request_id,
+                    "spooled bodies not readable ({e}); the record is kept without them"
+                );
+                record.without_bodies()
+            }
+        }
+    }
+}
+
+/// Opens what [`sealed`] sealed, in place; text that was never sealed stays as it is.
+fn open_bodies(key: Option<&DataKey>, record: &mut Record) -> Result<(), crypto::DecryptError> {
+    let id = &record.request_id;
+    for body in [&mut record.request_body, &mut record.response_body]
+        .into_iter()
+        .flatten()
+    {
+        *body = Bytes::from(crypto::open(key, id, &String::from_utf8_lossy(body))?);
+    }
+    for (_, text) in &mut record.chunks {
+        *text = crypto::open(key, id, text)?;
+    }
+    Ok(())
+}
+
+/// `record` as it is spooled: bodies and stream events sealed with `key`, bound to the
+/// request id.
+fn sealed<'a>(key: Option<&DataKey>, record: &'a Record) -> Cow<'a, Record> {
+    let Some(key) = key else {
+        return Cow::Borrowed(record);
+    };
+    if record.request_body.is_none() && record.response_body.is_none() && record.chunks.is_empty() {
+        return Cow::Borrowed(record);
+    }
+    let id = &record.request_id;
+    let seal = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|b| Bytes::from(key.seal(id, &String::from_utf8_lossy(b))))
+    };
+    Cow::Owned(Record {
+        request_body: seal(&record.request_body),
+        response_body: seal(&record.response_body),
+        chunks: record
+            .chunks
+            .iter()
+            .map(|(at, text)| (*at, key.seal(id, text)))
+            .collect(),
+        ..record.clone()
+    })
 }
 
 #[cfg(test)]
@@ -135,7 +210,7 @@ mod tests {
         let path = path_in(dir.path());
         let old = r#"{"request_id":"0193a1b2-0000-7000-8000-000000000001","timestamp":"2026-11-30T10:00:00.123456789Z","domain":"localhost","account_id":"acc","method":"POST","path":"/v1/messages","model":"m","request_type":"inference","status":200,"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":3,"cache_read_input_tokens":4,"duration_ms":5,"first_token_ms":null,"streaming":true,"client_ip":"127.0.0.1","api_key_hash":null,"error":null,"upstream_request_id":"req_1","request_body":"{}","response_body":null,"chunks":[[7,"data: x"]],"ratelimit":null,"upstream_credential_hash":null}"#;
         std::fs::write(&path, format!("{old}\n")).unwrap();
-        let spool = Spool::open(path).unwrap();
+        let spool = Spool::open(path, None).unwrap();
         assert_eq!(spool.pending(), 1);
         let mut replay = spool.replay(8).unwrap();
         let records = replay.next().unwrap().unwrap();
@@ -158,7 +233,7 @@ mod tests {
     #[test]
     fn a_record_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(path_in(dir.path())).unwrap();
+        let mut spool = Spool::open(path_in(dir.path()), None).unwrap();
         let record = Record {
             request_id: "r1".into(),
             timestamp: time::OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap(),
@@ -174,6 +249,44 @@ mod tests {
             serde_json::to_value(&back[0]).unwrap(),
             serde_json::to_value(&record).unwrap()
         );
+    }
+
+    #[test]
+    fn bodies_are_sealed_on_disk_and_a_foreign_key_costs_only_the_bodies() {
+        let key = |byte: u8| {
+            use base64::Engine;
+            let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+            Some(Arc::new(DataKey::from_base64(&text).unwrap()))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = Record {
+            error: None,
+            ..record("r1".into(), "the prompt".into())
+        };
+        let mut spool = Spool::open(path_in(dir.path()), key(1)).unwrap();
+        spool.append(std::slice::from_ref(&record)).unwrap();
+        let on_disk = std::fs::read_to_string(path_in(dir.path())).unwrap();
+        assert!(!on_disk.contains("the prompt"), "{on_disk}");
+        let back = spool.replay(8).unwrap().next().unwrap().unwrap();
+        assert_eq!(back[0].request_body, record.request_body);
+        assert_eq!(back[0].chunks, record.chunks);
+
+        // Another key: the record replays, without its bodies.
+        let spool = Spool::open(path_in(dir.path()), key(2)).unwrap();
+        let mut replay = spool.replay(8).unwrap();
+        let back = replay.next().unwrap().unwrap();
+        assert_eq!(back[0].request_id, "r1");
+        assert!(back[0].request_body.is_none() && back[0].chunks.is_empty());
+        assert_eq!(replay.bodies_dropped, 1);
+
+        // A line an older version wrote in clear replays as it is, with a key too.
+        let dir = tempfile::tempdir().unwrap();
+        let mut clear = Spool::open(path_in(dir.path()), None).unwrap();
+        record.request_id = "r2".into();
+        clear.append(std::slice::from_ref(&record)).unwrap();
+        let spool = Spool::open(path_in(dir.path()), key(1)).unwrap();
+        let back = spool.replay(8).unwrap().next().unwrap().unwrap();
+        assert_eq!(back[0].request_body, record.request_body);
     }
 
     use proptest::prelude::*;
@@ -221,7 +334,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let path = path_in(dir.path());
-            let mut spool = Spool::open(path.clone()).unwrap();
+            let mut spool = Spool::open(path.clone(), None).unwrap();
             let records: Vec<Record> = texts
                 .into_iter()
                 .enumerate()
@@ -254,7 +367,7 @@ mod tests {
                 start += line.len();
             }
 
-            let mut spool = Spool::open(path).unwrap();
+            let mut spool = Spool::open(path, None).unwrap();
             prop_assert_eq!(replay_ids(&spool, batch), (whole.clone(), torn));
 
             // The proxy restarts while the database is still away and spools more.
