@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::client_keys::{self, ClientKeys};
 use crate::accounts::credentials::{self, Credentials};
+use crate::accounts::oauth::refused_grants::{self, RefusedGrants};
 use crate::accounts::oauth::usage_window::{self, UsageWindows};
 use crate::accounts::oauth::{self, Tokens};
 use crate::config::Config;
@@ -294,7 +295,10 @@ impl Server {
         let tokens = Arc::new(
             Tokens::new(config.oauth.clone(), http.clone())
                 .shared_through(store.clone())
-                .with_secrets(secrets),
+                .with_secrets(secrets)
+                .remembering(RefusedGrants::load(
+                    config.data_dir.join(refused_grants::FILE),
+                )),
         );
         let refresher =
             oauth::spawn_refresher(tokens.clone(), credentials.clone(), stop_tasks.clone());

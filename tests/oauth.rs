@@ -372,9 +372,23 @@ async fn invalid_grant_marks_needs_login_and_answers_a_clear_401() {
     assert_eq!(metrics["failures"], 1);
     assert_eq!(metrics["accounts"][0]["last_refresh"]["ok"], false);
 
+    // A restart remembers: the dead refresh token is not sent again.
+    proxy.restart().await;
+    let (_, health) = get_health(&proxy).await;
+    assert_eq!(health["oauth"][0]["status"], "needs_login", "{health}");
+    assert_eq!(
+        send_message(&proxy, KEY_T, MESSAGE_JSON).await.status(),
+        401
+    );
+    assert_eq!(
+        oauth.calls().len(),
+        1,
+        "the refused token is not tried again"
+    );
+
     let db = proxy.stop_and_open_db().await;
     let rows = rows(&db).await;
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.status == 401));
     assert!(
         rows[0]

@@ -9,6 +9,7 @@
 pub mod endpoint;
 pub mod login;
 mod refresh;
+pub mod refused_grants;
 pub mod running_proxy;
 mod token_state;
 pub mod usage_window;

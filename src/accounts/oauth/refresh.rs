@@ -14,7 +14,8 @@
 //!   we have retired is recognised as a stale read and ignored; any other new token is a user
 //!   edit (a new login) and is adopted.
 //! - Failures back off (exponentially, and never sooner than `Retry-After`); `invalid_grant`
-//!   marks the account "needs login" until its file changes. While a refresh backs off, a token
+//!   marks the account "needs login" until its file brings another refresh token, also after
+//!   a restart ([`RefusedGrants`]). While a refresh backs off, a token
 //!   that has not expired yet is still used.
 //! - No token ever reaches a log line or an error message.
 
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{self, EndpointError, unix_ms_now};
+use super::refused_grants::RefusedGrants;
 pub use super::token_state::{AccountStatus, LastRefresh, retry_delay};
 use super::token_state::{TokenState, fingerprint, now_rfc3339};
 use crate::accounts::credentials::{
@@ -96,6 +98,8 @@ pub struct Tokens {
     changed: Notify,
     /// Where rotated tokens go when the file refers to the keychain.
     secrets: Arc<dyn SecretStore>,
+    /// Refresh tokens the endpoint refused: their accounts need a login, also after a restart.
+    refused: RefusedGrants,
 }
 
 /// One account's live token and the lock that makes its refreshes single-flight.
@@ -125,7 +129,14 @@ impl Tokens {
             metrics: Metrics::default(),
             changed: Notify::new(),
             secrets: Arc::new(Keychain),
+            refused: RefusedGrants::default(),
         }
+    }
+
+    /// Remembers refused refresh tokens in `refused` (kept on disk) rather than in memory.
+    pub fn remembering(mut self, refused: RefusedGrants) -> Tokens {
+        self.refused = refused;
+        self
     }
 
     /// Rotated tokens of files with keychain references are written to `secrets`.
@@ -168,17 +179,37 @@ impl Tokens {
         };
         let mut map = self.map();
         if let Some(entry) = map.get(&account.domain) {
-            entry.lock().sync(account, credential, &account.domain);
+            let mut state = entry.lock();
+            if state.sync(account, credential, &account.domain) {
+                self.mark_refused(&mut state, &account.domain);
+            }
+            drop(state);
             return Some(entry.clone());
         }
+        let mut state = TokenState::from_file(account, credential);
+        self.mark_refused(&mut state, &account.domain);
         let entry = Arc::new(AccountToken {
             domain: account.domain.clone(),
-            state: Mutex::new(TokenState::from_file(account, credential)),
+            state: Mutex::new(state),
             flight: Arc::default(),
         });
         map.insert(account.domain.clone(), entry.clone());
         self.changed.notify_one();
         Some(entry)
+    }
+
+    /// A token taken from the file whose refresh token was refused before needs a login.
+    fn mark_refused(&self, state: &mut TokenState, domain: &str) {
+        if state
+            .refresh
+            .as_ref()
+            .is_some_and(|r| self.refused.contains(r))
+        {
+            state.needs_login = true;
+            tracing::warn!(
+                "{domain}: its refresh token was refused before; the account must log in again: claude-nexus oauth login {domain}"
+            );
+        }
     }
 
     /// Brings every account in line with a new snapshot; forgets accounts that are gone.
@@ -429,6 +460,9 @@ impl Tokens {
                 s.failures += 1;
                 if matches!(error, EndpointError::InvalidGrant) {
                     s.needs_login = true;
+                    if let Some(refresh) = &s.refresh {
+                        self.refused.add(refresh);
+                    }
                     tracing::warn!(
                         "{domain}: oauth refresh refused (invalid_grant); the account must log in again: claude-nexus oauth login {domain}"
                     );

@@ -130,22 +130,23 @@ impl TokenState {
     }
 
     /// Compares with a (re)loaded file: our own write or a stale read changes nothing; a new
-    /// token from elsewhere (a login, an edit) replaces ours and clears any failure.
+    /// token from elsewhere (a login, an edit) replaces ours and clears any failure. Returns
+    /// whether it did.
     pub(super) fn sync(
         &mut self,
         account: &Arc<Account>,
         credential: &OAuthCredential,
         domain: &str,
-    ) {
+    ) -> bool {
         if Weak::ptr_eq(&self.source, &Arc::downgrade(account)) {
-            return;
+            return false;
         }
         self.source = Arc::downgrade(account);
         self.account_id = account.account_id.clone();
         self.file = account.file.clone();
         let seen = fingerprint(&credential.access_token);
         if seen == fingerprint(&self.access) || self.retired.contains(&seen) {
-            return;
+            return false;
         }
         tracing::info!("{domain}: credential file has a new OAuth token; using it");
         *self = TokenState {
@@ -153,6 +154,7 @@ impl TokenState {
             last: self.last.take(),
             ..TokenState::from_file(account, credential)
         };
+        true
     }
 
     pub(super) fn retire(&mut self, old: [u8; 32]) {
