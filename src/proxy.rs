@@ -109,7 +109,7 @@ pub async fn handle(
         }
     }
 
-    let oauth_token;
+    let mut oauth_token = None;
     let auth = match &client.account.credential {
         UpstreamCredential::ApiKey(key) => UpstreamAuth::ApiKey(key),
         UpstreamCredential::Passthrough => {
@@ -120,8 +120,7 @@ pub async fn handle(
         UpstreamCredential::OAuth(_) => match state.oauth.access_token(&client.account).await {
             Some(Ok(token)) => {
                 state.usage_windows.mark_used(&client.account.domain);
-                oauth_token = token;
-                UpstreamAuth::OAuth(&oauth_token)
+                UpstreamAuth::OAuth(oauth_token.insert(token))
             }
             Some(Err(TokenUnavailable::BackingOff(wait))) => {
                 return exchange.fail(ProxyError::TokenRefreshBackoff(wait));
@@ -133,16 +132,21 @@ pub async fn handle(
             }
         },
     };
-    let uri = state.upstream.uri(&parts.uri);
-    let headers = forward::upstream_headers(&parts.headers, auth);
-    let request = state
-        .upstream
-        .send(parts.method.clone(), uri, headers, body);
-    let response = match tokio::time::timeout(state.settings.header_timeout, request).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => return exchange.fail(ProxyError::UpstreamUnreachable(e)),
-        Err(_) => return exchange.fail(ProxyError::UpstreamTimeout(state.settings.header_timeout)),
+    let mut response = match send(&state, &parts, auth, body.clone()).await {
+        Ok(response) => response,
+        Err(error) => return exchange.fail(error),
     };
+    // An OAuth token refused although it had time left was revoked or rotated elsewhere: one
+    // shared refresh, and this request once more with the new token (its body is in memory).
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(rejected) = &oauth_token
+        && let Some(fresh) = state.oauth.after_rejection(&client.account, rejected).await
+    {
+        response = match send(&state, &parts, UpstreamAuth::OAuth(&fresh), body).await {
+            Ok(response) => response,
+            Err(error) => return exchange.fail(error),
+        };
+    }
 
     let status = response.status();
     let kind = BodyKind::from_content_type(
@@ -182,6 +186,26 @@ pub async fn handle(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// Sends the request upstream with `auth`, waiting at most `CLAUDE_API_TIMEOUT` for the
+/// response's headers.
+async fn send(
+    state: &AppState,
+    parts: &request::Parts,
+    auth: UpstreamAuth<'_>,
+    body: Bytes,
+) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
+    let uri = state.upstream.uri(&parts.uri);
+    let headers = forward::upstream_headers(&parts.headers, auth);
+    let request = state
+        .upstream
+        .send(parts.method.clone(), uri, headers, body);
+    match tokio::time::timeout(state.settings.header_timeout, request).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(ProxyError::UpstreamUnreachable(e)),
+        Err(_) => Err(ProxyError::UpstreamTimeout(state.settings.header_timeout)),
+    }
 }
 
 /// Paths outside `/v1/`.

@@ -592,3 +592,84 @@ async fn a_caller_leaving_during_the_refresh_does_not_lose_the_rotated_token() {
         1
     );
 }
+
+/// A token revoked or rotated elsewhere while it still had time left: the upstream's 401 sets
+/// off one refresh, shared by every request that saw it, and each request is sent once more
+/// with the new token; the clients never see the 401.
+#[tokio::test]
+async fn a_token_refused_with_time_left_is_refreshed_once_and_the_request_retried() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    let mut proxy = oauth_proxy(
+        &mock,
+        &oauth,
+        vec![oauth_account("t.example", "acc_t", KEY_T)],
+    )
+    .await;
+    let send = || async {
+        let r = post_message(proxy.url("/v1/messages"), KEY_T, MESSAGE_JSON)
+            .header("x-mock", "revoked")
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    };
+    let statuses = futures_util::future::join_all((0..5).map(|_| send())).await;
+    assert_eq!(statuses, [200; 5]);
+    assert_eq!(
+        oauth.calls().len(),
+        1,
+        "one refresh for every request that saw the 401"
+    );
+    assert_eq!(send().await, 200);
+    let received = mock.received();
+    let with = |token: &str| {
+        received
+            .iter()
+            .filter(|r| r.headers["authorization"] == format!("Bearer {token}"))
+            .count()
+    };
+    assert_eq!(
+        with(OAUTH_TOKEN),
+        5,
+        "each first try went with the revoked token"
+    );
+    assert_eq!(
+        with(&refreshed_access(1)),
+        6,
+        "the retries and the next request"
+    );
+
+    let db = proxy.stop_and_open_db().await;
+    let rows = rows(&db).await;
+    assert_eq!(rows.len(), 6, "one row per client request");
+    assert!(rows.iter().all(|r| r.status == 200));
+}
+
+/// A token refreshed a moment ago and refused anyway is the account's own answer (no access),
+/// not a stale token: it is passed on, and the token is not rotated again for every request.
+#[tokio::test]
+async fn a_fresh_token_refused_is_passed_on_without_another_refresh() {
+    let mock = MockUpstream::start().await;
+    let oauth = MockOAuth::start().await;
+    let mut proxy = oauth_proxy(
+        &mock,
+        &oauth,
+        vec![oauth_account("t.example", "acc_t", KEY_T)],
+    )
+    .await;
+    for _ in 0..3 {
+        let r = post_message(proxy.url("/v1/messages"), KEY_T, MESSAGE_JSON)
+            .header("x-mock", "status-401")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        oauth.calls().len(),
+        1,
+        "refreshed once, then the 401 passes through"
+    );
+    proxy.stop().await;
+}

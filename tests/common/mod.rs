@@ -7,6 +7,7 @@
 //! (never answers), `truncate` (a stream without `message_stop`), `stall` (one event, then
 //! silence until the connection is dropped), `gate` (one event, then the rest once the test
 //! calls [`MockUpstream::release`]), `leak` (a 401 whose message contains the key it received),
+//! `revoked` (a 401 to the first OAuth token, [`OAUTH_TOKEN`]; the JSON answer to any other),
 //! `unified` (the JSON answer with `anthropic-ratelimit-unified-*` headers).
 //!
 //! `GET /api/oauth/usage` (the plan usage endpoint) answers [`USAGE_ANSWER`], or the status set
@@ -277,6 +278,21 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
                 h.insert(name, value.parse().unwrap());
             }
             r
+        }
+        "revoked" => {
+            let bearer = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if bearer == format!("Bearer {OAUTH_TOKEN}") {
+                json_response(
+                    StatusCode::UNAUTHORIZED,
+                    r#"{"type":"error","error":{"type":"authentication_error","message":"OAuth token has been revoked"}}"#,
+                )
+            } else {
+                json_response(StatusCode::OK, JSON_ANSWER)
+            }
         }
         "sse" => sse_response(SSE_EVENTS.iter().map(|s| s.to_string()).collect(), None),
         "truncate" => sse_response(

@@ -85,6 +85,10 @@ pub enum TokenUnavailable {
     BackingOff(Duration),
 }
 
+/// How long after a refresh a 401 to the new token is taken as the token's own answer
+/// (the account lacks access), not as a sign that it went stale.
+pub const REJECTION_GRACE: Duration = Duration::from_secs(60);
+
 /// The live tokens of every OAuth account.
 pub struct Tokens {
     config: OAuthConfig,
@@ -292,6 +296,50 @@ impl Tokens {
             }
             // Either way an attempt has ended since we looked: look again.
         }
+    }
+
+    /// The token to retry with after the upstream answered 401 to `rejected` although it had
+    /// time left (revoked, or rotated by another client): one refresh, shared by every request
+    /// that saw the same refusal. `None` when there is no better token: the refresh failed,
+    /// or `rejected` itself was refreshed less than [`REJECTION_GRACE`] ago (a fresh token
+    /// refused is not a stale one, and must not make every request rotate it again).
+    pub async fn after_rejection(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
+        rejected: &SecretString,
+    ) -> Option<SecretString> {
+        let entry = self.entry(account)?;
+        let rejected = fingerprint(rejected);
+        let replacement = |s: &TokenState| {
+            (!s.needs_login && fingerprint(&s.access) != rejected).then(|| s.access.clone())
+        };
+        let seen = {
+            let s = entry.lock();
+            if fingerprint(&s.access) != rejected {
+                return replacement(&s);
+            }
+            if s.refreshed_at
+                .is_some_and(|at| at.elapsed() < REJECTION_GRACE)
+            {
+                return None;
+            }
+            s.attempt
+        };
+        let flight = entry.flight.clone().lock_owned().await;
+        if entry.lock().attempt == seen {
+            tracing::warn!(
+                domain = %entry.domain,
+                "the upstream refused an OAuth token that had time left (revoked or rotated elsewhere); refreshing it"
+            );
+            let (tokens, entry) = (self.clone(), entry.clone());
+            // Its own task, as in `token_of`: a caller that goes away cannot cut it short.
+            let _ = tokio::spawn(async move {
+                tokens.refresh_locked(&entry).await;
+                drop(flight);
+            })
+            .await;
+        }
+        replacement(&entry.lock())
     }
 
     /// The current access token of `entry` if it can be used as it is: never refreshes (for
