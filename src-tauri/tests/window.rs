@@ -57,7 +57,9 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(
 ) -> T {
     let start = Instant::now();
     loop {
-        if let Some(value) = check().await {
+        // Each check is bounded too: a WebDriver call can wait for ever on an app that died.
+        let left = limit.saturating_sub(start.elapsed());
+        if let Ok(Some(value)) = tokio::time::timeout(left, check()).await {
             return value;
         }
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
@@ -115,6 +117,13 @@ impl Drop for Driver {
         let group = format!("-{}", self.0.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
+        // The app (WebKitWebDriver's child) dies with its group, but not at once: until it is
+        // gone it holds its single-instance name on the session bus, and the next test's app
+        // would hand its arguments to it and exit.
+        let start = Instant::now();
+        while app_pid().is_some() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
