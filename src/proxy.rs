@@ -1,8 +1,10 @@
-//! The proxy handler: every method and path under `/v1/` goes to the upstream.
+//! The proxy handler: requests under `/v1/` go to the upstream with the account's credential.
 //!
-//! One request: check its method and path ([`request_line`]), authenticate the client key, read the body (bounded by `MAX_REQUEST_SIZE`),
-//! check that a Messages request is JSON, forward it with the account's credential, and
-//! stream the answer back untouched through a tap that meters it. Each request becomes
+//! One request: check its method and path ([`request_line`]), authenticate the client key,
+//! read the body (bounded by `MAX_REQUEST_SIZE` and `CLIENT_BODY_TIMEOUT`), check that a
+//! Messages request is JSON, forward it with the account's credential (once more after a
+//! shared refresh when the upstream refuses an OAuth token that had time left), and stream the
+//! answer back untouched through a tap that meters it. Each request becomes
 //! exactly one record, whether it succeeds, is refused, fails upstream or is abandoned by
 //! its client: an [`Exchange`] records itself when dropped unfinished.
 
