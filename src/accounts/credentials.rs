@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::atomic_file::mode_of;
 use crate::keys::{KeyHash, KeySalt};
 use crate::secrets::{Keychain, SecretStore};
 
@@ -364,22 +365,12 @@ fn check_dir_permissions(dir: &Path) {
 
 /// The directory's mode when group or others may write in it.
 pub fn writable_by_others(dir: &Path) -> Option<u32> {
-    mode_of(dir).filter(|mode| mode & 0o022 != 0)
+    mode_of(dir).filter(|&mode| lets_others_write(mode))
 }
 
-fn mode_of(path: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| m.permissions().mode() & 0o777)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
+/// Whether a directory of `mode` lets group or others add files: then it loads no account.
+pub fn lets_others_write(mode: u32) -> bool {
+    mode & 0o022 != 0
 }
 
 /// Loads one credential file: permissions first, then the JSON (keychain references resolved

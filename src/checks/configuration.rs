@@ -4,8 +4,8 @@
 
 use crate::crypto::KeySource;
 
-use super::files::mode_of;
 use super::{Check, DatabaseSummary, Settings, Status};
+use crate::atomic_file::mode_of;
 
 /// The shortest dashboard key called strong.
 pub const STRONG_KEY_LEN: usize = 32;

@@ -1,22 +1,11 @@
 //! File modes: the credentials directory and its credential files must not be readable by
-//! others; [`mode_of`] is also how the configuration checks look at the storage key file.
+//! others.
 
 use std::path::Path;
 
 use super::{Check, Status};
-
-#[cfg(unix)]
-pub(super) fn mode_of(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| m.permissions().mode() & 0o777)
-}
-
-#[cfg(not(unix))]
-pub(super) fn mode_of(_path: &Path) -> Option<u32> {
-    None
-}
+use crate::accounts::credentials::lets_others_write;
+use crate::atomic_file::mode_of;
 
 pub(super) fn credential_files(dir: &Path) -> Vec<Check> {
     let shown = dir.display();
@@ -34,7 +23,7 @@ pub(super) fn credential_files(dir: &Path) -> Vec<Check> {
             Status::Pass,
             format!("{shown} is {mode:o}"),
         ),
-        Some(mode) if mode & 0o022 != 0 => Check::new(
+        Some(mode) if lets_others_write(mode) => Check::new(
             "credentials-dir",
             "Credentials directory is private (0700)",
             Status::Fail,

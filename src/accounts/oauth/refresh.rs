@@ -286,13 +286,7 @@ impl Tokens {
                 }
             };
             if entry.lock().attempt == seen {
-                let (tokens, entry) = (self.clone(), entry.clone());
-                let attempt = tokio::spawn(async move {
-                    tokens.refresh_locked(&entry).await;
-                    drop(flight);
-                });
-                // If this waiter is dropped, the attempt still runs to its end.
-                let _ = attempt.await;
+                self.refresh_detached(entry, flight).await;
             }
             // Either way an attempt has ended since we looked: look again.
         }
@@ -331,15 +325,24 @@ impl Tokens {
                 domain = %entry.domain,
                 "the upstream refused an OAuth token that had time left (revoked or rotated elsewhere); refreshing it"
             );
-            let (tokens, entry) = (self.clone(), entry.clone());
-            // Its own task, as in `token_of`: a caller that goes away cannot cut it short.
-            let _ = tokio::spawn(async move {
-                tokens.refresh_locked(&entry).await;
-                drop(flight);
-            })
-            .await;
+            self.refresh_detached(&entry, flight).await;
         }
         replacement(&entry.lock())
+    }
+
+    /// One attempt in its own task, holding `flight` until it ends: if the caller is dropped,
+    /// the attempt still runs to its end (it may have rotated the refresh token already).
+    async fn refresh_detached(
+        self: &Arc<Self>,
+        entry: &Arc<AccountToken>,
+        flight: tokio::sync::OwnedMutexGuard<()>,
+    ) {
+        let (tokens, entry) = (self.clone(), entry.clone());
+        let _ = tokio::spawn(async move {
+            tokens.refresh_locked(&entry).await;
+            drop(flight);
+        })
+        .await;
     }
 
     /// The current access token of `entry` if it can be used as it is: never refreshes (for
