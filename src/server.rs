@@ -46,8 +46,6 @@ use crate::retention::{self, RetentionReport};
 use crate::secrets::{Keychain, SecretStore};
 use crate::store::{Store, StoreError};
 
-/// Records the queue holds before producers start waiting (in spawned tasks, off the request).
-const RECORD_QUEUE: usize = 65_536;
 /// How long cut streams get to close after the grace period.
 const CUT_WAIT: Duration = Duration::from_secs(5);
 /// Live records kept for slow dashboard listeners before they miss some.
@@ -271,11 +269,11 @@ impl Server {
 
         let stop_tasks = CancellationToken::new();
         let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
-        let (recorder, queue) = Recorder::channel(RECORD_QUEUE);
+        let (recorder, queue) = Recorder::channel();
         let spool = Spool::open(spool::path_in(&config.data_dir), store.data_key())
             .inspect_err(|e| {
                 tracing::warn!(
-                    "no spool in {} ({e}): records wait in memory when the database is unavailable",
+                    "no spool in {} ({e}): records wait in memory when the database is unavailable or slow",
                     config.data_dir.display()
                 );
             })
@@ -285,6 +283,7 @@ impl Server {
             queue,
             recorder.stats().clone(),
             spool,
+            recorder::Limits::default(),
             stop_tasks.clone(),
             feed.clone(),
         );

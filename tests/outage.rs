@@ -93,6 +93,8 @@ async fn records_in_the_spool_survive_kill_9() {
             .database(&database.url)
             .upstream(&mock)
             .env("API_KEY_SALT", "outage-salt")
+            // Each batch spooled, with the spool's length.
+            .env("RUST_LOG", "info,claude_nexus::recorder=debug")
     };
 
     let (mut running, addr) = Running::start(command());

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::record::Record;
-use claude_nexus::recorder::{Recorder, spawn_writer};
+use claude_nexus::recorder::spool::{self, Spool};
+use claude_nexus::recorder::{Limits, Recorder, spawn_writer};
 use claude_nexus::store::{Bucket, Migrations, Store, UsageGroup};
 use claude_nexus::usage::Usage;
 use tokio_util::sync::CancellationToken;
@@ -51,13 +52,14 @@ async fn open(database: &TestDatabase) -> Store {
 
 /// Writes `records` through a writer, stops it, and returns (written, lost).
 async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
-    let (recorder, queue) = Recorder::channel(16);
+    let (recorder, queue) = Recorder::channel();
     let stop = CancellationToken::new();
     let writer = spawn_writer(
         store.clone(),
         queue,
         recorder.stats().clone(),
         None,
+        Limits::default(),
         stop.clone(),
         tokio::sync::broadcast::channel(16).0,
     );
@@ -204,4 +206,163 @@ async fn overview_groups_match_the_rows_and_replays_count_once() {
         .unwrap();
     assert_eq!(per_bucket(&groups), expected(cutoff, false));
     store.close().await;
+}
+
+/// Holds the database's write lock, as a long transaction elsewhere would: SQLite refuses
+/// writes after its busy timeout, PostgreSQL makes them wait.
+enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    async fn take(database: &TestDatabase) -> WriteLock {
+        use sqlx::{Connection, Executor};
+        if database.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+            conn.execute("BEGIN; LOCK TABLE api_requests IN ACCESS EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            WriteLock::Postgres(conn)
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&database.url)
+                .await
+                .unwrap();
+            conn.execute("BEGIN EXCLUSIVE").await.unwrap();
+            WriteLock::Sqlite(conn)
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::{Connection, Executor};
+        match self {
+            WriteLock::Sqlite(mut conn) => {
+                conn.execute("COMMIT").await.unwrap();
+                conn.close().await.unwrap();
+            }
+            WriteLock::Postgres(mut conn) => {
+                conn.execute("COMMIT").await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// While the database cannot keep up, the writer holds no more than its memory bound: the
+/// records past it go to the spool, and every record reaches the database once it is free,
+/// none lost, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_within_its_bound_while_the_database_lags() {
+    const RECORDS: usize = 300;
+    const BOUND: usize = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::fresh(dir.path()).await;
+    let store = open(&database).await;
+    let spool = Spool::open(spool::path_in(dir.path()), store.data_key()).unwrap();
+    let lock = WriteLock::take(&database).await;
+
+    let (recorder, queue) = Recorder::channel();
+    let stats = recorder.stats().clone();
+    let stop = CancellationToken::new();
+    let limits = Limits {
+        memory: BOUND,
+        batch: 16,
+    };
+    let writer = spawn_writer(
+        store.clone(),
+        queue,
+        stats.clone(),
+        Some(spool),
+        limits,
+        stop.clone(),
+        tokio::sync::broadcast::channel(16).0,
+    );
+    let mut ids = Vec::new();
+    for _ in 0..RECORDS {
+        let id = Uuid::now_v7();
+        let mut r = record(id);
+        r.request_body = Some(bytes::Bytes::from(vec![b'x'; 4096]));
+        ids.push(id.to_string());
+        recorder.record(r);
+    }
+    // 300 records of 4 KiB and more: all but the few that fit in 64 KiB are on disk.
+    let mut spooled = stats.spool_pending.subscribe();
+    tokio::time::timeout(Duration::from_secs(30), spooled.wait_for(|n| *n >= 250))
+        .await
+        .expect("records spooled")
+        .unwrap();
+    let peak = stats.memory_peak.load(Ordering::Relaxed) as usize;
+    assert!(
+        peak > 0 && peak <= BOUND,
+        "held {peak} bytes, bound {BOUND}"
+    );
+
+    lock.release().await;
+    tokio::time::timeout(Duration::from_secs(30), spooled.wait_for(|n| *n == 0))
+        .await
+        .expect("the spool is written once the database is free")
+        .unwrap();
+    stop.cancel();
+    writer.await.unwrap();
+    assert_eq!(
+        (
+            stats.written.load(Ordering::Relaxed),
+            stats.lost.load(Ordering::Relaxed)
+        ),
+        (RECORDS as u64, 0)
+    );
+    assert!(stats.memory_peak.load(Ordering::Relaxed) as usize <= BOUND);
+    store.close().await;
+
+    let db = database.open().await;
+    let mut stored: Vec<String> = db
+        .text_rows("SELECT request_id FROM api_requests")
+        .await
+        .into_iter()
+        .map(|row| row[0].clone().unwrap())
+        .collect();
+    stored.sort();
+    ids.sort();
+    assert_eq!(stored, ids);
+    assert_eq!(
+        std::fs::metadata(spool::path_in(dir.path())).unwrap().len(),
+        0
+    );
+}
+
+/// How fast each batch size writes, on this test's database (SQLite, or PostgreSQL with
+/// `TEST_DATABASE_URL`): the figures behind `Limits::default().batch`. Run optimised:
+/// `cargo test --profile desktop --test records -- --ignored --nocapture batch_sizes`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn batch_sizes() {
+    const RECORDS: usize = 16_384;
+    for batch in [16, 64, 256, 1024, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::fresh(dir.path()).await;
+        let store = open(&database).await;
+        let records: Vec<Record> = (0..RECORDS)
+            .map(|_| {
+                let mut r = record(Uuid::now_v7());
+                r.request_body = Some(bytes::Bytes::from(vec![b'q'; 2048]));
+                r.response_body = Some(bytes::Bytes::from(vec![b'a'; 1024]));
+                r
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        for chunk in records.chunks(batch) {
+            store.insert_records(chunk).await.unwrap();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "batch_sizes database={} batch={batch} rows_per_s={:.0}",
+            if database.is_postgres() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
+            RECORDS as f64 / seconds
+        );
+        store.close().await;
+    }
 }

@@ -1,18 +1,21 @@
-//! The spool: where records wait, on disk, while the database cannot take them.
+//! The spool: where records wait, on disk, while the database cannot take them or cannot
+//! keep up.
 //!
-//! An append-only file of JSON lines (mode 0600) in the data directory. The record writer
-//! appends a batch it could not write (and fsyncs it), and replays the file in order once the
-//! database is back, with inserts that skip request ids already present, so a replay that was
-//! cut short and is run again writes every record exactly once. A line cut short by a crash
-//! is skipped and counted (and ended when the spool is opened again, so that the records
-//! appended after it keep lines of their own). A line is the record's serde form
+//! An append-only file of JSON lines (mode 0600) in the data directory, used as a queue. The
+//! record writer appends records the database could not take, or that did not fit in its
+//! memory bound (and fsyncs them), and reads them back in order, batch by batch, as the
+//! database takes them; the file is emptied once all of it is written. Replayed inserts skip
+//! request ids already present, so a replay that was cut short (by a crash: the read position
+//! is not kept) and is run again writes every record exactly once. A line cut short by a
+//! crash is skipped and counted (and ended when the spool is opened again, so that the
+//! records appended after it keep lines of their own). A line is the record's serde form
 //! (`record::Record`), with its bodies and stream events sealed with the data key and bound to
 //! its request id, as the database keeps them; lines of older versions (bodies in clear)
 //! replay as they are.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,11 +32,26 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
 pub struct Spool {
     path: PathBuf,
     file: File,
-    /// Records in the file.
+    /// Lines in the file not yet written to the database.
     pending: u64,
+    /// Where the first of them starts: the lines before it are in the database.
+    read_from: u64,
     /// Seals bodies on the way in and opens them on the way out (bodies are only stored
     /// with a data key).
     key: Option<Arc<DataKey>>,
+}
+
+/// Records read back from the spool, to be [`Spool::consume`]d once they are written.
+pub struct SpoolBatch {
+    pub records: Vec<Record>,
+    /// Lines read: the records and the lines that could not be read back.
+    pub lines: u64,
+    /// Lines that could not be read back (cut short by a crash, even inside a character).
+    pub unreadable: u64,
+    /// Records read without their bodies, which could not be opened (another data key).
+    pub bodies_dropped: u64,
+    /// Where the next batch starts.
+    end: u64,
 }
 
 impl Spool {
@@ -65,6 +83,7 @@ impl Spool {
             path,
             file,
             pending,
+            read_from: 0,
             key,
         })
     }
@@ -73,6 +92,7 @@ impl Spool {
         &self.path
     }
 
+    /// Records (lines) in the spool not yet written to the database.
     pub fn pending(&self) -> u64 {
         self.pending
     }
@@ -90,69 +110,69 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads the spooled records in order, `batch` at a time. Lines that cannot be read back
-    /// (cut short by a crash, even inside a character) are counted in [`Replay::unreadable`].
-    pub fn replay(&self, batch: usize) -> io::Result<Replay> {
-        Ok(Replay {
-            lines: BufReader::new(File::open(&self.path)?).split(b'\n'),
-            batch,
-            key: self.key.clone(),
+    /// Reads the oldest records not yet written, in order: up to `max` records, and no more
+    /// lines once `max_bytes` have been read. The same records are read again until they
+    /// are [`consume`](Spool::consume)d.
+    pub fn read(&self, max: usize, max_bytes: usize) -> io::Result<SpoolBatch> {
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.read_from))?;
+        let mut reader = BufReader::new(file);
+        let mut batch = SpoolBatch {
+            records: Vec::new(),
+            lines: 0,
             unreadable: 0,
             bodies_dropped: 0,
-        })
+            end: self.read_from,
+        };
+        let mut line = Vec::new();
+        let mut bytes = 0;
+        while batch.records.len() < max && bytes < max_bytes {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            bytes += n;
+            batch.end += n as u64;
+            batch.lines += 1;
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(record) => {
+                    let record = opened(self.key.as_deref(), record, &mut batch.bodies_dropped);
+                    batch.records.push(record);
+                }
+                Err(_) => batch.unreadable += 1,
+            }
+        }
+        Ok(batch)
     }
 
-    /// Empties the spool once everything in it is in the database.
-    pub fn clear(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.sync_data()?;
-        self.pending = 0;
+    /// Marks `batch` as written: the next read starts after it, and the file is emptied
+    /// once everything in it is written.
+    pub fn consume(&mut self, batch: &SpoolBatch) -> io::Result<()> {
+        self.read_from = batch.end;
+        self.pending = self.pending.saturating_sub(batch.lines);
+        if self.pending == 0 {
+            self.file.set_len(0)?;
+            self.file.sync_data()?;
+            self.read_from = 0;
+        }
         Ok(())
     }
 }
 
-pub struct Replay {
-    lines: io::Split<BufReader<File>>,
-    batch: usize,
-    key: Option<Arc<DataKey>>,
-    pub unreadable: u64,
-    /// Records replayed without their bodies, which could not be opened (another data key).
-    pub bodies_dropped: u64,
-}
-
-impl Iterator for Replay {
-    type Item = io::Result<Vec<Record>>;
-
-    fn next(&mut self) -> Option<io::Result<Vec<Record>>> {
-        let mut records = Vec::with_capacity(self.batch);
-        while records.len() < self.batch {
-            match self.lines.next() {
-                None => break,
-                Some(Err(e)) => return Some(Err(e)),
-                Some(Ok(line)) => match serde_json::from_slice::<Record>(&line) {
-                    Ok(record) => records.push(self.opened(record)),
-                    Err(_) => self.unreadable += 1,
-                },
-            }
-        }
-        (!records.is_empty()).then_some(Ok(records))
-    }
-}
-
-impl Replay {
-    /// The record with its bodies in clear again. Bodies sealed with a key that is not this
-    /// one are dropped, and the record kept: its metadata matters more than its bodies.
-    fn opened(&mut self, mut record: Record) -> Record {
-        match open_bodies(self.key.as_deref(), &mut record) {
-            Ok(()) => record,
-            Err(e) => {
-                self.bodies_dropped += 1;
-                tracing::warn!(
-                    request_id = %record.request_id,
-                    "spooled bodies not readable ({e}); the record is kept without them"
-                );
-                record.without_bodies()
-            }
+/// The record with its bodies in clear again. Bodies sealed with a key that is not this one
+/// are dropped (and counted in `dropped`), and the record kept: its metadata matters more
+/// than its bodies.
+fn opened(key: Option<&DataKey>, mut record: Record, dropped: &mut u64) -> Record {
+    match open_bodies(key, &mut record) {
+        Ok(()) => record,
+        Err(e) => {
+            *dropped += 1;
+            tracing::warn!(
+                request_id = %record.request_id,
+                "spooled bodies not readable ({e}); the record is kept without them"
+            );
+            record.without_bodies()
         }
     }
 }
@@ -212,10 +232,9 @@ mod tests {
         std::fs::write(&path, format!("{old}\n")).unwrap();
         let spool = Spool::open(path, None).unwrap();
         assert_eq!(spool.pending(), 1);
-        let mut replay = spool.replay(8).unwrap();
-        let records = replay.next().unwrap().unwrap();
-        assert_eq!(replay.unreadable, 0);
-        let r = &records[0];
+        let read = spool.read(8, usize::MAX).unwrap();
+        assert_eq!(read.unreadable, 0);
+        let r = &read.records[0];
         assert_eq!(r.request_id, "0193a1b2-0000-7000-8000-000000000001");
         assert_eq!(crate::record::iso(r.timestamp), "2026-11-30T10:00:00.123Z");
         assert_eq!(r.request_type.as_deref(), Some("inference"));
@@ -244,7 +263,7 @@ mod tests {
             ..Record::default()
         };
         spool.append(std::slice::from_ref(&record)).unwrap();
-        let back = spool.replay(8).unwrap().next().unwrap().unwrap();
+        let back = spool.read(8, usize::MAX).unwrap().records;
         assert_eq!(
             serde_json::to_value(&back[0]).unwrap(),
             serde_json::to_value(&record).unwrap()
@@ -267,17 +286,17 @@ mod tests {
         spool.append(std::slice::from_ref(&record)).unwrap();
         let on_disk = std::fs::read_to_string(path_in(dir.path())).unwrap();
         assert!(!on_disk.contains("the prompt"), "{on_disk}");
-        let back = spool.replay(8).unwrap().next().unwrap().unwrap();
+        let back = spool.read(8, usize::MAX).unwrap().records;
         assert_eq!(back[0].request_body, record.request_body);
         assert_eq!(back[0].chunks, record.chunks);
 
         // Another key: the record replays, without its bodies.
         let spool = Spool::open(path_in(dir.path()), key(2)).unwrap();
-        let mut replay = spool.replay(8).unwrap();
-        let back = replay.next().unwrap().unwrap();
+        let read = spool.read(8, usize::MAX).unwrap();
+        let back = &read.records;
         assert_eq!(back[0].request_id, "r1");
         assert!(back[0].request_body.is_none() && back[0].chunks.is_empty());
-        assert_eq!(replay.bodies_dropped, 1);
+        assert_eq!(read.bodies_dropped, 1);
 
         // A line an older version wrote in clear replays as it is, with a key too.
         let dir = tempfile::tempdir().unwrap();
@@ -285,7 +304,7 @@ mod tests {
         record.request_id = "r2".into();
         clear.append(std::slice::from_ref(&record)).unwrap();
         let spool = Spool::open(path_in(dir.path()), key(1)).unwrap();
-        let back = spool.replay(8).unwrap().next().unwrap().unwrap();
+        let back = spool.read(8, usize::MAX).unwrap().records;
         assert_eq!(back[0].request_body, record.request_body);
     }
 
@@ -303,15 +322,60 @@ mod tests {
         }
     }
 
-    /// Replays the whole spool: the request ids in order, and the lines it could not read.
+    /// Reads the whole spool `batch` records at a time, as the writer does, without
+    /// consuming it: the request ids in order, and the lines it could not read.
     fn replay_ids(spool: &Spool, batch: usize) -> (Vec<String>, u64) {
-        let mut replay = spool.replay(batch).unwrap();
-        let ids = replay
-            .by_ref()
-            .flat_map(|records| records.unwrap())
-            .map(|r| r.request_id)
-            .collect();
-        (ids, replay.unreadable)
+        let mut from = Spool {
+            path: spool.path.clone(),
+            file: spool.file.try_clone().unwrap(),
+            key: spool.key.clone(),
+            ..*spool
+        };
+        let (mut ids, mut unreadable) = (Vec::new(), 0);
+        loop {
+            let read = from.read(batch, usize::MAX).unwrap();
+            if read.lines == 0 {
+                return (ids, unreadable);
+            }
+            ids.extend(read.records.iter().map(|r| r.request_id.clone()));
+            unreadable += read.unreadable;
+            from.read_from = read.end;
+        }
+    }
+
+    /// Records are read in order as the database takes them; records appended meanwhile
+    /// are read after them, and the file is emptied once everything is written.
+    #[test]
+    fn reads_follow_appends_and_the_file_empties_when_all_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(path_in(dir.path()), None).unwrap();
+        let ids = |read: &SpoolBatch| -> Vec<String> {
+            read.records.iter().map(|r| r.request_id.clone()).collect()
+        };
+        spool
+            .append(&[
+                record("a".into(), "x".into()),
+                record("b".into(), "y".into()),
+            ])
+            .unwrap();
+        let first = spool.read(1, usize::MAX).unwrap();
+        assert_eq!(ids(&first), ["a"]);
+        // Not consumed (the insert failed): read again.
+        assert_eq!(ids(&spool.read(1, usize::MAX).unwrap()), ["a"]);
+        spool.consume(&first).unwrap();
+        assert_eq!(spool.pending(), 1);
+        spool.append(&[record("c".into(), "z".into())]).unwrap();
+        // A byte bound stops after the line that crosses it.
+        let rest = spool.read(10, 1).unwrap();
+        assert_eq!(ids(&rest), ["b"]);
+        spool.consume(&rest).unwrap();
+        let last = spool.read(10, usize::MAX).unwrap();
+        assert_eq!(ids(&last), ["c"]);
+        spool.consume(&last).unwrap();
+        assert_eq!(spool.pending(), 0);
+        assert_eq!(std::fs::metadata(spool.path()).unwrap().len(), 0);
+        spool.append(&[record("d".into(), "w".into())]).unwrap();
+        assert_eq!(ids(&spool.read(10, usize::MAX).unwrap()), ["d"]);
     }
 
     proptest! {

@@ -1,61 +1,99 @@
 //! Request records: one per request that reaches the proxy, and the path they take to the
-//! store without the request ever waiting for the database.
+//! store without the request ever waiting for the database, and without memory growing when
+//! the database is slower than the traffic.
 //!
-//! Handlers hand a [`Record`] to the [`Recorder`], which puts it on a bounded queue. One writer
-//! task takes records off in batches, writes the access-log line for each, and inserts each
-//! batch in one transaction. When the queue is full the record is handed to a small task that
-//! waits for room, so a burst costs memory, never a record. On shutdown the writer drains what
-//! is queued before it stops.
+//! Handlers hand a [`Record`] to the [`Recorder`]; that never waits. The writer task takes
+//! records as they come, writes their access-log lines, and holds them in memory up to
+//! [`Limits::memory`] bytes. Beside it, one insert at a time (its own task) writes everything
+//! held, up to [`Limits::batch`] records, in one transaction, so the further the database
+//! falls behind, the larger its batches. Records past the memory bound go to the spool on
+//! disk, and while the spool holds records every new one goes there too; inserts read the
+//! spool back, oldest first, once memory is written. A batch the database cannot take goes to
+//! the spool with everything held in memory (where it survives a crash), and the spool is
+//! tried again with backoff. So records are written in the order they came, save a failed
+//! batch that lands behind records that had already overflowed to the spool. Without a spool
+//! (it could not be opened), records wait in memory. On shutdown the writer writes what it
+//! holds; what the database cannot take then stays in the spool for the next start.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::record::Record;
-use crate::recorder::spool::Spool;
+use crate::recorder::spool::{Spool, SpoolBatch};
 use crate::store::{Store, StoreError};
 
-/// Records per insert transaction.
-const BATCH: usize = 256;
-/// How long the writer waits for more records before writing a partial batch. Under load
-/// this turns thousands of tiny transactions a second into a few large ones.
-const LINGER: Duration = Duration::from_millis(50);
-/// Write attempts for one batch once shutdown has begun (before that: until it works).
+/// How much the writer holds, and how much it writes at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of records held in memory (bodies included, the insert in flight too) before
+    /// new records go to the spool.
+    pub memory: usize,
+    /// Records per insert transaction, at most.
+    pub batch: usize,
+}
+
+impl Default for Limits {
+    /// 16 MiB, and batches of up to 1,024 records: larger batches gained nothing on SQLite
+    /// or PostgreSQL (docs/BENCHMARKS.md, "Record batches").
+    fn default() -> Limits {
+        Limits {
+            memory: 16 << 20,
+            batch: 1024,
+        }
+    }
+}
+
+/// Records taken off the channel at once.
+const RECEIVE: usize = 1024;
+/// Insert attempts once shutdown has begun, when there is no spool to leave records in.
 const ATTEMPTS_WHEN_STOPPING: u32 = 3;
+/// The first wait before trying the database again; it doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// The live feed of written records, without their bodies. Sending never waits: a slow
 /// listener misses records (and is told so by the channel), the writer never does.
 pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<Record>>;
 
-/// Counters about the record pipeline, shown by `/health`.
+/// Counters about the record pipeline, shown by `/health` and the embedder's status.
 #[derive(Debug, Default)]
 pub struct RecordStats {
     pub written: AtomicU64,
-    pub queue_full: AtomicU64,
-    /// Records handed to a task that waits for room in the full queue, not yet queued.
-    pub overflow: AtomicU64,
     pub lost: AtomicU64,
     pub write_errors: AtomicU64,
     /// Records that went to the spool, over the run.
     pub spooled: AtomicU64,
+    /// Records handed to the recorder and neither written nor spooled yet.
+    pub queued: AtomicU64,
+    /// Bytes of records the writer holds in memory now, and the most it has held.
+    pub memory_bytes: AtomicU64,
+    pub memory_peak: AtomicU64,
     /// Records waiting in the spool now (0 when the database takes everything).
     pub spool_pending: watch::Sender<u64>,
 }
 
-/// The sending side of the record queue. Cheap to clone.
+/// The receiving side of the record channel, for [`spawn_writer`].
+pub type RecordQueue = mpsc::UnboundedReceiver<Record>;
+
+/// The sending side of the record channel. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::UnboundedSender<Record>,
     stats: Arc<RecordStats>,
 }
 
 impl Recorder {
-    pub fn channel(capacity: usize) -> (Recorder, mpsc::Receiver<Record>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    /// The channel is unbounded so that sending never waits; the writer empties it as fast
+    /// as records come (into memory up to its bound, then into the spool).
+    pub fn channel() -> (Recorder, RecordQueue) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let recorder = Recorder {
             tx,
             stats: Arc::default(),
@@ -67,130 +105,357 @@ impl Recorder {
         &self.stats
     }
 
-    /// Records pending in the queue.
+    /// Records neither written nor spooled yet.
     pub fn pending(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.stats.queued.load(Ordering::Relaxed) as usize
     }
 
-    /// Queues a record without waiting. Never blocks, never drops while the writer runs.
+    /// Hands a record to the writer. Never waits; loses the record only once the writer has
+    /// stopped.
     pub fn record(&self, record: Record) {
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(record)) => {
-                self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
-                // Counted until it is in the queue, so a stopping writer waits for it.
-                self.stats.overflow.fetch_add(1, Ordering::SeqCst);
-                let tx = self.tx.clone();
-                let stats = self.stats.clone();
-                tokio::spawn(async move {
-                    if tx.send(record).await.is_err() {
-                        stats.lost.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("record lost: the writer has stopped");
-                    }
-                    stats.overflow.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(record)) => {
-                self.stats.lost.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(request_id = %record.request_id, "record lost: the writer has stopped");
-            }
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(record)) = self.tx.send(record) {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(request_id = %record.request_id, "record lost: the writer has stopped");
         }
     }
 }
 
-/// Starts the writer. After `stop` fires it takes no new records, writes what is queued,
-/// and ends. Batches the database cannot take go to `spool` (when there is one) and are
-/// replayed once it is back; without a spool they are retried in memory. Each written record is
-/// announced on `feed` (when anyone listens).
+/// Starts the writer. After `stop` fires it takes no new records, writes what it holds, and
+/// ends. Each written record is announced on `feed` (when anyone listens).
 pub fn spawn_writer(
     store: Store,
-    mut rx: mpsc::Receiver<Record>,
+    queue: RecordQueue,
     stats: Arc<RecordStats>,
     spool: Option<Spool>,
+    limits: Limits,
     stop: CancellationToken,
     feed: RecordFeed,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut writer = Writer {
+        let writer = Writer {
             store,
             stats,
             spool,
-            stop: stop.clone(),
-            next_replay: tokio::time::Instant::now(),
-            replay_delay: FIRST_REPLAY_DELAY,
+            limits,
+            feed,
+            memory: VecDeque::new(),
+            memory_bytes: 0,
+            retry_at: None,
+            retry_delay: FIRST_RETRY_DELAY,
+            replayed: 0,
+            stopping: false,
+            failures_while_stopping: 0,
+            gave_up: false,
         };
-        writer.publish_spool();
-        // What an earlier run left in the spool.
-        writer.replay().await;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut stopping = false;
-        loop {
-            let received = if stopping {
-                // The queue is closed only once it is empty and no record waits for room in
-                // it (requests have finished by now, so none are on their way).
-                if rx.is_empty() && writer.stats.overflow.load(Ordering::SeqCst) == 0 {
-                    rx.close();
-                }
-                rx.recv_many(&mut batch, BATCH).await
-            } else {
-                tokio::select! {
-                    n = rx.recv_many(&mut batch, BATCH) => n,
-                    () = stop.cancelled() => {
-                        stopping = true;
-                        continue;
-                    }
-                    () = tokio::time::sleep_until(writer.next_replay), if writer.spooling() => {
-                        writer.replay().await;
-                        continue;
-                    }
-                }
-            };
-            if received == 0 {
-                break;
-            }
-            if !stopping {
-                let deadline = tokio::time::Instant::now() + LINGER;
-                while batch.len() < BATCH {
-                    let room = BATCH - batch.len();
-                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                        Ok(n) if n > 0 => {}
-                        _ => break,
-                    }
-                }
-            }
-            crate::recorder::access_log::write(&batch);
-            writer.write(&batch).await;
-            if feed.receiver_count() > 0 {
-                for record in batch.drain(..) {
-                    let _ = feed.send(Arc::new(record.without_bodies()));
-                }
-            }
-            batch.clear();
-        }
-        // A last chance for the spool; what stays there is replayed at the next start.
-        if writer.spooling() {
-            writer.replay().await;
-        }
+        writer.run(queue, stop).await;
     })
 }
 
-/// The first wait before replaying the spool; it doubles up to [`MAX_REPLAY_DELAY`].
-const FIRST_REPLAY_DELAY: Duration = Duration::from_millis(250);
-const MAX_REPLAY_DELAY: Duration = Duration::from_secs(5);
+/// Where the records of an insert came from.
+enum Source {
+    Memory { bytes: usize },
+    Spool(SpoolBatch),
+}
+
+/// An insert's records, where they came from, and how it went: `Err` carries how many of
+/// the records, from the start, were written before the failure.
+struct Insert {
+    records: Vec<Record>,
+    source: Source,
+    result: Result<(), (StoreError, usize)>,
+}
 
 struct Writer {
     store: Store,
     stats: Arc<RecordStats>,
     spool: Option<Spool>,
-    stop: CancellationToken,
-    next_replay: tokio::time::Instant,
-    replay_delay: Duration,
+    limits: Limits,
+    feed: RecordFeed,
+    /// Records not yet written, oldest first (all older than those in the spool, save after
+    /// a failed batch).
+    memory: VecDeque<Record>,
+    /// Bytes of `memory` and of the insert in flight when it came from memory.
+    memory_bytes: usize,
+    /// After a failed insert: no insert before then.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// Spooled records written since the spool was last empty.
+    replayed: u64,
+    stopping: bool,
+    failures_while_stopping: u32,
+    /// Stopping, and the database failed: what is in the spool stays there.
+    gave_up: bool,
 }
 
 impl Writer {
-    /// Records are waiting in the spool (the database was unavailable).
+    async fn run(mut self, mut queue: RecordQueue, stop: CancellationToken) {
+        let mut incoming = Vec::with_capacity(RECEIVE);
+        let mut open = true;
+        let mut in_flight: Option<JoinHandle<Insert>> = None;
+        loop {
+            if in_flight.is_none() {
+                in_flight = self.start_insert();
+            }
+            if !open && in_flight.is_none() && self.memory.is_empty() && !self.spooling() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    match done {
+                        Ok(insert) => self.finished(insert),
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }
+                () = stop.cancelled(), if !self.stopping => {
+                    // Requests have finished by now: what is in the channel is all there is.
+                    self.stopping = true;
+                    queue.close();
+                }
+                () = sleep_until(self.retry_at), if self.retry_at.is_some() => {
+                    self.retry_at = None;
+                }
+                n = queue.recv_many(&mut incoming, RECEIVE), if open => {
+                    if n == 0 {
+                        open = false;
+                    } else {
+                        self.accept(&mut incoming);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records are waiting in the spool, and will be tried again.
     fn spooling(&self) -> bool {
-        self.spool.as_ref().is_some_and(|s| s.pending() > 0)
+        !self.gave_up && self.spool.as_ref().is_some_and(|s| s.pending() > 0)
+    }
+
+    /// Holds new records in memory up to the bound, and spools the rest.
+    fn accept(&mut self, incoming: &mut Vec<Record>) {
+        crate::recorder::access_log::write(incoming);
+        let mut overflow = Vec::new();
+        for record in incoming.drain(..) {
+            let bytes = weight(&record);
+            let spill = self.spool.is_some()
+                && (self.spooling()
+                    || !overflow.is_empty()
+                    || self.memory_bytes + bytes > self.limits.memory);
+            if spill {
+                overflow.push(record);
+            } else {
+                self.memory_bytes += bytes;
+                self.memory.push_back(record);
+            }
+        }
+        self.publish_memory();
+        if !overflow.is_empty() {
+            self.spool_records(overflow);
+        }
+    }
+
+    /// Starts inserting the oldest records, from memory, else from the spool.
+    fn start_insert(&mut self) -> Option<JoinHandle<Insert>> {
+        if self.retry_at.is_some() || self.gave_up {
+            return None;
+        }
+        let (records, source) = if self.memory.is_empty() {
+            let mut batch = self.read_spool()?;
+            (std::mem::take(&mut batch.records), Source::Spool(batch))
+        } else {
+            let n = self.memory.len().min(self.limits.batch);
+            let records: Vec<Record> = self.memory.drain(..n).collect();
+            let bytes = records.iter().map(weight).sum();
+            (records, Source::Memory { bytes })
+        };
+        let store = self.store.clone();
+        let stats = self.stats.clone();
+        Some(tokio::spawn(async move {
+            let replay = matches!(source, Source::Spool(_));
+            let result = insert(&store, &records, &stats, replay)
+                .await
+                .map_err(|(e, unwritten)| (e, records.len() - unwritten.len()));
+            Insert {
+                records,
+                source,
+                result,
+            }
+        }))
+    }
+
+    /// The next records of the spool; lines with none it could read are consumed here.
+    fn read_spool(&mut self) -> Option<SpoolBatch> {
+        let spool = self.spool.as_mut().filter(|s| s.pending() > 0)?;
+        loop {
+            let batch = match spool.read(self.limits.batch, self.limits.memory / 4) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!("cannot read the spool {}: {e}", spool.path().display());
+                    self.retry_later();
+                    return None;
+                }
+            };
+            if !batch.records.is_empty() {
+                return Some(batch);
+            }
+            count_unreadable(&self.stats, &batch);
+            if let Err(e) = spool.consume(&batch) {
+                tracing::error!("cannot empty the spool {}: {e}", spool.path().display());
+            }
+            if spool.pending() == 0 {
+                self.publish_spool();
+                return None;
+            }
+        }
+    }
+
+    fn finished(&mut self, insert: Insert) {
+        let Insert {
+            mut records,
+            source,
+            result,
+        } = insert;
+        if let Source::Memory { bytes } = source {
+            self.memory_bytes -= bytes;
+        }
+        let written = match &result {
+            Ok(()) => records.len(),
+            Err((_, written)) => *written,
+        };
+        let unwritten = records.split_off(written);
+        if let Source::Memory { .. } = source {
+            self.stats
+                .queued
+                .fetch_sub(written as u64, Ordering::Relaxed);
+        }
+        self.announce(records);
+        match (result, source) {
+            (Ok(()), Source::Spool(batch)) => {
+                count_unreadable(&self.stats, &batch);
+                let spool = self.spool.as_mut().expect("read from it");
+                self.replayed += written as u64;
+                if let Err(e) = spool.consume(&batch) {
+                    tracing::error!("cannot empty the spool {}: {e}", spool.path().display());
+                }
+                if spool.pending() == 0 {
+                    tracing::info!(
+                        records = std::mem::take(&mut self.replayed),
+                        "spooled records written: the database has caught up"
+                    );
+                }
+                self.publish_spool();
+                self.retry_delay = FIRST_RETRY_DELAY;
+            }
+            (Ok(()), Source::Memory { .. }) => self.retry_delay = FIRST_RETRY_DELAY,
+            (Err((e, _)), source) => {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    records = unwritten.len(),
+                    retry_in_ms = self.retry_delay.as_millis() as u64,
+                    "cannot write records: {e}"
+                );
+                if let Source::Memory { .. } = source {
+                    self.set_aside(unwritten);
+                }
+                self.retry_later();
+                if self.stopping {
+                    self.failures_while_stopping += 1;
+                    self.give_up_if_stopping();
+                }
+            }
+        }
+        self.publish_memory();
+    }
+
+    /// A failed batch from memory: into the spool with everything else in memory, where it
+    /// survives a crash and keeps its order; without a spool, back into memory, first.
+    fn set_aside(&mut self, unwritten: Vec<Record>) {
+        if self.spool.is_some() {
+            let mut all = unwritten;
+            all.extend(self.memory.drain(..));
+            self.memory_bytes = 0;
+            self.spool_records(all);
+        } else {
+            self.memory_bytes += unwritten.iter().map(weight).sum::<usize>();
+            for record in unwritten.into_iter().rev() {
+                self.memory.push_front(record);
+            }
+        }
+    }
+
+    /// Stopping and the database fails: records in the spool stay there for the next start;
+    /// without a spool, a few attempts, then the records are lost.
+    fn give_up_if_stopping(&mut self) {
+        let spooled = self.memory.is_empty() && self.spool.is_some();
+        if spooled || self.failures_while_stopping >= ATTEMPTS_WHEN_STOPPING {
+            self.gave_up = true;
+            if !self.memory.is_empty() {
+                let lost = self.memory.len() as u64;
+                self.stats.lost.fetch_add(lost, Ordering::Relaxed);
+                self.stats.queued.fetch_sub(lost, Ordering::Relaxed);
+                tracing::error!(records = lost, "records lost at shutdown");
+                self.memory.clear();
+                self.memory_bytes = 0;
+            }
+            if let Some(spool) = self.spool.as_ref().filter(|s| s.pending() > 0) {
+                tracing::warn!(
+                    records = spool.pending(),
+                    "records left in {} for the next start",
+                    spool.path().display()
+                );
+            }
+        }
+    }
+
+    fn retry_later(&mut self) {
+        self.retry_at = Some(Instant::now() + self.retry_delay);
+        self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY_DELAY);
+    }
+
+    /// Appends `records` to the spool; when it cannot take them, they stay in memory.
+    fn spool_records(&mut self, records: Vec<Record>) {
+        let n = records.len() as u64;
+        let Some(spool) = &mut self.spool else {
+            return self.hold(records);
+        };
+        let was_empty = spool.pending() == 0;
+        match spool.append(&records) {
+            Ok(()) => {
+                if was_empty {
+                    tracing::warn!(
+                        "the database is behind or unavailable: records wait in {} meanwhile",
+                        spool.path().display()
+                    );
+                }
+                tracing::debug!(records = n, waiting = spool.pending(), "records spooled");
+                self.stats.spooled.fetch_add(n, Ordering::Relaxed);
+                self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+                self.publish_spool();
+            }
+            Err(e) => {
+                tracing::error!(
+                    "cannot write to the spool {}: {e}; holding records in memory",
+                    spool.path().display()
+                );
+                self.hold(records);
+            }
+        }
+    }
+
+    fn hold(&mut self, records: Vec<Record>) {
+        self.memory_bytes += records.iter().map(weight).sum::<usize>();
+        self.memory.extend(records);
+    }
+
+    fn announce(&self, records: Vec<Record>) {
+        if self.feed.receiver_count() > 0 {
+            for record in records {
+                let _ = self.feed.send(Arc::new(record.without_bodies()));
+            }
+        }
     }
 
     fn publish_spool(&self) {
@@ -198,134 +463,38 @@ impl Writer {
         self.stats.spool_pending.send_replace(pending);
     }
 
-    async fn write(&mut self, batch: &[Record]) {
-        if self.spooling() {
-            // Keep the database's order and don't knock on it for every batch: the replay
-            // finds out when it is back.
-            self.spool_batch(batch).await;
-            return;
-        }
-        if let Err((e, unwritten)) = insert(&self.store, batch, &self.stats, false).await {
-            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            match &self.spool {
-                Some(spool) => tracing::warn!(
-                    records = unwritten.len(),
-                    "cannot write records ({e}); keeping them in {} until the database is back",
-                    spool.path().display()
-                ),
-                None => tracing::warn!(records = unwritten.len(), "cannot write records: {e}"),
-            }
-            self.spool_batch(unwritten).await;
-        }
+    fn publish_memory(&self) {
+        let bytes = self.memory_bytes as u64;
+        self.stats.memory_bytes.store(bytes, Ordering::Relaxed);
+        self.stats.memory_peak.fetch_max(bytes, Ordering::Relaxed);
     }
+}
 
-    async fn spool_batch(&mut self, batch: &[Record]) {
-        if let Some(spool) = &mut self.spool {
-            let was_empty = spool.pending() == 0;
-            match spool.append(batch) {
-                Ok(()) => {
-                    tracing::info!(
-                        records = batch.len(),
-                        waiting = spool.pending(),
-                        "records spooled"
-                    );
-                    self.stats
-                        .spooled
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    if was_empty {
-                        self.replay_delay = FIRST_REPLAY_DELAY;
-                        self.next_replay = tokio::time::Instant::now() + self.replay_delay;
-                    }
-                    self.publish_spool();
-                    return;
-                }
-                Err(e) => tracing::error!(
-                    "cannot write to the spool {}: {e}; holding records in memory",
-                    spool.path().display()
-                ),
-            }
-        }
-        self.retry_in_memory(batch).await;
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
+}
 
-    /// Without a usable spool: retries with backoff (a few times once stopping).
-    async fn retry_in_memory(&self, mut batch: &[Record]) {
-        let mut delay = Duration::from_millis(50);
-        let mut failures_while_stopping = 0;
-        loop {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_REPLAY_DELAY);
-            match insert(&self.store, batch, &self.stats, false).await {
-                Ok(()) => return,
-                Err((e, unwritten)) => {
-                    batch = unwritten;
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    if self.stop.is_cancelled() {
-                        failures_while_stopping += 1;
-                        if failures_while_stopping >= ATTEMPTS_WHEN_STOPPING {
-                            self.stats
-                                .lost
-                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                            tracing::error!(records = batch.len(), "records lost at shutdown: {e}");
-                            return;
-                        }
-                    }
-                    tracing::warn!(
-                        records = batch.len(),
-                        retry_in_ms = delay.as_millis() as u64,
-                        "cannot write records: {e}"
-                    );
-                }
-            }
-        }
-    }
+/// About what a record costs in memory: its bodies and stream events, and the rest.
+fn weight(record: &Record) -> usize {
+    const FIELDS: usize = 512;
+    let bodies = [&record.request_body, &record.response_body]
+        .into_iter()
+        .flatten()
+        .map(|b| b.len())
+        .sum::<usize>();
+    FIELDS + bodies + record.chunks.iter().map(|(_, t)| t.len()).sum::<usize>()
+}
 
-    /// Writes the spool to the database, then empties it. On failure, tries again later.
-    async fn replay(&mut self) {
-        let Some(spool) = &mut self.spool else { return };
-        if spool.pending() == 0 {
-            return;
-        }
-        let mut replay = match spool.replay(BATCH) {
-            Ok(replay) => replay,
-            Err(e) => {
-                tracing::error!("cannot read the spool {}: {e}", spool.path().display());
-                return;
-            }
-        };
-        let mut replayed = 0u64;
-        for records in replay.by_ref() {
-            let result = match records {
-                Ok(records) => insert(&self.store, &records, &self.stats, true)
-                    .await
-                    .map(|()| records.len() as u64)
-                    .map_err(|(e, _)| e.to_string()),
-                Err(e) => Err(format!("cannot read the spool: {e}")),
-            };
-            match result {
-                Ok(n) => replayed += n,
-                Err(e) => {
-                    self.replay_delay = (self.replay_delay * 2).min(MAX_REPLAY_DELAY);
-                    self.next_replay = tokio::time::Instant::now() + self.replay_delay;
-                    tracing::debug!("spool replay postponed: {e}");
-                    return;
-                }
-            }
-        }
-        if replay.unreadable > 0 {
-            self.stats
-                .lost
-                .fetch_add(replay.unreadable, Ordering::Relaxed);
-            tracing::error!(
-                lines = replay.unreadable,
-                "unreadable spool lines skipped (cut short by a crash)"
-            );
-        }
-        match spool.clear() {
-            Ok(()) => tracing::info!(records = replayed, "database back: spooled records written"),
-            Err(e) => tracing::error!("cannot empty the spool {}: {e}", spool.path().display()),
-        }
-        self.publish_spool();
+fn count_unreadable(stats: &RecordStats, batch: &SpoolBatch) {
+    if batch.unreadable > 0 {
+        stats.lost.fetch_add(batch.unreadable, Ordering::Relaxed);
+        tracing::error!(
+            lines = batch.unreadable,
+            "unreadable spool lines skipped (cut short by a crash)"
+        );
     }
 }
 
