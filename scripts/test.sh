@@ -35,6 +35,10 @@ npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 # Every test, with records in SQLite files.
 cargo test --locked --all-targets
 
+# The soak run for a minute (bench/soak.sh runs it for ten): memory, descriptors and tasks
+# stay flat under mixed traffic with faults, and every request is a row.
+SOAK_SECONDS=60 cargo test --locked --test soak -- --ignored --nocapture
+
 # The dashboard API fuzzed against its OpenAPI document (schemathesis): no 5xx.
 scripts/fuzz-api.sh
 

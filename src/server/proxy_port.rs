@@ -201,7 +201,9 @@ async fn health(
             "pending": state.recorder.pending(),
             "lost": stats.lost.load(Ordering::Relaxed),
             "spooled": spooled,
+            "memory_bytes": stats.memory_bytes.load(Ordering::Relaxed),
         },
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
     });
     (code, Json(body)).into_response()
 }

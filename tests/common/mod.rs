@@ -8,7 +8,8 @@
 //! silence until the connection is dropped), `gate` (one event, then the rest once the test
 //! calls [`MockUpstream::release`]), `leak` (a 401 whose message contains the key it received),
 //! `revoked` (a 401 to the first OAuth token, [`OAUTH_TOKEN`]; the JSON answer to any other),
-//! `unified` (the JSON answer with `anthropic-ratelimit-unified-*` headers).
+//! `unified` (the JSON answer with `anthropic-ratelimit-unified-*` headers), `slow` (the
+//! stream's events 20 ms apart, as a model generating).
 //!
 //! `GET /api/oauth/usage` (the plan usage endpoint) answers [`USAGE_ANSWER`], or the status set
 //! with [`MockUpstream::usage_status`]; its calls are kept apart, in [`MockUpstream::usage_polls`].
@@ -87,6 +88,8 @@ pub struct Received {
 
 struct MockState {
     received: Mutex<Vec<Received>>,
+    /// Keep what is received (false for long runs: [`MockUpstream::start_forgetful`]).
+    keep: bool,
     /// Signalled after each request is recorded.
     arrived: Notify,
     /// Signalled when a `stall` stream or a `hang` request is dropped (the proxy cancelled the
@@ -107,8 +110,18 @@ pub struct MockUpstream {
 
 impl MockUpstream {
     pub async fn start() -> MockUpstream {
+        MockUpstream::start_keeping(true).await
+    }
+
+    /// A mock that keeps nothing of what it receives, for long runs.
+    pub async fn start_forgetful() -> MockUpstream {
+        MockUpstream::start_keeping(false).await
+    }
+
+    async fn start_keeping(keep: bool) -> MockUpstream {
         let state = Arc::new(MockState {
             received: Mutex::default(),
+            keep,
             arrived: Notify::new(),
             stall_dropped: Notify::new(),
             stall_drops: Mutex::default(),
@@ -223,14 +236,16 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
         return json_response(StatusCode::OK, USAGE_ANSWER);
     }
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    state.received.lock().unwrap().push(Received {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts.headers.clone(),
-        body: body.clone(),
-    });
-    state.arrived.notify_waiters();
+    if state.keep {
+        state.received.lock().unwrap().push(Received {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+        state.arrived.notify_waiters();
+    }
     let mode = parts
         .headers
         .get("x-mock")
@@ -303,6 +318,18 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
             None,
         ),
         "stall" => sse_response(vec![SSE_EVENTS[0].to_string()], Some(state.clone())),
+        "slow" => {
+            let events =
+                futures_util::StreamExt::then(stream::iter(SSE_EVENTS), |event| async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, std::io::Error>(Bytes::from_static(event.as_bytes()))
+                });
+            Response::builder()
+                .status(200)
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(events))
+                .unwrap()
+        }
         "gate" => {
             let first = Bytes::from(SSE_EVENTS[0]);
             let state = state.clone();

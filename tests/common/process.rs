@@ -24,8 +24,13 @@ pub struct Nexus {
 
 impl Nexus {
     pub fn new(data_dir: impl AsRef<Path>) -> Nexus {
+        Nexus::binary(BIN, data_dir)
+    }
+
+    /// The same with another build of the binary (a release build, for long runs).
+    pub fn binary(bin: impl AsRef<OsStr>, data_dir: impl AsRef<Path>) -> Nexus {
         let data_dir = data_dir.as_ref();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NEXUS_DATA_DIR", data_dir)
