@@ -367,7 +367,7 @@ fn serve_in(home: &std::path::Path, env: &[(&str, &str)]) -> String {
     cmd.env_remove("NEXUS_DATA_DIR")
         .env_remove("CREDENTIALS_DIR")
         .current_dir(home);
-    let (running, addr) = process::Running::start(cmd);
+    let (mut running, addr) = process::Running::start(cmd);
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,
@@ -377,6 +377,22 @@ fn serve_in(home: &std::path::Path, env: &[(&str, &str)]) -> String {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // With a dashboard key: a manual checklist item marked done (the server writes its file).
+    if let Some((_, key)) = env.iter().find(|(name, _)| *name == "DASHBOARD_API_KEY") {
+        let line = running.wait_for_any(&["dashboard on http://"]);
+        let addr = line.split("dashboard on http://").nth(1).unwrap().trim();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let body = r#"{"done":true}"#;
+        write!(
+            stream,
+            "PUT /api/security/manual/backups HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    }
     let (status, log) = running.terminate();
     assert!(status.success(), "{log}");
     log
@@ -384,11 +400,13 @@ fn serve_in(home: &std::path::Path, env: &[(&str, &str)]) -> String {
 
 #[test]
 fn everything_the_server_creates_is_its_owners_only() {
-    // Everything that touches the disk: bodies stored or not (then a key file), retention.
+    // Everything that touches the disk: bodies stored or not (then a key file), retention,
+    // the spool, the security checklist's manual marks.
     let retention = [
         ("RETENTION_DAYS", "30"),
         ("BODY_RETENTION_DAYS", "7"),
         ("MAX_DB_SIZE_MB", "100"),
+        ("DASHBOARD_API_KEY", "fresh-home-dashboard-key-0123456789"),
     ];
     for storage in ["false", "true"] {
         let home = tempfile::tempdir().unwrap();
@@ -398,9 +416,9 @@ fn everything_the_server_creates_is_its_owners_only() {
         let created = modes_under(home.path());
         let names: Vec<&str> = created.iter().map(|(p, _)| p.as_str()).collect();
         let data = ".local/share/claude-nexus";
-        let mut expected = vec!["claude-nexus.db", "api_key_salt"];
+        let mut expected = vec!["claude-nexus.db", "api_key_salt", "records.spool.jsonl"];
         if storage == "true" {
-            expected.push("storage_key");
+            expected.extend(["storage_key", "security-manual.json"]);
         }
         for file in expected {
             let file = format!("{data}/{file}");
