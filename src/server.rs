@@ -16,7 +16,9 @@ mod status;
 pub use crate::dashboard::events::Change;
 pub use handle::ServerHandle;
 pub use runtime::runtime;
-pub use status::{AccountInfo, OAuthInfo, PlanWindow, PlanWindows, RecordHealth, Status, Today};
+pub use status::{
+    AccountInfo, FileClientKey, OAuthInfo, PlanWindow, PlanWindows, RecordHealth, Status, Today,
+};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};

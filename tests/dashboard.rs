@@ -1012,6 +1012,87 @@ async fn read_event(
     }
 }
 
+/// The account `domain` of a list of accounts.
+fn account_entry<'a>(list: &'a Value, domain: &str) -> &'a Value {
+    list["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["domain"] == domain)
+        .unwrap_or_else(|| panic!("no account {domain} in {list}"))
+}
+
+/// A credential file's own `client_api_key` (the original's format) is listed with its account
+/// by its prefix only, marked as the file's, never whole: not in the accounts, not in the
+/// events, not in the database's keys. An edit of the file shows on open pages.
+#[tokio::test]
+async fn a_credential_files_own_key_is_listed_by_its_prefix_only() {
+    const SHORT: &str = "hand-written-1234";
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .account(oauth_account(
+            "o.example",
+            "acc_o",
+            "cnp_live_other0KEY00000000000",
+        ))
+        .start()
+        .await;
+    let mut events = open_events(&proxy).await;
+
+    let list = get_json(&proxy, "/api/accounts").await;
+    assert_eq!(
+        account_entry(&list, "a.example")["file_client_key"],
+        serde_json::json!({ "id": "file:a.example", "prefix": "cnp_live_dash…" }),
+        "{list}"
+    );
+    assert_eq!(
+        account_entry(&list, "o.example")["file_client_key"]["prefix"],
+        "cnp_live_othe…"
+    );
+    let pushed = read_account_event(&mut events, |a| a["domain"] == "a.example").await;
+    assert_eq!(&pushed, account_entry(&list, "a.example"));
+    let keys = get_json(&proxy, "/api/keys").await;
+    assert_eq!(keys["keys"], serde_json::json!([]), "not a database key");
+    for answer in [list.to_string(), pushed.to_string(), keys.to_string()] {
+        assert!(!answer.contains(KEY), "{answer}");
+        assert!(!answer.contains("cnp_live_other0KEY"), "{answer}");
+    }
+    // The key it shows is the one the proxy takes, recorded under the same id.
+    assert_eq!(status_with_key(&proxy, KEY).await, StatusCode::OK);
+
+    // A hand-written key too short for the usual prefix shows half of itself at most; a file
+    // without one has none.
+    write_account(
+        &proxy.credentials_dir,
+        &passthrough_account("p.example", "acc_p", SHORT),
+    );
+    let pushed = read_account_event(&mut events, |a| a["domain"] == "p.example").await;
+    assert_eq!(pushed["file_client_key"]["prefix"], "hand-wri…", "{pushed}");
+    assert!(!pushed.to_string().contains(SHORT), "{pushed}");
+    write_account(
+        &proxy.credentials_dir,
+        &AccountFile {
+            domain: "p.example",
+            json: r#"{"type":"passthrough","accountId":"acc_p"}"#.into(),
+        },
+    );
+    read_account_event(&mut events, |a| {
+        a["domain"] == "p.example" && a["file_client_key"].is_null()
+    })
+    .await;
+
+    // The API documents it.
+    let spec = get_json(&proxy, "/api/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    assert!(
+        schemas["AccountInfo"]["properties"]["file_client_key"].is_object(),
+        "{}",
+        schemas["AccountInfo"]
+    );
+    assert!(schemas["FileClientKey"]["properties"]["prefix"].is_object());
+}
+
 #[tokio::test]
 async fn an_api_key_account_is_added_with_its_secret_in_the_keychain() {
     const NEW_SECRET: &str = "sk-ant-api03-added-on-the-dashboard-CCCC";
@@ -1209,31 +1290,72 @@ async fn the_oauth_login_runs_from_the_dashboard() {
     );
 
     let done = finish(&login_id, &format!("  {shown}\n")).await;
-    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    assert_eq!(done.status(), StatusCode::OK);
+    let done: Value = done.json().await.unwrap();
     assert_eq!(oauth.calls().len(), 1);
     assert_eq!(oauth.calls()[0]["grant_type"], "authorization_code");
     let file = proxy.credentials_dir.join("max.example.credentials.json");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(saved["type"], "oauth");
     assert_eq!(saved["accountId"], "acct-uuid-1");
+    // The client key written into the new file, as `oauth login` prints it: once, here.
+    let client_key = done["client_key"].as_str().unwrap().to_string();
+    assert!(client_key.starts_with("cnp_live_"), "{done}");
+    assert_eq!(saved["client_api_key"], client_key.as_str());
+    assert_eq!(done["domain"], "max.example");
+    assert_eq!(done["file"], file.display().to_string());
+    assert_eq!(done["base_url"], format!("http://{}", proxy.addr));
+    assert!(
+        !done.to_string().contains("sk-ant-"),
+        "no token in the answer: {done}"
+    );
+    assert_eq!(status_with_key(&proxy, &client_key).await, StatusCode::OK);
+    let sent = mock.received().pop().unwrap();
+    assert!(
+        sent.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer sk-ant-oat01-login-"),
+        "the login's token goes upstream"
+    );
 
+    // Read again, the account has the key's prefix only.
     let list = get_json(&proxy, "/api/accounts").await;
     let text = list.to_string();
     assert!(
         !text.contains("sk-ant-oat01") && !text.contains("sk-ant-ort01"),
         "{text}"
     );
-    let max = list["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["domain"] == "max.example")
-        .unwrap()
-        .clone();
+    assert!(!text.contains(&client_key), "{text}");
+    let keys = get_json(&proxy, "/api/keys").await.to_string();
+    assert!(!keys.contains(&client_key), "{keys}");
+    let max = account_entry(&list, "max.example").clone();
     assert_eq!(max["type"], "oauth");
     assert_eq!(max["account_id"], "acct-uuid-1");
     assert_eq!(max["oauth"]["status"], "ok");
     assert!(max["oauth"]["expires_at"].is_string(), "{max}");
+    assert_eq!(
+        max["file_client_key"]["prefix"],
+        format!("{}…", &client_key[..13])
+    );
+
+    // Logging in again renews the tokens and keeps the file's key: none to show.
+    let again: Value = start(()).await.json().await.unwrap();
+    let code = http()
+        .get(again["authorize_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let renewed = finish(again["login_id"].as_str().unwrap(), &code).await;
+    assert_eq!(renewed.status(), StatusCode::OK);
+    let renewed: Value = renewed.json().await.unwrap();
+    assert!(renewed["client_key"].is_null(), "{renewed}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["client_api_key"], client_key.as_str());
+    assert_eq!(oauth.calls().len(), 2);
 
     // Used once; a code from another login (its state) is refused without a call.
     let reused = finish(&login_id, &shown).await;
@@ -1251,7 +1373,7 @@ async fn the_oauth_login_runs_from_the_dashboard() {
         message["error"].as_str().unwrap().contains("state"),
         "{message}"
     );
-    assert_eq!(oauth.calls().len(), 1);
+    assert_eq!(oauth.calls().len(), 2);
 }
 
 #[tokio::test]

@@ -383,6 +383,7 @@ pub(crate) mod tests {
                 last_refresh_error: None,
             }),
             windows: None,
+            file_client_key: None,
         }
     }
 

@@ -311,9 +311,12 @@ pub fn display_prefix(prefix: &str) -> String {
     format!("{prefix}…")
 }
 
-/// The prefix of a plaintext key, for display (never more of it).
+/// The prefix of a plaintext key, for display (never more of it): `cnp_live_` and four
+/// characters, or half of a key too short for that (a credential file's `client_api_key` may
+/// be any text), so that no display shows a whole key.
 pub fn prefix_of(key: &str) -> String {
-    key.chars().take(PREFIX_CHARS).collect()
+    let shown = PREFIX_CHARS.min(key.chars().count() / 2);
+    key.chars().take(shown).collect()
 }
 
 #[cfg(test)]
@@ -358,6 +361,13 @@ mod tests {
         let prefix = prefix_of(key.expose_secret());
         assert_eq!(prefix.len(), 13);
         assert!(key.expose_secret().starts_with(&prefix));
+    }
+
+    #[test]
+    fn a_short_key_shows_half_of_itself_at_most() {
+        assert_eq!(prefix_of("cnp_live_abc"), "cnp_li");
+        assert_eq!(prefix_of("k"), "");
+        assert_eq!(prefix_of("é中😀-é中"), "é中😀");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::client_keys;
 use crate::atomic_file::mode_of;
 use crate::keys::{KeyHash, KeySalt};
 use crate::secrets::{Keychain, SecretStore};
@@ -39,7 +40,7 @@ pub use update::{
 
 pub const FILE_SUFFIX: &str = ".credentials.json";
 
-/// One account: a domain, its upstream credential and the hash of its client key.
+/// One account: a domain, its upstream credential and its file's own client key.
 #[derive(Debug)]
 pub struct Account {
     pub domain: String,
@@ -47,7 +48,26 @@ pub struct Account {
     pub file: PathBuf,
     pub account_id: Option<String>,
     pub credential: UpstreamCredential,
-    pub client_key: Option<KeyHash>,
+    pub client_key: Option<FileKey>,
+}
+
+/// A credential file's plaintext `client_api_key` (the original's format), as kept after
+/// loading: its salted hash, which requests are checked against, and its first characters,
+/// which the dashboard shows. The key itself is dropped with the file's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileKey {
+    pub hash: KeyHash,
+    /// [`client_keys::prefix_of`] the key, e.g. `cnp_live_Ab12`.
+    pub prefix: String,
+}
+
+impl FileKey {
+    fn new(key: &str, salt: &KeySalt) -> FileKey {
+        FileKey {
+            hash: salt.hash(key),
+            prefix: client_keys::prefix_of(key),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -107,7 +127,7 @@ impl Accounts {
         let mut by_key: HashMap<KeyHash, Arc<Account>> = HashMap::new();
         let mut shared_keys = Vec::new();
         for account in accounts {
-            if let Some(hash) = account.client_key
+            if let Some(hash) = account.client_key.as_ref().map(|k| k.hash)
                 && let Some(other) = by_key.insert(hash, account.clone())
             {
                 shared_keys.push((hash, other.domain.clone(), account.domain.clone()));
@@ -462,7 +482,7 @@ pub fn parse_with(
         file: PathBuf::new(),
         account_id: string_field(obj, "accountId")?.map(str::to_string),
         credential,
-        client_key: string_field(obj, "client_api_key")?.map(|key| salt.hash(key)),
+        client_key: string_field(obj, "client_api_key")?.map(|key| FileKey::new(key, salt)),
     })
 }
 
@@ -567,7 +587,9 @@ mod tests {
         assert!(
             matches!(&account.credential, UpstreamCredential::ApiKey(k) if k.expose_secret() == "sk-ant-api03-x")
         );
-        assert_eq!(account.client_key, Some(salt().hash("cnp_live_abc")));
+        let key = account.client_key.unwrap();
+        assert_eq!(key.hash, salt().hash("cnp_live_abc"));
+        assert_eq!(key.prefix, "cnp_li", "half of a short key at most");
     }
 
     #[test]

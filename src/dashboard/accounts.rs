@@ -6,10 +6,11 @@
 //! are also served on the proxy port, where they were first ([`proxy_port`]).
 //!
 //! Invariants: no answer carries a secret (an upstream key, a token); an account entry says
-//! where its secret is, never what it is. A pending OAuth login lives in memory for
-//! [`LOGIN_TTL`], and a few of them at most. An account entry is the same JSON in
-//! `GET /api/accounts` and in the `account` events of `/api/events`. The dashboard writes
-//! credential files one at a time.
+//! where its secret is, never what it is, and shows its file's client key by its prefix only
+//! (the key itself is shown once, in the answer of the login that wrote it). A pending OAuth
+//! login lives in memory for [`LOGIN_TTL`], and a few of them at most. An account entry is the
+//! same JSON in `GET /api/accounts` and in the `account` events of `/api/events`. The dashboard
+//! writes credential files one at a time.
 
 pub mod oauth;
 pub mod proxy_port;
@@ -30,6 +31,7 @@ use utoipa::ToSchema;
 
 use super::DashboardState;
 use super::error::{ApiError, ErrorBody};
+use crate::accounts::client_keys::{self, FILE_KEY_PREFIX};
 use crate::accounts::credentials::{self, Account, Accounts, UpstreamCredential, keychain};
 use crate::accounts::oauth::login::{self, LoginError};
 use crate::accounts::oauth::{AccountStatus, usage_window::AccountWindows};
@@ -90,6 +92,20 @@ pub struct AccountInfo {
     pub oauth: Option<OAuthInfo>,
     /// The plan windows, when known (subscription accounts that served requests).
     pub windows: Option<PlanWindows>,
+    /// The credential file's own `client_api_key`, when it has one.
+    pub file_client_key: Option<FileClientKey>,
+}
+
+/// A credential file's own plaintext `client_api_key` (the original's format), shown by its
+/// prefix only. It is not one of the database's client keys (`/api/keys`), so it cannot be
+/// rotated or revoked here: it changes when the file is edited, and
+/// `claude-nexus credentials import` moves it into the database (the same key, its hash kept).
+#[derive(Serialize, ToSchema, Clone, PartialEq)]
+pub struct FileClientKey {
+    /// The key id its requests are recorded with: `file:<domain>`.
+    pub id: String,
+    /// The first characters, for recognising it: `cnp_live_Ab12…`.
+    pub prefix: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -225,6 +241,10 @@ fn account_infos(
                 secret: locations.get(&a.domain).copied().unwrap_or("inline").into(),
                 oauth,
                 windows: state.usage_windows.get(&a.domain).and_then(windows_of),
+                file_client_key: a.client_key.as_ref().map(|k| FileClientKey {
+                    id: format!("{FILE_KEY_PREFIX}{}", a.domain),
+                    prefix: client_keys::display_prefix(&k.prefix),
+                }),
             }
         })
         .collect();

@@ -81,7 +81,8 @@ pub struct ClientKeyList {
     pub keys: Vec<ClientKeyInfo>,
 }
 
-fn base_url(state: &DashboardState) -> Option<String> {
+/// The proxy's address for clients, for the Claude Code snippet shown with a new key.
+pub(super) fn base_url(state: &DashboardState) -> Option<String> {
     Some(format!("http://{}", state.proxy_addr))
 }
 

@@ -94,9 +94,8 @@ pub fn authenticate(
         // A credential file's client_api_key.
         None => {
             let account = match accounts.by_domain(domain) {
-                Some(account) => {
-                    Some(account).filter(|a| a.client_key.is_some_and(|k| k.ct_eq(&hash)))
-                }
+                Some(account) => Some(account)
+                    .filter(|a| a.client_key.as_ref().is_some_and(|k| k.hash.ct_eq(&hash))),
                 None => accounts.by_key(&hash),
             };
             let account = account.ok_or_else(|| refuse(ProxyError::Unauthenticated))?;

@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 
 use crate::dashboard::DashboardState;
 use crate::dashboard::accounts;
-pub use crate::dashboard::accounts::{AccountInfo, OAuthInfo, PlanWindow, PlanWindows};
+pub use crate::dashboard::accounts::{
+    AccountInfo, FileClientKey, OAuthInfo, PlanWindow, PlanWindows,
+};
 use crate::proxy::state::AppState;
 use crate::store::Bucket;
 use crate::usage::Usage;

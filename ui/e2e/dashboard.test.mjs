@@ -294,6 +294,16 @@ test("a key made on the Accounts page works through the proxy until revoked, and
   await accounts.getByRole("row").filter({ hasText: "a.example" }).getByText("In the file").waitFor();
   await shot(page, "accounts");
 
+  // The credential file's own client_api_key: listed by its prefix, marked as the file's, and
+  // not rotated or revoked here (the note says how to change it).
+  const keys = page.getByRole("table", { name: "Client keys" });
+  const fileKey = keys.locator('tr[data-source="file"]').filter({ hasText: "a.example" });
+  await fileKey.getByText("from the credential file").waitFor();
+  assert.equal((await fileKey.locator("code").innerText()).trim(), `${clientKey.slice(0, 13)}…`);
+  assert.equal(await fileKey.getByRole("button").count(), 0, "no Rotate or Revoke");
+  await page.locator("#file-keys-note").getByText("claude-nexus credentials import").waitFor();
+  assert.ok(!(await page.locator("main").innerText()).includes(clientKey), "the page shows the file's key by its prefix only");
+
   // Create: shown once, with a copy button and the Claude Code snippet.
   await page.getByLabel("Name").fill("e2e laptop");
   await page.getByRole("button", { name: "Create key" }).click();
@@ -308,7 +318,6 @@ test("a key made on the Accounts page works through the proxy until revoked, and
 
   // Used through the proxy: its "last used" fills in without a reload.
   await untilProxyAnswers(newKey, 200);
-  const keys = page.getByRole("table", { name: "Client keys" });
   const row = keys.getByRole("row").filter({ hasText: "e2e laptop" });
   const id = await row.getAttribute("data-key");
   await page.waitForFunction(
@@ -348,12 +357,25 @@ test("a key made on the Accounts page works through the proxy until revoked, and
   const max = accounts.getByRole("row").filter({ hasText: "max.example" });
   await max.getByText("Claude login (OAuth)").waitFor();
   await max.getByText("OK", { exact: true }).waitFor();
+
+  // The client key the login wrote into the new file, shown once, as `oauth login` prints it.
+  const written = page.getByRole("region", { name: "Client key of the login" });
+  const maxKey = (await written.getByTestId("login-key").innerText()).trim();
+  assert.match(maxKey, /^cnp_live_/);
+  const maxFile = join(dirname(credentialFile), "max.example.credentials.json");
+  assert.equal(JSON.parse(readFileSync(maxFile, "utf8")).client_api_key, maxKey);
+  assert.equal((await written.locator("pre.snippet").innerText()).trim(), `export ANTHROPIC_BASE_URL=${proxy}\nexport ANTHROPIC_API_KEY=${maxKey}`);
+  await written.getByRole("button", { name: "Copy key" }).click();
+  await written.getByRole("status").filter({ hasText: "Copied" }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), maxKey);
+  await keys.locator('tr[data-source="file"]').filter({ hasText: "max.example" }).getByText(`${maxKey.slice(0, 13)}…`).waitFor();
   await shot(page, "accounts-oauth");
+  await written.getByRole("button", { name: "Done" }).click();
+  await written.waitFor({ state: "detached" });
+  assert.ok(!(await page.locator("main").innerText()).includes(maxKey), "gone once dismissed");
 
   // Its first request brings the plan windows: the gauges appear without a reload, and on
-  // the Overview. (The login gave the new account a client key in its file.)
-  const maxFile = join(dirname(credentialFile), "max.example.credentials.json");
-  const maxKey = JSON.parse(readFileSync(maxFile, "utf8")).client_api_key;
+  // the Overview.
   const response = await fetch(`${proxy}/v1/messages`, {
     method: "POST",
     headers: { "x-api-key": maxKey, "x-mock": "unified", "content-type": "application/json" },

@@ -103,6 +103,8 @@ export interface AccountInfo {
     last_refresh_error: string | null;
   } | null;
   windows: { five_hour: PlanWindow | null; seven_day: PlanWindow | null; source: string } | null;
+  /** The credential file's own client_api_key, by its prefix only (not in /api/keys). */
+  file_client_key: { id: string; prefix: string } | null;
 }
 
 export interface ClientKeyInfo {
@@ -120,6 +122,14 @@ export interface ClientKeyInfo {
 
 export interface CreatedClientKey extends ClientKeyInfo {
   key: string;
+  base_url: string | null;
+}
+
+/** A finished OAuth login: the client key it wrote into a new credential file, shown once. */
+export interface OAuthFinished {
+  domain: string;
+  file: string;
+  client_key: string | null;
   base_url: string | null;
 }
 
@@ -167,7 +177,7 @@ export const api = {
     call<AccountInfo>("POST", "/api/accounts", body),
   oauthStart: (domain: string) =>
     call<{ login_id: string; authorize_url: string }>("POST", "/api/oauth/start", { domain }),
-  oauthFinish: (login_id: string, code: string) => call<void>("POST", "/api/oauth/finish", { login_id, code }),
+  oauthFinish: (login_id: string, code: string) => call<OAuthFinished>("POST", "/api/oauth/finish", { login_id, code }),
   keys: () => call<{ base_url: string | null; keys: ClientKeyInfo[] }>("GET", "/api/keys"),
   createKey: (body: { name: string; account?: string; expires_days?: number }) =>
     call<CreatedClientKey>("POST", "/api/keys", body),

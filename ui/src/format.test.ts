@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
-import type { AccountInfo, GroupRow, RequestSummary } from "./api";
+import type { AccountInfo, ClientKeyInfo, GroupRow, RequestSummary } from "./api";
 import {
   accountStatus,
   claudeCodeSnippet,
   passthroughFile,
   formatRelative,
   gauge,
+  keyRows,
   upsertAccount,
   emptyFilter,
   filterQuery,
@@ -163,7 +164,7 @@ describe("pivotDaily", () => {
 });
 
 function account(over: Partial<AccountInfo>): AccountInfo {
-  return { domain: "a.example", account_id: "acc", type: "api_key", secret: "keychain", oauth: null, windows: null, ...over };
+  return { domain: "a.example", account_id: "acc", type: "api_key", secret: "keychain", oauth: null, windows: null, file_client_key: null, ...over };
 }
 
 describe("accounts and keys", () => {
@@ -215,5 +216,33 @@ describe("accounts and keys", () => {
     const changed = upsertAccount(list, account({ domain: "b.example", secret: "inline" }));
     expect(changed.length).toBe(2);
     expect(changed[0].secret).toBe("inline");
+  });
+
+  it("lists the credential files' own keys after the database's, marked as from a file", () => {
+    const dbKey: ClientKeyInfo = {
+      id: "ck_1",
+      name: "laptop",
+      prefix: "cnp_live_Ab12…",
+      account: "a.example",
+      created_at: "2026-11-28T10:00:00Z",
+      expires_at: null,
+      revoked_at: null,
+      last_used_at: null,
+      rotated_from: null,
+      status: "active",
+    };
+    const accounts = [
+      account({ domain: "c.example", file_client_key: { id: "file:c.example", prefix: "cnp_live_Cc33…" } }),
+      account({ domain: "a.example" }),
+      account({ domain: "b.example", file_client_key: { id: "file:b.example", prefix: "cnp_live_Bb22…" } }),
+    ];
+    const rows = keyRows([dbKey], accounts);
+    expect(rows.map((r) => [r.source, r.id, r.account])).toEqual([
+      ["database", "ck_1", "a.example"],
+      ["file", "file:b.example", "b.example"],
+      ["file", "file:c.example", "c.example"],
+    ]);
+    expect(rows[1]).toEqual({ source: "file", id: "file:b.example", prefix: "cnp_live_Bb22…", account: "b.example" });
+    expect(keyRows([], [account({})])).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 // Pure helpers for the pages: number and time formatting, filters, chart series.
 // Everything here is unit-tested (format.test.ts) and touches no DOM.
 
-import type { AccountInfo, GroupRow, RequestSummary } from "./api";
+import type { AccountInfo, ClientKeyInfo, GroupRow, RequestSummary } from "./api";
 
 const integer = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
@@ -232,4 +232,15 @@ export function gauge(usedPercent: number): { width: number; tone: "ok" | "clien
 /** Replaces or adds an account (by domain), keeping the list sorted by domain. */
 export function upsertAccount(list: AccountInfo[], fresh: AccountInfo): AccountInfo[] {
   return [...list.filter((a) => a.domain !== fresh.domain), fresh].sort((a, b) => a.domain.localeCompare(b.domain));
+}
+
+/** A row of the Client keys table: a key of the database, or a credential file's own key. */
+export type KeyRow = ({ source: "database" } & ClientKeyInfo) | { source: "file"; id: string; prefix: string; account: string };
+
+/** The database's keys as listed (newest first), then the credential files' own keys by domain. */
+export function keyRows(keys: ClientKeyInfo[], accounts: AccountInfo[]): KeyRow[] {
+  const fromFiles = accounts
+    .flatMap((a) => (a.file_client_key ? [{ source: "file" as const, ...a.file_client_key, account: a.domain }] : []))
+    .sort((a, b) => a.account.localeCompare(b.account));
+  return [...keys.map((k) => ({ source: "database" as const, ...k })), ...fromFiles];
 }

@@ -1,9 +1,11 @@
 //! OAuth (Claude Pro/Max) accounts from the dashboard: the login in two calls, as
 //! `claude-nexus oauth login` runs it (`POST /api/oauth/start` keeps the PKCE verifier and
 //! state here for [`LOGIN_TTL`], `POST /api/oauth/finish` exchanges the pasted code and saves the
-//! credential file), and `POST /api/accounts/{id}/oauth/refresh`, which refreshes an account's
-//! token now (what `claude-nexus oauth refresh` asks of a running server, so that the server
-//! stays the only one rotating the token).
+//! credential file, and answers the client key it wrote into a new file, as the CLI prints it:
+//! that answer is the only place the key is ever shown), and
+//! `POST /api/accounts/{id}/oauth/refresh`, which refreshes an account's token now (what
+//! `claude-nexus oauth refresh` asks of a running server, so that the server stays the only one
+//! rotating the token).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
@@ -20,6 +22,7 @@ use super::{AppState, find, reload};
 use crate::accounts::oauth::AccountStatus;
 use crate::accounts::oauth::login::{self, LoginError, PendingLogin};
 use crate::dashboard::error::{ApiError, ErrorBody};
+use crate::dashboard::keys::base_url;
 
 /// How long a started OAuth login waits for its code.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -119,16 +122,31 @@ impl std::fmt::Debug for OAuthFinish {
     }
 }
 
+/// A login saved.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthFinished {
+    /// The account's domain.
+    pub domain: String,
+    /// The credential file written.
+    pub file: String,
+    /// The client key written into a new credential file (`client_api_key`). Shown once: no
+    /// other answer carries it (the account entry has its prefix). Null when the file existed
+    /// already: logging in again keeps the account's keys.
+    pub client_key: Option<String>,
+    /// The proxy's address for clients (`ANTHROPIC_BASE_URL`).
+    pub base_url: Option<String>,
+}
+
 /// Finishes a login: checks the state, exchanges the code, saves the credential file (0600)
-/// as `claude-nexus oauth login` does.
+/// as `claude-nexus oauth login` does, and answers the client key it wrote, once.
 #[utoipa::path(post, path = "/api/oauth/finish", tag = "accounts", request_body = OAuthFinish,
-    responses((status = 204, description = "Saved; the account is loaded"),
+    responses((status = 200, description = "Saved; the account is loaded", body = OAuthFinished),
               (status = 400, description = "Unknown or expired login, malformed or refused code", body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn oauth_finish(
     State(state): State<AppState>,
     Json(body): Json<OAuthFinish>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<OAuthFinished>, ApiError> {
     let (started, domain, pending) = state.logins.take(&body.login_id).ok_or_else(|| {
         ApiError::BadRequest("unknown or expired login (they last 10 minutes); start again".into())
     })?;
@@ -148,9 +166,10 @@ pub async fn oauth_finish(
         .await
         .map_err(ApiError::from)?;
     let dir = state.credentials.dir().to_path_buf();
+    let file = login::credential_file(&dir, &domain).map_err(ApiError::from)?;
     let saved_domain = domain.clone();
     let writer = state.clone();
-    tokio::task::spawn_blocking(move || {
+    let client_key = tokio::task::spawn_blocking(move || {
         let _one_at_a_time = writer
             .logins
             .writes
@@ -161,9 +180,18 @@ pub async fn oauth_finish(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(ApiError::from)?;
-    tracing::info!(domain, "OAuth login saved from the dashboard");
+    tracing::info!(
+        domain,
+        new_client_key = client_key.is_some(),
+        "OAuth login saved from the dashboard"
+    );
     reload(&state).await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(OAuthFinished {
+        file: file.display().to_string(),
+        client_key: client_key.map(|k| k.expose_secret().to_string()),
+        base_url: base_url(&state),
+        domain,
+    }))
 }
 
 /// Refreshes an OAuth account's token now (one at a time with the server's own refreshes,

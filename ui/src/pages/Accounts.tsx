@@ -1,6 +1,7 @@
+import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey } from "../api";
-import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, upsertAccount } from "../format";
+import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey, type OAuthFinished } from "../api";
+import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, keyRows, upsertAccount } from "../format";
 import { PlanGauges } from "../gauges";
 import { ClaudeCodeCard } from "../claudecode";
 import { desktop } from "../desktop";
@@ -205,11 +206,14 @@ function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }
   const [code, setCode] = useState("");
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<Outcome | null>(null);
+  // The client key the login wrote into a new credential file: this answer is its only showing.
+  const [written, setWritten] = useState<OAuthFinished | null>(null);
 
   const start = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
     setResult(null);
+    setWritten(null);
     try {
       const started = await api.oauthStart(domain);
       setPending({ ...started, domain: domain.trim().toLowerCase() });
@@ -228,8 +232,14 @@ function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }
     setBusy(true);
     setResult(null);
     try {
-      await api.oauthFinish(pending.login_id, code);
-      setResult({ ok: true, text: `Logged in: ${pending.domain} is saved and loaded.` });
+      const finished = await api.oauthFinish(pending.login_id, code);
+      setResult({
+        ok: true,
+        text: finished.client_key
+          ? `Logged in: ${finished.domain} is saved and loaded, with a new client key.`
+          : `Logged in: ${finished.domain} is saved and loaded; it keeps its client keys.`,
+      });
+      setWritten(finished.client_key ? finished : null);
       setPending(null);
       setDomain("");
       setCode("");
@@ -285,7 +295,59 @@ function OAuthLogin(props: { onDone: () => void; onError: (e: unknown) => void }
         </form>
       )}
       <OutcomeLine outcome={result} />
+      {written?.client_key && (
+        <ShownKey
+          label="Client key of the login"
+          testId="login-key"
+          secret={written.client_key}
+          baseUrl={written.base_url}
+          onDone={() => setWritten(null)}
+        >
+          <strong>Client key for {written.domain}</strong>, written to its credential file (<code>{written.file}</code>). Copy it now: it
+          is not shown again.
+        </ShownKey>
+      )}
     </section>
+  );
+}
+
+/** A client key shown once (just made, or written by a login): copy buttons and the Claude Code snippet. */
+function ShownKey(props: {
+  label: string;
+  testId: string;
+  secret: string;
+  baseUrl: string | null;
+  passthrough?: boolean;
+  onDone: () => void;
+  children: ComponentChildren;
+}) {
+  const region = useRef<HTMLDivElement>(null);
+  useEffect(() => region.current?.focus(), [props.secret]);
+  const snippet = props.baseUrl ? claudeCodeSnippet(props.baseUrl, props.secret, props.passthrough) : null;
+  return (
+    <div class="created" ref={region} tabIndex={-1} role="region" aria-label={props.label}>
+      <p>{props.children}</p>
+      <div class="row">
+        <code class="secret" data-testid={props.testId}>
+          {props.secret}
+        </code>
+        <CopyButton text={props.secret} label="Copy key" />
+      </div>
+      {snippet && (
+        <>
+          <p class="small muted">For Claude Code, in your shell{props.passthrough ? " (it keeps its own login)" : ""}:</p>
+          <pre class="snippet">{snippet}</pre>
+          <div class="row">
+            <CopyButton text={snippet} label="Copy snippet" />
+          </div>
+        </>
+      )}
+      <div>
+        <button type="button" class="secondary" onClick={props.onDone}>
+          Done
+        </button>
+      </div>
+    </div>
   );
 }
 
@@ -327,12 +389,8 @@ function ClientKeys(props: {
   const [error, setError] = useState("");
   const [created, setCreated] = useState<CreatedClientKey | null>(null);
   const [confirm, setConfirm] = useState<{ id: string; action: "rotate" | "revoke" } | null>(null);
-  const shown = useRef<HTMLDivElement>(null);
   const cancel = useRef<HTMLButtonElement>(null);
 
-  useEffect(() => {
-    if (created) shown.current?.focus();
-  }, [created]);
   // Keyboard users land on the safe choice of a confirmation.
   useEffect(() => {
     if (confirm) cancel.current?.focus();
@@ -378,6 +436,8 @@ function ClientKeys(props: {
     });
 
   const base = created?.base_url ?? props.baseUrl;
+  const rows = props.keys && keyRows(props.keys, props.accounts);
+  const fromFiles = rows?.some((k) => k.source === "file") ?? false;
   const passthrough = props.accounts.find((a) => a.domain === created?.account)?.type === "passthrough";
   return (
     <section class="card" id="client-keys" aria-labelledby="keys-title">
@@ -410,96 +470,119 @@ function ClientKeys(props: {
         </p>
       )}
       {created && (
-        <div class="created" ref={shown} tabIndex={-1} role="region" aria-label="New client key">
-          <p>
-            <strong>New key for {created.name ?? created.id}</strong> ({created.account}). Copy it now: it is not shown again.
-          </p>
-          <div class="row">
-            <code class="secret" data-testid="new-key">
-              {created.key}
-            </code>
-            <CopyButton text={created.key} label="Copy key" />
-          </div>
-          {base && (
-            <>
-              <p class="small muted">For Claude Code, in your shell{passthrough ? " (it keeps its own login)" : ""}:</p>
-              <pre class="snippet">{claudeCodeSnippet(base, created.key, passthrough)}</pre>
-              <div class="row">
-                <CopyButton text={claudeCodeSnippet(base, created.key, passthrough)} label="Copy snippet" />
-              </div>
-            </>
-          )}
-          <div>
-            <button type="button" class="secondary" onClick={() => setCreated(null)}>
-              Done
-            </button>
-          </div>
-        </div>
+        <ShownKey
+          label="New client key"
+          testId="new-key"
+          secret={created.key}
+          baseUrl={base}
+          passthrough={passthrough}
+          onDone={() => setCreated(null)}
+        >
+          <strong>New key for {created.name ?? created.id}</strong> ({created.account}). Copy it now: it is not shown again.
+        </ShownKey>
       )}
-      {!props.keys ? (
+      {!rows ? (
         <p class="loading">Loading…</p>
-      ) : props.keys.length === 0 ? (
+      ) : rows.length === 0 ? (
         <p class="muted">No client keys yet.</p>
       ) : (
-        <div class="table-wrap">
-          <table aria-label="Client keys">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Key</th>
-                <th scope="col">Account</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Last used</th>
-                <th scope="col">Status</th>
-                <th scope="col" aria-label="Actions" />
-              </tr>
-            </thead>
-            <tbody>
-              {props.keys.map((k) => (
-                <tr data-key={k.id}>
-                  <td>{k.name ?? "–"}</td>
-                  <td>
-                    <code>{k.prefix}</code>
-                  </td>
-                  <td>{k.account}</td>
-                  <td title={formatTime(k.created_at)}>{formatRelative(k.created_at)}</td>
-                  <td>{k.expires_at ? formatTime(k.expires_at) : "never"}</td>
-                  <td>{k.last_used_at ? formatRelative(k.last_used_at) : "never"}</td>
-                  <td>
-                    <span class={`badge ${k.status === "active" ? "ok" : "server"}`}>{k.status}</span>
-                  </td>
-                  <td>
-                    {k.status !== "revoked" &&
-                      (confirm?.id === k.id ? (
-                        <span key="confirm" class="row" role="group" aria-label={`Confirm ${confirm.action}`}>
-                          <span class="small">
-                            {confirm.action === "revoke" ? "Clients using it get 401." : "A new key for the same account; this one keeps working until you revoke it."}
-                          </span>
-                          <button type="button" disabled={busy} onClick={() => act(k.id, confirm.action)}>
-                            {confirm.action === "revoke" ? "Yes, revoke" : "Yes, rotate"}
-                          </button>
-                          <button type="button" class="secondary" ref={cancel} onClick={() => setConfirm(null)}>
-                            Cancel
-                          </button>
-                        </span>
-                      ) : (
-                        <span key="actions" class="row">
-                          <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "rotate" })}>
-                            Rotate
-                          </button>
-                          <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "revoke" })}>
-                            Revoke
-                          </button>
-                        </span>
-                      ))}
-                  </td>
+        <>
+          <div class="table-wrap">
+            <table aria-label="Client keys">
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Key</th>
+                  <th scope="col">Account</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">Expires</th>
+                  <th scope="col">Last used</th>
+                  <th scope="col">Status</th>
+                  <th scope="col" aria-label="Actions" />
                 </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+              </thead>
+              <tbody>
+                {rows.map((k) =>
+                  k.source === "file" ? (
+                    <FileKeyRow id={k.id} prefix={k.prefix} account={k.account} />
+                  ) : (
+                    <tr data-key={k.id}>
+                      <td>{k.name ?? "–"}</td>
+                      <td>
+                        <code>{k.prefix}</code>
+                      </td>
+                      <td>{k.account}</td>
+                      <td title={formatTime(k.created_at)}>{formatRelative(k.created_at)}</td>
+                      <td>{k.expires_at ? formatTime(k.expires_at) : "never"}</td>
+                      <td>{k.last_used_at ? formatRelative(k.last_used_at) : "never"}</td>
+                      <td>
+                        <span class={`badge ${k.status === "active" ? "ok" : "server"}`}>{k.status}</span>
+                      </td>
+                      <td>
+                        {k.status !== "revoked" &&
+                          (confirm?.id === k.id ? (
+                            <span key="confirm" class="row" role="group" aria-label={`Confirm ${confirm.action}`}>
+                              <span class="small">
+                                {confirm.action === "revoke" ? "Clients using it get 401." : "A new key for the same account; this one keeps working until you revoke it."}
+                              </span>
+                              <button type="button" disabled={busy} onClick={() => act(k.id, confirm.action)}>
+                                {confirm.action === "revoke" ? "Yes, revoke" : "Yes, rotate"}
+                              </button>
+                              <button type="button" class="secondary" ref={cancel} onClick={() => setConfirm(null)}>
+                                Cancel
+                              </button>
+                            </span>
+                          ) : (
+                            <span key="actions" class="row">
+                              <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "rotate" })}>
+                                Rotate
+                              </button>
+                              <button type="button" class="secondary" onClick={() => setConfirm({ id: k.id, action: "revoke" })}>
+                                Revoke
+                              </button>
+                            </span>
+                          ))}
+                      </td>
+                    </tr>
+                  ),
+                )}
+              </tbody>
+            </table>
+          </div>
+          {fromFiles && (
+            <p class="small muted" id="file-keys-note">
+              A key <em>from the credential file</em> is the file's own <code>client_api_key</code>: it cannot be rotated or revoked
+              here. To change it, edit <code>&lt;domain&gt;.credentials.json</code> in the credentials directory (the proxy reloads it
+              by itself). To manage it here, run <code>claude-nexus credentials import</code>: it moves the key into this list (the
+              same key keeps working) and the file's other secrets into the OS keychain.
+            </p>
+          )}
+        </>
       )}
     </section>
+  );
+}
+
+/** A credential file's own client_api_key: shown by its prefix, managed in the file. */
+function FileKeyRow(props: { id: string; prefix: string; account: string }) {
+  return (
+    <tr data-key={props.id} data-source="file">
+      <td>
+        <span class="tag from-file">from the credential file</span>
+      </td>
+      <td>
+        <code>{props.prefix}</code>
+      </td>
+      <td>{props.account}</td>
+      <td>–</td>
+      <td>never</td>
+      <td>–</td>
+      <td>
+        <span class="badge ok">active</span>
+      </td>
+      <td class="small muted" aria-describedby="file-keys-note">
+        Not managed here
+      </td>
+    </tr>
   );
 }
