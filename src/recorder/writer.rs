@@ -196,7 +196,7 @@ impl Writer {
         let mut in_flight: Option<JoinHandle<Insert>> = None;
         loop {
             if in_flight.is_none() {
-                in_flight = self.start_insert();
+                in_flight = self.start_insert().await;
             }
             if !open && in_flight.is_none() && self.memory.is_empty() && !self.spooling() {
                 break;
@@ -206,7 +206,7 @@ impl Writer {
                 done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                     in_flight = None;
                     match done {
-                        Ok(insert) => self.finished(insert),
+                        Ok(insert) => self.finished(insert).await,
                         Err(e) => std::panic::resume_unwind(e.into_panic()),
                     }
                 }
@@ -222,9 +222,11 @@ impl Writer {
                     if n == 0 {
                         open = false;
                     } else {
-                        self.accept(&mut incoming);
+                        self.accept(&mut incoming).await;
                     }
                 }
+                // Stopped, with nothing left that could be written.
+                else => break,
             }
         }
     }
@@ -235,7 +237,7 @@ impl Writer {
     }
 
     /// Holds new records in memory up to the bound, and spools the rest.
-    fn accept(&mut self, incoming: &mut Vec<Record>) {
+    async fn accept(&mut self, incoming: &mut Vec<Record>) {
         crate::recorder::access_log::write(incoming);
         let mut overflow = Vec::new();
         for record in incoming.drain(..) {
@@ -253,17 +255,17 @@ impl Writer {
         }
         self.publish_memory();
         if !overflow.is_empty() {
-            self.spool_records(overflow);
+            self.spool_records(overflow).await;
         }
     }
 
     /// Starts inserting the oldest records, from memory, else from the spool.
-    fn start_insert(&mut self) -> Option<JoinHandle<Insert>> {
+    async fn start_insert(&mut self) -> Option<JoinHandle<Insert>> {
         if self.retry_at.is_some() || self.gave_up {
             return None;
         }
         let (records, source) = if self.memory.is_empty() {
-            let mut batch = self.read_spool()?;
+            let mut batch = self.read_spool().await?;
             (std::mem::take(&mut batch.records), Source::Spool(batch))
         } else {
             let n = self.memory.len().min(self.limits.batch);
@@ -287,32 +289,53 @@ impl Writer {
     }
 
     /// The next records of the spool; lines with none it could read are consumed here.
-    fn read_spool(&mut self) -> Option<SpoolBatch> {
-        let spool = self.spool.as_mut().filter(|s| s.pending() > 0)?;
-        loop {
-            let batch = match spool.read(self.limits.batch, self.limits.memory / 4) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::error!("cannot read the spool {}: {e}", spool.path().display());
-                    self.retry_later();
-                    return None;
-                }
-            };
-            if !batch.records.is_empty() {
-                return Some(batch);
-            }
-            count_unreadable(&self.stats, &batch);
-            if let Err(e) = spool.consume(&batch) {
-                tracing::error!("cannot empty the spool {}: {e}", spool.path().display());
-            }
-            if spool.pending() == 0 {
-                self.publish_spool();
-                return None;
-            }
+    async fn read_spool(&mut self) -> Option<SpoolBatch> {
+        if !self.spooling() {
+            return None;
         }
+        let (max, max_bytes) = (self.limits.batch, self.limits.memory / 4);
+        let stats = self.stats.clone();
+        let read = self
+            .on_spool(move |spool| -> std::io::Result<Option<SpoolBatch>> {
+                loop {
+                    let batch = spool.read(max, max_bytes)?;
+                    if !batch.records.is_empty() {
+                        return Ok(Some(batch));
+                    }
+                    count_unreadable(&stats, &batch);
+                    spool.consume(&batch)?;
+                    if spool.pending() == 0 {
+                        return Ok(None);
+                    }
+                }
+            })
+            .await?;
+        self.publish_spool();
+        read.unwrap_or_else(|e| {
+            tracing::error!("cannot read the spool: {e}");
+            self.retry_later();
+            None
+        })
     }
 
-    fn finished(&mut self, insert: Insert) {
+    /// Runs `work` on the spool on a blocking thread (it reads, writes and fsyncs a file),
+    /// so the runtime's threads keep serving requests; `None` without a spool.
+    async fn on_spool<R: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Spool) -> R + Send + 'static,
+    ) -> Option<R> {
+        let mut spool = self.spool.take()?;
+        let (spool, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut spool);
+            (spool, result)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.spool = Some(spool);
+        Some(result)
+    }
+
+    async fn finished(&mut self, insert: Insert) {
         let Insert {
             mut records,
             source,
@@ -335,12 +358,12 @@ impl Writer {
         match (result, source) {
             (Ok(()), Source::Spool(batch)) => {
                 count_unreadable(&self.stats, &batch);
-                let spool = self.spool.as_mut().expect("read from it");
                 self.replayed += written as u64;
-                if let Err(e) = spool.consume(&batch) {
-                    tracing::error!("cannot empty the spool {}: {e}", spool.path().display());
+                let consumed = self.on_spool(move |spool| spool.consume(&batch)).await;
+                if let Some(Err(e)) = consumed {
+                    tracing::error!("cannot empty the spool: {e}");
                 }
-                if spool.pending() == 0 {
+                if !self.spooling() {
                     tracing::info!(
                         records = std::mem::take(&mut self.replayed),
                         "spooled records written: the database has caught up"
@@ -358,7 +381,7 @@ impl Writer {
                     "cannot write records: {e}"
                 );
                 if let Source::Memory { .. } = source {
-                    self.set_aside(unwritten);
+                    self.set_aside(unwritten).await;
                 }
                 self.retry_later();
                 if self.stopping {
@@ -372,12 +395,12 @@ impl Writer {
 
     /// A failed batch from memory: into the spool with everything else in memory, where it
     /// survives a crash and keeps its order; without a spool, back into memory, first.
-    fn set_aside(&mut self, unwritten: Vec<Record>) {
+    async fn set_aside(&mut self, unwritten: Vec<Record>) {
         if self.spool.is_some() {
             let mut all = unwritten;
             all.extend(self.memory.drain(..));
             self.memory_bytes = 0;
-            self.spool_records(all);
+            self.spool_records(all).await;
         } else {
             self.memory_bytes += unwritten.iter().map(weight).sum::<usize>();
             for record in unwritten.into_iter().rev() {
@@ -416,30 +439,35 @@ impl Writer {
     }
 
     /// Appends `records` to the spool; when it cannot take them, they stay in memory.
-    fn spool_records(&mut self, records: Vec<Record>) {
-        let n = records.len() as u64;
-        let Some(spool) = &mut self.spool else {
+    async fn spool_records(&mut self, records: Vec<Record>) {
+        if self.spool.is_none() {
             return self.hold(records);
-        };
-        let was_empty = spool.pending() == 0;
-        match spool.append(&records) {
+        }
+        let n = records.len() as u64;
+        let (result, records, was_empty, path) = self
+            .on_spool(move |spool| {
+                let was_empty = spool.pending() == 0;
+                let result = spool.append(&records);
+                let path = spool.path().display().to_string();
+                (result, records, was_empty, path)
+            })
+            .await
+            .expect("there is a spool");
+        match result {
             Ok(()) => {
                 if was_empty {
                     tracing::warn!(
-                        "the database is behind or unavailable: records wait in {} meanwhile",
-                        spool.path().display()
+                        "the database is behind or unavailable: records wait in {path} meanwhile"
                     );
                 }
-                tracing::debug!(records = n, waiting = spool.pending(), "records spooled");
+                drop(records);
+                tracing::debug!(records = n, waiting = self.spool_len(), "records spooled");
                 self.stats.spooled.fetch_add(n, Ordering::Relaxed);
                 self.stats.queued.fetch_sub(n, Ordering::Relaxed);
                 self.publish_spool();
             }
             Err(e) => {
-                tracing::error!(
-                    "cannot write to the spool {}: {e}; holding records in memory",
-                    spool.path().display()
-                );
+                tracing::error!("cannot write to the spool {path}: {e}; holding records in memory");
                 self.hold(records);
             }
         }
@@ -458,9 +486,12 @@ impl Writer {
         }
     }
 
+    fn spool_len(&self) -> u64 {
+        self.spool.as_ref().map_or(0, Spool::pending)
+    }
+
     fn publish_spool(&self) {
-        let pending = self.spool.as_ref().map_or(0, Spool::pending);
-        self.stats.spool_pending.send_replace(pending);
+        self.stats.spool_pending.send_replace(self.spool_len());
     }
 
     fn publish_memory(&self) {
