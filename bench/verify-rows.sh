@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lost-row and memory check under load, beside the kit's compare.sh: for JSON and SSE, start
 # the proxy (bench/start.sh, records on; SQLite, or PostgreSQL with NEXUS_BENCH_POSTGRES), send two batches of N requests at
-# concurrency C with oha, note the proxy's RSS after each batch, stop it with SIGTERM (which
+# concurrency C with oha, note the proxy's RSS after each batch and its peak, stop it with SIGTERM (which
 # flushes the record queue), then count the rows in its database. Every request must be a row.
 #   N (default 100000), C (32), BENCH_KIT (../../shared/bench), PROXY_PORT (18100)
 # Build first: cargo build --release
@@ -30,6 +30,8 @@ for kind in json sse; do
     sent=$((sent + N))
     rss+=("$(( $(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024 ))")
   done
+  # The most it held at any time (the kernel's high-water mark), before SIGTERM flushes.
+  peak="$(( $(awk '/VmHWM/{print $2}' "/proc/$pid/status") / 1024 ))"
   kill -TERM "$pid"; wait "$pid" || true; pid=""
   db="$(cat "$BENCH_TMP/claude-nexus-dbs")"
   count="SELECT COUNT(*), COALESCE(SUM(CASE WHEN response_status = 200 THEN 1 ELSE 0 END), 0) FROM api_requests"
@@ -40,7 +42,7 @@ print(*sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone())
 ' "${db#sqlite://}" "$count") ;;
     *) read -r rows rows_ok < <(psql "$db" -tAF ' ' -c "$count") ;;
   esac
-  echo "verify_$kind sent=$sent ok=$ok rows=$rows rows_200=$rows_ok lost=$((sent - rows)) rss_mb_after_batch1=${rss[0]} rss_mb_after_batch2=${rss[1]}"
+  echo "verify_$kind sent=$sent ok=$ok rows=$rows rows_200=$rows_ok lost=$((sent - rows)) rss_mb_after_batch1=${rss[0]} rss_mb_after_batch2=${rss[1]} rss_mb_peak=$peak"
   [ "$rows" -eq "$sent" ] && [ "$ok" -eq "$sent" ] || failed=1
 done
 exit "$failed"

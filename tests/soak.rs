@@ -41,7 +41,7 @@ impl std::fmt::Display for Sample {
     }
 }
 
-async fn sample(client: &reqwest::Client, pid: u32, addr: &str) -> Sample {
+async fn sample(pid: u32, addr: &str) -> Sample {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> u64 {
         status
@@ -55,15 +55,7 @@ async fn sample(client: &reqwest::Client, pid: u32, addr: &str) -> Sample {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count() as u64;
-    let health: serde_json::Value = client
-        .get(format!("http://{addr}/health"))
-        .bearer_auth(DASHBOARD_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = health_at(format!("http://{addr}/health")).await;
     let number = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("{health}"));
     Sample {
         rss_mb: field("VmRSS:") / 1024,
@@ -198,7 +190,7 @@ async fn soak() {
         .collect();
 
     tokio::time::sleep_until(warm.into()).await;
-    let first = sample(&client, pid, &addr).await;
+    let first = sample(pid, &addr).await;
     println!(
         "soak warm seconds={} {first}",
         warm.duration_since(started).as_secs()
@@ -224,7 +216,7 @@ async fn soak() {
     for worker in workers {
         worker.await.unwrap();
     }
-    let last = sample(&client, pid, &addr).await;
+    let last = sample(pid, &addr).await;
     println!("soak end seconds={} {last}", started.elapsed().as_secs());
 
     let (status, log) = running.terminate();

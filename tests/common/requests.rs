@@ -46,8 +46,13 @@ pub fn dashboard_get(proxy: &TestProxy, path: &str) -> RequestBuilder {
 /// `GET /health` on the proxy port with the dashboard key (so with the details): the status
 /// and the JSON body.
 pub async fn get_health(proxy: &TestProxy) -> (u16, Value) {
+    health_at(proxy.url("/health")).await
+}
+
+/// The same from any running proxy's `/health` URL.
+pub async fn health_at(url: impl IntoUrl) -> (u16, Value) {
     let response = http()
-        .get(proxy.url("/health"))
+        .get(url)
         .bearer_auth(DASHBOARD_KEY)
         .send()
         .await
