@@ -50,6 +50,8 @@ pub struct Config {
     /// `CLIENT_BODY_TIMEOUT` (60 s): a request body that has not arrived in full by then gets
     /// a 408.
     pub client_body_timeout: Duration,
+    /// Brute-force protection on the proxy port.
+    pub lockout: LockoutConfig,
     /// `MAX_CONNECTIONS` (1024): open connections the proxy port serves at once; past it, a
     /// new connection gets a 503.
     pub max_connections: usize,
@@ -113,6 +115,26 @@ pub struct OAuthConfig {
 }
 
 pub const DEFAULT_OAUTH_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+
+/// `AUTH_LOCKOUT_KEYS` (20; 0 turns it off) distinct wrong client keys from one address
+/// within `AUTH_LOCKOUT_WINDOW` (5 min) lock that address out for `AUTH_LOCKOUT_DURATION`
+/// (15 min): every request from it gets 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutConfig {
+    pub max_keys: usize,
+    pub window: Duration,
+    pub duration: Duration,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> LockoutConfig {
+        LockoutConfig {
+            max_keys: 20,
+            window: Duration::from_secs(5 * 60),
+            duration: Duration::from_secs(15 * 60),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -207,6 +229,26 @@ impl Config {
                 get("CLIENT_BODY_TIMEOUT"),
                 Duration::from_secs(60),
             )?,
+            lockout: {
+                let default = LockoutConfig::default();
+                LockoutConfig {
+                    max_keys: parse_or(
+                        "AUTH_LOCKOUT_KEYS",
+                        get("AUTH_LOCKOUT_KEYS"),
+                        default.max_keys,
+                    )?,
+                    window: duration_or(
+                        "AUTH_LOCKOUT_WINDOW",
+                        get("AUTH_LOCKOUT_WINDOW"),
+                        default.window,
+                    )?,
+                    duration: duration_or(
+                        "AUTH_LOCKOUT_DURATION",
+                        get("AUTH_LOCKOUT_DURATION"),
+                        default.duration,
+                    )?,
+                }
+            },
             max_connections: match parse_or("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 1024)? {
                 0 => return Err(invalid("MAX_CONNECTIONS", "expected at least 1, got 0")),
                 n => n,
@@ -703,7 +745,7 @@ mod tests {
     }
 
     /// Every variable [`Config::from_lookup`] reads.
-    const VARS: [&str; 35] = [
+    const VARS: [&str; 38] = [
         "HOST",
         "PORT",
         "DASHBOARD_PORT",
@@ -714,6 +756,9 @@ mod tests {
         "STREAM_IDLE_TIMEOUT",
         "MAX_REQUEST_SIZE",
         "CLIENT_BODY_TIMEOUT",
+        "AUTH_LOCKOUT_KEYS",
+        "AUTH_LOCKOUT_WINDOW",
+        "AUTH_LOCKOUT_DURATION",
         "MAX_CONNECTIONS",
         "HEADER_READ_TIMEOUT",
         "CREDENTIALS_DIR",

@@ -32,6 +32,12 @@ pub enum ProxyError {
     /// The OAuth token expired and refreshing it is backing off after failures.
     #[error("the OAuth token expired and refreshing it failed; next attempt in {} s", .0.as_secs().max(1))]
     TokenRefreshBackoff(Duration),
+    /// This address presented too many distinct wrong client keys (`AUTH_LOCKOUT_*`).
+    #[error(
+        "too many wrong client keys from this address: every request is refused for {} s",
+        .0.as_secs().max(1)
+    )]
+    LockedOut(Duration),
     /// The embedder (the tray's Pause) paused the proxy.
     #[error("the proxy is paused (Claude Nexus): resume it to send requests")]
     Paused,
@@ -75,6 +81,7 @@ impl ProxyError {
             ProxyError::TokenRefreshBackoff(_) | ProxyError::Paused => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody | ProxyError::PathRefused => {
                 StatusCode::BAD_REQUEST
@@ -95,6 +102,7 @@ impl ProxyError {
             | ProxyError::PassthroughKeyHeader
             | ProxyError::NeedsLogin { .. } => "authentication_error",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
+            ProxyError::LockedOut(_) => "rate_limit_error",
             ProxyError::InvalidJson(_)
             | ProxyError::BadRequestBody
             | ProxyError::MethodNotAllowed(_)
@@ -157,7 +165,7 @@ impl IntoResponse for ProxyError {
         }
         let mut response = anthropic_error(self.status(), self.kind(), &self.to_string());
         match &self {
-            ProxyError::TokenRefreshBackoff(wait) => {
+            ProxyError::TokenRefreshBackoff(wait) | ProxyError::LockedOut(wait) => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(wait.as_secs().max(1)),

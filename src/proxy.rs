@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod forward;
+pub mod lockout;
 pub mod request_line;
 pub mod state;
 mod tap;
@@ -68,6 +69,9 @@ pub async fn handle(
         return exchange.fail(ProxyError::Paused);
     }
 
+    if let Some(left) = state.lockout.locked(client_ip, Instant::now()) {
+        return exchange.fail(ProxyError::LockedOut(left));
+    }
     let accounts = state.credentials.snapshot();
     let client = match auth::authenticate(
         &parts.headers,
@@ -79,6 +83,11 @@ pub async fn handle(
     ) {
         Ok(client) => client,
         Err(refused) => {
+            if let Some(key) = refused.key_hash
+                && matches!(refused.error, ProxyError::Unauthenticated)
+            {
+                state.lockout.wrong_key(client_ip, key, Instant::now());
+            }
             exchange.record.api_key_hash = refused.key_hash;
             exchange.record.client_key_id = refused.key_id;
             return exchange.fail(refused.error);

@@ -349,6 +349,7 @@ impl Server {
             oauth: tokens,
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
+            lockout: crate::proxy::lockout::Lockout::new(config.lockout),
             settings: ProxySettings {
                 header_timeout: config.upstream.header_timeout,
                 idle_timeout: config.upstream.idle_timeout,

@@ -572,3 +572,51 @@ async fn slow_and_idle_connections_cannot_hold_the_listener() {
     let statuses: Vec<i64> = rows(&db).await.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 408]);
 }
+
+/// Brute-force protection: more than `AUTH_LOCKOUT_KEYS` distinct wrong keys from one address
+/// get it 429 for every request, the right key included, before anything goes upstream; each
+/// attempt is a row. One wrong key retried (a tool after a rotation) never locks anyone out.
+#[tokio::test]
+async fn distinct_wrong_keys_lock_the_address_out_but_one_retried_key_does_not() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("AUTH_LOCKOUT_KEYS", "3")
+        .start()
+        .await;
+    let wrong = |n: usize| format!("cnp_live_wrong{n:040}");
+    for _ in 0..10 {
+        assert_eq!(message_status(&proxy, &wrong(0)).await, 401);
+    }
+    assert_eq!(message_status(&proxy, KEY).await, 200, "one retried key");
+    for n in 1..=3 {
+        assert_eq!(message_status(&proxy, &wrong(n)).await, 401);
+    }
+    // The fourth distinct key locked the address: even the right key is refused now.
+    let locked = send_message(&proxy, KEY, MESSAGE_JSON).await;
+    assert_eq!(locked.status(), 429);
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((890..=900).contains(&retry_after), "{retry_after}");
+    let body: Value = locked.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(mock.received().len(), 1, "nothing more went upstream");
+
+    let db = proxy.stop_and_open_db().await;
+    let statuses = db
+        .text_rows("SELECT response_status, COUNT(*) FROM api_requests GROUP BY response_status ORDER BY 1")
+        .await;
+    let counts: Vec<(String, String)> = statuses
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    let want = [("200", "1"), ("401", "13"), ("429", "1")];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(s, n)| (s.to_string(), n.to_string()))
+        .collect();
+    assert_eq!(counts, want);
+}

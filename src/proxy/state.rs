@@ -34,6 +34,8 @@ pub struct AppState {
     /// `DASHBOARD_API_KEY`, the bearer key of the account API.
     pub dashboard_api_key: Option<SecretString>,
     pub settings: ProxySettings,
+    /// Addresses locked out for presenting too many wrong client keys.
+    pub lockout: crate::proxy::lockout::Lockout,
     /// Paused by the embedder ([`crate::server::ServerHandle::pause`]): new requests get 503.
     pub paused: std::sync::atomic::AtomicBool,
     /// Fires when the shutdown grace period is over: open response streams are cut (and
