@@ -40,8 +40,8 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 16 MiB, and batches of up to 1,024 records: larger batches gained nothing on SQLite
-    /// or PostgreSQL (docs/BENCHMARKS.md, "Record batches").
+    /// 16 MiB, and batches of up to 1,024 records: larger batches gained under 5% on SQLite
+    /// or PostgreSQL (docs/BENCHMARKS.md, 2026-12-03, "Batch size").
     fn default() -> Limits {
         Limits {
             memory: 16 << 20,
