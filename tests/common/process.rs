@@ -111,11 +111,21 @@ impl From<Nexus> for Command {
     }
 }
 
-/// A running `claude-nexus serve` whose stderr lines are collected.
+/// A running `claude-nexus serve` whose stderr lines are collected. Dropped (a test that
+/// failed), it kills the process, so no server outlives its test.
 pub struct Running {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Running {
