@@ -16,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod metrics;
 pub mod monitoring;
 pub mod overview;
 pub mod prices;
@@ -75,6 +76,9 @@ pub struct DashboardState {
     /// Ticks when the client keys change, whoever changed them (this page, the CLI, another
     /// instance): the `keys` events.
     pub key_reloads: tokio::sync::watch::Receiver<u64>,
+    /// The server's metrics, and the record pipeline's counters they include (`/metrics`).
+    pub metrics: Arc<crate::prometheus::Metrics>,
+    pub record_stats: Arc<crate::recorder::RecordStats>,
 }
 
 /// Paths under `/api/` that need no login. `/api/session` only says whether the caller is
@@ -96,6 +100,7 @@ pub fn router(state: Arc<DashboardState>) -> Router {
             }),
         )
         .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .route("/metrics", get(metrics::serve))
         .fallback(assets::serve)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn(api_headers))

@@ -18,6 +18,7 @@ pub(crate) mod error;
 pub(crate) mod hosts;
 pub mod http_client;
 pub mod keys;
+pub mod prometheus;
 pub mod ratelimit;
 pub mod record;
 pub(crate) mod redact;

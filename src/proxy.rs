@@ -39,7 +39,7 @@ use crate::accounts::oauth::TokenUnavailable;
 use crate::error::ProxyError;
 use crate::proxy::state::{AppState, ProxySettings};
 use crate::ratelimit::UnifiedHeaders;
-use crate::record::{self, Record};
+use crate::record::{self, Record, Timing};
 use crate::usage::{BodyKind, Meter, Metered};
 
 /// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without
@@ -70,6 +70,7 @@ pub async fn handle(
     }
 
     if let Some(left) = state.lockout.locked(client_ip, Instant::now()) {
+        exchange.record.limit = Some("lockout");
         return exchange.fail(ProxyError::LockedOut(left));
     }
     let accounts = state.credentials.snapshot();
@@ -97,10 +98,12 @@ pub async fn handle(
     exchange.record.api_key_hash = client.key_hash;
     exchange.record.client_key_id = client.key_id.clone();
 
+    let body_started = Instant::now();
     let body = match read_body(&parts, body, &state.settings).await {
         Ok(body) => body,
         Err(error) => return exchange.fail(error),
     };
+    let body_read = body_started.elapsed();
     if state.settings.storage_enabled {
         exchange.record.request_body = Some(body.clone());
     }
@@ -143,6 +146,7 @@ pub async fn handle(
             }
         },
     };
+    let sent = Instant::now();
     let mut response = match send(&state, &parts, auth, body.clone()).await {
         Ok(response) => response,
         Err(error) => return exchange.fail(error),
@@ -159,6 +163,7 @@ pub async fn handle(
         };
     }
 
+    let upstream = sent.elapsed();
     let status = response.status();
     let kind = BodyKind::from_content_type(
         response
@@ -182,6 +187,10 @@ pub async fn handle(
 
     exchange.record.streaming = kind == BodyKind::Sse;
     exchange.record.upstream_request_id = upstream_request_id;
+    exchange.record.timing = Some(Timing {
+        upstream,
+        overhead: started.elapsed().saturating_sub(upstream + body_read),
+    });
     let tap = tap::Tap::new(
         exchange,
         Meter::new(kind, state.settings.storage_enabled),

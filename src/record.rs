@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -79,6 +80,25 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub chunks: Vec<(u64, String)>,
+    /// Where a forwarded request's time went (for the metrics; not stored).
+    #[serde(skip)]
+    pub timing: Option<Timing>,
+    /// The limit that refused the request before it went upstream (for the metrics; the row
+    /// has the status and the error text).
+    #[serde(skip)]
+    pub limit: Option<&'static str>,
+}
+
+/// How a forwarded request's time divides between the upstream and the proxy (measured by the
+/// proxy, kept with the record for the metrics; not stored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// From sending the request upstream to its response headers (a retry after a refused
+    /// OAuth token included).
+    pub upstream: Duration,
+    /// The proxy's own work until the response headers go back: the time to the response
+    /// headers less the upstream's part and the time the client took to send its body.
+    pub overhead: Duration,
 }
 
 impl Record {

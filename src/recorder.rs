@@ -7,4 +7,4 @@ pub mod access_log;
 pub mod spool;
 mod writer;
 
-pub use writer::{Limits, RecordFeed, RecordQueue, RecordStats, Recorder, spawn_writer};
+pub use writer::{Limits, Observers, RecordFeed, RecordQueue, RecordStats, Recorder, spawn_writer};

@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::crypto::{self, KeyError};
 use crate::dashboard::{self, DashboardState};
 use crate::hosts;
+use crate::prometheus::Metrics;
 use crate::proxy;
 use crate::proxy::state::{AppState, ProxySettings};
 use crate::recorder::spool::{self, Spool};
@@ -272,6 +273,7 @@ impl Server {
         let stop_tasks = CancellationToken::new();
         let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
         let (recorder, queue) = Recorder::channel();
+        let metrics = Arc::new(Metrics::new());
         let spool = Spool::open(spool::path_in(&config.data_dir), store.data_key())
             .inspect_err(|e| {
                 tracing::warn!(
@@ -287,7 +289,10 @@ impl Server {
             spool,
             recorder::Limits::default(),
             stop_tasks.clone(),
-            feed.clone(),
+            recorder::Observers {
+                feed: feed.clone(),
+                metrics: metrics.clone(),
+            },
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
         let (retention, retention_reports) =
@@ -335,6 +340,8 @@ impl Server {
             logins: dashboard::accounts::PendingLogins::default(),
             proxy_addr,
             key_reloads: client_keys.subscribe(),
+            metrics,
+            record_stats: recorder.stats().clone(),
         });
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());

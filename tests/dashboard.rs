@@ -1443,3 +1443,167 @@ async fn an_oauth_account_that_must_log_in_again_is_pushed_as_such() {
     let listed = get_json(&proxy, "/api/accounts").await;
     assert_eq!(listed["accounts"][0], changed);
 }
+
+/// One series of a scrape: its value, by name and labels.
+fn series(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in {:#?}", scrape.samples));
+    match &sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// The histogram `name`'s count of observations.
+fn observations(scrape: &prometheus_parse::Scrape, name: &str) -> u64 {
+    scrape
+        .samples
+        .iter()
+        .find_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) if s.metric == name => {
+                Some(buckets.last().map_or(0, |b| b.count as u64))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no histogram {name}"))
+}
+
+/// `GET /metrics` on the dashboard port after known traffic: Prometheus's text format, parsed,
+/// with each request counted by status, model and account, tokens by kind, the latency
+/// histograms, the record pipeline and a lockout; served to a scraper on this machine without
+/// a key, but not through a reverse proxy without one.
+#[tokio::test]
+async fn metrics_count_known_traffic_in_prometheus_format() {
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("AUTH_LOCKOUT_KEYS", "1")
+        .start()
+        .await;
+    let mut events = dashboard_get(&proxy, "/api/events").send().await.unwrap();
+
+    for _ in 0..2 {
+        assert_eq!(message_status(&proxy, KEY).await, 200);
+    }
+    let mut stream = send_message(&proxy, KEY, MESSAGE_SSE).await;
+    read_rest(&mut stream, &mut Vec::new()).await;
+    // Two wrong keys lock this address out (AUTH_LOCKOUT_KEYS=1): the third request is refused.
+    for wrong in ["cnp_live_wrong1", "cnp_live_wrong2"] {
+        assert_eq!(message_status(&proxy, wrong).await, 401);
+    }
+    assert_eq!(message_status(&proxy, KEY).await, 429);
+    read_request_events(&mut events, 6).await;
+
+    let response = http()
+        .get(proxy.dashboard_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+
+    let ok = [("status", "200"), ("model", MODEL), ("account", "acc_a")];
+    assert_eq!(series(&scrape, "claude_nexus_requests_total", &ok), 3.0);
+    assert_eq!(
+        series(
+            &scrape,
+            "claude_nexus_requests_total",
+            &[("status", "401"), ("account", "")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        series(&scrape, "claude_nexus_requests_total", &[("status", "429")]),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &scrape,
+            "claude_nexus_limit_rejections_total",
+            &[("limit", "lockout")]
+        ),
+        1.0
+    );
+    // Two JSON answers (11 in, 22 out, 5 and 7 cached) and one stream (120, 42, 30, 400).
+    for (kind, tokens) in [
+        ("input", 142.0),
+        ("output", 86.0),
+        ("cache_creation", 40.0),
+        ("cache_read", 414.0),
+    ] {
+        let labels = [("kind", kind), ("model", MODEL), ("account", "acc_a")];
+        assert_eq!(
+            series(&scrape, "claude_nexus_tokens_total", &labels),
+            tokens,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        observations(&scrape, "claude_nexus_upstream_latency_seconds"),
+        3
+    );
+    assert_eq!(
+        observations(&scrape, "claude_nexus_proxy_overhead_seconds"),
+        3
+    );
+    assert_eq!(
+        observations(&scrape, "claude_nexus_time_to_first_token_seconds"),
+        3
+    );
+    assert_eq!(
+        observations(&scrape, "claude_nexus_request_duration_seconds"),
+        6
+    );
+    assert_eq!(
+        series(&scrape, "claude_nexus_records_written_total", &[]),
+        6.0
+    );
+    assert_eq!(series(&scrape, "claude_nexus_record_queue_depth", &[]), 0.0);
+    assert_eq!(series(&scrape, "claude_nexus_spool_records", &[]), 0.0);
+    assert_eq!(
+        series(
+            &scrape,
+            "claude_nexus_oauth_refreshes_total",
+            &[("outcome", "failure")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        series(
+            &scrape,
+            "claude_nexus_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert!(!text.contains("Hello"), "no prompt text in the metrics");
+
+    // Through a reverse proxy, the same scrape needs the dashboard key.
+    let forwarded = http()
+        .get(proxy.dashboard_url("/metrics"))
+        .header("x-forwarded-for", "203.0.113.9");
+    assert_eq!(
+        forwarded
+            .try_clone()
+            .unwrap()
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let with_key = forwarded.bearer_auth(DASHBOARD_KEY).send().await.unwrap();
+    assert_eq!(with_key.status(), StatusCode::OK);
+}

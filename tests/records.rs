@@ -12,7 +12,7 @@ use std::time::Duration;
 use claude_nexus::config::DatabaseConfig;
 use claude_nexus::record::Record;
 use claude_nexus::recorder::spool::{self, Spool};
-use claude_nexus::recorder::{Limits, Recorder, spawn_writer};
+use claude_nexus::recorder::{Limits, Observers, Recorder, spawn_writer};
 use claude_nexus::store::{Bucket, Migrations, Store, UsageGroup};
 use claude_nexus::usage::Usage;
 use tokio_util::sync::CancellationToken;
@@ -61,7 +61,10 @@ async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
         None,
         Limits::default(),
         stop.clone(),
-        tokio::sync::broadcast::channel(16).0,
+        Observers {
+            feed: tokio::sync::broadcast::channel(16).0,
+            metrics: Default::default(),
+        },
     );
     for r in records {
         recorder.record(r);
@@ -275,7 +278,10 @@ async fn memory_stays_within_its_bound_while_the_database_lags() {
         Some(spool),
         limits,
         stop.clone(),
-        tokio::sync::broadcast::channel(16).0,
+        Observers {
+            feed: tokio::sync::broadcast::channel(16).0,
+            metrics: Default::default(),
+        },
     );
     let mut ids = Vec::new();
     for _ in 0..RECORDS {

@@ -19,3 +19,4 @@ pub use refresh::{
     TokenUnavailable, Tokens, refresh_file, retry_delay, spawn_refresher,
 };
 pub use running_proxy::running_proxy_status;
+pub use token_state::STATUSES;

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::prometheus::Metrics;
 use crate::record::Record;
 use crate::recorder::spool::{Spool, SpoolBatch};
 use crate::store::{Store, StoreError};
@@ -61,6 +62,13 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// The live feed of written records, without their bodies. Sending never waits: a slow
 /// listener misses records (and is told so by the channel), the writer never does.
 pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<Record>>;
+
+/// Who learns of the records besides the database: the live feed (each record once written)
+/// and the metrics (each record as it arrives).
+pub struct Observers {
+    pub feed: RecordFeed,
+    pub metrics: Arc<Metrics>,
+}
 
 /// Counters about the record pipeline, shown by `/health` and the embedder's status.
 #[derive(Debug, Default)]
@@ -131,7 +139,7 @@ pub fn spawn_writer(
     spool: Option<Spool>,
     limits: Limits,
     stop: CancellationToken,
-    feed: RecordFeed,
+    observers: Observers,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let writer = Writer {
@@ -139,7 +147,8 @@ pub fn spawn_writer(
             stats,
             spool,
             limits,
-            feed,
+            feed: observers.feed,
+            metrics: observers.metrics,
             memory: VecDeque::new(),
             memory_bytes: 0,
             retry_at: None,
@@ -173,6 +182,7 @@ struct Writer {
     spool: Option<Spool>,
     limits: Limits,
     feed: RecordFeed,
+    metrics: Arc<Metrics>,
     /// Records not yet written, oldest first (all older than those in the spool, save after
     /// a failed batch).
     memory: VecDeque<Record>,
@@ -239,6 +249,7 @@ impl Writer {
     /// Holds new records in memory up to the bound, and spools the rest.
     async fn accept(&mut self, incoming: &mut Vec<Record>) {
         crate::recorder::access_log::write(incoming);
+        self.metrics.observe(incoming);
         let mut overflow = Vec::new();
         for record in incoming.drain(..) {
             let bytes = weight(&record);
