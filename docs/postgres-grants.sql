@@ -26,6 +26,8 @@ GRANT USAGE ON SEQUENCE streaming_chunks_id_seq TO nexus_app;
 GRANT SELECT, INSERT, UPDATE ON client_keys TO nexus_app;
 -- Their version, which every change to client_keys moves (a trigger) and servers poll.
 GRANT SELECT, UPDATE ON client_keys_version TO nexus_app;
+-- Limits and budgets: servers read them; `claude-nexus limits` and the dashboard set them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON limits TO nexus_app;
 -- `serve` checks that the schema is up to date before it starts.
 GRANT SELECT ON _sqlx_migrations TO nexus_app;
 -- Dashboard logins (when, from where, whether the key was right), for the security checklist.

@@ -16,10 +16,10 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod monitoring;
 pub mod overview;
-pub mod prices;
 pub mod requests;
 pub mod security;
 pub mod session;
@@ -51,7 +51,7 @@ pub struct DashboardState {
     pub store: Store,
     pub auth: auth::Auth,
     pub feed: RecordFeed,
-    pub prices: prices::PriceTable,
+    pub prices: Arc<crate::prices::PriceTable>,
     pub hosts: hosts::AllowedHosts,
     /// What the security checks read of the configuration.
     pub checks: crate::checks::Settings,
@@ -79,6 +79,9 @@ pub struct DashboardState {
     /// The server's metrics, and the record pipeline's counters they include (`/metrics`).
     pub metrics: Arc<crate::prometheus::Metrics>,
     pub record_stats: Arc<crate::recorder::RecordStats>,
+    /// The limits in force (shared with the proxy), and what they reload with.
+    pub limits: Arc<crate::limits::Limiter>,
+    pub client_keys: Arc<crate::accounts::client_keys::ClientKeys>,
 }
 
 /// Paths under `/api/` that need no login. `/api/session` only says whether the caller is

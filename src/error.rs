@@ -38,6 +38,12 @@ pub enum ProxyError {
         .0.as_secs().max(1)
     )]
     LockedOut(Duration),
+    /// A limit or budget of the key or account (`claude-nexus limits`) is used up.
+    #[error(
+        "{} has reached its limit {} = {} (Claude Nexus); it resets at {}",
+        .0.subject, .0.limit, .0.value, .0.reset
+    )]
+    OverLimit(Box<LimitReached>),
     /// The embedder (the tray's Pause) paused the proxy.
     #[error("the proxy is paused (Claude Nexus): resume it to send requests")]
     Paused,
@@ -72,6 +78,18 @@ pub enum ProxyError {
     Internal(String),
 }
 
+/// Which limit refused a request, for its message and headers.
+#[derive(Debug)]
+pub struct LimitReached {
+    /// `key <id>` or `account <domain>`.
+    pub subject: String,
+    pub limit: &'static str,
+    pub value: String,
+    /// RFC 3339, UTC.
+    pub reset: String,
+    pub retry_after: Duration,
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -81,7 +99,7 @@ impl ProxyError {
             ProxyError::TokenRefreshBackoff(_) | ProxyError::Paused => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::LockedOut(_) | ProxyError::OverLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody | ProxyError::PathRefused => {
                 StatusCode::BAD_REQUEST
@@ -102,7 +120,7 @@ impl ProxyError {
             | ProxyError::PassthroughKeyHeader
             | ProxyError::NeedsLogin { .. } => "authentication_error",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
-            ProxyError::LockedOut(_) => "rate_limit_error",
+            ProxyError::LockedOut(_) | ProxyError::OverLimit(_) => "rate_limit_error",
             ProxyError::InvalidJson(_)
             | ProxyError::BadRequestBody
             | ProxyError::MethodNotAllowed(_)
@@ -170,6 +188,22 @@ impl IntoResponse for ProxyError {
                     header::RETRY_AFTER,
                     HeaderValue::from(wait.as_secs().max(1)),
                 );
+            }
+            ProxyError::OverLimit(reached) => {
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(reached.retry_after.as_secs().max(1)),
+                );
+                for (name, value) in [
+                    ("x-ratelimit-limit", reached.value.as_str()),
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", reached.reset.as_str()),
+                ] {
+                    if let Ok(value) = HeaderValue::from_str(value) {
+                        headers.insert(name, value);
+                    }
+                }
             }
             ProxyError::MethodNotAllowed(_) => {
                 response

@@ -18,6 +18,7 @@ pub(crate) mod error;
 pub(crate) mod hosts;
 pub mod http_client;
 pub mod keys;
+pub mod prices;
 pub mod prometheus;
 pub mod ratelimit;
 pub mod record;
@@ -29,6 +30,7 @@ pub mod store;
 
 pub mod accounts;
 
+pub mod limits;
 pub mod recorder;
 pub mod retention;
 

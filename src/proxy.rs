@@ -36,7 +36,8 @@ use request_line::MethodUse;
 
 use crate::accounts::credentials::UpstreamCredential;
 use crate::accounts::oauth::TokenUnavailable;
-use crate::error::ProxyError;
+use crate::error::{LimitReached, ProxyError};
+use crate::limits::{Refusal, Subject, SubjectKind};
 use crate::proxy::state::{AppState, ProxySettings};
 use crate::ratelimit::UnifiedHeaders;
 use crate::record::{self, Record, Timing};
@@ -97,6 +98,18 @@ pub async fn handle(
     exchange.record.account_id = client.account.account_id.clone();
     exchange.record.api_key_hash = client.key_hash;
     exchange.record.client_key_id = client.key_id.clone();
+    if state.limits.active() {
+        let subjects = limit_subjects(&client);
+        if let Err(refusal) =
+            state
+                .limits
+                .check(&subjects, exchange.record.timestamp, Instant::now())
+        {
+            exchange.record.limit = Some(refusal.limit);
+            return exchange.fail(over_limit(refusal));
+        }
+        exchange.limit_subjects = subjects;
+    }
 
     let body_started = Instant::now();
     let body = match read_body(&parts, body, &state.settings).await {
@@ -228,6 +241,29 @@ async fn send(
     }
 }
 
+/// What a request counts against: its key (when it has one) and its account.
+fn limit_subjects(client: &auth::Client) -> Vec<Subject> {
+    let key = client.key_id.as_ref().map(|id| Subject {
+        kind: SubjectKind::Key,
+        id: id.clone(),
+    });
+    let account = Subject {
+        kind: SubjectKind::Account,
+        id: client.account.domain.clone(),
+    };
+    key.into_iter().chain([account]).collect()
+}
+
+fn over_limit(refusal: Refusal) -> ProxyError {
+    ProxyError::OverLimit(Box::new(LimitReached {
+        subject: refusal.subject.to_string(),
+        limit: refusal.limit,
+        value: refusal.value,
+        reset: record::iso(refusal.reset),
+        retry_after: refusal.retry_after,
+    }))
+}
+
 /// Paths outside `/v1/`.
 pub async fn not_found() -> Response {
     ProxyError::NotFound.into_response()
@@ -274,6 +310,8 @@ struct Exchange {
     record: Record,
     started: Instant,
     recorded: bool,
+    /// The key and account the response's usage is charged to, when limits are set.
+    limit_subjects: Vec<Subject>,
 }
 
 impl Exchange {
@@ -299,6 +337,7 @@ impl Exchange {
             },
             started,
             recorded: false,
+            limit_subjects: Vec::new(),
         }
     }
 
@@ -334,6 +373,14 @@ impl Exchange {
         record.error = error;
         record.response_body = body;
         record.chunks = events;
+        if !self.limit_subjects.is_empty() {
+            self.state.limits.charge(
+                &self.limit_subjects,
+                record.model.as_deref(),
+                &record.usage,
+                OffsetDateTime::now_utc(),
+            );
+        }
         self.state.recorder.record(record);
     }
 }

@@ -40,6 +40,8 @@ use crate::config::Config;
 use crate::crypto::{self, KeyError};
 use crate::dashboard::{self, DashboardState};
 use crate::hosts;
+use crate::limits::{self, Limiter};
+use crate::prices::PriceTable;
 use crate::prometheus::Metrics;
 use crate::proxy;
 use crate::proxy::state::{AppState, ProxySettings};
@@ -137,6 +139,7 @@ struct Tasks {
     /// Only when plan-usage polling is on (`CLAUDE_OAUTH_USAGE_INTERVAL`).
     usage_poller: Option<JoinHandle<()>>,
     key_refresher: JoinHandle<()>,
+    limits_refresher: JoinHandle<()>,
     /// Last: it drains the record queue.
     writer: JoinHandle<()>,
 }
@@ -264,6 +267,12 @@ impl Server {
             tracing::warn!("{error}");
         }
         let credentials = Arc::new(credentials);
+        let prices = Arc::new(PriceTable::load(&config.data_dir.join("prices.json")));
+        // Limits and budgets in force from the first request, with this month's totals.
+        let limiter = Arc::new(Limiter::new(prices.clone()));
+        if let Err(e) = limits::refresh(&limiter, &store, &client_keys, &credentials).await {
+            tracing::warn!("cannot load limits yet ({e}); retrying");
+        }
         if !config.client_auth {
             tracing::warn!(
                 "ENABLE_CLIENT_AUTH=false: ANYONE WHO CAN REACH THIS PORT USES YOUR UPSTREAM CREDENTIALS. Development only."
@@ -323,7 +332,7 @@ impl Server {
             store: store.clone(),
             auth: dashboard::auth::Auth::new(&parts.dashboard_key),
             feed,
-            prices: dashboard::prices::PriceTable::load(&config.data_dir.join("prices.json")),
+            prices: prices.clone(),
             hosts: hosts::AllowedHosts::new(&config.allowed_hosts),
             checks: crate::checks::Settings {
                 storage_key: key_source,
@@ -342,9 +351,18 @@ impl Server {
             key_reloads: client_keys.subscribe(),
             metrics,
             record_stats: recorder.stats().clone(),
+            limits: limiter.clone(),
+            client_keys: client_keys.clone(),
         });
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());
+        let limits_refresher = limits::spawn_refresher(
+            limiter.clone(),
+            store.clone(),
+            client_keys.clone(),
+            credentials.clone(),
+            stop_tasks.clone(),
+        );
         let state = Arc::new(AppState {
             credentials,
             salt,
@@ -357,6 +375,7 @@ impl Server {
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
             lockout: crate::proxy::lockout::Lockout::new(config.lockout),
+            limits: limiter,
             settings: ProxySettings {
                 header_timeout: config.upstream.header_timeout,
                 idle_timeout: config.upstream.idle_timeout,
@@ -387,6 +406,7 @@ impl Server {
                 refresher,
                 usage_poller,
                 key_refresher,
+                limits_refresher,
                 writer,
             },
             generated_dashboard_key: parts.generated_dashboard_key,
@@ -533,6 +553,7 @@ impl Server {
             let _ = poller.await;
         }
         let _ = tasks.key_refresher.await;
+        let _ = tasks.limits_refresher.await;
         let _ = tasks.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

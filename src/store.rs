@@ -158,7 +158,9 @@ macro_rules! with_pool {
 }
 
 mod client_keys;
+mod limits;
 pub use client_keys::{ClientKeyRow, ClientKeysVersion};
+pub use limits::{LimitSet, Subject, SubjectKind, UsageRow};
 
 #[derive(Clone)]
 pub struct Store {

@@ -180,10 +180,12 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(
         documented,
         [
+            "DELETE /api/limits/{kind}/{id}",
             "GET /api/accounts",
             "GET /api/accounts/{id}/usage-window",
             "GET /api/events",
             "GET /api/keys",
+            "GET /api/limits",
             "GET /api/monitoring",
             "GET /api/overview",
             "GET /api/requests",
@@ -200,6 +202,7 @@ async fn openapi_document_matches_the_router() {
             "POST /api/logout",
             "POST /api/oauth/finish",
             "POST /api/oauth/start",
+            "PUT /api/limits/{kind}/{id}",
             "PUT /api/security/manual/{id}",
         ],
         "a route was added or removed: update this list and the UI"

@@ -86,6 +86,15 @@ impl ClientKeys {
         self.by_hash.load().get(hash).cloned()
     }
 
+    /// Every key's hash by its id.
+    pub fn hashes_by_id(&self) -> HashMap<String, KeyHash> {
+        self.by_hash
+            .load()
+            .iter()
+            .map(|(hash, key)| (key.id.clone(), *hash))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.by_hash.load().len()
     }

@@ -2,7 +2,7 @@
 //! declared with `utoipa-axum`, so the router and `/api/openapi.json` come from the same list
 //! and cannot drift apart. The handlers and their wire types are in the modules named after
 //! what they serve: [`session`], [`overview`], [`requests`], [`monitoring`], [`security`],
-//! [`events`], [`accounts`], [`keys`].
+//! [`events`], [`accounts`], [`keys`], [`limits`].
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use utoipa_axum::routes;
 
 use super::auth::SESSION_COOKIE;
 use super::{
-    DashboardState, accounts, events, keys, monitoring, overview, requests, security, session,
+    DashboardState, accounts, events, keys, limits, monitoring, overview, requests, security,
+    session,
 };
 
 #[derive(OpenApi)]
@@ -64,4 +65,6 @@ pub fn routes() -> OpenApiRouter<Arc<DashboardState>> {
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::rotate_key))
         .routes(routes!(keys::revoke_key))
+        .routes(routes!(limits::list_limits))
+        .routes(routes!(limits::set_limits, limits::delete_limits))
 }

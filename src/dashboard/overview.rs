@@ -1,6 +1,6 @@
 //! `GET /api/overview`: totals, a time series and breakdowns (model, status, account, client
 //! key) with estimated cost, for the last 24 hours, 7 days or 30 days, folded from the store's
-//! one pass over the window ([`crate::store::UsageGroup`]) and priced by [`super::prices`].
+//! one pass over the window ([`crate::store::UsageGroup`]) and priced by [`crate::prices`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -36,6 +36,8 @@ pub struct AppState {
     pub settings: ProxySettings,
     /// Addresses locked out for presenting too many wrong client keys.
     pub lockout: crate::proxy::lockout::Lockout,
+    /// Per key and per account limits and budgets.
+    pub limits: Arc<crate::limits::Limiter>,
     /// Paused by the embedder ([`crate::server::ServerHandle::pause`]): new requests get 503.
     pub paused: std::sync::atomic::AtomicBool,
     /// Fires when the shutdown grace period is over: open response streams are cut (and

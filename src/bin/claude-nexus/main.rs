@@ -3,6 +3,7 @@
 
 mod credentials;
 mod keys;
+mod limits;
 mod oauth;
 
 use std::future::Future;
@@ -45,6 +46,10 @@ enum Command {
     /// Claude Pro/Max (OAuth) accounts: log in, show status, refresh.
     #[command(subcommand)]
     Oauth(oauth::OauthCommand),
+    /// Limits and budgets per client key and per account: requests per minute, tokens per
+    /// hour and day, dollars per day and month.
+    #[command(subcommand)]
+    Limits(limits::LimitsCommand),
 }
 
 #[derive(Args)]
@@ -101,6 +106,9 @@ fn main() -> ExitCode {
         }),
         Command::Credentials(command) => run(None, Errors::Printed, |config| async move {
             credentials::run(&config, command).await
+        }),
+        Command::Limits(command) => run(None, Errors::Printed, |config| async move {
+            limits::run(&config, command).await
         }),
     }
 }
