@@ -82,6 +82,8 @@ pub struct DashboardState {
     /// The limits in force (shared with the proxy), and what they reload with.
     pub limits: Arc<crate::limits::Limiter>,
     pub client_keys: Arc<crate::accounts::client_keys::ClientKeys>,
+    /// The proxy port's brute-force lockouts (the Security page lists and lifts them).
+    pub lockout: Arc<crate::proxy::lockout::Lockout>,
 }
 
 /// Paths under `/api/` that need no login. `/api/session` only says whether the caller is

@@ -328,6 +328,7 @@ impl Server {
                 stop_tasks.clone(),
             )
         });
+        let lockout = Arc::new(crate::proxy::lockout::Lockout::new(config.lockout));
         let dashboard = Arc::new(DashboardState {
             store: store.clone(),
             auth: dashboard::auth::Auth::new(&parts.dashboard_key),
@@ -353,6 +354,7 @@ impl Server {
             record_stats: recorder.stats().clone(),
             limits: limiter.clone(),
             client_keys: client_keys.clone(),
+            lockout: lockout.clone(),
         });
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());
@@ -374,7 +376,7 @@ impl Server {
             oauth: tokens,
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
-            lockout: crate::proxy::lockout::Lockout::new(config.lockout),
+            lockout: lockout.clone(),
             limits: limiter,
             settings: ProxySettings {
                 header_timeout: config.upstream.header_timeout,

@@ -181,6 +181,7 @@ async fn openapi_document_matches_the_router() {
         documented,
         [
             "DELETE /api/limits/{kind}/{id}",
+            "DELETE /api/security/lockouts/{address}",
             "GET /api/accounts",
             "GET /api/accounts/{id}/usage-window",
             "GET /api/events",
@@ -192,6 +193,7 @@ async fn openapi_document_matches_the_router() {
             "GET /api/requests/export",
             "GET /api/requests/{id}",
             "GET /api/security",
+            "GET /api/security/lockouts",
             "GET /api/session",
             "POST /api/accounts",
             "POST /api/accounts/{id}/oauth/refresh",

@@ -57,6 +57,8 @@ pub fn routes() -> OpenApiRouter<Arc<DashboardState>> {
         .routes(routes!(monitoring::monitoring))
         .routes(routes!(security::security))
         .routes(routes!(security::mark_manual))
+        .routes(routes!(security::lockouts))
+        .routes(routes!(security::lift_lockout))
         .routes(routes!(accounts::list_accounts, accounts::add_account))
         .routes(routes!(accounts::usage_window))
         .routes(routes!(accounts::oauth::oauth_refresh))

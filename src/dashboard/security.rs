@@ -1,7 +1,11 @@
 //! The Security page's checklist: `GET /api/security` runs [`crate::checks`] (the same checks
-//! as `claude-nexus doctor`), `PUT /api/security/manual/{id}` marks a manual item done or not.
+//! as `claude-nexus doctor`), `PUT /api/security/manual/{id}` marks a manual item done or not;
+//! and the proxy port's brute-force lockouts: `GET /api/security/lockouts` lists the rule and
+//! the addresses locked out, `DELETE /api/security/lockouts/{address}` lifts one.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -75,5 +79,75 @@ pub(super) async fn mark_manual(
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(crate::checks::MarkError::Unknown(_)) => Err(ApiError::NotFound),
         Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// The brute-force rule: more than `max_keys` distinct wrong client keys from one address
+/// within `window_secs` lock it out for `duration_secs` (`max_keys` 0: off).
+#[derive(Serialize, ToSchema)]
+pub struct LockoutRule {
+    pub max_keys: usize,
+    pub window_secs: u64,
+    pub duration_secs: u64,
+}
+
+/// An address locked out now.
+#[derive(Serialize, ToSchema)]
+pub struct LockedAddress {
+    pub address: String,
+    /// Seconds until the lockout ends by itself.
+    pub remaining_secs: u64,
+    /// When it ends (ISO-8601 UTC).
+    pub until: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Lockouts {
+    pub rule: LockoutRule,
+    pub locked: Vec<LockedAddress>,
+}
+
+/// The brute-force rule and the addresses it has locked out.
+#[utoipa::path(get, path = "/api/security/lockouts", tag = "security",
+    responses((status = 200, body = Lockouts), (status = 401, body = ErrorBody)))]
+pub(super) async fn lockouts(State(state): State<AppState>) -> Json<Lockouts> {
+    let config = state.lockout.config();
+    let now = time::OffsetDateTime::now_utc();
+    Json(Lockouts {
+        rule: LockoutRule {
+            max_keys: config.max_keys,
+            window_secs: config.window.as_secs(),
+            duration_secs: config.duration.as_secs(),
+        },
+        locked: state
+            .lockout
+            .locked_out(Instant::now())
+            .into_iter()
+            .map(|(address, left)| LockedAddress {
+                address: address.to_string(),
+                remaining_secs: left.as_secs().max(1),
+                until: crate::record::iso(now + left),
+            })
+            .collect(),
+    })
+}
+
+/// Lifts an address's lockout at once.
+#[utoipa::path(delete, path = "/api/security/lockouts/{address}", tag = "security",
+    params(("address" = String, Path, description = "the IP address")),
+    responses((status = 204, description = "Lifted"), (status = 400, body = ErrorBody),
+              (status = 404, description = "Not locked out", body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn lift_lockout(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{address:?} is not an IP address")))?;
+    if state.lockout.lift(address, Instant::now()) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
     }
 }

@@ -59,6 +59,36 @@ impl Lockout {
         (until > now).then(|| until - now)
     }
 
+    /// The rule in force (what the Security page shows).
+    pub fn config(&self) -> LockoutConfig {
+        self.config
+    }
+
+    /// Every address locked out at `now`, with how long it stays so, longest first.
+    pub fn locked_out(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        let by_address = self.by_address.lock().expect("lockout lock");
+        let mut locked: Vec<_> = by_address
+            .iter()
+            .filter_map(|(address, s)| Some((*address, s.until?.checked_duration_since(now)?)))
+            .filter(|(_, left)| !left.is_zero())
+            .collect();
+        locked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        locked
+    }
+
+    /// Lifts `address`'s lockout and forgets its wrong keys; whether it was locked out.
+    pub fn lift(&self, address: IpAddr, now: Instant) -> bool {
+        let mut by_address = self.by_address.lock().expect("lockout lock");
+        let was = by_address
+            .remove(&address)
+            .and_then(|s| s.until)
+            .is_some_and(|until| until > now);
+        if was {
+            tracing::info!(%address, "lockout lifted");
+        }
+        was
+    }
+
     /// Counts a wrong key presented by `address`; true when this one locked it out.
     pub fn wrong_key(&self, address: IpAddr, key: KeyHash, now: Instant) -> bool {
         if !self.enabled() {
@@ -113,6 +143,21 @@ mod tests {
 
     fn key(n: u8) -> KeyHash {
         KeyHash::from_hex(&format!("{n:02x}").repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn a_lockout_is_listed_until_lifted() {
+        let l = lockout();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let now = Instant::now();
+        for n in 0..=3 {
+            l.wrong_key(ip, key(n), now);
+        }
+        assert_eq!(l.locked_out(now), [(ip, l.config.duration)]);
+        assert!(l.lift(ip, now));
+        assert!(l.locked(ip, now).is_none());
+        assert!(l.locked_out(now).is_empty());
+        assert!(!l.lift(ip, now));
     }
 
     #[test]

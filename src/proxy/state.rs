@@ -35,7 +35,7 @@ pub struct AppState {
     pub dashboard_api_key: Option<SecretString>,
     pub settings: ProxySettings,
     /// Addresses locked out for presenting too many wrong client keys.
-    pub lockout: crate::proxy::lockout::Lockout,
+    pub lockout: Arc<crate::proxy::lockout::Lockout>,
     /// Per key and per account limits and budgets.
     pub limits: Arc<crate::limits::Limiter>,
     /// Paused by the embedder ([`crate::server::ServerHandle::pause`]): new requests get 503.
