@@ -52,6 +52,8 @@ pub struct Config {
     pub client_body_timeout: Duration,
     /// Brute-force protection on the proxy port.
     pub lockout: LockoutConfig,
+    /// Alerts to Slack webhooks and their rules (`SLACK_WEBHOOK_URL`, `ALERT_*`).
+    pub alerts: AlertsConfig,
     /// `MAX_CONNECTIONS` (1024): open connections the proxy port serves at once; past it, a
     /// new connection gets a 503.
     pub max_connections: usize,
@@ -112,6 +114,142 @@ pub struct OAuthConfig {
     /// `CLAUDE_OAUTH_USAGE_INTERVAL` (unset: never): how often plan usage is polled for an
     /// account in use. Off unless asked for: the response headers give the windows anyway.
     pub usage_interval: Option<Duration>,
+}
+
+/// The alert rules (`ALERT_*`) and the global webhook (`SLACK_WEBHOOK_URL`). Each rule fires
+/// at most once per `ALERT_COOLDOWN` per subject (an account, a domain, a key).
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// `SLACK_WEBHOOK_URL` (none): receives every alert; a credential file's `slack` block
+    /// receives its domain's too. Must be `https://`.
+    pub webhook: Option<SecretString>,
+    /// `ALERTS_ALLOW_INSECURE_WEBHOOKS` (false): also allow `http://` webhooks on loopback
+    /// (127.0.0.1, localhost, [::1]), for a local receiver.
+    pub allow_insecure_webhooks: bool,
+    /// `ALERT_AUTH_FAILURES` (10; 0 off) failed authentications per domain within
+    /// `ALERT_AUTH_WINDOW` (10 min).
+    pub auth_failures: usize,
+    pub auth_window: Duration,
+    /// `ALERT_DAILY_TOKENS` (none): an account's tokens today above this.
+    pub daily_tokens: Option<u64>,
+    /// `ALERT_TOKEN_SPIKE_FACTOR` (3; 0 off): an account's tokens today above this many
+    /// times its daily average of the 7 days before.
+    pub spike_factor: f64,
+    /// `ALERT_ERROR_RATE` (0.5; 0 off) of upstream answers that are errors (5xx, or none)
+    /// within `ALERT_ERROR_WINDOW` (5 min), once at least `ALERT_ERROR_MIN_REQUESTS` (20)
+    /// went upstream in it.
+    pub error_rate: f64,
+    pub error_window: Duration,
+    pub error_min_requests: usize,
+    /// `ALERT_PLAN_WINDOW_PERCENT` (90; 0 off): a subscription's 5-hour or 7-day window
+    /// used above this.
+    pub plan_window_percent: f64,
+    /// `ALERT_KEY_EXPIRY` (7 days; 0 off): a client key expires within this.
+    pub key_expiry: Duration,
+    /// `ALERT_COOLDOWN` (1 h): the same alert about the same subject is sent at most once
+    /// this often; the next one says how many were suppressed.
+    pub cooldown: Duration,
+    /// `ALERT_CHECK_INTERVAL` (60 s): how often the rules that read state (tokens, OAuth,
+    /// plan windows, key expiry) are checked.
+    pub check_interval: Duration,
+}
+
+impl AlertsConfig {
+    /// Whether any webhook can receive alerts (the global one; credential files may add theirs).
+    pub fn has_global_webhook(&self) -> bool {
+        self.webhook.is_some()
+    }
+}
+
+/// Why a webhook URL is refused: it must be `https://` (or `http://` on loopback with
+/// `ALERTS_ALLOW_INSECURE_WEBHOOKS=true`). Never quotes the URL, which is a secret.
+pub fn check_webhook(url: &str, allow_insecure: bool) -> Result<Url, String> {
+    let parsed = Url::parse(url.trim()).map_err(|_| "not a URL".to_string())?;
+    let loopback = matches!(parsed.host(), Some(url::Host::Domain("localhost")))
+        || matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+        || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(parsed),
+        "http" if allow_insecure && loopback => Ok(parsed),
+        "http" if allow_insecure => {
+            Err("http:// webhooks are allowed on loopback only (127.0.0.1, localhost)".into())
+        }
+        _ => Err(
+            "webhooks must be https:// (ALERTS_ALLOW_INSECURE_WEBHOOKS=true allows http:// on loopback)"
+                .into(),
+        ),
+    }
+}
+
+fn alerts_config(get: &impl Fn(&str) -> Option<String>) -> Result<AlertsConfig, ConfigError> {
+    let allow_insecure_webhooks = bool_or(
+        "ALERTS_ALLOW_INSECURE_WEBHOOKS",
+        get("ALERTS_ALLOW_INSECURE_WEBHOOKS"),
+        false,
+    )?;
+    let webhook = match get("SLACK_WEBHOOK_URL") {
+        None => None,
+        Some(url) => {
+            check_webhook(&url, allow_insecure_webhooks)
+                .map_err(|why| invalid("SLACK_WEBHOOK_URL", why))?;
+            Some(SecretString::from(url.trim().to_string()))
+        }
+    };
+    let fraction = |var: &'static str, default: f64| -> Result<f64, ConfigError> {
+        let value = parse_or(var, get(var), default)?;
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(invalid(var, "expected a number, 0 or more"))
+        }
+    };
+    Ok(AlertsConfig {
+        webhook,
+        allow_insecure_webhooks,
+        auth_failures: parse_or("ALERT_AUTH_FAILURES", get("ALERT_AUTH_FAILURES"), 10)?,
+        auth_window: duration_or(
+            "ALERT_AUTH_WINDOW",
+            get("ALERT_AUTH_WINDOW"),
+            Duration::from_secs(600),
+        )?,
+        daily_tokens: match get("ALERT_DAILY_TOKENS") {
+            None => None,
+            v => Some(parse_or("ALERT_DAILY_TOKENS", v, 0)?).filter(|n| *n > 0),
+        },
+        spike_factor: fraction("ALERT_TOKEN_SPIKE_FACTOR", 3.0)?,
+        error_rate: fraction("ALERT_ERROR_RATE", 0.5)?,
+        error_window: duration_or(
+            "ALERT_ERROR_WINDOW",
+            get("ALERT_ERROR_WINDOW"),
+            Duration::from_secs(300),
+        )?,
+        error_min_requests: parse_or(
+            "ALERT_ERROR_MIN_REQUESTS",
+            get("ALERT_ERROR_MIN_REQUESTS"),
+            20,
+        )?,
+        plan_window_percent: fraction("ALERT_PLAN_WINDOW_PERCENT", 90.0)?,
+        key_expiry: duration_or(
+            "ALERT_KEY_EXPIRY",
+            get("ALERT_KEY_EXPIRY"),
+            Duration::from_secs(7 * 86_400),
+        )?,
+        cooldown: duration_or(
+            "ALERT_COOLDOWN",
+            get("ALERT_COOLDOWN"),
+            Duration::from_secs(3600),
+        )?,
+        check_interval: match duration_or(
+            "ALERT_CHECK_INTERVAL",
+            get("ALERT_CHECK_INTERVAL"),
+            Duration::from_secs(60),
+        )? {
+            d if d.is_zero() => {
+                return Err(invalid("ALERT_CHECK_INTERVAL", "expected more than 0"));
+            }
+            d => d,
+        },
+    })
 }
 
 pub const DEFAULT_OAUTH_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
@@ -249,6 +387,7 @@ impl Config {
                     )?,
                 }
             },
+            alerts: alerts_config(&get)?,
             max_connections: match parse_or("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 1024)? {
                 0 => return Err(invalid("MAX_CONNECTIONS", "expected at least 1, got 0")),
                 n => n,
@@ -707,12 +846,33 @@ mod tests {
             ("CLAUDE_OAUTH_AUTHORIZE_URL", "file:///etc/passwd"),
             ("CLAUDE_OAUTH_REFRESH_MARGIN", "soon"),
             ("CLAUDE_OAUTH_USAGE_INTERVAL", "often"),
+            ("SLACK_WEBHOOK_URL", "http://hooks.example.com/secret-path"),
+            ("ALERT_TOKEN_SPIKE_FACTOR", "-2"),
+            ("ALERT_CHECK_INTERVAL", "0"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");
             assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
         }
+    }
+
+    #[test]
+    fn webhooks_must_be_https_unless_a_local_receiver_is_allowed() {
+        assert!(check_webhook("https://hooks.slack.com/services/T/B/x", false).is_ok());
+        let refused = check_webhook("http://hooks.slack.com/services/T/B/secret", false);
+        assert!(
+            !refused.unwrap_err().contains("secret"),
+            "never quotes the URL"
+        );
+        assert!(check_webhook("http://127.0.0.1:9/hook", false).is_err());
+        assert!(check_webhook("http://127.0.0.1:9/hook", true).is_ok());
+        assert!(check_webhook("http://localhost:9/hook", true).is_ok());
+        assert!(check_webhook("http://10.0.0.1/hook", true).is_err());
+        let c = config(&[]).unwrap();
+        assert_eq!(c.alerts.auth_failures, 10);
+        assert_eq!(c.alerts.cooldown, Duration::from_secs(3600));
+        assert!(c.alerts.webhook.is_none());
     }
 
     #[test]
@@ -745,7 +905,7 @@ mod tests {
     }
 
     /// Every variable [`Config::from_lookup`] reads.
-    const VARS: [&str; 38] = [
+    const VARS: [&str; 51] = [
         "HOST",
         "PORT",
         "DASHBOARD_PORT",
@@ -759,6 +919,19 @@ mod tests {
         "AUTH_LOCKOUT_KEYS",
         "AUTH_LOCKOUT_WINDOW",
         "AUTH_LOCKOUT_DURATION",
+        "SLACK_WEBHOOK_URL",
+        "ALERTS_ALLOW_INSECURE_WEBHOOKS",
+        "ALERT_AUTH_FAILURES",
+        "ALERT_AUTH_WINDOW",
+        "ALERT_DAILY_TOKENS",
+        "ALERT_TOKEN_SPIKE_FACTOR",
+        "ALERT_ERROR_RATE",
+        "ALERT_ERROR_WINDOW",
+        "ALERT_ERROR_MIN_REQUESTS",
+        "ALERT_PLAN_WINDOW_PERCENT",
+        "ALERT_KEY_EXPIRY",
+        "ALERT_COOLDOWN",
+        "ALERT_CHECK_INTERVAL",
         "MAX_CONNECTIONS",
         "HEADER_READ_TIMEOUT",
         "CREDENTIALS_DIR",

@@ -84,6 +84,8 @@ pub struct DashboardState {
     pub client_keys: Arc<crate::accounts::client_keys::ClientKeys>,
     /// The proxy port's brute-force lockouts (the Security page lists and lifts them).
     pub lockout: Arc<crate::proxy::lockout::Lockout>,
+    /// The alert rules, their last alerts and counters.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// Paths under `/api/` that need no login. `/api/session` only says whether the caller is

@@ -30,6 +30,7 @@ pub mod store;
 
 pub mod accounts;
 
+pub mod alerts;
 pub mod limits;
 pub mod recorder;
 pub mod retention;

@@ -356,8 +356,8 @@ impl Limiter {
     }
 }
 
-/// The tokens limits count: input, cache writes, output.
-fn counted_tokens(usage: &Usage) -> u64 {
+/// The tokens limits (and the token alerts) count: input, cache writes, output.
+pub fn counted_tokens(usage: &Usage) -> u64 {
     usage
         .input_tokens
         .saturating_add(usage.cache_creation_input_tokens)

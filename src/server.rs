@@ -36,6 +36,7 @@ use crate::accounts::credentials::{self, Credentials};
 use crate::accounts::oauth::refused_grants::{self, RefusedGrants};
 use crate::accounts::oauth::usage_window::{self, UsageWindows};
 use crate::accounts::oauth::{self, Tokens};
+use crate::alerts::{self, Alerts, deliver};
 use crate::config::Config;
 use crate::crypto::{self, KeyError};
 use crate::dashboard::{self, DashboardState};
@@ -140,6 +141,8 @@ struct Tasks {
     usage_poller: Option<JoinHandle<()>>,
     key_refresher: JoinHandle<()>,
     limits_refresher: JoinHandle<()>,
+    alert_checker: JoinHandle<()>,
+    alert_delivery: JoinHandle<()>,
     /// Last: it drains the record queue.
     writer: JoinHandle<()>,
 }
@@ -282,6 +285,12 @@ impl Server {
         let stop_tasks = CancellationToken::new();
         let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
         let (recorder, queue) = Recorder::channel();
+        let (alerts, outbox) = Alerts::new(
+            config.alerts.clone(),
+            credentials.clone(),
+            dashboard_addr.to_string(),
+        );
+        let alerts = Arc::new(alerts);
         let metrics = Arc::new(Metrics::new());
         let spool = Spool::open(spool::path_in(&config.data_dir), store.data_key())
             .inspect_err(|e| {
@@ -301,6 +310,7 @@ impl Server {
             recorder::Observers {
                 feed: feed.clone(),
                 metrics: metrics.clone(),
+                alerts: Some(alerts.clone()),
             },
         );
         let watcher = credentials::spawn_watcher(credentials.clone(), stop_tasks.clone());
@@ -355,9 +365,26 @@ impl Server {
             limits: limiter.clone(),
             client_keys: client_keys.clone(),
             lockout: lockout.clone(),
+            alerts: alerts.clone(),
         });
         let key_refresher =
             client_keys::spawn_refresher(client_keys.clone(), store.clone(), stop_tasks.clone());
+        let alert_delivery = deliver::spawn(
+            alerts.clone(),
+            outbox,
+            dashboard.http.clone(),
+            stop_tasks.clone(),
+        );
+        let alert_checker = alerts::spawn_checker(
+            alerts.clone(),
+            alerts::Sources {
+                store: store.clone(),
+                tokens: tokens.clone(),
+                usage_windows: usage_windows.clone(),
+                client_keys: client_keys.clone(),
+            },
+            stop_tasks.clone(),
+        );
         let limits_refresher = limits::spawn_refresher(
             limiter.clone(),
             store.clone(),
@@ -409,6 +436,8 @@ impl Server {
                 usage_poller,
                 key_refresher,
                 limits_refresher,
+                alert_checker,
+                alert_delivery,
                 writer,
             },
             generated_dashboard_key: parts.generated_dashboard_key,
@@ -556,6 +585,8 @@ impl Server {
         }
         let _ = tasks.key_refresher.await;
         let _ = tasks.limits_refresher.await;
+        let _ = tasks.alert_checker.await;
+        let _ = tasks.alert_delivery.await;
         let _ = tasks.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

@@ -193,6 +193,7 @@ async fn openapi_document_matches_the_router() {
             "GET /api/requests/export",
             "GET /api/requests/{id}",
             "GET /api/security",
+            "GET /api/security/alerts",
             "GET /api/security/lockouts",
             "GET /api/session",
             "POST /api/accounts",

@@ -64,6 +64,7 @@ async fn write(store: &Store, records: Vec<Record>) -> (u64, u64) {
         Observers {
             feed: tokio::sync::broadcast::channel(16).0,
             metrics: Default::default(),
+            alerts: None,
         },
     );
     for r in records {
@@ -281,6 +282,7 @@ async fn memory_stays_within_its_bound_while_the_database_lags() {
         Observers {
             feed: tokio::sync::broadcast::channel(16).0,
             metrics: Default::default(),
+            alerts: None,
         },
     );
     let mut ids = Vec::new();

@@ -86,6 +86,11 @@ impl ClientKeys {
         self.by_hash.load().get(hash).cloned()
     }
 
+    /// Every key, revoked and expired ones included.
+    pub fn all(&self) -> Vec<Arc<LiveKey>> {
+        self.by_hash.load().values().cloned().collect()
+    }
+
     /// Every key's hash by its id.
     pub fn hashes_by_id(&self) -> HashMap<String, KeyHash> {
         self.by_hash

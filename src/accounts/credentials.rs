@@ -49,6 +49,37 @@ pub struct Account {
     pub account_id: Option<String>,
     pub credential: UpstreamCredential,
     pub client_key: Option<FileKey>,
+    /// The file's `slack` block, when enabled: this domain's alerts also go there.
+    pub slack: Option<SlackTarget>,
+}
+
+/// A credential file's `slack` block (the original's): `{"webhook_url", "channel",
+/// "username", "icon_emoji", "enabled"}`. The URL is a secret (anyone holding it can post).
+#[derive(Debug, Clone)]
+pub struct SlackTarget {
+    pub webhook_url: SecretString,
+    pub channel: Option<String>,
+    pub username: Option<String>,
+    pub icon_emoji: Option<String>,
+}
+
+/// The `slack` block, if it is there, enabled, and has a webhook URL.
+fn parse_slack(obj: &Map<String, Value>) -> Result<Option<SlackTarget>, String> {
+    let slack = match obj.get("slack") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(slack)) => slack,
+        Some(_) => return Err("field \"slack\" must be an object".into()),
+    };
+    if slack.get("enabled") == Some(&Value::Bool(false)) {
+        return Ok(None);
+    }
+    let text = |name: &str| slack.get(name).and_then(Value::as_str).map(str::to_string);
+    Ok(text("webhook_url").map(|url| SlackTarget {
+        webhook_url: SecretString::from(url),
+        channel: text("channel"),
+        username: text("username"),
+        icon_emoji: text("icon_emoji"),
+    }))
 }
 
 /// A credential file's plaintext `client_api_key` (the original's format), as kept after
@@ -471,18 +502,14 @@ pub fn parse_with(
             return Err("field \"type\" must be \"api_key\", \"oauth\" or \"passthrough\"".into());
         }
     };
-    if obj
-        .get("slack")
-        .is_some_and(|s| !s.is_object() && !s.is_null())
-    {
-        return Err("field \"slack\" must be an object".into());
-    }
+    let slack = parse_slack(obj)?;
     Ok(Account {
         domain: domain.to_string(),
         file: PathBuf::new(),
         account_id: string_field(obj, "accountId")?.map(str::to_string),
         credential,
         client_key: string_field(obj, "client_api_key")?.map(|key| FileKey::new(key, salt)),
+        slack,
     })
 }
 
@@ -606,6 +633,19 @@ mod tests {
         assert_eq!(oauth.expires_at, Some(1_234_567_890_000));
         assert_eq!(oauth.scopes, vec!["user:inference"]);
         assert!(oauth.is_max);
+        let slack = account.slack.unwrap();
+        assert_eq!(
+            slack.webhook_url.expose_secret(),
+            "https://hooks.slack.com/x"
+        );
+        assert_eq!(slack.channel.as_deref(), Some("#c"));
+        let disabled = text.replace("\"enabled\":true", "\"enabled\":false");
+        assert!(
+            parse("team.example", &disabled, &salt())
+                .unwrap()
+                .slack
+                .is_none()
+        );
     }
 
     #[test]

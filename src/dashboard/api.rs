@@ -59,6 +59,7 @@ pub fn routes() -> OpenApiRouter<Arc<DashboardState>> {
         .routes(routes!(security::mark_manual))
         .routes(routes!(security::lockouts))
         .routes(routes!(security::lift_lockout))
+        .routes(routes!(security::alerts))
         .routes(routes!(accounts::list_accounts, accounts::add_account))
         .routes(routes!(accounts::usage_window))
         .routes(routes!(accounts::oauth::oauth_refresh))

@@ -106,6 +106,19 @@ fn scrape_time_values(state: &DashboardState) {
             load(value),
         );
     }
+    let alerts = &state.alerts.stats;
+    for (outcome, value) in [
+        ("sent", &alerts.sent),
+        ("suppressed", &alerts.suppressed),
+        ("failed", &alerts.failed),
+    ] {
+        set_counter(
+            "claude_nexus_alerts_total",
+            "Alerts, by outcome: sent to the webhooks, suppressed by the cooldown, failed.",
+            &[("outcome", outcome)],
+            load(value),
+        );
+    }
     let statuses = state.oauth.statuses();
     for status in crate::accounts::oauth::STATUSES {
         let n = statuses.iter().filter(|s| s.status == status).count();

@@ -1,7 +1,8 @@
 //! The Security page's checklist: `GET /api/security` runs [`crate::checks`] (the same checks
 //! as `claude-nexus doctor`), `PUT /api/security/manual/{id}` marks a manual item done or not;
 //! and the proxy port's brute-force lockouts: `GET /api/security/lockouts` lists the rule and
-//! the addresses locked out, `DELETE /api/security/lockouts/{address}` lifts one.
+//! the addresses locked out, `DELETE /api/security/lockouts/{address}` lifts one;
+//! `GET /api/security/alerts` lists the alert rules, the webhooks set, and the last alerts.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -150,4 +151,50 @@ pub(super) async fn lift_lockout(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+/// One alert rule, in words with its thresholds (from the `ALERT_*` settings).
+#[derive(Serialize, ToSchema)]
+pub struct AlertRule {
+    pub kind: &'static str,
+    pub rule: String,
+}
+
+/// Which webhooks receive alerts (never their URLs).
+#[derive(Serialize, ToSchema)]
+pub struct AlertWebhooks {
+    /// `SLACK_WEBHOOK_URL` is set.
+    pub global: bool,
+    /// Domains whose credential file has a `slack` block.
+    pub domains: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertsReport {
+    pub rules: Vec<AlertRule>,
+    /// The same alert about the same subject goes out at most once this often.
+    pub cooldown_secs: u64,
+    pub webhooks: AlertWebhooks,
+    /// The last alerts, sent or suppressed, newest first.
+    pub recent: Vec<crate::alerts::AlertEntry>,
+}
+
+/// The alert rules, the webhooks, and the last alerts sent and suppressed.
+#[utoipa::path(get, path = "/api/security/alerts", tag = "security",
+    responses((status = 200, body = AlertsReport), (status = 401, body = ErrorBody)))]
+pub(super) async fn alerts(State(state): State<AppState>) -> Json<AlertsReport> {
+    let config = state.alerts.config();
+    let (global, domains) = state.alerts.webhooks();
+    Json(AlertsReport {
+        rules: crate::alerts::Kind::ALL
+            .iter()
+            .map(|kind| AlertRule {
+                kind: kind.name(),
+                rule: kind.rule(config),
+            })
+            .collect(),
+        cooldown_secs: config.cooldown.as_secs(),
+        webhooks: AlertWebhooks { global, domains },
+        recent: state.alerts.recent(),
+    })
 }

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerts;
 use crate::prometheus::Metrics;
 use crate::record::Record;
 use crate::recorder::spool::{Spool, SpoolBatch};
@@ -63,11 +64,12 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// listener misses records (and is told so by the channel), the writer never does.
 pub type RecordFeed = tokio::sync::broadcast::Sender<Arc<Record>>;
 
-/// Who learns of the records besides the database: the live feed (each record once written)
-/// and the metrics (each record as it arrives).
+/// Who learns of the records besides the database: the live feed (each record once written),
+/// the metrics and the alert rules (each record as it arrives).
 pub struct Observers {
     pub feed: RecordFeed,
     pub metrics: Arc<Metrics>,
+    pub alerts: Option<Arc<Alerts>>,
 }
 
 /// Counters about the record pipeline, shown by `/health` and the embedder's status.
@@ -149,6 +151,7 @@ pub fn spawn_writer(
             limits,
             feed: observers.feed,
             metrics: observers.metrics,
+            alerts: observers.alerts,
             memory: VecDeque::new(),
             memory_bytes: 0,
             retry_at: None,
@@ -183,6 +186,7 @@ struct Writer {
     limits: Limits,
     feed: RecordFeed,
     metrics: Arc<Metrics>,
+    alerts: Option<Arc<Alerts>>,
     /// Records not yet written, oldest first (all older than those in the spool, save after
     /// a failed batch).
     memory: VecDeque<Record>,
@@ -250,6 +254,9 @@ impl Writer {
     async fn accept(&mut self, incoming: &mut Vec<Record>) {
         crate::recorder::access_log::write(incoming);
         self.metrics.observe(incoming);
+        if let Some(alerts) = &self.alerts {
+            alerts.observe(incoming);
+        }
         let mut overflow = Vec::new();
         for record in incoming.drain(..) {
             let bytes = weight(&record);
