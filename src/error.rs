@@ -38,6 +38,9 @@ pub enum ProxyError {
         .0.as_secs().max(1)
     )]
     LockedOut(Duration),
+    /// The client's address is not in `ALLOWED_IPS`.
+    #[error("this address is not allowed to use the proxy (ALLOWED_IPS)")]
+    AddressNotAllowed,
     /// The embedder (the tray's Pause) paused the proxy.
     #[error("the proxy is paused (Claude Nexus): resume it to send requests")]
     Paused,
@@ -82,6 +85,7 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::AddressNotAllowed => StatusCode::FORBIDDEN,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody | ProxyError::PathRefused => {
                 StatusCode::BAD_REQUEST
@@ -103,6 +107,7 @@ impl ProxyError {
             | ProxyError::NeedsLogin { .. } => "authentication_error",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
             ProxyError::LockedOut(_) => "rate_limit_error",
+            ProxyError::AddressNotAllowed => "permission_error",
             ProxyError::InvalidJson(_)
             | ProxyError::BadRequestBody
             | ProxyError::MethodNotAllowed(_)

@@ -349,6 +349,8 @@ impl Server {
             oauth: tokens,
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            allowed_ips: config.allowed_ips.clone(),
             lockout: crate::proxy::lockout::Lockout::new(config.lockout),
             settings: ProxySettings {
                 header_timeout: config.upstream.header_timeout,
