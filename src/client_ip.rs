@@ -56,6 +56,12 @@ impl IpRanges {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// As an allow-list (`ALLOWED_IPS`): whether `ip` may come in; an empty list lets
+    /// everyone in.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        self.is_empty() || self.contains(ip)
+    }
+
     /// The ranges, as configured (for messages and the checklist).
     pub fn nets(&self) -> &[IpNet] {
         &self.0
@@ -171,6 +177,11 @@ mod tests {
         assert!(r.contains(ip("172.31.0.1")), "host bits are dropped");
         assert!(r.contains(ip("::ffff:10.1.2.3")), "IPv4-mapped as IPv4");
         assert!(ranges("").is_empty());
+        assert!(
+            ranges("").admits(ip("192.0.2.1")),
+            "an empty allow-list admits everyone"
+        );
+        assert!(!r.admits(ip("192.0.2.1")));
         for bad in ["10.0.0.0/33", "localhost", "10.0.0", "1.2.3.4:80", "*"] {
             let e = IpRanges::parse(bad).unwrap_err();
             assert!(e.contains(bad), "{e}");

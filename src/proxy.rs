@@ -54,7 +54,7 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let mut exchange = Exchange::begin(state.clone(), &parts, domain, client_ip, started);
-    if !state.allowed_ips.is_empty() && !state.allowed_ips.contains(client_ip) {
+    if !state.allowed_ips.admits(client_ip) {
         return exchange.fail(ProxyError::AddressNotAllowed);
     }
     // Nothing goes upstream with a credential unless its method and path are the API's.

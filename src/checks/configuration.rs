@@ -1,6 +1,7 @@
 //! The checks of the configuration: client authentication, the dashboard key, the listening
-//! address (and who may use it, `ALLOWED_IPS`), the database connection's encryption, retention, and how stored bodies are
-//! sealed and kept. Each reads [`Settings`] only (and the storage key file's mode).
+//! address (and who may use it, `ALLOWED_IPS`), the database connection's encryption,
+//! retention, and how stored bodies are sealed and kept. Each reads [`Settings`] only (and
+//! the storage key file's mode).
 
 use crate::crypto::KeySource;
 

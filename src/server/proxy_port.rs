@@ -124,8 +124,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ProxyService {
                 async move { Ok(proxy::handle(state, host, client_ip, request).await) },
             );
         }
-        let allowed = &port.state.allowed_ips;
-        if !allowed.is_empty() && !allowed.contains(client_ip) {
+        if !port.state.allowed_ips.admits(client_ip) {
             return Box::pin(ready(Ok(ProxyError::AddressNotAllowed.into_response())));
         }
         // The routes see the client as their peer (its port is the connection's).
