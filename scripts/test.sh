@@ -3,7 +3,7 @@
 # installs what the build needs (a C compiler for ring and the bundled SQLite, Node.js for
 # the web UI), the tray app's system packages (scripts/desktop-tests.sh), the real clients the tests drive (Claude Code, from
 # npm, into tests/clients), Debian's Chromium for the dashboard's browser tests, D-Bus and
-# gnome-keyring for the keychain tests, and PostgreSQL for the second pass of the store and
+# gnome-keyring for the keychain tests, nginx for the reverse-proxy test, and PostgreSQL for the second pass of the store and
 # proxy tests (scripts/postgres.sh). It builds the UI (ui/dist, which the binary embeds) and
 # runs its unit tests before the Rust tests.
 set -euo pipefail
@@ -21,6 +21,10 @@ python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)   # scripts
 # library it links, libdbus, is built from source with the project (no libdbus-1-dev).
 command -v dbus-run-session >/dev/null || missing+=(dbus dbus-daemon)
 command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
+# tests/reverse_proxy.rs runs Debian's nginx (unprivileged, in a temporary directory; no
+# service is started) with a certificate made by openssl.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"

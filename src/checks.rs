@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use crate::client_ip::IpRanges;
 use crate::config::RetentionPolicy;
 use crate::config::{Config, DatabaseConfig};
 use crate::crypto::KeySource;
@@ -92,6 +93,8 @@ impl Check {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub host: IpAddr,
+    /// `ALLOWED_IPS`: the only clients served, when set.
+    pub allowed_ips: IpRanges,
     pub client_auth: bool,
     /// The length of `DASHBOARD_API_KEY`, when set.
     pub dashboard_key_len: Option<usize>,
@@ -135,6 +138,7 @@ impl Settings {
         };
         Settings {
             host: config.host,
+            allowed_ips: config.allowed_ips.clone(),
             client_auth: config.client_auth,
             dashboard_key_len: config
                 .dashboard_api_key
@@ -217,6 +221,7 @@ mod tests {
     pub(super) fn settings(dir: &Path) -> Settings {
         Settings {
             host: "127.0.0.1".parse().unwrap(),
+            allowed_ips: IpRanges::default(),
             client_auth: true,
             dashboard_key_len: Some(40),
             credentials_dir: dir.join("credentials"),
@@ -282,5 +287,15 @@ mod tests {
         let files = checks.iter().find(|c| c.id == "credential-files").unwrap();
         assert!(files.detail.contains("a.example.credentials.json (644)"));
         assert!(files.fix.as_deref().unwrap().starts_with("chmod 600"));
+
+        // On the network, but only for the listed clients.
+        s.allowed_ips = IpRanges::parse("10.0.0.0/8").unwrap();
+        let checks = run(&s, None).await;
+        let listening = checks.iter().find(|c| c.id == "loopback").unwrap();
+        assert_eq!(listening.status, Status::Pass);
+        assert!(
+            listening.detail.contains("ALLOWED_IPS=10.0.0.0/8"),
+            "{listening:?}"
+        );
     }
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::client_ip::IpRanges;
+
 /// A configuration value that could not be used. The message names the variable and never
 /// repeats a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,14 @@ pub struct Config {
     /// `ALLOWED_HOSTS`: comma-separated host names (no port) accepted in `Host` besides
     /// 127.0.0.1, localhost and [::1], on both ports.
     pub allowed_hosts: Vec<String>,
+    /// `TRUSTED_PROXIES` (empty): comma-separated addresses or CIDR ranges of reverse proxies
+    /// whose `X-Real-IP` / `X-Forwarded-For` name the client. From any other peer those
+    /// headers are ignored.
+    pub trusted_proxies: IpRanges,
+    /// `ALLOWED_IPS` (empty: everyone): comma-separated addresses or CIDR ranges; when set, any
+    /// other client (its address as resolved through `TRUSTED_PROXIES`) gets 403 on the proxy
+    /// port.
+    pub allowed_ips: IpRanges,
     pub upstream: UpstreamConfig,
     /// `MAX_REQUEST_SIZE` in bytes (32 MiB): larger request bodies get a 413.
     pub max_request_size: usize,
@@ -348,6 +358,8 @@ impl Config {
             dashboard_port: parse_or("DASHBOARD_PORT", get("DASHBOARD_PORT"), 3001)?,
             dashboard_api_key: parse_dashboard_key(get("DASHBOARD_API_KEY"))?,
             allowed_hosts: parse_allowed_hosts(get("ALLOWED_HOSTS"))?,
+            trusted_proxies: ip_ranges("TRUSTED_PROXIES", get("TRUSTED_PROXIES"))?,
+            allowed_ips: ip_ranges("ALLOWED_IPS", get("ALLOWED_IPS"))?,
             upstream: UpstreamConfig {
                 base_url: parse_base_url(get("CLAUDE_API_BASE_URL"))?,
                 header_timeout: duration_or(
@@ -636,6 +648,12 @@ fn parse_allowed_hosts(value: Option<String>) -> Result<Vec<String>, ConfigError
         .collect()
 }
 
+fn ip_ranges(var: &'static str, value: Option<String>) -> Result<IpRanges, ConfigError> {
+    value.map_or(Ok(IpRanges::default()), |v| {
+        IpRanges::parse(&v).map_err(|reason| invalid(var, reason))
+    })
+}
+
 impl FromStr for DatabaseConfig {
     type Err = ConfigError;
 
@@ -842,6 +860,10 @@ mod tests {
             ("MAX_REQUEST_SIZE", "-1"),
             ("DASHBOARD_API_KEY", "short"),
             ("ALLOWED_HOSTS", "http://example.com/"),
+            ("TRUSTED_PROXIES", "127.0.0.1, nginx"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("ALLOWED_IPS", "10.0.0.0/8;192.168.0.0/16"),
+            ("ALLOWED_IPS", "*"),
             ("CLAUDE_OAUTH_TOKEN_URL", "not a url"),
             ("CLAUDE_OAUTH_AUTHORIZE_URL", "file:///etc/passwd"),
             ("CLAUDE_OAUTH_REFRESH_MARGIN", "soon"),
@@ -889,6 +911,25 @@ mod tests {
     }
 
     #[test]
+    fn proxies_and_allowed_addresses() {
+        let c = config(&[]).unwrap();
+        assert!(c.trusted_proxies.is_empty() && c.allowed_ips.is_empty());
+        let c = config(&[
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("ALLOWED_IPS", "10.0.0.0/8, 2001:db8::/32 ,192.168.1.9"),
+        ])
+        .unwrap();
+        assert!(c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.2".parse().unwrap()));
+        assert_eq!(c.allowed_ips.nets().len(), 3);
+        let e = config(&[("ALLOWED_IPS", "10.0.0.1, office")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid ALLOWED_IPS: expected comma-separated addresses or CIDR ranges (10.0.0.0/8, ::1), got \"office\""
+        );
+    }
+
+    #[test]
     fn database_errors_do_not_echo_passwords() {
         let err = config(&[("DATABASE_URL", "mongodb://user:hunter2@host/db")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
@@ -905,12 +946,14 @@ mod tests {
     }
 
     /// Every variable [`Config::from_lookup`] reads.
-    const VARS: [&str; 51] = [
+    const VARS: [&str; 53] = [
         "HOST",
         "PORT",
         "DASHBOARD_PORT",
         "DASHBOARD_API_KEY",
         "ALLOWED_HOSTS",
+        "TRUSTED_PROXIES",
+        "ALLOWED_IPS",
         "CLAUDE_API_BASE_URL",
         "CLAUDE_API_TIMEOUT",
         "STREAM_IDLE_TIMEOUT",

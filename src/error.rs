@@ -44,6 +44,9 @@ pub enum ProxyError {
         .0.subject, .0.limit, .0.value, .0.reset
     )]
     OverLimit(Box<LimitReached>),
+    /// The client's address is not in `ALLOWED_IPS`.
+    #[error("this address is not allowed to use the proxy (ALLOWED_IPS)")]
+    AddressNotAllowed,
     /// The embedder (the tray's Pause) paused the proxy.
     #[error("the proxy is paused (Claude Nexus): resume it to send requests")]
     Paused,
@@ -100,6 +103,7 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::LockedOut(_) | ProxyError::OverLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::AddressNotAllowed => StatusCode::FORBIDDEN,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::InvalidJson(_) | ProxyError::BadRequestBody | ProxyError::PathRefused => {
                 StatusCode::BAD_REQUEST
@@ -121,6 +125,7 @@ impl ProxyError {
             | ProxyError::NeedsLogin { .. } => "authentication_error",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
             ProxyError::LockedOut(_) | ProxyError::OverLimit(_) => "rate_limit_error",
+            ProxyError::AddressNotAllowed => "permission_error",
             ProxyError::InvalidJson(_)
             | ProxyError::BadRequestBody
             | ProxyError::MethodNotAllowed(_)

@@ -12,6 +12,7 @@
 
 // The layers, bottom to top (ARCHITECTURE.md; `tests/layers.rs` checks them).
 pub mod atomic_file;
+pub mod client_ip;
 pub mod config;
 pub mod crypto;
 pub(crate) mod error;

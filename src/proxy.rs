@@ -44,7 +44,8 @@ use crate::record::{self, Record, Timing};
 use crate::usage::{BodyKind, Meter, Metered};
 
 /// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without
-/// port (checked by the `Host` guard), `client_ip` its peer's address.
+/// port (checked by the `Host` guard), `client_ip` the client's address (the peer's, or the
+/// one a trusted reverse proxy names: `client_ip::resolve`).
 pub async fn handle(
     state: Arc<AppState>,
     domain: String,
@@ -54,6 +55,9 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let mut exchange = Exchange::begin(state.clone(), &parts, domain, client_ip, started);
+    if !state.allowed_ips.admits(client_ip) {
+        return exchange.fail(ProxyError::AddressNotAllowed);
+    }
     // Nothing goes upstream with a credential unless its method and path are the API's.
     let method_use = match request_line::method_use(&parts.method)
         .and_then(|method_use| request_line::check_path(parts.uri.path()).map(|()| method_use))

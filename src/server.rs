@@ -403,6 +403,8 @@ impl Server {
             oauth: tokens,
             usage_windows,
             dashboard_api_key: config.dashboard_api_key.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            allowed_ips: config.allowed_ips.clone(),
             lockout: lockout.clone(),
             limits: limiter,
             settings: ProxySettings {

@@ -1,6 +1,7 @@
 //! The checks of the configuration: client authentication, the dashboard key, the listening
-//! address, the database connection's encryption, retention, and how stored bodies are
-//! sealed and kept. Each reads [`Settings`] only (and the storage key file's mode).
+//! address (and who may use it, `ALLOWED_IPS`), the database connection's encryption,
+//! retention, and how stored bodies are sealed and kept. Each reads [`Settings`] only (and
+//! the storage key file's mode).
 
 use crate::crypto::KeySource;
 
@@ -62,6 +63,18 @@ pub(super) fn loopback(s: &Settings) -> Check {
     let title = "The proxy listens on loopback only";
     if s.host.is_loopback() {
         Check::new("loopback", title, Status::Pass, format!("HOST={}", s.host))
+    } else if !s.allowed_ips.is_empty() {
+        let listed: Vec<String> = s.allowed_ips.nets().iter().map(|n| n.to_string()).collect();
+        Check::new(
+            "loopback",
+            title,
+            Status::Pass,
+            format!(
+                "HOST={}: reachable from the network, and only ALLOWED_IPS={} are served",
+                s.host,
+                listed.join(",")
+            ),
+        )
     } else {
         let detail = if s.host.is_unspecified() {
             format!(
@@ -72,7 +85,7 @@ pub(super) fn loopback(s: &Settings) -> Check {
             format!("HOST={}: the proxy is reachable from the network", s.host)
         };
         Check::new("loopback", title, Status::Warn, detail).fix(
-            "set HOST=127.0.0.1 and put a TLS-terminating reverse proxy in front for remote clients",
+            "set HOST=127.0.0.1 and put a TLS-terminating reverse proxy in front for remote clients (docs/deployment.md), or set ALLOWED_IPS to the addresses that may use it",
         )
     }
 }

@@ -2,8 +2,9 @@
 //! both directions.
 //!
 //! To the upstream: the client's headers pass through except hop-by-hop ones, `host`,
-//! `content-length` (recomputed), `accept-encoding` (the tap reads plain bytes) and the
-//! client's own key (`x-api-key`, `Authorization`, `x-nexus-key`); the account's credential is
+//! `content-length` (recomputed), `accept-encoding` (the tap reads plain bytes), what a reverse
+//! proxy in front says about the hop to us (`x-real-ip`, `x-forwarded-*`, `forwarded`: the
+//! team's own addresses are none of the upstream's business) and the client's own key (`x-api-key`, `Authorization`, `x-nexus-key`); the account's credential is
 //! injected; `anthropic-version` defaults to `2023-06-01` only when absent; for OAuth,
 //! `oauth-2025-04-20` joins the client's own `anthropic-beta` values. For a passthrough account
 //! the client's `Authorization`/`x-api-key` are its own Claude credential and go upstream
@@ -143,6 +144,13 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
+/// What a reverse proxy in front of us adds about its hop: the client's address, scheme and
+/// host (`client_ip` reads them); not forwarded.
+fn is_reverse_proxy_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("x-forwarded-") || name == "x-real-ip" || name == "forwarded"
+}
+
 /// Extra headers the client named in its `Connection` header, which are hop-by-hop too.
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
@@ -167,6 +175,7 @@ pub fn upstream_headers(client_headers: &HeaderMap, auth: UpstreamAuth<'_>) -> H
             || ((name == header::AUTHORIZATION || name == X_API_KEY) && !passthrough)
             || name == X_NEXUS_KEY
             || name == ANTHROPIC_BETA
+            || is_reverse_proxy_header(name)
             || listed.contains(name);
         if !dropped {
             out.append(name.clone(), value.clone());
@@ -285,6 +294,10 @@ mod tests {
             ("content-type", "application/json"),
             ("anthropic-version", "2024-01-01"),
             ("x-custom", "kept"),
+            ("x-real-ip", "10.1.2.3"),
+            ("x-forwarded-for", "10.1.2.3"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=10.1.2.3"),
         ]);
         let key = SecretString::from("sk-ant-api03-real");
         let out = upstream_headers(&client, UpstreamAuth::ApiKey(&key));
@@ -292,6 +305,10 @@ mod tests {
         assert!(out["x-api-key"].is_sensitive());
         for gone in [
             "host",
+            "x-real-ip",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "forwarded",
             "authorization",
             "connection",
             "x-hop",

@@ -34,6 +34,10 @@ pub struct AppState {
     /// `DASHBOARD_API_KEY`, the bearer key of the account API.
     pub dashboard_api_key: Option<SecretString>,
     pub settings: ProxySettings,
+    /// `TRUSTED_PROXIES`: peers whose `X-Real-IP` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: crate::client_ip::IpRanges,
+    /// `ALLOWED_IPS`: when not empty, the only clients served.
+    pub allowed_ips: crate::client_ip::IpRanges,
     /// Addresses locked out for presenting too many wrong client keys.
     pub lockout: Arc<crate::proxy::lockout::Lockout>,
     /// Per key and per account limits and budgets.

@@ -2,6 +2,10 @@
 //! `/v1/*` to the proxy and the rest to the router:
 //! `/health`, `/token-stats`, `/oauth-metrics` and, kept for compatibility, the dashboard's
 //! `/api/accounts/{id}/usage-window` and `/api/accounts/{id}/oauth/refresh`.
+//!
+//! The client's address is resolved here, once per request (`client_ip::resolve`: the peer,
+//! or the client a trusted reverse proxy names), and every route gets that one address; with
+//! `ALLOWED_IPS` set, other clients get 403 (recorded under `/v1/`, by the proxy handler).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -25,6 +29,7 @@ use tower_service::Service;
 
 use crate::accounts::credentials::Credentials;
 use crate::accounts::oauth::{OAuthMetrics, running_proxy};
+use crate::client_ip;
 use crate::dashboard::{self, DashboardState};
 use crate::error::ProxyError;
 use crate::hosts;
@@ -55,11 +60,12 @@ impl ProxyPort {
         }))
     }
 
-    /// The service of one connection from `peer`.
+    /// The service of one connection from `peer` (an IPv4-mapped IPv6 peer, from a listener
+    /// on `::`, as its IPv4 address).
     pub fn connection(&self, peer: SocketAddr) -> ProxyService {
         ProxyService {
             port: self.clone(),
-            peer,
+            peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
         }
     }
 }
@@ -82,7 +88,9 @@ impl ProxyHosts {
 }
 
 /// One connection's requests: the `Host` guard first (400 for two `Host` headers, 403 for a
-/// host the proxy does not serve), then `/v1/` straight to [`proxy::handle`] and anything else through [`router`].
+/// host the proxy does not serve), the client's address, then `/v1/` straight to
+/// [`proxy::handle`] and anything else through [`router`] (403 first for a client outside
+/// `ALLOWED_IPS`).
 /// Proxied requests skip the router's route match, path parameters and boxed services: 6–9%
 /// of the proxy's CPU per request (docs/BENCHMARKS.md).
 #[derive(Clone)]
@@ -105,14 +113,23 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ProxyService {
         let Some(host) = port.hosts.check(request.headers(), request.uri()) else {
             return Box::pin(ready(Ok(hosts::refused_on_proxy())));
         };
+        let client_ip = client_ip::resolve(
+            self.peer.ip(),
+            request.headers(),
+            &port.state.trusted_proxies,
+        );
         if request.uri().path().starts_with("/v1/") {
             let state = port.state.clone();
-            let client_ip = self.peer.ip();
             return Box::pin(
                 async move { Ok(proxy::handle(state, host, client_ip, request).await) },
             );
         }
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+        if !port.state.allowed_ips.admits(client_ip) {
+            return Box::pin(ready(Ok(ProxyError::AddressNotAllowed.into_response())));
+        }
+        // The routes see the client as their peer (its port is the connection's).
+        let client = SocketAddr::new(client_ip, self.peer.port());
+        request.extensions_mut().insert(ConnectInfo(client));
         Box::pin(port.router.clone().call(request))
     }
 }
