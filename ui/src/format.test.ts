@@ -27,6 +27,7 @@ import {
   limitForm,
   parseLimitForm,
   limitRows,
+  limitError,
   lockoutRuleText,
 } from "./format";
 
@@ -333,6 +334,14 @@ describe("limits and budgets", () => {
     expect(parseLimitForm({ ...limitForm(null), requests_per_minute: "0", usd_per_day: "-1" })).toEqual({
       limits: { requests_per_minute: 0, usd_per_day: -1 },
     });
+  });
+
+  it("names the fields of the server's refusals as the editor does", () => {
+    expect(limitError("requests_per_minute must be a whole number from 1 to 9223372036854775807")).toBe(
+      "Requests per minute must be a whole number from 1 to 9223372036854775807",
+    );
+    expect(limitError("usd_per_month must be a positive amount of dollars")).toBe("Dollars per month must be a positive amount of dollars");
+    expect(limitError("Not found")).toBe("Not found");
   });
 
   it("lists accounts, then keys as the keys table does, then limits of subjects that are gone", () => {

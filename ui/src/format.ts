@@ -349,6 +349,12 @@ export function parseLimitForm(form: LimitForm): { limits: LimitSet } | { error:
   return { limits };
 }
 
+/** The server's refusal of limits, with its field names as the editor labels them
+ * ("requests_per_minute must be …" → "Requests per minute must be …"). */
+export function limitError(message: string): string {
+  return LIMIT_KINDS.reduce((text, kind) => text.replaceAll(kind.field, kind.label), message);
+}
+
 /** A row of the Limits card: an account or a key, and its limits when it has any. */
 export interface LimitRow {
   subject: LimitSubject;

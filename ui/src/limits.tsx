@@ -2,7 +2,7 @@
 // their use (a gauge per limit), and an editor to set, change or remove them.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type AccountInfo, type ClientKeyInfo, type LimitEntry } from "./api";
-import { LIMIT_KINDS, limitForm, limitRows, parseLimitForm, type LimitForm, type LimitRow } from "./format";
+import { LIMIT_KINDS, limitError, limitForm, limitRows, parseLimitForm, type LimitForm, type LimitRow } from "./format";
 import { LimitGauges } from "./gauges";
 import { OutcomeLine, type Outcome } from "./outcome";
 
@@ -32,7 +32,7 @@ export function LimitsCard(props: {
         <p class="muted">No accounts or keys yet.</p>
       ) : (
         <div class="table-wrap">
-          <table aria-label="Limits and budgets">
+          <table class="limits" aria-label="Limits and budgets">
             <thead>
               <tr>
                 <th scope="col">Account or key</th>
@@ -53,7 +53,7 @@ export function LimitsCard(props: {
                     <td>
                       <LimitGauges entry={r.entry} />
                     </td>
-                    <td>
+                    <td class="actions">
                       {!open && (
                         <button type="button" class="secondary" aria-label={`${r.entry ? "Change" : "Set"} limits of ${r.name}`} onClick={() => setEditing(id)}>
                           {r.entry ? "Change" : "Set limits"}
@@ -96,7 +96,7 @@ function LimitEditor(props: { row: LimitRow; onClose: () => void; reload: () => 
       props.onClose();
     } catch (e) {
       props.onError(e);
-      setOutcome({ ok: false, text: message(e) });
+      setOutcome({ ok: false, text: limitError(message(e)) });
     } finally {
       setBusy(false);
     }
