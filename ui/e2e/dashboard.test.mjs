@@ -629,6 +629,156 @@ test("with no account, the Overview opens on the welcome guide, and its passthro
   await context.close();
 });
 
+/** A Messages request through the proxy with `key`; its status and body. */
+async function proxyStatus(key) {
+  const response = await fetch(`${proxy}/v1/messages`, {
+    method: "POST",
+    headers: { "x-api-key": key, "content-type": "application/json" },
+    body: JSON.stringify({ model, max_tokens: 16, messages: [{ role: "user", content: "Hello" }] }),
+  });
+  return { status: response.status, body: await response.text() };
+}
+
+/** The number before " / " in a gauge's text ("1,234 / 5,000 tokens today" → 1234). */
+const usedOf = (text) => Number(text.split(" / ")[0].replaceAll(",", ""));
+
+test("limits set on a key and an account from the Accounts page: gauges fill as requests go through, then the limit refuses", async () => {
+  const { context, page, errors } = await open();
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.getByRole("link", { name: "Accounts & keys" }).click();
+  const limits = page.getByRole("table", { name: "Limits and budgets" });
+  // The credential file's own key (the one these tests send with), and its account.
+  const key = limits.locator('tr[data-subject="key:file:a.example"]');
+  const account = limits.locator('tr[data-subject="account:a.example"]');
+  await key.getByText("key in a.example's credential file").waitFor();
+  await key.getByText("No limits").waitFor();
+  await account.getByText("No limits").waitFor();
+
+  // What is not a number is refused in the editor; what the server refuses, with its reason.
+  await key.getByRole("button", { name: "Set limits" }).click();
+  const editor = page.getByRole("form", { name: /^Limits of / });
+  await editor.getByLabel("Requests per minute").fill("three");
+  await editor.getByRole("button", { name: "Save limits" }).click();
+  await editor.getByRole("alert").filter({ hasText: "Requests per minute: a whole number, or empty for no limit" }).waitFor();
+  await editor.getByLabel("Requests per minute").fill("0");
+  await editor.getByRole("button", { name: "Save limits" }).click();
+  await editor.getByRole("alert").filter({ hasText: "Requests per minute must be a whole number from 1 to" }).waitFor();
+  await shot(page, "accounts-limits-refused");
+  await key.getByText("No limits").waitFor();
+
+  await editor.getByLabel("Requests per minute").fill("3");
+  await editor.getByLabel("Tokens per day").fill("1,000");
+  await editor.getByLabel("Dollars per day").fill("5");
+  await editor.getByRole("button", { name: "Save limits" }).click();
+  await editor.waitFor({ state: "detached" });
+  const perMinute = key.getByRole("meter", { name: "Requests per minute" });
+  const perDay = key.getByRole("meter", { name: "Tokens per day" });
+  await key.getByText("0 / 3 requests per minute").waitFor();
+  assert.equal(await perMinute.getAttribute("aria-valuetext"), "0 / 3 requests per minute");
+  assert.match(await key.getByRole("meter", { name: "Dollars per day" }).getAttribute("aria-valuetext"), /^(\$0\.00|<\$0\.01) \/ \$5\.00 today$/);
+  // Tokens already spent today (earlier tests' requests) count.
+  const tokensBefore = usedOf(await perDay.getAttribute("aria-valuetext"));
+  assert.equal(await perDay.getAttribute("aria-valuetext"), `${tokensBefore} / 1,000 tokens today`);
+
+  await account.getByRole("button", { name: "Set limits" }).click();
+  await editor.getByLabel("Dollars per month").fill("$200");
+  await editor.getByRole("button", { name: "Save limits" }).click();
+  await editor.waitFor({ state: "detached" });
+  await account.getByRole("meter", { name: "Dollars per month" }).waitFor();
+
+  // Two requests with the key: the gauges move without a reload. Each mock answer counts
+  // 11 input + 5 cache write + 22 output = 38 tokens.
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+  for (let i = 0; i < 2; i++) assert.equal((await proxyStatus(clientKey)).status, 200);
+  await key.getByText("2 / 3 requests per minute").waitFor({ timeout: 15_000 });
+  await key.getByText(`${tokensBefore + 76} / 1,000 tokens today`).waitFor({ timeout: 15_000 });
+  await key.getByText("<$0.01 / $5.00 today").waitFor();
+  await account.getByText("<$0.01 / $200.00 this month").waitFor();
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+
+  // The third is the last the minute allows; the fourth is refused before it goes upstream.
+  assert.equal((await proxyStatus(clientKey)).status, 200);
+  const refused = await proxyStatus(clientKey);
+  assert.equal(refused.status, 429);
+  assert.match(JSON.parse(refused.body).error.message, /requests_per_minute/);
+  await key.getByText("3 / 3 requests per minute").waitFor({ timeout: 15_000 });
+  assert.equal(await perMinute.getAttribute("aria-valuenow"), "100");
+  await assertFits(page, "Accounts & keys with limits at 1280px");
+  await limits.scrollIntoViewIfNeeded();
+  await shot(page, "accounts-limits");
+  await page.setViewportSize({ width: 800, height: 900 });
+  await assertFits(page, "Accounts & keys with limits at 800px");
+  await shot(page, "accounts-limits-800");
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Changed: the editor holds the limits as set. Removed: the key gets through again.
+  await key.getByRole("button", { name: "Change" }).click();
+  assert.equal(await editor.getByLabel("Requests per minute").inputValue(), "3");
+  assert.equal(await editor.getByLabel("Tokens per day").inputValue(), "1000");
+  assert.equal(await editor.getByLabel("Tokens per hour").inputValue(), "");
+  await editor.getByRole("button", { name: "Remove limits" }).click();
+  await editor.waitFor({ state: "detached" });
+  await key.getByText("No limits").waitFor();
+  assert.equal((await proxyStatus(clientKey)).status, 200);
+  await account.getByRole("button", { name: "Change" }).click();
+  await editor.getByRole("button", { name: "Remove limits" }).click();
+  await account.getByText("No limits").waitFor();
+  assert.deepEqual((await fetchJson(page, "/api/limits")).limits, []);
+
+  // The one error is the browser's note of the refused limit (0 requests per minute).
+  assert.deepEqual(errors, ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]);
+  await context.close();
+});
+
+test("the Security page says the brute-force rule, lists an address locked out for guessing keys, and lifts it", async () => {
+  const { context, page, errors } = await open();
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.getByRole("link", { name: "Security" }).click();
+  const section = page.getByRole("region", { name: "Brute-force protection" });
+  await section
+    .getByText("On: more than 20 distinct wrong client keys from one address within 5 min lock it out for 15 min.")
+    .waitFor();
+  await section.getByText("No address is locked out.").waitFor();
+
+  // One more distinct wrong key than the rule allows locks this address out (a key revoked
+  // by an earlier test may already count): then even the right key is refused.
+  const { rule } = await fetchJson(page, "/api/security/lockouts");
+  try {
+    let wrong = 0;
+    let status;
+    while ((status = (await proxyStatus(`cnp_live_wrong${String(wrong).padStart(44, "0")}`)).status) === 401) {
+      wrong += 1;
+      assert.ok(wrong <= rule.max_keys + 1, `${wrong} distinct wrong keys and no lockout`);
+    }
+    assert.equal(status, 429);
+    assert.ok(wrong >= rule.max_keys - 1, `locked out after ${wrong} wrong keys`);
+    assert.equal((await proxyStatus(clientKey)).status, 429);
+
+    const locked = section.getByRole("table", { name: "Locked-out addresses" }).getByRole("row").filter({ hasText: "127.0.0.1" });
+    await locked.waitFor({ timeout: 15_000 });
+    assert.match(await locked.innerText(), /1[45] min/);
+    await assertFits(page, "Security with a lockout at 1280px");
+    await shot(page, "security-lockout");
+
+    await locked.getByRole("button", { name: "Lift" }).click();
+    await section.getByRole("status").filter({ hasText: "Lifted: 127.0.0.1 can use the proxy again." }).waitFor();
+    await section.getByText("No address is locked out.").waitFor();
+    assert.equal((await proxyStatus(clientKey)).status, 200);
+  } finally {
+    // Whatever failed above, the tests after this one need the proxy.
+    if ((await fetchJson(page, "/api/security/lockouts")).locked.length > 0) {
+      await page.evaluate(() => fetch("/api/security/lockouts/127.0.0.1", { method: "DELETE" }));
+    }
+  }
+
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 // Last: it takes the account away for a moment (a credential file readable by others is refused).
 test("a security check fails, its cause is fixed, and it passes; a manual item is marked done", async () => {
   const { context, page, errors } = await open();

@@ -133,6 +133,49 @@ export interface OAuthFinished {
   base_url: string | null;
 }
 
+/** A key's or an account's limits; a missing (or null) limit is no limit. */
+export interface LimitSet {
+  requests_per_minute?: number | null;
+  tokens_per_hour?: number | null;
+  tokens_per_day?: number | null;
+  usd_per_day?: number | null;
+  usd_per_month?: number | null;
+}
+
+/** What a key or an account has used of its current windows (UTC hour, day and month). */
+export interface LimitUse {
+  requests_last_minute: number;
+  tokens_this_hour: number;
+  tokens_today: number;
+  usd_today: number;
+  usd_this_month: number;
+}
+
+/** A key (its id: `ck_…`, or `file:<domain>` for a credential file's key) or an account (its domain). */
+export interface LimitSubject {
+  kind: "key" | "account";
+  id: string;
+}
+
+export interface LimitEntry {
+  subject: LimitSubject;
+  limits: LimitSet;
+  used: LimitUse;
+}
+
+/** The brute-force rule: more than `max_keys` distinct wrong client keys from one address
+ * within `window_secs` lock it out for `duration_secs` (`max_keys` 0: off). */
+export interface LockoutRule {
+  max_keys: number;
+  window_secs: number;
+  duration_secs: number;
+}
+
+export interface Lockouts {
+  rule: LockoutRule;
+  locked: { address: string; remaining_secs: number; until: string }[];
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -183,5 +226,11 @@ export const api = {
     call<CreatedClientKey>("POST", "/api/keys", body),
   rotateKey: (id: string) => call<CreatedClientKey>("POST", `/api/keys/${encodeURIComponent(id)}/rotate`),
   revokeKey: (id: string) => call<void>("POST", `/api/keys/${encodeURIComponent(id)}/revoke`),
+  limits: () => call<{ limits: LimitEntry[] }>("GET", "/api/limits"),
+  setLimits: (subject: LimitSubject, limits: LimitSet) =>
+    call<LimitEntry>("PUT", `/api/limits/${subject.kind}/${encodeURIComponent(subject.id)}`, limits),
+  removeLimits: (subject: LimitSubject) => call<void>("DELETE", `/api/limits/${subject.kind}/${encodeURIComponent(subject.id)}`),
+  lockouts: () => call<Lockouts>("GET", "/api/security/lockouts"),
+  liftLockout: (address: string) => call<void>("DELETE", `/api/security/lockouts/${encodeURIComponent(address)}`),
   request: (id: string) => call<RequestDetail>("GET", `/api/requests/${encodeURIComponent(id)}`),
 };

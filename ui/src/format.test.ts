@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { AccountInfo, ClientKeyInfo, GroupRow, RequestSummary } from "./api";
+import type { AccountInfo, ClientKeyInfo, GroupRow, LimitEntry, LimitUse, RequestSummary } from "./api";
 import {
   accountStatus,
   claudeCodeSnippet,
@@ -20,6 +20,15 @@ import {
   statusClass,
   worstFirst,
   pivotDaily,
+  formatDuration,
+  formatSpent,
+  formatBudget,
+  limitGauges,
+  limitForm,
+  parseLimitForm,
+  limitRows,
+  limitError,
+  lockoutRuleText,
 } from "./format";
 
 function summary(over: Partial<RequestSummary>): RequestSummary {
@@ -244,5 +253,139 @@ describe("accounts and keys", () => {
     ]);
     expect(rows[1]).toEqual({ source: "file", id: "file:b.example", prefix: "cnp_live_Bb22…", account: "b.example" });
     expect(keyRows([], [account({})])).toEqual([]);
+  });
+});
+
+const noUse: LimitUse = { requests_last_minute: 0, tokens_this_hour: 0, tokens_today: 0, usd_today: 0, usd_this_month: 0 };
+
+function clientKey(over: Partial<ClientKeyInfo>): ClientKeyInfo {
+  return {
+    id: "ck_1",
+    name: "laptop",
+    prefix: "cnp_live_Ab12…",
+    account: "a.example",
+    created_at: "2026-11-28T10:00:00Z",
+    expires_at: null,
+    revoked_at: null,
+    last_used_at: null,
+    rotated_from: null,
+    status: "active",
+    ...over,
+  };
+}
+
+describe("limits and budgets", () => {
+  it("says each limit set as use / limit, in the page's order, and nothing for the rest", () => {
+    const gauges = limitGauges(
+      { usd_per_day: 5, requests_per_minute: 5, tokens_per_day: 2_000_000, tokens_per_hour: null },
+      { ...noUse, requests_last_minute: 3, tokens_today: 12_345, usd_today: 1.2 },
+    );
+    expect(gauges.map((g) => [g.kind.field, g.text, g.percent])).toEqual([
+      ["requests_per_minute", "3 / 5 requests per minute", 60],
+      ["tokens_per_day", "12,345 / 2M tokens today", (12_345 / 2_000_000) * 100],
+      ["usd_per_day", "$1.20 / $5.00 today", 24],
+    ]);
+    expect(limitGauges({}, noUse)).toEqual([]);
+  });
+
+  it("shows use past a limit (the request that crossed it completed) and tiny spend", () => {
+    const [tokens, month] = limitGauges({ tokens_per_hour: 100, usd_per_month: 200 }, { ...noUse, tokens_this_hour: 114, usd_this_month: 0.0004 });
+    expect(tokens.text).toBe("114 / 100 tokens this hour");
+    expect(tokens.percent).toBeCloseTo(114);
+    expect(month.text).toBe("<$0.01 / $200.00 this month");
+  });
+
+  it("formats dollars spent to the cent and budgets as set", () => {
+    expect(formatSpent(0)).toBe("$0.00");
+    expect(formatSpent(0.004)).toBe("<$0.01");
+    expect(formatSpent(1234.5)).toBe("$1,234.50");
+    expect(formatBudget(5)).toBe("$5.00");
+    expect(formatBudget(0.005)).toBe("$0.005");
+    expect(formatBudget(1000)).toBe("$1,000.00");
+  });
+
+  it("fills the editor from limits set, empty for no limit", () => {
+    expect(limitForm({ requests_per_minute: 30, usd_per_day: 2.5, tokens_per_hour: null })).toEqual({
+      requests_per_minute: "30",
+      tokens_per_hour: "",
+      tokens_per_day: "",
+      usd_per_day: "2.5",
+      usd_per_month: "",
+    });
+    expect(Object.values(limitForm(null))).toEqual(["", "", "", "", ""]);
+  });
+
+  it("reads the editor: empty is no limit, separators and $ allowed", () => {
+    const form = { ...limitForm(null), requests_per_minute: " 30 ", tokens_per_day: "2,000,000", usd_per_month: "$200.50" };
+    expect(parseLimitForm(form)).toEqual({ limits: { requests_per_minute: 30, tokens_per_day: 2_000_000, usd_per_month: 200.5 } });
+    expect(parseLimitForm(limitForm(null))).toEqual({ limits: {} });
+    expect(parseLimitForm({ ...limitForm(null), usd_per_day: ".5" })).toEqual({ limits: { usd_per_day: 0.5 } });
+  });
+
+  it("refuses what is not a number, and leaves the range to the server", () => {
+    expect(parseLimitForm({ ...limitForm(null), tokens_per_hour: "1.5" })).toEqual({ error: "Tokens per hour: a whole number, or empty for no limit" });
+    expect(parseLimitForm({ ...limitForm(null), requests_per_minute: "ten" })).toEqual({
+      error: "Requests per minute: a whole number, or empty for no limit",
+    });
+    expect(parseLimitForm({ ...limitForm(null), usd_per_day: "5 dollars" })).toEqual({
+      error: "Dollars per day: an amount of dollars such as 5 or 2.50, or empty for no limit",
+    });
+    // 0 and negative amounts go to the server, whose answer says the range.
+    expect(parseLimitForm({ ...limitForm(null), requests_per_minute: "0", usd_per_day: "-1" })).toEqual({
+      limits: { requests_per_minute: 0, usd_per_day: -1 },
+    });
+  });
+
+  it("names the fields of the server's refusals as the editor does", () => {
+    expect(limitError("requests_per_minute must be a whole number from 1 to 9223372036854775807")).toBe(
+      "Requests per minute must be a whole number from 1 to 9223372036854775807",
+    );
+    expect(limitError("usd_per_month must be a positive amount of dollars")).toBe("Dollars per month must be a positive amount of dollars");
+    expect(limitError("Not found")).toBe("Not found");
+  });
+
+  it("lists accounts, then keys as the keys table does, then limits of subjects that are gone", () => {
+    const entry = (kind: "key" | "account", id: string): LimitEntry => ({ subject: { kind, id }, limits: { requests_per_minute: 5 }, used: noUse });
+    const accounts = [
+      account({ domain: "b.example", file_client_key: { id: "file:b.example", prefix: "cnp_live_Bb22…" } }),
+      account({ domain: "a.example" }),
+    ];
+    const keys = [
+      clientKey({}),
+      clientKey({ id: "ck_2", name: null, prefix: "cnp_live_Zz99…", status: "expired" }),
+      clientKey({ id: "ck_3", status: "revoked" }),
+      clientKey({ id: "ck_4", name: "old", status: "revoked" }),
+    ];
+    const entries = [entry("key", "file:b.example"), entry("account", "a.example"), entry("key", "ck_4"), entry("key", "ck_gone"), entry("account", "gone.example")];
+    const rows = limitRows(accounts, keys, entries);
+    expect(rows.map((r) => [r.subject.kind, r.subject.id, r.name, r.detail, r.entry !== null])).toEqual([
+      ["account", "a.example", "a.example", "account", true],
+      ["account", "b.example", "b.example", "account", false],
+      ["key", "ck_1", "laptop", "key cnp_live_Ab12… of a.example", false],
+      ["key", "ck_2", "cnp_live_Zz99…", "key cnp_live_Zz99… of a.example (expired)", false],
+      ["key", "ck_4", "old", "key cnp_live_Ab12… of a.example (revoked)", true],
+      ["key", "file:b.example", "cnp_live_Bb22…", "key in b.example's credential file", true],
+      ["key", "ck_gone", "ck_gone", "key not found", true],
+      ["account", "gone.example", "gone.example", "account not loaded", true],
+    ]);
+  });
+
+  it("says spans of seconds in two units at most", () => {
+    expect(formatDuration(45)).toBe("45 s");
+    expect(formatDuration(300)).toBe("5 min");
+    expect(formatDuration(872)).toBe("14 min 32 s");
+    expect(formatDuration(3600)).toBe("1 h");
+    expect(formatDuration(5400)).toBe("1 h 30 min");
+    expect(formatDuration(2 * 86_400 + 3 * 3600 + 59)).toBe("2 d 3 h");
+  });
+
+  it("says the brute-force rule in words, or that it is off", () => {
+    expect(lockoutRuleText({ max_keys: 20, window_secs: 300, duration_secs: 900 })).toBe(
+      "On: more than 20 distinct wrong client keys from one address within 5 min lock it out for 15 min.",
+    );
+    expect(lockoutRuleText({ max_keys: 1, window_secs: 60, duration_secs: 3600 })).toBe(
+      "On: more than 1 distinct wrong client key from one address within 1 min lock it out for 1 h.",
+    );
+    expect(lockoutRuleText({ max_keys: 0, window_secs: 300, duration_secs: 900 })).toMatch(/^Off: /);
   });
 });

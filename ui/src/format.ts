@@ -1,7 +1,7 @@
 // Pure helpers for the pages: number and time formatting, filters, chart series.
 // Everything here is unit-tested (format.test.ts) and touches no DOM.
 
-import type { AccountInfo, ClientKeyInfo, GroupRow, RequestSummary } from "./api";
+import type { AccountInfo, ClientKeyInfo, GroupRow, LimitEntry, LimitSet, LimitSubject, LimitUse, LockoutRule, RequestSummary } from "./api";
 
 const integer = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
@@ -243,4 +243,176 @@ export function keyRows(keys: ClientKeyInfo[], accounts: AccountInfo[]): KeyRow[
     .flatMap((a) => (a.file_client_key ? [{ source: "file" as const, ...a.file_client_key, account: a.domain }] : []))
     .sort((a, b) => a.account.localeCompare(b.account));
   return [...keys.map((k) => ({ source: "database" as const, ...k })), ...fromFiles];
+}
+
+/** "45 s", "5 min", "14 min 32 s", "1 h 30 min", "2 d 3 h": a span of seconds, two units at most. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const two = (big: number, bigUnit: string, small: number, smallUnit: string) =>
+    small ? `${big} ${bigUnit} ${small} ${smallUnit}` : `${big} ${bigUnit}`;
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return two(Math.floor(s / 60), "min", s % 60, "s");
+  if (s < 86_400) return two(Math.floor(s / 3600), "h", Math.floor((s % 3600) / 60), "min");
+  return two(Math.floor(s / 86_400), "d", Math.floor((s % 86_400) / 3600), "h");
+}
+
+const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 4 });
+const usdCents = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+
+/** Dollars spent: "$0.00", "<$0.01", "$1,234.50". */
+export function formatSpent(dollars: number): string {
+  if (dollars === 0) return "$0.00";
+  if (dollars > 0 && dollars < 0.01) return "<$0.01";
+  return usdCents.format(dollars);
+}
+
+/** A dollar limit as set: "$5.00", "$1,000.00", "$0.005" (never rounded to a different limit). */
+export function formatBudget(dollars: number): string {
+  return usd.format(dollars);
+}
+
+/** One limit: its field, the use that counts against it, and the words for both. */
+export interface LimitKind {
+  field: keyof LimitSet;
+  used: keyof LimitUse;
+  /** The editor's label: "Requests per minute". */
+  label: string;
+  /** What the use is, after the numbers: "3 / 5 requests per minute", "$1.20 / $5.00 today". */
+  window: string;
+  dollars: boolean;
+}
+
+/** The limits in the order the page shows them (the API's fields, one window each, UTC). */
+export const LIMIT_KINDS: readonly LimitKind[] = [
+  { field: "requests_per_minute", used: "requests_last_minute", label: "Requests per minute", window: "requests per minute", dollars: false },
+  { field: "tokens_per_hour", used: "tokens_this_hour", label: "Tokens per hour", window: "tokens this hour", dollars: false },
+  { field: "tokens_per_day", used: "tokens_today", label: "Tokens per day", window: "tokens today", dollars: false },
+  { field: "usd_per_day", used: "usd_today", label: "Dollars per day", window: "today", dollars: true },
+  { field: "usd_per_month", used: "usd_this_month", label: "Dollars per month", window: "this month", dollars: true },
+];
+
+export interface LimitGauge {
+  kind: LimitKind;
+  /** "3 / 5 requests per minute", "<$0.01 / $5.00 today". */
+  text: string;
+  /** Use as a percentage of the limit (may pass 100: the request that crossed it completes). */
+  percent: number;
+}
+
+/** A gauge for each limit that is set, in `LIMIT_KINDS` order; none when nothing is set. */
+export function limitGauges(limits: LimitSet, used: LimitUse): LimitGauge[] {
+  return LIMIT_KINDS.flatMap((kind) => {
+    const limit = limits[kind.field];
+    if (limit === null || limit === undefined) return [];
+    const use = used[kind.used];
+    const text = kind.dollars
+      ? `${formatSpent(use)} / ${formatBudget(limit)} ${kind.window}`
+      : `${formatCount(use)} / ${formatCount(limit)} ${kind.window}`;
+    return [{ kind, text, percent: limit > 0 ? (use / limit) * 100 : 100 }];
+  });
+}
+
+/** The limits editor's fields, as typed ("" = no limit). */
+export type LimitForm = Record<keyof LimitSet, string>;
+
+/** The editor's fields for limits as set. */
+export function limitForm(limits: LimitSet | null): LimitForm {
+  const form = {} as LimitForm;
+  for (const kind of LIMIT_KINDS) {
+    const value = limits?.[kind.field];
+    form[kind.field] = value === null || value === undefined ? "" : String(value);
+  }
+  return form;
+}
+
+/**
+ * The limits to send for what the editor holds: an empty field is no limit; counts are whole
+ * numbers (thousands separators allowed), dollars any number ("$" allowed). Whether a number
+ * is in range (above 0) is the server's to say; this only refuses what is not a number.
+ */
+export function parseLimitForm(form: LimitForm): { limits: LimitSet } | { error: string } {
+  const limits: LimitSet = {};
+  for (const kind of LIMIT_KINDS) {
+    const text = form[kind.field].trim().replace(/[,_\s]/g, "");
+    if (!text) continue;
+    if (kind.dollars) {
+      const value = Number(text.replace(/^\$/, ""));
+      if (!/^-?\$?(\d+\.?\d*|\.\d+)$/.test(text) || !Number.isFinite(value)) {
+        return { error: `${kind.label}: an amount of dollars such as 5 or 2.50, or empty for no limit` };
+      }
+      limits[kind.field] = value;
+    } else {
+      if (!/^-?\d+$/.test(text)) return { error: `${kind.label}: a whole number, or empty for no limit` };
+      limits[kind.field] = Number(text);
+    }
+  }
+  return { limits };
+}
+
+/** The server's refusal of limits, with its field names as the editor labels them
+ * ("requests_per_minute must be …" → "Requests per minute must be …"). */
+export function limitError(message: string): string {
+  return LIMIT_KINDS.reduce((text, kind) => text.replaceAll(kind.field, kind.label), message);
+}
+
+/** A row of the Limits card: an account or a key, and its limits when it has any. */
+export interface LimitRow {
+  subject: LimitSubject;
+  /** The account's domain; the key's name (its prefix when it has none). */
+  name: string;
+  /** What it is: "account", "key cnp_live_Ab12… of a.example", … */
+  detail: string;
+  entry: LimitEntry | null;
+}
+
+/**
+ * Accounts (by domain), then keys as the Client keys table lists them (revoked ones left out
+ * unless they still have limits), then any other subject that has limits (a key or account
+ * that is gone), so that every limit set can be seen and removed.
+ */
+export function limitRows(accounts: AccountInfo[], keys: ClientKeyInfo[], entries: LimitEntry[]): LimitRow[] {
+  const byId = new Map(entries.map((e) => [`${e.subject.kind}:${e.subject.id}`, e]));
+  const take = (subject: LimitSubject) => {
+    const id = `${subject.kind}:${subject.id}`;
+    const entry = byId.get(id) ?? null;
+    byId.delete(id);
+    return entry;
+  };
+  const rows: LimitRow[] = [...accounts]
+    .sort((a, b) => a.domain.localeCompare(b.domain))
+    .map((a) => {
+      const subject = { kind: "account" as const, id: a.domain };
+      return { subject, name: a.domain, detail: "account", entry: take(subject) };
+    });
+  for (const k of keyRows(keys, accounts)) {
+    const subject = { kind: "key" as const, id: k.id };
+    const entry = take(subject);
+    if (k.source === "database" && k.status === "revoked" && !entry) continue;
+    rows.push(
+      k.source === "file"
+        ? { subject, name: k.prefix, detail: `key in ${k.account}'s credential file`, entry }
+        : {
+            subject,
+            name: k.name ?? k.prefix,
+            detail: `key ${k.prefix} of ${k.account}${k.status === "active" ? "" : ` (${k.status})`}`,
+            entry,
+          },
+    );
+  }
+  for (const entry of byId.values()) {
+    rows.push({
+      subject: entry.subject,
+      name: entry.subject.id,
+      detail: entry.subject.kind === "account" ? "account not loaded" : "key not found",
+      entry,
+    });
+  }
+  return rows;
+}
+
+/** The brute-force rule in words. */
+export function lockoutRuleText(rule: LockoutRule): string {
+  if (rule.max_keys === 0) return "Off: wrong client keys never lock an address out (AUTH_LOCKOUT_KEYS is 0).";
+  const keys = rule.max_keys === 1 ? "1 distinct wrong client key" : `${rule.max_keys} distinct wrong client keys`;
+  return `On: more than ${keys} from one address within ${formatDuration(rule.window_secs)} lock it out for ${formatDuration(rule.duration_secs)}.`;
 }

@@ -1,7 +1,8 @@
-// A subscription's 5-hour and 7-day plan gauges (the Accounts page and the Overview).
+// A subscription's 5-hour and 7-day plan gauges (the Accounts page and the Overview), and a
+// key's or an account's limits with their use (the Accounts page).
 import { useEffect, useState } from "preact/hooks";
-import { api, type AccountInfo, type PlanWindow } from "./api";
-import { formatRelative, formatTime, gauge } from "./format";
+import { api, type AccountInfo, type LimitEntry, type PlanWindow } from "./api";
+import { formatRelative, formatTime, gauge, limitGauges } from "./format";
 
 function Gauge(props: { label: string; window: PlanWindow | null }) {
   if (!props.window) return null;
@@ -69,5 +70,34 @@ export function PlanUsageCard(props: { onError: (e: unknown) => void }) {
         ))}
       </ul>
     </section>
+  );
+}
+
+/** One gauge per limit set ("3 / 5 requests per minute"), or "No limits". */
+export function LimitGauges(props: { entry: LimitEntry | null }) {
+  const gauges = props.entry ? limitGauges(props.entry.limits, props.entry.used) : [];
+  if (gauges.length === 0) return <span class="muted">No limits</span>;
+  return (
+    <div class="gauges">
+      {gauges.map((g) => {
+        const fill = gauge(g.percent);
+        return (
+          <div class="gauge limit-gauge" data-limit={g.kind.field}>
+            <div
+              class="gauge-track"
+              role="meter"
+              aria-label={g.kind.label}
+              aria-valuemin={0}
+              aria-valuemax={100}
+              aria-valuenow={Math.round(fill.width)}
+              aria-valuetext={g.text}
+            >
+              <div class={`gauge-fill ${fill.tone}`} style={{ width: `${fill.width}%` }} />
+            </div>
+            <span class="gauge-value">{g.text}</span>
+          </div>
+        );
+      })}
+    </div>
   );
 }

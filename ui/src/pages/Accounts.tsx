@@ -1,9 +1,10 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey, type OAuthFinished } from "../api";
+import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey, type LimitEntry, type OAuthFinished } from "../api";
 import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, keyRows, upsertAccount } from "../format";
 import { PlanGauges } from "../gauges";
 import { ClaudeCodeCard } from "../claudecode";
+import { LimitsCard } from "../limits";
 import { desktop } from "../desktop";
 import { OutcomeLine, type Outcome } from "../outcome";
 import { Link } from "../router";
@@ -11,12 +12,16 @@ import { Link } from "../router";
 const TYPE: Record<AccountInfo["type"], string> = { api_key: "API key", oauth: "Claude login (OAuth)", passthrough: "Passthrough" };
 const SECRET: Record<AccountInfo["secret"], string> = { keychain: "Keychain", inline: "In the file", none: "–" };
 
+/** How often the limits' use is read again while the page is shown. */
+const LIMITS_REFRESH_MS = 10_000;
+
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export function AccountsPage(props: { onError: (e: unknown) => void }) {
   const [accounts, setAccounts] = useState<AccountInfo[] | null>(null);
   const [keys, setKeys] = useState<ClientKeyInfo[] | null>(null);
   const [baseUrl, setBaseUrl] = useState<string | null>(null);
+  const [limits, setLimits] = useState<LimitEntry[] | null>(null);
   const [error, setError] = useState("");
 
   const fail = (e: unknown) => {
@@ -36,10 +41,25 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
         setBaseUrl(r.base_url);
       })
       .catch(fail);
+  const loadLimits = () =>
+    api
+      .limits()
+      .then((r) => setLimits(r.limits))
+      .catch(fail);
 
   useEffect(() => {
     void loadAccounts();
     void loadKeys();
+    void loadLimits();
+  }, []);
+
+  // Requests per minute slide down as time passes, and windows end: the gauges are read
+  // again every few seconds, as well as after requests.
+  useEffect(() => {
+    const timer = window.setInterval(() => {
+      if (document.visibilityState === "visible") void loadLimits();
+    }, LIMITS_REFRESH_MS);
+    return () => window.clearInterval(timer);
   }, []);
 
   // A link to a card here (/accounts#client-keys, from the welcome guide) scrolls to it.
@@ -48,7 +68,7 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
   }, [accounts !== null]);
 
   // Account changes arrive as `account` events, key changes (from here, the CLI or another
-  // instance) as `keys` events; a request may move a key's "last used".
+  // instance) as `keys` events; a request may move a key's "last used" and its limits' use.
   const keysDue = useRef<number | null>(null);
   useEffect(() => {
     const events = new EventSource("/api/events");
@@ -66,6 +86,7 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
       keysDue.current = window.setTimeout(() => {
         keysDue.current = null;
         void loadKeys();
+        void loadLimits();
       }, 1000);
     });
     return () => {
@@ -143,6 +164,7 @@ export function AccountsPage(props: { onError: (e: unknown) => void }) {
         reload={loadKeys}
         onError={props.onError}
       />
+      <LimitsCard accounts={accounts} keys={keys} limits={limits} reload={loadLimits} onError={props.onError} />
     </>
   );
 }
