@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -71,6 +71,18 @@ impl Kind {
             Kind::UpstreamErrors => "upstream_errors",
             Kind::PlanWindow => "plan_window",
             Kind::KeyExpiry => "key_expiry",
+        }
+    }
+
+    /// A heading for a notification.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::AuthFailures => "Failed authentications",
+            Kind::TokenSpike => "Token use",
+            Kind::OAuth => "Subscription login",
+            Kind::UpstreamErrors => "Upstream errors",
+            Kind::PlanWindow => "Plan usage",
+            Kind::KeyExpiry => "Client key expiring",
         }
     }
 
@@ -131,6 +143,8 @@ pub struct AlertEntry {
     /// ISO-8601 UTC.
     pub at: String,
     pub kind: &'static str,
+    /// A heading for a notification ([`Kind::title`]).
+    pub title: &'static str,
     pub subject: String,
     pub text: String,
     /// `sending`, `sent`, `failed`, `not_sent` (no webhook), or `suppressed` (cooldown).
@@ -170,6 +184,9 @@ pub struct Alerts {
     /// Where the dashboard is, for the links in alerts.
     dashboard: String,
     outbox: mpsc::Sender<Outgoing>,
+    /// Each alert that goes out (past its cooldown), for the embedder's notifications and
+    /// the dashboard's live feed.
+    raised: broadcast::Sender<AlertEntry>,
     state: Mutex<State>,
     started: Instant,
     pub stats: AlertStats,
@@ -187,6 +204,7 @@ impl Alerts {
             credentials,
             dashboard,
             outbox,
+            raised: broadcast::channel(64).0,
             state: Mutex::default(),
             started: Instant::now(),
             stats: AlertStats::default(),
@@ -200,6 +218,11 @@ impl Alerts {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Each alert from now on that goes out (suppressed ones do not), webhooks or none.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEntry> {
+        self.raised.subscribe()
     }
 
     /// The last alerts, newest first.
@@ -352,6 +375,7 @@ impl Alerts {
             "*Claude Nexus*: {} (<http://{}/security|Security page>)",
             entry.text, self.dashboard
         );
+        let _ = self.raised.send(entry.clone());
         push(&mut state, entry);
         drop(state);
         if targets.is_empty() {
@@ -385,6 +409,7 @@ impl Alerts {
             id: state.next_id,
             at: iso(OffsetDateTime::now_utc()),
             kind: kind.name(),
+            title: kind.title(),
             subject,
             text,
             outcome,

@@ -120,6 +120,7 @@ async fn each_rule_alerts_once_per_cooldown_without_prompt_text() {
         .start()
         .await;
 
+    let mut events = dashboard_get(&proxy, "/api/events").send().await.unwrap();
     // Four wrong keys (more than 3): failed authentications.
     let wrong = |n: usize| format!("cnp_live_wrong{n:040}");
     for n in 0..4 {
@@ -217,6 +218,20 @@ async fn each_rule_alerts_once_per_cooldown_without_prompt_text() {
             .all(|(_, body)| body["channel"] == "#ops")
     );
     assert!(!hooks.on("domain").iter().any(|t| t.contains("b.example")));
+    // The live feed (and so the tray, through ServerHandle::changes) carries each alert once.
+    let mut feed = String::new();
+    while feed.matches("event: alert").count() < 6 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("alert events")
+            .unwrap()
+            .unwrap();
+        feed.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        feed.contains(r#""kind":"auth_failures","title":"Failed authentications""#),
+        "{feed}"
+    );
     // Nothing private in any payload: no prompt, no answer, no key.
     let everything = serde_json::to_string(&*hooks.received.lock().unwrap()).unwrap();
     for secret in [

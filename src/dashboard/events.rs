@@ -15,6 +15,7 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use super::DashboardState;
 use super::accounts::{self, AccountEvent, AccountInfo};
 use super::error::ErrorBody;
+use crate::alerts::AlertEntry;
 use crate::record::Record;
 
 type AppState = Arc<DashboardState>;
@@ -23,10 +24,11 @@ type AppState = Arc<DashboardState>;
 /// written; `account` with an [`accounts::AccountInfo`] for every account when the stream opens and
 /// after the credential files reload, and for one whose OAuth status or plan windows changed;
 /// `account_removed` with `{"domain"}` when an account's file is gone; `keys` with
-/// `{"reloads"}` when the client keys changed, whoever changed them (the page lists them again).
+/// `{"reloads"}` when the client keys changed, whoever changed them (the page lists them again);
+/// `alert` with an alert that went out.
 /// A listener too slow to keep up with requests gets `lagged` with the number it missed.
 #[utoipa::path(get, path = "/api/events", tag = "live",
-    responses((status = 200, description = "text/event-stream of `request` events (Record), `account` events (AccountInfo), `account_removed` ({domain}), `keys` ({reloads}) and `lagged`", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream of `request` events (Record), `account` events (AccountInfo), `account_removed` ({domain}), `keys` ({reloads}), `alert` (an alert that went out) and `lagged`", content_type = "text/event-stream"),
               (status = 401, body = ErrorBody)))]
 pub(super) async fn events(
     State(state): State<AppState>,
@@ -51,6 +53,8 @@ pub enum Change {
     Keys(u64),
     /// The proxy was paused (`true`) or resumed.
     Paused(bool),
+    /// An alert went out (past its cooldown; see [`crate::alerts`]).
+    Alert(Box<AlertEntry>),
     /// This stream fell behind and missed that many records.
     MissedRecords(u64),
 }
@@ -62,12 +66,16 @@ pub(crate) fn changes(state: AppState) -> impl Stream<Item = Change> + Send + 's
         Err(BroadcastStreamRecvError::Lagged(n)) => Change::MissedRecords(n),
     });
     let keys = WatchStream::from_changes(state.key_reloads.clone()).map(Change::Keys);
+    // A listener that falls behind on alerts (64 of them) misses the oldest.
+    let alerts = BroadcastStream::new(state.alerts.subscribe())
+        .filter_map(|alert| async move { alert.ok().map(|a| Change::Alert(Box::new(a))) });
     let shutdown = state.shutdown.clone().cancelled_owned();
     let accounts = accounts::account_events(state).map(|event| match event {
         AccountEvent::Entry(info) => Change::Account(info),
         AccountEvent::Removed(domain) => Change::AccountRemoved(domain),
     });
-    futures_util::stream::select(futures_util::stream::select(records, accounts), keys)
+    let others = futures_util::stream::select(keys, alerts);
+    futures_util::stream::select(futures_util::stream::select(records, accounts), others)
         .take_until(shutdown)
 }
 
@@ -79,6 +87,7 @@ fn event(change: Change) -> Event {
         Change::AccountRemoved(domain) => ("account_removed", Ok(json!({ "domain": domain }))),
         Change::Keys(reloads) => ("keys", Ok(json!({ "reloads": reloads }))),
         Change::Paused(paused) => ("paused", Ok(json!(paused))),
+        Change::Alert(alert) => ("alert", serde_json::to_value(alert)),
         Change::MissedRecords(n) => return Event::default().event("lagged").data(n.to_string()),
     };
     data.ok()
