@@ -6,6 +6,8 @@
 #   PROXY_PORT, UPSTREAM_BASE_URL, BENCH_UPSTREAM_KEY, PROXY_CLIENT_KEY, BENCH_TMP
 # Each start gets its own directory; its database URL is appended to
 # $BENCH_TMP/claude-nexus-dbs so that rows can be counted afterwards.
+# NEXUS_BENCH_LIMITS=1 sets limits and budgets on the key and the account (too high to refuse
+# anything), to measure what checking and charging them costs.
 # Build first: cargo build --release
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +28,14 @@ else
   database_url="sqlite://$dir/requests.db"
 fi
 echo "$database_url" >>"$BENCH_TMP/claude-nexus-dbs"
+if [ -n "${NEXUS_BENCH_LIMITS:-}" ]; then
+  for who in --key=file:bench.local --account=bench.local; do
+    DATABASE_URL="$database_url" NEXUS_DATA_DIR="$dir" CREDENTIALS_DIR="$dir/credentials" \
+      API_KEY_SALT=bench-salt "$bin" limits set "$who" --requests-per-minute 1000000000 \
+      --tokens-per-hour 1000000000000 --tokens-per-day 1000000000000 \
+      --usd-per-day 1000000000 --usd-per-month 1000000000
+  done
+fi
 export HOST=127.0.0.1 PORT="$PROXY_PORT" CLAUDE_API_BASE_URL="$UPSTREAM_BASE_URL" \
   CREDENTIALS_DIR="$dir/credentials" DATABASE_URL="$database_url" \
   NEXUS_DATA_DIR="$dir" API_KEY_SALT=bench-salt
