@@ -32,6 +32,13 @@ fi
 
 npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
+# The official MCP Python SDK, the real client of tests/mcp.rs (from PyPI, into target/).
+mcp_venv=$(realpath -m "${CARGO_TARGET_DIR:-target}/mcp-venv")
+if [ ! -x "$mcp_venv/bin/python" ] || ! "$mcp_venv/bin/python" -c 'import mcp' 2>/dev/null; then
+  python3 -m venv "$mcp_venv"
+  "$mcp_venv/bin/pip" install --quiet --disable-pip-version-check mcp==2.3.0
+fi
+
 # The dashboard UI: install, type-check and build (embedded by the Rust build), unit tests.
 # Its browser tests run inside `cargo test` (tests/ui.rs) against the real binary.
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm test)

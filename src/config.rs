@@ -64,6 +64,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     /// Alerts to Slack webhooks and their rules (`SLACK_WEBHOOK_URL`, `ALERT_*`).
     pub alerts: AlertsConfig,
+    /// `MCP_ENABLED` (false): serve the prompts of `MCP_PROMPTS_DIR` (a `prompts` folder in
+    /// the data directory) over MCP at `/mcp` on the proxy port.
+    pub mcp: Option<McpConfig>,
     /// `MAX_CONNECTIONS` (1024): open connections the proxy port serves at once; past it, a
     /// new connection gets a 503.
     pub max_connections: usize,
@@ -124,6 +127,13 @@ pub struct OAuthConfig {
     /// `CLAUDE_OAUTH_USAGE_INTERVAL` (unset: never): how often plan usage is polled for an
     /// account in use. Off unless asked for: the response headers give the windows anyway.
     pub usage_interval: Option<Duration>,
+}
+
+/// The MCP prompt server's settings, when `MCP_ENABLED=true`.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    /// `MCP_PROMPTS_DIR`: the prompt files (`<id>.yaml`).
+    pub prompts_dir: PathBuf,
 }
 
 /// The alert rules (`ALERT_*`) and the global webhook (`SLACK_WEBHOOK_URL`). Each rule fires
@@ -400,6 +410,10 @@ impl Config {
                 }
             },
             alerts: alerts_config(&get)?,
+            mcp: bool_or("MCP_ENABLED", get("MCP_ENABLED"), false)?.then(|| McpConfig {
+                prompts_dir: get("MCP_PROMPTS_DIR")
+                    .map_or_else(|| data_dir.join("prompts"), PathBuf::from),
+            }),
             max_connections: match parse_or("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 1024)? {
                 0 => return Err(invalid("MAX_CONNECTIONS", "expected at least 1, got 0")),
                 n => n,
@@ -946,7 +960,7 @@ mod tests {
     }
 
     /// Every variable [`Config::from_lookup`] reads.
-    const VARS: [&str; 53] = [
+    const VARS: [&str; 55] = [
         "HOST",
         "PORT",
         "DASHBOARD_PORT",
@@ -963,6 +977,8 @@ mod tests {
         "AUTH_LOCKOUT_WINDOW",
         "AUTH_LOCKOUT_DURATION",
         "SLACK_WEBHOOK_URL",
+        "MCP_ENABLED",
+        "MCP_PROMPTS_DIR",
         "ALERTS_ALLOW_INSECURE_WEBHOOKS",
         "ALERT_AUTH_FAILURES",
         "ALERT_AUTH_WINDOW",

@@ -36,6 +36,7 @@ pub mod limits;
 pub mod recorder;
 pub mod retention;
 
+pub(crate) mod mcp;
 pub(crate) mod proxy;
 
 pub mod checks;

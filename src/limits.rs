@@ -204,8 +204,10 @@ impl Limiter {
             if let Some(max) = limits.requests_per_minute
                 && used.recent.len() as u64 >= max
             {
-                let oldest = *used.recent.front().expect("max is at least 1");
-                let wait = MINUTE.saturating_sub(now.duration_since(oldest));
+                // (A limit of 0, possible only by SQL, refuses everything for a minute.)
+                let wait = used.recent.front().map_or(MINUTE, |oldest| {
+                    MINUTE.saturating_sub(now.duration_since(*oldest))
+                });
                 return Err(refuse("requests_per_minute", max.to_string(), wall + wait));
             }
             let day_end = next_day(wall);

@@ -42,6 +42,7 @@ use crate::crypto::{self, KeyError};
 use crate::dashboard::{self, DashboardState};
 use crate::hosts;
 use crate::limits::{self, Limiter};
+use crate::mcp::Mcp;
 use crate::prices::PriceTable;
 use crate::prometheus::Metrics;
 use crate::proxy;
@@ -143,6 +144,8 @@ struct Tasks {
     limits_refresher: JoinHandle<()>,
     alert_checker: JoinHandle<()>,
     alert_delivery: JoinHandle<()>,
+    /// Only with `MCP_ENABLED` (and a folder that can be watched).
+    mcp_watcher: Option<JoinHandle<()>>,
     /// Last: it drains the record queue.
     writer: JoinHandle<()>,
 }
@@ -159,6 +162,8 @@ pub struct Server {
     limits: ListenerLimits,
     stop_tasks: CancellationToken,
     tasks: Tasks,
+    /// The MCP prompt server, when `MCP_ENABLED`.
+    mcp: Option<Arc<Mcp>>,
     /// The key, when it was generated here (then the login link is shown at start).
     generated_dashboard_key: Option<SecretString>,
     handle: ServerHandle,
@@ -385,6 +390,13 @@ impl Server {
             },
             stop_tasks.clone(),
         );
+        let mcp = config
+            .mcp
+            .as_ref()
+            .map(|mcp| Arc::new(Mcp::open(mcp.prompts_dir.clone())));
+        let mcp_watcher = mcp
+            .clone()
+            .and_then(|mcp| crate::mcp::spawn_watcher(mcp, stop_tasks.clone()));
         let limits_refresher = limits::spawn_refresher(
             limiter.clone(),
             store.clone(),
@@ -440,8 +452,10 @@ impl Server {
                 limits_refresher,
                 alert_checker,
                 alert_delivery,
+                mcp_watcher,
                 writer,
             },
+            mcp,
             generated_dashboard_key: parts.generated_dashboard_key,
             handle,
         })
@@ -512,8 +526,12 @@ impl Server {
             allowed: self.dashboard.hosts.clone(),
             credentials: self.state.credentials.clone(),
         };
-        let proxy_app =
-            proxy_port::ProxyPort::new(self.state.clone(), proxy_hosts, self.dashboard.clone());
+        let proxy_app = proxy_port::ProxyPort::new(
+            self.state.clone(),
+            proxy_hosts,
+            self.dashboard.clone(),
+            self.mcp.clone(),
+        );
         let dashboard_app = dashboard::router(self.dashboard.clone());
         let proxy_serve = serve::serve(
             self.proxy_listener,
@@ -589,6 +607,9 @@ impl Server {
         let _ = tasks.limits_refresher.await;
         let _ = tasks.alert_checker.await;
         let _ = tasks.alert_delivery.await;
+        if let Some(watcher) = tasks.mcp_watcher {
+            let _ = watcher.await;
+        }
         let _ = tasks.writer.await;
         let stats = self.state.recorder.stats();
         tracing::info!(

@@ -33,6 +33,7 @@ use crate::client_ip;
 use crate::dashboard::{self, DashboardState};
 use crate::error::ProxyError;
 use crate::hosts;
+use crate::mcp::Mcp;
 use crate::proxy;
 use crate::proxy::auth;
 use crate::proxy::state::AppState;
@@ -52,9 +53,10 @@ impl ProxyPort {
         state: Arc<AppState>,
         hosts: ProxyHosts,
         dashboard: Arc<DashboardState>,
+        mcp: Option<Arc<Mcp>>,
     ) -> ProxyPort {
         ProxyPort(Arc::new(PortParts {
-            router: router(state.clone(), dashboard),
+            router: router(state.clone(), dashboard, mcp),
             state,
             hosts,
         }))
@@ -134,11 +136,18 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ProxyService {
     }
 }
 
-pub fn router(state: Arc<AppState>, dashboard: Arc<DashboardState>) -> Router {
+pub fn router(
+    state: Arc<AppState>,
+    dashboard: Arc<DashboardState>,
+    mcp: Option<Arc<Mcp>>,
+) -> Router {
     let accounts = dashboard::accounts::proxy_port::router(
         dashboard.clone(),
         state.dashboard_api_key.is_some(),
     );
+    // MCP sessions end when the server starts shutting down, as the dashboard's streams do.
+    let mcp =
+        mcp.map(|mcp| crate::mcp::router(mcp, state.clone(), dashboard.shutdown.child_token()));
     Router::new()
         .route(
             "/health",
@@ -151,6 +160,7 @@ pub fn router(state: Arc<AppState>, dashboard: Arc<DashboardState>) -> Router {
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .merge(accounts)
+        .merge(mcp.unwrap_or_default())
         .layer(axum::middleware::map_response(
             |response: Response| async move { dashboard::private_answer(response) },
         ))
