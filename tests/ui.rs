@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: starts the real `claude-nexus` binary (no
 //! `DASHBOARD_API_KEY`, so it prints a login link) against the in-process mock upstream and
-//! mock OAuth server, then
+//! mock OAuth server, and a Slack-like webhook receiver on loopback for its alerts, then
 //! runs the Playwright tests in `ui/e2e/` (headless Debian Chromium with `playwright-core`).
 //! Screenshots go to `target/ui-screenshots/`. `scripts/test.sh` installs Chromium and the
 //! npm packages and builds the UI first; without them this test is skipped, except in CI.
@@ -8,16 +8,44 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
 
 use common::process::{Nexus, listening_addr};
 use common::*;
 
 const KEY: &str = "cnp_live_uitestKEY0000000000000000000000000000000000000";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// More failed authentications than this on one domain within 10 minutes raise an alert: low,
+/// so that the browser test raises one with a few wrong keys, below the lockout's 20 distinct.
+const ALERT_AUTH_FAILURES: &str = "3";
+
+/// A Slack-like incoming webhook on loopback (port 0): every message body posted to it.
+async fn start_webhook() -> (Arc<Mutex<Vec<String>>>, SocketAddr) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State(received): State<Arc<Mutex<Vec<String>>>>, body: String| async move {
+                    received.lock().unwrap().push(body);
+                    "ok"
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (received, addr)
+}
 
 /// Waits for a line containing `needle` on `lines`, returning it.
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
@@ -61,6 +89,7 @@ async fn dashboard_in_a_real_browser() {
 
     let mock = MockUpstream::start().await;
     let oauth = MockOAuth::start().await;
+    let (webhook, webhook_addr) = start_webhook().await;
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
@@ -71,6 +100,11 @@ async fn dashboard_in_a_real_browser() {
         .upstream(&mock)
         .oauth(&oauth)
         .env("API_KEY_SALT", "ui-test-salt")
+        .env("SLACK_WEBHOOK_URL", format!("http://{webhook_addr}/hook"))
+        .env("ALERTS_ALLOW_INSECURE_WEBHOOKS", "true")
+        .env("ALERT_AUTH_FAILURES", ALERT_AUTH_FAILURES)
+        // One rule off, as the Security page shows it.
+        .env("ALERT_PLAN_WINDOW_PERCENT", "0")
         .command()
         .args(["serve", "--port", "0"])
         .stdout(Stdio::piped())
@@ -103,6 +137,7 @@ async fn dashboard_in_a_real_browser() {
             .env("NEXUS_PROXY_URL", format!("http://{proxy_addr}"))
             .env("NEXUS_CLIENT_KEY", KEY)
             .env("NEXUS_MODEL", MODEL)
+            .env("NEXUS_ALERT_AUTH_FAILURES", ALERT_AUTH_FAILURES)
             .env(
                 "NEXUS_CREDENTIAL_FILE",
                 credentials.join("a.example.credentials.json"),
@@ -139,4 +174,19 @@ async fn dashboard_in_a_real_browser() {
         "browser tests failed:\n{stdout}\n{stderr}"
     );
     assert!(status.success());
+
+    // The failed-authentications alert the Security page listed as sent reached the webhook
+    // once (the lockout test's wrong keys came within its cooldown), and no payload carries a
+    // key or a prompt.
+    let received = webhook.lock().unwrap().clone();
+    let auth_alerts: Vec<&String> = received
+        .iter()
+        .filter(|body| body.contains("failed authentications on 127.0.0.1"))
+        .collect();
+    assert_eq!(auth_alerts.len(), 1, "{received:#?}");
+    for body in &received {
+        for secret in ["cnp_live_", "Hello", &dashboard_key] {
+            assert!(!body.contains(secret), "{secret} in {body}");
+        }
+    }
 }

@@ -2,6 +2,8 @@
 // the mock upstream. Started by tests/ui.rs (cargo test), which passes:
 //   NEXUS_LOGIN_LINK  the one-time login link the server printed
 //   NEXUS_PROXY_URL   the proxy, NEXUS_CLIENT_KEY a client key for it, NEXUS_MODEL the mock's model
+//   NEXUS_ALERT_AUTH_FAILURES  the server's ALERT_AUTH_FAILURES (its SLACK_WEBHOOK_URL is a
+//                     local receiver, which tests/ui.rs checks afterwards)
 //   SCREENSHOT_DIR    where each visited page is saved, CHROMIUM the browser binary
 // Every test fails on any console error or uncaught exception in the page.
 
@@ -24,6 +26,7 @@ const clientKey = env("NEXUS_CLIENT_KEY");
 const model = env("NEXUS_MODEL");
 const shots = env("SCREENSHOT_DIR");
 const credentialFile = env("NEXUS_CREDENTIAL_FILE");
+const alertAuthFailures = Number(env("NEXUS_ALERT_AUTH_FAILURES"));
 mkdirSync(shots, { recursive: true });
 
 let browser;
@@ -730,6 +733,76 @@ test("limits set on a key and an account from the Accounts page: gauges fill as 
 
   // The one error is the browser's note of the refused limit (0 requests per minute).
   assert.deepEqual(errors, ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]);
+  await context.close();
+});
+
+/** The lockout test's first wrong key: sent here too, it adds no distinct wrong key to the
+ * lockout rule's count, while each attempt still counts as a failed authentication. */
+const firstWrongKey = `cnp_live_wrong${"0".repeat(44)}`;
+
+// Before the lockout test: its wrong keys would raise (and then suppress) the same alert.
+test("the Security page says where alerts go and their rules, and lists a failed-authentications alert as sent, live", async () => {
+  const { context, page, errors } = await open();
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await page.getByRole("link", { name: "Security" }).click();
+  const section = page.getByRole("region", { name: "Alerts" });
+  await section.getByText("Slack webhook (SLACK_WEBHOOK_URL): set (every alert)").waitFor();
+  await section.getByText("Credential files with a slack block: none").waitFor();
+  assert.equal(await section.getByTestId("no-webhook").count(), 0, "no how-to while a webhook is set");
+
+  // The rules in words, one per line; the plan rule is off on this server.
+  const rules = section.getByRole("list", { name: "Alert rules" });
+  assert.deepEqual(await rules.getByRole("listitem").allInnerTexts(), [
+    `Failed authentications: when more than ${alertAuthFailures} failed authentications on one domain within 10 min`,
+    "Token use: when an account uses more than 3× its daily average of the 7 days before",
+    "Subscription login: when an OAuth account needs a new login or fails to refresh",
+    "Upstream errors: when 50% or more of the upstream's answers are errors within 5 min (at least 20 requests)",
+    "Plan usage: Off",
+    "Client key expiring: when a client key expires within 7 days",
+  ]);
+  await section.getByText(/^Each alert goes out at most once per 1 h per subject \(a domain, an account, a key\)/).waitFor();
+  const last = section.getByRole("table", { name: "Last alerts" });
+  const authAlerts = last.locator('tr[data-kind="auth_failures"]');
+  assert.equal(await authAlerts.count(), 0, "an earlier test raised the failed-authentications alert already");
+
+  // One more failed authentication than the rule allows: the alert goes out, and the page
+  // shows it without a reload. An earlier test's revoked key counts too (within 10 minutes).
+  const since = new Date(Date.now() - 10 * 60_000).toISOString();
+  const earlier = (await fetchJson(page, `/api/requests?status=401&domain=127.0.0.1&since=${since}`)).items.filter((r) => r.account_id === null).length;
+  assert.ok(earlier <= alertAuthFailures, `${earlier} failed authentications already`);
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+  for (let i = earlier; i <= alertAuthFailures; i++) assert.equal((await proxyStatus(firstWrongKey)).status, 401);
+  const sent = authAlerts.filter({ has: page.locator(".badge", { hasText: /^sent$/ }) });
+  await sent.waitFor({ timeout: 15_000 });
+  const cells = await sent.getByRole("cell").allInnerTexts();
+  assert.match(cells[0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  assert.deepEqual(cells.slice(1), [
+    "Failed authentications",
+    "127.0.0.1",
+    `more than ${alertAuthFailures} failed authentications on 127.0.0.1 within 10 min (the latest from 127.0.0.1)`,
+    "sent",
+  ]);
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+  await assertFits(page, "Security with an alert at 1280px");
+  await section.scrollIntoViewIfNeeded();
+  await shot(page, "security-alerts");
+
+  // Two more within the cooldown: not sent, counted on one line (read again every 10 s).
+  for (let i = 0; i < 2; i++) assert.equal((await proxyStatus(firstWrongKey)).status, 401);
+  await authAlerts.filter({ has: page.locator(".badge", { hasText: "suppressed ×2" }) }).waitFor({ timeout: 15_000 });
+  assert.equal(await sent.count(), 1, "the alert that went out is still listed once");
+  await page.setViewportSize({ width: 800, height: 900 });
+  await assertFits(page, "Security with alerts at 800px");
+  // The outcome stays in view in a narrow window (the table does not need scrolling sideways).
+  const card = await section.boundingBox();
+  const badge = await sent.locator(".badge").boundingBox();
+  assert.ok(badge.x + badge.width <= card.x + card.width, `the outcome ends at ${badge.x + badge.width}px, past the card at ${card.x + card.width}px`);
+  await shot(page, "security-alerts-800");
+
+  assert.deepEqual(errors, []);
   await context.close();
 });
 

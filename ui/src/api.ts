@@ -176,6 +176,31 @@ export interface Lockouts {
   locked: { address: string; remaining_secs: number; until: string }[];
 }
 
+/** One alert, newest first in `AlertsReport.recent`. */
+export interface AlertEntry {
+  /** ISO-8601 UTC; for a suppressed entry, the latest suppression. */
+  at: string;
+  /** `auth_failures`, `token_spike`, `oauth`, `upstream_errors`, `plan_window`, `key_expiry`. */
+  kind: string;
+  title: string;
+  /** What it is about: a domain, an account, a key id, `upstream`. */
+  subject: string;
+  text: string;
+  /** `not_sent`: no webhook receives it; `suppressed`: within the cooldown, not sent. */
+  outcome: "sending" | "sent" | "failed" | "not_sent" | "suppressed";
+  /** For `suppressed`: how many times since the last one that went out. */
+  times: number;
+}
+
+/** The alert rules in words (`rule` is "off" for a rule turned off), where alerts go, the last alerts. */
+export interface AlertsReport {
+  rules: { kind: string; rule: string }[];
+  cooldown_secs: number;
+  /** `global`: SLACK_WEBHOOK_URL is set; `domains`: credential files with a `slack` block. */
+  webhooks: { global: boolean; domains: string[] };
+  recent: AlertEntry[];
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -232,5 +257,6 @@ export const api = {
   removeLimits: (subject: LimitSubject) => call<void>("DELETE", `/api/limits/${subject.kind}/${encodeURIComponent(subject.id)}`),
   lockouts: () => call<Lockouts>("GET", "/api/security/lockouts"),
   liftLockout: (address: string) => call<void>("DELETE", `/api/security/lockouts/${encodeURIComponent(address)}`),
+  alerts: () => call<AlertsReport>("GET", "/api/security/alerts"),
   request: (id: string) => call<RequestDetail>("GET", `/api/requests/${encodeURIComponent(id)}`),
 };

@@ -29,6 +29,11 @@ import {
   limitRows,
   limitError,
   lockoutRuleText,
+  spellDurations,
+  alertRuleLine,
+  cooldownText,
+  alertOutcome,
+  alertsRefreshMs,
 } from "./format";
 
 function summary(over: Partial<RequestSummary>): RequestSummary {
@@ -387,5 +392,58 @@ describe("limits and budgets", () => {
       "On: more than 1 distinct wrong client key from one address within 1 min lock it out for 1 h.",
     );
     expect(lockoutRuleText({ max_keys: 0, window_secs: 300, duration_secs: 900 })).toMatch(/^Off: /);
+  });
+});
+
+describe("alerts", () => {
+  it("spells the server's durations after \"within\", and nothing else", () => {
+    expect(spellDurations("more than 3 failed authentications on one domain within 10m")).toBe(
+      "more than 3 failed authentications on one domain within 10 min",
+    );
+    expect(spellDurations("errors within 1h 30m (at least 20 requests)")).toBe("errors within 1 h 30 min (at least 20 requests)");
+    expect(spellDurations("a client key expires within 7days")).toBe("a client key expires within 7 days");
+    expect(spellDurations("within 45s, within 1day")).toBe("within 45 s, within 1 day");
+    // Names that look like durations stay as they are.
+    expect(spellDurations("failed authentications on 5m.example within 10m")).toBe("failed authentications on 5m.example within 10 min");
+    expect(spellDurations("a subscription's 5-hour or 7-day window is 90% used")).toBe("a subscription's 5-hour or 7-day window is 90% used");
+  });
+
+  it("writes each rule with its name, and a rule turned off as off", () => {
+    expect(alertRuleLine({ kind: "auth_failures", rule: "more than 3 failed authentications on one domain within 10m" })).toEqual({
+      name: "Failed authentications",
+      text: "when more than 3 failed authentications on one domain within 10 min",
+      off: false,
+    });
+    expect(alertRuleLine({ kind: "plan_window", rule: "off" })).toEqual({ name: "Plan usage", text: "Off", off: true });
+    expect(alertRuleLine({ kind: "new_rule", rule: "something" }).name).toBe("new_rule");
+  });
+
+  it("says the cooldown in words", () => {
+    expect(cooldownText(3600)).toMatch(/^Each alert goes out at most once per 1 h per subject \(a domain, an account, a key\);/);
+    expect(cooldownText(90 * 60)).toMatch(/at most once per 1 h 30 min per subject/);
+    expect(cooldownText(600)).toMatch(/at most once per 10 min per subject/);
+    expect(cooldownText(0)).toMatch(/^No cooldown \(ALERT_COOLDOWN is 0\)/);
+  });
+
+  it("shows the outcome as a badge, suppressed ones with their count", () => {
+    const badge = (outcome: Parameters<typeof alertOutcome>[0]["outcome"], times = 1) => {
+      const b = alertOutcome({ outcome, times });
+      return `${b.text}/${b.tone}`;
+    };
+    expect(badge("sent")).toBe("sent/ok");
+    expect(badge("failed")).toBe("failed/server");
+    expect(badge("not_sent")).toBe("not sent/muted");
+    expect(badge("sending")).toBe("sending/client");
+    expect(badge("suppressed")).toBe("suppressed/muted");
+    expect(badge("suppressed", 17)).toBe("suppressed ×17/muted");
+    expect(alertOutcome({ outcome: "suppressed", times: 17 }).title).toMatch(/^17 times within the cooldown/);
+    expect(alertOutcome({ outcome: "suppressed", times: 1 }).title).toMatch(/^Once within the cooldown/);
+    expect(alertOutcome({ outcome: "not_sent", times: 1 }).title).toMatch(/No webhook/);
+  });
+
+  it("reads the list again soon while an alert is being delivered", () => {
+    expect(alertsRefreshMs([{ outcome: "sent" }, { outcome: "sending" }], 10_000)).toBe(1_000);
+    expect(alertsRefreshMs([{ outcome: "sent" }, { outcome: "suppressed" }], 10_000)).toBe(10_000);
+    expect(alertsRefreshMs([], 10_000)).toBe(10_000);
   });
 });

@@ -1,7 +1,7 @@
 // Pure helpers for the pages: number and time formatting, filters, chart series.
 // Everything here is unit-tested (format.test.ts) and touches no DOM.
 
-import type { AccountInfo, ClientKeyInfo, GroupRow, LimitEntry, LimitSet, LimitSubject, LimitUse, LockoutRule, RequestSummary } from "./api";
+import type { AccountInfo, AlertEntry, ClientKeyInfo, GroupRow, LimitEntry, LimitSet, LimitSubject, LimitUse, LockoutRule, RequestSummary } from "./api";
 
 const integer = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
@@ -415,4 +415,68 @@ export function lockoutRuleText(rule: LockoutRule): string {
   if (rule.max_keys === 0) return "Off: wrong client keys never lock an address out (AUTH_LOCKOUT_KEYS is 0).";
   const keys = rule.max_keys === 1 ? "1 distinct wrong client key" : `${rule.max_keys} distinct wrong client keys`;
   return `On: more than ${keys} from one address within ${formatDuration(rule.window_secs)} lock it out for ${formatDuration(rule.duration_secs)}.`;
+}
+
+/** The server's durations in words as the rest of the page writes them: "within 10m" →
+ * "within 10 min", "within 1h 30m" → "within 1 h 30 min", "within 7days" → "within 7 days"
+ * (the alert rules and texts use the short form, always after "within"). */
+export function spellDurations(text: string): string {
+  const unit: Record<string, string> = { ms: "ms", s: "s", m: "min", h: "h" };
+  const part = "\\d+(?:ms|s|m|h|days?|months?|years?)";
+  return text.replace(new RegExp(`\\bwithin (${part}(?: ${part})*)\\b`, "g"), (_, span: string) =>
+    `within ${span.replace(/(\d+)([a-z]+)/g, (_m: string, n: string, u: string) => `${n} ${unit[u] ?? u}`)}`,
+  );
+}
+
+/** Each alert rule's name, as its alerts are titled. */
+const ALERT_RULES: Record<string, string> = {
+  auth_failures: "Failed authentications",
+  token_spike: "Token use",
+  oauth: "Subscription login",
+  upstream_errors: "Upstream errors",
+  plan_window: "Plan usage",
+  key_expiry: "Client key expiring",
+};
+
+/** An alert rule as a line of the page: its name, and what sets it off ("Off" when it is off). */
+export function alertRuleLine(rule: { kind: string; rule: string }): { name: string; text: string; off: boolean } {
+  const name = ALERT_RULES[rule.kind] ?? rule.kind;
+  if (rule.rule === "off") return { name, text: "Off", off: true };
+  const text = spellDurations(rule.rule);
+  return { name, text: `when ${text}`, off: false };
+}
+
+/** The cooldown in words. */
+export function cooldownText(seconds: number): string {
+  if (seconds <= 0) return "No cooldown (ALERT_COOLDOWN is 0): an alert goes out every time its rule is crossed.";
+  return `Each alert goes out at most once per ${formatDuration(seconds)} per subject (a domain, an account, a key); the next one says how many were suppressed in between.`;
+}
+
+/** An alert's outcome as a small badge: its words, its colour, and what it means. */
+export function alertOutcome(alert: Pick<AlertEntry, "outcome" | "times">): { text: string; tone: "ok" | "client" | "server" | "muted"; title: string } {
+  switch (alert.outcome) {
+    case "sent":
+      return { text: "sent", tone: "ok", title: "Delivered to every webhook set for it." };
+    case "failed":
+      return { text: "failed", tone: "server", title: "A webhook refused it or could not be reached, after retries (the log says why)." };
+    case "not_sent":
+      return { text: "not sent", tone: "muted", title: "No webhook is set for it: logged and listed here only." };
+    case "sending":
+      return { text: "sending", tone: "client", title: "Being delivered (failed attempts are retried after 1, 5 and 30 s)." };
+    case "suppressed": {
+      const times = Math.max(1, alert.times);
+      return {
+        text: times > 1 ? `suppressed ×${times}` : "suppressed",
+        tone: "muted",
+        title: `${times === 1 ? "Once" : `${times} times`} within the cooldown since the last one that went out: not sent again.`,
+      };
+    }
+    default:
+      return { text: String(alert.outcome), tone: "muted", title: "" };
+  }
+}
+
+/** How long to wait before reading the alerts again: soon while one is still being delivered. */
+export function alertsRefreshMs(recent: Pick<AlertEntry, "outcome">[], idleMs: number): number {
+  return recent.some((a) => a.outcome === "sending") ? 1_000 : idleMs;
 }

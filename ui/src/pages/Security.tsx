@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { AlertsCard } from "../alerts";
 import { api, type Lockouts, type SecurityCheck } from "../api";
 import { formatDuration, formatTime, lockoutRuleText, worstFirst } from "../format";
 import { OutcomeLine, type Outcome } from "../outcome";
@@ -53,6 +54,7 @@ export function SecurityPage(props: { onError: (e: unknown) => void }) {
       </div>
       {error && <p class="error" role="alert">{error}</p>}
       <BruteForce onError={props.onError} />
+      <AlertsCard onError={props.onError} />
       <ul class="checks" aria-label="Security checks">
         {worstFirst(checks).map((c) => (
           <li class={`card check ${c.status}`} data-check={c.id}>
