@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tray app's tests: its unit tests (menu model, Claude Code settings merge and restore,
-# port handling, notification rules, settings), then the real app end to end
+# port handling, which notifications are shown, settings), then the real app end to end
 # (src-tauri/tests/window.rs) under Xvfb, in a private D-Bus session with an unlocked
 # gnome-keyring and a throwaway HOME, driven through WebDriver (tauri-driver and
 # WebKitWebDriver). Screenshots land in target/ui-screenshots/desktop-*.png.

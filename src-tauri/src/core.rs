@@ -14,7 +14,7 @@ use tauri::{AppHandle, Manager};
 use tokio::sync::watch;
 
 use crate::menu::ServerState;
-use crate::notify::{Notice, Rules};
+use crate::notify::{self, Notice, Rules};
 use crate::settings::{self, Dirs, Settings};
 use crate::{port, window};
 
@@ -171,7 +171,8 @@ pub async fn stop(app: &AppHandle) {
 }
 
 /// Follows the server's changes into status snapshots for the tray (one per burst of
-/// changes, and every [`REFRESH`]), and notices.
+/// changes, and every [`REFRESH`]), the app's own notices from them, and the core's alerts
+/// as notifications.
 async fn watch_status(app: AppHandle, handle: ServerHandle) {
     let state = app.state::<App>();
     let mut changes = Box::pin(handle.changes());
@@ -181,11 +182,9 @@ async fn watch_status(app: AppHandle, handle: ServerHandle) {
         tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else { return };
-                if let Change::Record(record) = &change
-                    && record.status == 401
-                {
-                    let notices = state.rules.lock().expect("rules lock").on_auth_failure(Instant::now());
-                    notify(&app, notices);
+                if let Change::Alert(alert) = &change {
+                    let wanted = state.settings().notifications;
+                    show(&app, notify::notice_for(alert, &wanted));
                 }
                 snapshot_at.get_or_insert_with(|| Instant::now() + SETTLE);
             }
@@ -200,11 +199,16 @@ async fn watch_status(app: AppHandle, handle: ServerHandle) {
     }
 }
 
-/// Shows the notices the user wants.
+/// Shows the app's own notices the user wants.
 pub fn notify(app: &AppHandle, notices: Vec<Notice>) {
-    use tauri_plugin_notification::NotificationExt;
     let wanted = app.state::<App>().settings().notifications;
-    for notice in notices.into_iter().filter(|n| n.kind.enabled(&wanted)) {
+    show(app, notify::wanted(notices, &wanted));
+}
+
+/// Shows notices as system notifications (the title alone is logged).
+fn show(app: &AppHandle, notices: impl IntoIterator<Item = Notice>) {
+    use tauri_plugin_notification::NotificationExt;
+    for notice in notices {
         tracing::info!(title = notice.title, "notification");
         if let Err(e) = app
             .notification()

@@ -1,39 +1,65 @@
-//! When to notify: rules over status snapshots and failed authentications, each notice with
-//! a cooldown per kind and subject so that a lasting problem is said once, not every minute.
+//! What to notify. The core's alerts ([`AlertEntry`], on `ServerHandle::changes` as
+//! `Change::Alert`) are shown as they come: their rules and cooldowns are the core's, the
+//! same as for Slack (`ALERT_*`, `ALERT_COOLDOWN`), so the app has none of its own for them.
+//! The app's own rules cover only what the core has no alert for (the database away, the
+//! port taken), each notice with a cooldown per kind and subject so that a lasting problem is
+//! said once, not every minute. The user's toggles decide what is shown, per kind.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use claude_nexus::alerts::AlertEntry;
 use claude_nexus::server::Status;
 
 use crate::settings::Notifications;
 
-/// A notice of one kind and subject is not repeated within this.
+/// A notice of the app's own rules, of one kind and subject, is not repeated within this.
 pub const COOLDOWN: Duration = Duration::from_secs(30 * 60);
-/// More failed authentications than this within [`AUTH_WINDOW`] is a burst.
-pub const AUTH_BURST: usize = 10;
-pub const AUTH_WINDOW: Duration = Duration::from_secs(10 * 60);
-/// The 5-hour window's thresholds, each said once on the way up.
-const WINDOW_LEVELS: [f64; 2] = [80.0, 95.0];
 
+/// What a notice is about: one toggle of the user's each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    NeedsLogin,
-    RefreshFailing,
-    PlanWindow,
+    /// The core's `auth_failures` alert.
     AuthFailures,
+    /// The core's `token_spike` alert.
+    TokenSpike,
+    /// The core's `oauth` alert (needs a new login, or fails to refresh).
+    OAuth,
+    /// The core's `upstream_errors` alert.
+    UpstreamErrors,
+    /// The core's `plan_window` alert.
+    PlanWindow,
+    /// The core's `key_expiry` alert.
+    KeyExpiry,
+    /// The app's own: records kept on disk while the database is away.
     Spooling,
+    /// The app's own: the proxy's port is taken.
     PortTaken,
 }
 
 impl Kind {
+    /// The kind of a core alert, by its name ([`claude_nexus::alerts::Kind::name`]).
+    pub fn of_alert(name: &str) -> Option<Kind> {
+        Some(match name {
+            "auth_failures" => Kind::AuthFailures,
+            "token_spike" => Kind::TokenSpike,
+            "oauth" => Kind::OAuth,
+            "upstream_errors" => Kind::UpstreamErrors,
+            "plan_window" => Kind::PlanWindow,
+            "key_expiry" => Kind::KeyExpiry,
+            _ => return None,
+        })
+    }
+
     /// Whether the user wants this kind.
     pub fn enabled(self, settings: &Notifications) -> bool {
         match self {
-            Kind::NeedsLogin => settings.needs_login,
-            Kind::RefreshFailing => settings.refresh_failing,
-            Kind::PlanWindow => settings.plan_window,
             Kind::AuthFailures => settings.auth_failures,
+            Kind::TokenSpike => settings.token_spike,
+            Kind::OAuth => settings.oauth,
+            Kind::UpstreamErrors => settings.upstream_errors,
+            Kind::PlanWindow => settings.plan_window,
+            Kind::KeyExpiry => settings.key_expiry,
             Kind::Spooling => settings.spooling,
             Kind::PortTaken => settings.port_taken,
         }
@@ -62,61 +88,34 @@ fn notice(
     }
 }
 
-/// The rules' memory: when each notice was last given, recent failed authentications, and
-/// each account's highest 5-hour level said.
+/// The notice for a core alert that went out, when the user wants its kind: its title and
+/// its text (counts, names, key ids and addresses; never a secret, a prompt or an answer).
+/// A kind the app does not know is not shown.
+pub fn notice_for(alert: &AlertEntry, wanted: &Notifications) -> Option<Notice> {
+    let kind = Kind::of_alert(alert.kind)?;
+    kind.enabled(wanted)
+        .then(|| notice(kind, &alert.subject, alert.title, &alert.text))
+}
+
+/// The notices the user wants.
+pub fn wanted(notices: Vec<Notice>, settings: &Notifications) -> Vec<Notice> {
+    notices
+        .into_iter()
+        .filter(|n| n.kind.enabled(settings))
+        .collect()
+}
+
+/// The app's own rules' memory: when each notice was last given.
 #[derive(Default)]
 pub struct Rules {
     sent: HashMap<(Kind, String), Instant>,
-    auth_failures: VecDeque<Instant>,
-    window_level: HashMap<String, usize>,
 }
 
 impl Rules {
-    /// The notices a status snapshot calls for, past their cooldowns.
+    /// The notices a status snapshot calls for, past their cooldowns: records kept on disk
+    /// (the core has no alert for that).
     pub fn on_status(&mut self, status: &Status, now: Instant) -> Vec<Notice> {
         let mut notices = Vec::new();
-        for account in &status.accounts {
-            let name = &account.domain;
-            if let Some(oauth) = &account.oauth {
-                if oauth.status == "needs_login" {
-                    notices.push(notice(
-                        Kind::NeedsLogin,
-                        name,
-                        format!("{name} needs login"),
-                        "Its refresh token was refused. Log in again from Accounts in the dashboard.",
-                    ));
-                } else if oauth.status == "backing_off" {
-                    let why = oauth.last_refresh_error.as_deref().unwrap_or("no answer");
-                    notices.push(notice(
-                        Kind::RefreshFailing,
-                        name,
-                        format!("{name}: token refreshes keep failing"),
-                        format!("The last attempt failed: {why}. Retrying with backoff."),
-                    ));
-                }
-            }
-            let used = account
-                .windows
-                .as_ref()
-                .and_then(|w| w.five_hour.as_ref())
-                .map(|w| w.used_percent);
-            let level = used.map_or(0, |u| WINDOW_LEVELS.iter().filter(|l| u >= **l).count());
-            let said = self.window_level.entry(name.clone()).or_default();
-            if level > *said {
-                let threshold = WINDOW_LEVELS[level - 1];
-                notices.push(notice(
-                    Kind::PlanWindow,
-                    format!("{name} {threshold}"),
-                    format!("{name}: 5-hour window past {threshold:.0}%"),
-                    format!(
-                        "{:.0}% of the 5-hour window is used.",
-                        used.unwrap_or_default()
-                    ),
-                ));
-            }
-            // Falling back (the window reset) lets the thresholds be said again.
-            *said = level;
-        }
         if status.records.spooled > 0 {
             notices.push(notice(
                 Kind::Spooling,
@@ -129,31 +128,6 @@ impl Rules {
             ));
         }
         self.pass(notices, now)
-    }
-
-    /// A request was refused for its client key (401): a burst is a notice.
-    pub fn on_auth_failure(&mut self, now: Instant) -> Vec<Notice> {
-        self.auth_failures.push_back(now);
-        while self
-            .auth_failures
-            .front()
-            .is_some_and(|at| now.duration_since(*at) > AUTH_WINDOW)
-        {
-            self.auth_failures.pop_front();
-        }
-        if self.auth_failures.len() <= AUTH_BURST {
-            return Vec::new();
-        }
-        let count = self.auth_failures.len();
-        self.pass(
-            vec![notice(
-                Kind::AuthFailures,
-                "",
-                "Failed authentications",
-                format!("{count} requests with a wrong client key in the last 10 minutes. See Security in the dashboard."),
-            )],
-            now,
-        )
     }
 
     /// The proxy could not take its port.
@@ -194,26 +168,213 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::menu::tests::{account, status, with_windows};
+    use crate::menu::tests::{account, status};
+    use claude_nexus::alerts;
 
-    fn kinds(notices: &[Notice]) -> Vec<(Kind, &str)> {
-        notices
-            .iter()
-            .map(|n| (n.kind, n.subject.as_str()))
-            .collect()
+    fn alert(kind: alerts::Kind, subject: &str, text: &str) -> AlertEntry {
+        AlertEntry {
+            id: 1,
+            at: "2026-12-01T10:00:00Z".into(),
+            kind: kind.name(),
+            title: kind.title(),
+            subject: subject.into(),
+            text: text.into(),
+            outcome: "not_sent",
+            times: 1,
+        }
     }
 
     #[test]
-    fn a_lasting_problem_is_said_once_per_cooldown() {
-        let mut rules = Rules::default();
-        let mut max = account("max.example", "oauth");
-        max.oauth.as_mut().unwrap().status = "needs_login".into();
-        let snapshot = status(vec![max]);
-        let t0 = Instant::now();
+    fn every_core_alert_kind_has_a_toggle_on_by_default() {
+        let all_on = Notifications::default();
+        let mut kinds = Vec::new();
+        for core in alerts::Kind::ALL {
+            let kind = Kind::of_alert(core.name())
+                .unwrap_or_else(|| panic!("no toggle for the core's {}", core.name()));
+            assert!(kind.enabled(&all_on), "{kind:?}");
+            kinds.push(kind);
+        }
         assert_eq!(
-            kinds(&rules.on_status(&snapshot, t0)),
-            [(Kind::NeedsLogin, "max.example")]
+            kinds,
+            [
+                Kind::AuthFailures,
+                Kind::TokenSpike,
+                Kind::OAuth,
+                Kind::UpstreamErrors,
+                Kind::PlanWindow,
+                Kind::KeyExpiry
+            ]
         );
+        assert_eq!(Kind::of_alert("spooling"), None, "not a core alert");
+        assert_eq!(Kind::of_alert("something_new"), None);
+    }
+
+    #[test]
+    fn an_alert_is_shown_with_its_title_and_text() {
+        let a = alert(
+            alerts::Kind::OAuth,
+            "max.example",
+            "OAuth account max.example needs a new login: claude-nexus oauth login max.example",
+        );
+        let n = notice_for(&a, &Notifications::default()).unwrap();
+        assert_eq!(
+            n,
+            Notice {
+                kind: Kind::OAuth,
+                subject: "max.example".into(),
+                title: "Subscription login".into(),
+                body: "OAuth account max.example needs a new login: claude-nexus oauth login max.example".into(),
+            }
+        );
+        let a = alert(
+            alerts::Kind::KeyExpiry,
+            "ck_3f9a0c1b2d4e",
+            "client key ck_3f9a0c1b2d4e of me.local expires at 2026-12-03T10:00:00Z",
+        );
+        let n = notice_for(&a, &Notifications::default()).unwrap();
+        assert_eq!(
+            (n.kind, n.title.as_str()),
+            (Kind::KeyExpiry, "Client key expiring")
+        );
+        assert_eq!(n.body, a.text);
+    }
+
+    #[test]
+    fn the_toggles_decide_which_alerts_are_shown() {
+        type TurnOff = fn(&mut Notifications);
+        let cases: [(alerts::Kind, TurnOff); 6] = [
+            (alerts::Kind::AuthFailures, |n| n.auth_failures = false),
+            (alerts::Kind::TokenSpike, |n| n.token_spike = false),
+            (alerts::Kind::OAuth, |n| n.oauth = false),
+            (alerts::Kind::UpstreamErrors, |n| n.upstream_errors = false),
+            (alerts::Kind::PlanWindow, |n| n.plan_window = false),
+            (alerts::Kind::KeyExpiry, |n| n.key_expiry = false),
+        ];
+        for (off, turn_off) in cases {
+            let mut wanted = Notifications::default();
+            turn_off(&mut wanted);
+            for core in alerts::Kind::ALL {
+                let shown = notice_for(&alert(core, "s", "t"), &wanted).is_some();
+                assert_eq!(
+                    shown,
+                    core != off,
+                    "{} with {} off",
+                    core.name(),
+                    off.name()
+                );
+            }
+        }
+        // The app's own toggles do not hide the core's alerts.
+        let wanted = Notifications {
+            spooling: false,
+            port_taken: false,
+            ..Notifications::default()
+        };
+        for core in alerts::Kind::ALL {
+            assert!(notice_for(&alert(core, "s", "t"), &wanted).is_some());
+        }
+        // A kind the app does not know is not shown.
+        let mut unknown = alert(alerts::Kind::OAuth, "s", "t");
+        unknown.kind = "something_new";
+        assert_eq!(notice_for(&unknown, &Notifications::default()), None);
+    }
+
+    /// What the app follows, on a real server: an alert that goes out arrives on
+    /// `ServerHandle::changes` and becomes a notice; within the core's cooldown
+    /// (`ALERT_COOLDOWN`) the same alert is suppressed and never arrives.
+    #[tokio::test]
+    async fn a_real_servers_alerts_become_notices_once_per_its_cooldown() {
+        use claude_nexus::server::Change;
+        use futures_util::StreamExt;
+
+        let root = tempfile::tempdir().unwrap();
+        let dirs = crate::settings::Dirs {
+            config: root.path().join("config"),
+            data: root.path().join("data"),
+        };
+        dirs.create().unwrap();
+        let env = |name: &str| match name {
+            "PORT" => Some("0".to_string()),
+            "ALERT_AUTH_FAILURES" => Some("2".to_string()),
+            _ => None,
+        };
+        let config =
+            crate::settings::config(env, &crate::settings::Settings::default(), &dirs).unwrap();
+        let server = claude_nexus::Server::bind(config).await.unwrap();
+        let handle = server.handle();
+        let mut changes = Box::pin(handle.changes());
+        let served = tokio::spawn(server.run(std::future::pending()));
+        let (proxy, _) = handle.addrs();
+
+        // Six wrong client keys: more than two is an alert, once within the cooldown (1 h).
+        let client = reqwest::Client::new();
+        for n in 0..6 {
+            let wrong = format!("cnp_live_wrong{n:040}");
+            let answer = client
+                .post(format!("http://{proxy}/v1/messages"))
+                .header("x-api-key", &wrong)
+                .json(
+                    &serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "hello"}]}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 401);
+        }
+        // The writer raises alerts before it announces the records: once the sixth record
+        // is here, every alert it raised is too.
+        let mut records = 0;
+        let mut notices = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while records < 6 {
+                match changes.next().await.expect("the change stream is open") {
+                    Change::Record(_) => records += 1,
+                    Change::Alert(a) => notices.push(notice_for(&a, &Notifications::default())),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("six records within 10 s");
+        while let Ok(Some(change)) =
+            tokio::time::timeout(Duration::from_millis(500), changes.next()).await
+        {
+            if let Change::Alert(a) = change {
+                notices.push(notice_for(&a, &Notifications::default()));
+            }
+        }
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        let notice = notices[0].as_ref().expect("on by default");
+        assert_eq!(notice.kind, Kind::AuthFailures);
+        assert_eq!(notice.title, "Failed authentications");
+        assert!(
+            notice
+                .body
+                .starts_with("more than 2 failed authentications on "),
+            "{}",
+            notice.body
+        );
+        assert!(!notice.body.contains("cnp_live_"), "no key in a notice");
+
+        handle.stop();
+        served.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn spooling_is_said_once_per_cooldown() {
+        let mut rules = Rules::default();
+        let t0 = Instant::now();
+        let mut snapshot = status(vec![account("a.example", "api_key")]);
+        assert!(rules.on_status(&snapshot, t0).is_empty());
+        snapshot.records.spooled = 3;
+        let n = rules.on_status(&snapshot, t0);
+        assert_eq!(n.len(), 1);
+        assert_eq!(
+            (n[0].kind, n[0].title.as_str()),
+            (Kind::Spooling, "The database is unavailable")
+        );
+        assert!(n[0].body.starts_with("3 record(s)"));
         assert!(
             rules
                 .on_status(&snapshot, t0 + Duration::from_secs(60))
@@ -227,84 +388,45 @@ mod tests {
     }
 
     #[test]
-    fn the_five_hour_window_is_said_at_80_and_95_percent_on_the_way_up() {
+    fn status_snapshots_give_no_notices_the_core_alerts_cover() {
+        // Needs login and a full 5-hour window: the core's `oauth` and `plan_window` alerts
+        // say these, with their own cooldowns, so the snapshot adds nothing.
         let mut rules = Rules::default();
-        let t0 = Instant::now();
-        let at = |p| status(vec![with_windows(account("me.example", "passthrough"), p)]);
-        assert!(rules.on_status(&at(50.0), t0).is_empty());
-        let n = rules.on_status(&at(81.0), t0);
-        assert_eq!(kinds(&n), [(Kind::PlanWindow, "me.example 80")]);
-        assert_eq!(n[0].title, "me.example: 5-hour window past 80%");
-        assert!(rules.on_status(&at(90.0), t0).is_empty());
-        assert_eq!(
-            kinds(&rules.on_status(&at(96.0), t0)),
-            [(Kind::PlanWindow, "me.example 95")]
-        );
-        // The window resets; the next climb past 80% is said once its cooldown is over.
-        assert!(rules.on_status(&at(5.0), t0).is_empty());
+        let mut max = account("max.example", "oauth");
+        max.oauth.as_mut().unwrap().status = "needs_login".into();
+        let full = crate::menu::tests::with_windows(account("me.example", "passthrough"), 99.0);
         assert!(
             rules
-                .on_status(&at(82.0), t0 + Duration::from_secs(60))
+                .on_status(&status(vec![max, full]), Instant::now())
                 .is_empty()
         );
-        assert_eq!(
-            rules.on_status(&at(82.0), t0 + COOLDOWN).len(),
-            0,
-            "level already said"
-        );
-        assert!(rules.on_status(&at(5.0), t0 + COOLDOWN).is_empty());
-        assert_eq!(rules.on_status(&at(82.0), t0 + COOLDOWN).len(), 1);
     }
 
     #[test]
-    fn more_than_ten_failed_authentications_in_ten_minutes_is_a_burst() {
+    fn a_taken_port_is_said_and_the_toggles_filter_the_apps_own_notices() {
         let mut rules = Rules::default();
         let t0 = Instant::now();
-        for i in 0..AUTH_BURST {
-            assert!(
-                rules
-                    .on_auth_failure(t0 + Duration::from_secs(i as u64))
-                    .is_empty()
-            );
-        }
-        let n = rules.on_auth_failure(t0 + Duration::from_secs(20));
-        assert_eq!(kinds(&n), [(Kind::AuthFailures, "")]);
-        assert!(n[0].body.starts_with("11 requests"));
-        assert!(
-            rules
-                .on_auth_failure(t0 + Duration::from_secs(21))
-                .is_empty(),
-            "cooldown"
-        );
-        // Spread out over more than ten minutes, failures are no burst.
-        let mut rules = Rules::default();
-        for i in 0..30 {
-            assert!(
-                rules
-                    .on_auth_failure(t0 + Duration::from_secs(i * 61))
-                    .is_empty()
-            );
-        }
-    }
-
-    #[test]
-    fn spooling_and_a_taken_port_are_said_and_kinds_can_be_turned_off() {
-        let mut rules = Rules::default();
-        let t0 = Instant::now();
-        let mut snapshot = status(vec![account("a.example", "api_key")]);
-        snapshot.records.spooled = 3;
-        assert_eq!(
-            kinds(&rules.on_status(&snapshot, t0)),
-            [(Kind::Spooling, "")]
-        );
         let n = rules.on_port_taken(3000, Some(3002), t0);
         assert_eq!(n[0].title, "Port 3000 is taken");
         assert!(n[0].body.contains("Port 3002 is free"));
+        assert!(rules.on_port_taken(3000, Some(3002), t0).is_empty());
+        assert_eq!(rules.on_port_taken(3100, None, t0).len(), 1, "another port");
+
+        let mut snapshot = status(vec![]);
+        snapshot.records.spooled = 1;
+        let notices = [
+            rules.on_status(&snapshot, t0),
+            rules.on_port_taken(3200, None, t0),
+        ]
+        .concat();
+        assert_eq!(notices.len(), 2);
         let settings = Notifications {
             spooling: false,
             ..Notifications::default()
         };
-        assert!(!Kind::Spooling.enabled(&settings));
-        assert!(Kind::PortTaken.enabled(&settings));
+        let shown = wanted(notices.clone(), &settings);
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].kind, Kind::PortTaken);
+        assert_eq!(wanted(notices, &Notifications::default()).len(), 2);
     }
 }

@@ -92,14 +92,19 @@ impl Default for Settings {
     }
 }
 
-/// Which notifications the user wants, per kind.
+/// Which notifications the user wants, per kind: one toggle per core alert (`auth_failures`,
+/// `token_spike`, `oauth`, `upstream_errors`, `plan_window`, `key_expiry`; their rules and
+/// cooldowns are the core's, `ALERT_*`), and the app's own (`spooling`, `port_taken`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(from = "NotificationsFile")]
 pub struct Notifications {
-    pub needs_login: bool,
-    pub refresh_failing: bool,
-    pub plan_window: bool,
     pub auth_failures: bool,
+    pub token_spike: bool,
+    /// An OAuth account needs a new login or fails to refresh.
+    pub oauth: bool,
+    pub upstream_errors: bool,
+    pub plan_window: bool,
+    pub key_expiry: bool,
     pub spooling: bool,
     pub port_taken: bool,
 }
@@ -107,12 +112,49 @@ pub struct Notifications {
 impl Default for Notifications {
     fn default() -> Self {
         Notifications {
-            needs_login: true,
-            refresh_failing: true,
-            plan_window: true,
             auth_failures: true,
+            token_spike: true,
+            oauth: true,
+            upstream_errors: true,
+            plan_window: true,
+            key_expiry: true,
             spooling: true,
             port_taken: true,
+        }
+    }
+}
+
+/// The toggles as a settings file has them: any missing is on, and the older files'
+/// `needs_login` and `refresh_failing` (both now the core's `oauth` alert) become `oauth`,
+/// off only when both were off.
+#[derive(Deserialize)]
+struct NotificationsFile {
+    auth_failures: Option<bool>,
+    token_spike: Option<bool>,
+    oauth: Option<bool>,
+    upstream_errors: Option<bool>,
+    plan_window: Option<bool>,
+    key_expiry: Option<bool>,
+    spooling: Option<bool>,
+    port_taken: Option<bool>,
+    needs_login: Option<bool>,
+    refresh_failing: Option<bool>,
+}
+
+impl From<NotificationsFile> for Notifications {
+    fn from(f: NotificationsFile) -> Self {
+        let on = |v: Option<bool>| v.unwrap_or(true);
+        Notifications {
+            auth_failures: on(f.auth_failures),
+            token_spike: on(f.token_spike),
+            oauth: f
+                .oauth
+                .unwrap_or_else(|| on(f.needs_login) || on(f.refresh_failing)),
+            upstream_errors: on(f.upstream_errors),
+            plan_window: on(f.plan_window),
+            key_expiry: on(f.key_expiry),
+            spooling: on(f.spooling),
+            port_taken: on(f.port_taken),
         }
     }
 }
@@ -304,6 +346,62 @@ mod tests {
         std::fs::write(&path, "{ not json").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("settings.json is not valid settings"), "{e}");
+    }
+
+    #[test]
+    fn older_notification_toggles_still_load() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("settings.json");
+        let notifications = |json: &str| {
+            std::fs::write(&path, json).unwrap();
+            load(&path).unwrap().notifications
+        };
+        // Before the core's alerts: needs_login and refresh_failing, no newer kinds.
+        let old = notifications(
+            r#"{"port": 3000, "notifications": {"needs_login": false, "refresh_failing": true,
+                "plan_window": false, "auth_failures": true, "spooling": false, "port_taken": true}}"#,
+        );
+        assert_eq!(
+            old,
+            Notifications {
+                oauth: true,
+                plan_window: false,
+                spooling: false,
+                ..Notifications::default()
+            },
+            "one of the two login toggles on keeps oauth on; the new kinds are on"
+        );
+        let both_off =
+            notifications(r#"{"notifications": {"needs_login": false, "refresh_failing": false}}"#);
+        assert!(!both_off.oauth);
+        assert!(notifications(r#"{"notifications": {"refresh_failing": false}}"#).oauth);
+        assert_eq!(
+            notifications(r#"{"notifications": {}}"#),
+            Notifications::default()
+        );
+        assert_eq!(notifications("{}"), Notifications::default());
+
+        // Saved again, only the current names are written, and they read back the same.
+        let settings = Settings {
+            notifications: Notifications {
+                token_spike: false,
+                oauth: false,
+                ..Notifications::default()
+            },
+            ..Settings::default()
+        };
+        save(&path, &settings).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("needs_login") && !text.contains("refresh_failing"),
+            "{text}"
+        );
+        assert_eq!(load(&path).unwrap(), settings);
+        // A newer name wins over the older ones.
+        assert!(
+            notifications(r#"{"notifications": {"oauth": true, "needs_login": false, "refresh_failing": false}}"#)
+                .oauth
+        );
     }
 
     #[test]

@@ -418,7 +418,7 @@ function fakeTauri() {
     start_at_login: true,
     usage_polling: false,
     database_url: null,
-    notifications: { needs_login: true, refresh_failing: true, plan_window: true, auth_failures: true, spooling: true, port_taken: true },
+    notifications: { auth_failures: true, token_spike: true, oauth: true, upstream_errors: true, plan_window: true, key_expiry: true, spooling: true, port_taken: true },
   };
   let connected = false;
   window.__invoked = [];
@@ -477,20 +477,24 @@ test("in the desktop app: Settings, the Claude Code card, and outside links in t
   assert.equal(await page.getByLabel("Proxy port", { exact: true }).isDisabled(), true);
   await page.getByText("Set by the environment variable PORT.").waitFor();
   for (const label of [
-    "An account needs login",
-    "Token refreshes keep failing",
-    "A 5-hour window passes 80% / 95%",
+    "A subscription account needs login or fails to refresh",
+    "A plan window is nearly used up",
     "A burst of failed authentications",
+    "An account uses unusually many tokens",
+    "Many upstream errors",
+    "A client key expires soon",
     "The database is unavailable (records kept on disk)",
     "The proxy port is taken",
   ]) {
     assert.equal(await page.getByLabel(label).isChecked(), true, label);
   }
+  await page.getByText("The first six are the proxy's alerts, with the same rules and cooldowns as Slack alerts").waitFor();
   await page.getByText("Off by default. The 5-hour and 7-day windows come from the response headers").waitFor();
   await assertFits(page, "Settings at 1280px");
   await shot(page, "desktop-settings");
 
-  await page.getByLabel("An account needs login").uncheck();
+  await page.getByLabel("A subscription account needs login or fails to refresh").uncheck();
+  await page.getByLabel("Many upstream errors").uncheck();
   await page.getByLabel("Poll plan usage").check();
   await page.getByLabel("PostgreSQL", { exact: true }).check();
   // A database that does not connect: the test says so, and Save refuses.
@@ -510,8 +514,10 @@ test("in the desktop app: Settings, the Claude Code card, and outside links in t
   assert.equal(last.port, 3000);
   assert.equal(last.usage_polling, true);
   assert.equal(last.database_url, "postgres://nexus@db.example/nexus");
-  assert.equal(last.notifications.needs_login, false);
-  assert.equal(last.notifications.refresh_failing, true);
+  assert.equal(last.notifications.oauth, false);
+  assert.equal(last.notifications.upstream_errors, false);
+  assert.equal(last.notifications.plan_window, true);
+  assert.equal(last.notifications.key_expiry, true);
   await page.getByRole("button", { name: "Open logs folder" }).click();
   await page.waitForFunction(() => window.__invoked.some(([c]) => c === "open_logs_folder"));
   await shot(page, "desktop-settings-saved");

@@ -7,7 +7,7 @@ const settings: DesktopSettings = {
   start_at_login: true,
   usage_polling: false,
   database_url: null,
-  notifications: { needs_login: true, refresh_failing: true, plan_window: true, auth_failures: true, spooling: true, port_taken: true },
+  notifications: { auth_failures: true, token_spike: true, oauth: true, upstream_errors: true, plan_window: true, key_expiry: true, spooling: true, port_taken: true },
 };
 
 describe("the desktop bridge", () => {

@@ -3,11 +3,14 @@
 // (implemented in src-tauri); in a browser `desktop` is null and the desktop-only parts hide.
 // The helpers below it touch no DOM and are unit-tested (desktop.test.ts).
 
+/** One toggle per alert of the core (same rules and cooldowns as Slack, `ALERT_*`), then the app's own. */
 export interface NotificationSettings {
-  needs_login: boolean;
-  refresh_failing: boolean;
-  plan_window: boolean;
   auth_failures: boolean;
+  token_spike: boolean;
+  oauth: boolean;
+  upstream_errors: boolean;
+  plan_window: boolean;
+  key_expiry: boolean;
   spooling: boolean;
   port_taken: boolean;
 }

@@ -11,10 +11,12 @@ import {
 } from "../desktop";
 
 const NOTIFICATIONS: { key: keyof NotificationSettings; label: string }[] = [
-  { key: "needs_login", label: "An account needs login" },
-  { key: "refresh_failing", label: "Token refreshes keep failing" },
-  { key: "plan_window", label: "A 5-hour window passes 80% / 95%" },
+  { key: "oauth", label: "A subscription account needs login or fails to refresh" },
+  { key: "plan_window", label: "A plan window is nearly used up" },
   { key: "auth_failures", label: "A burst of failed authentications" },
+  { key: "token_spike", label: "An account uses unusually many tokens" },
+  { key: "upstream_errors", label: "Many upstream errors" },
+  { key: "key_expiry", label: "A client key expires soon" },
   { key: "spooling", label: "The database is unavailable (records kept on disk)" },
   { key: "port_taken", label: "The proxy port is taken" },
 ];
@@ -127,6 +129,10 @@ export function SettingsPage(props: { desktop: Desktop }) {
                 <Toggle label={n.label} checked={draft.notifications[n.key]} onChange={(v) => notify(n.key, v)} fixedBy={fixed("notifications")} />
               ))}
             </div>
+            <p class="muted small">
+              The first six are the proxy's alerts, with the same rules and cooldowns as Slack alerts (set with the ALERT_* variables, listed
+              on the Security page).
+            </p>
           </section>
           <section class="card" aria-labelledby="usage-title">
             <h2 id="usage-title">Plan usage</h2>
