@@ -210,22 +210,9 @@ async fn guard(
         record.limit = Some("lockout");
         return refuse(record, ProxyError::LockedOut(left));
     }
-    let accounts = state.credentials.snapshot();
-    let client = match auth::authenticate(
-        &parts.headers,
-        &record.domain,
-        &accounts,
-        &state.client_keys,
-        &state.salt,
-        &state.settings,
-    ) {
+    let client = match auth::client_of(&state, &parts.headers, &record.domain, peer.ip()) {
         Ok(client) => client,
         Err(refused) => {
-            if let Some(key) = refused.key_hash
-                && matches!(refused.error, ProxyError::Unauthenticated)
-            {
-                state.lockout.wrong_key(peer.ip(), key, Instant::now());
-            }
             record.api_key_hash = refused.key_hash;
             record.client_key_id = refused.key_id;
             return refuse(record, refused.error);

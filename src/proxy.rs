@@ -78,22 +78,9 @@ pub async fn handle(
         exchange.record.limit = Some("lockout");
         return exchange.fail(ProxyError::LockedOut(left));
     }
-    let accounts = state.credentials.snapshot();
-    let client = match auth::authenticate(
-        &parts.headers,
-        &exchange.record.domain,
-        &accounts,
-        &state.client_keys,
-        &state.salt,
-        &state.settings,
-    ) {
+    let client = match auth::client_of(&state, &parts.headers, &exchange.record.domain, client_ip) {
         Ok(client) => client,
         Err(refused) => {
-            if let Some(key) = refused.key_hash
-                && matches!(refused.error, ProxyError::Unauthenticated)
-            {
-                state.lockout.wrong_key(client_ip, key, Instant::now());
-            }
             exchange.record.api_key_hash = refused.key_hash;
             exchange.record.client_key_id = refused.key_id;
             return exchange.fail(refused.error);

@@ -12,7 +12,9 @@
 //! file's; otherwise the key alone selects its account. A failure never says whether an
 //! account exists.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::http::{HeaderMap, header};
 
@@ -20,7 +22,7 @@ use crate::accounts::client_keys::{ClientKeys, FILE_KEY_PREFIX};
 use crate::accounts::credentials::{Account, Accounts, UpstreamCredential};
 use crate::error::ProxyError;
 use crate::keys::{KeyHash, KeySalt};
-use crate::proxy::state::ProxySettings;
+use crate::proxy::state::{AppState, ProxySettings};
 
 /// The account a request was accepted for, and the hash and id of the key it used.
 pub struct Client {
@@ -37,6 +39,33 @@ pub struct Refused {
     pub error: ProxyError,
     pub key_hash: Option<KeyHash>,
     pub key_id: Option<String>,
+}
+
+/// The client of a request from `ip` to `domain`, by [`authenticate`] against the live accounts
+/// and keys; a wrong key counts against `ip` in the brute-force lockout.
+pub fn client_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    domain: &str,
+    ip: IpAddr,
+) -> Result<Client, Refused> {
+    let accounts = state.credentials.snapshot();
+    let keys = &state.client_keys;
+    authenticate(
+        headers,
+        domain,
+        &accounts,
+        keys,
+        &state.salt,
+        &state.settings,
+    )
+    .inspect_err(|refused| {
+        if let Some(key) = refused.key_hash
+            && matches!(refused.error, ProxyError::Unauthenticated)
+        {
+            state.lockout.wrong_key(ip, key, Instant::now());
+        }
+    })
 }
 
 pub fn authenticate(
