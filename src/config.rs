@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -134,6 +134,70 @@ pub struct OAuthConfig {
 pub struct McpConfig {
     /// `MCP_PROMPTS_DIR`: the prompt files (`<id>.yaml`).
     pub prompts_dir: PathBuf,
+    /// `MCP_GIT_URL` (none): a git repository the prompts are synced from.
+    pub git: Option<McpGitConfig>,
+}
+
+/// Where the prompts are synced from (`MCP_GIT_*`).
+#[derive(Debug, Clone)]
+pub struct McpGitConfig {
+    /// `MCP_GIT_URL`: any URL git fetches (`https://`, `ssh://`, `file://`). A secret: it may
+    /// hold credentials.
+    pub url: SecretString,
+    /// `MCP_GIT_BRANCH` (`main`).
+    pub branch: String,
+    /// `MCP_GIT_PATH` (`prompts/`): the folder in the repository, relative, without `..`.
+    pub path: PathBuf,
+    /// `MCP_SYNC_INTERVAL` (300 s).
+    pub interval: Duration,
+    /// `MCP_GIT_TOKEN` (none): sent to the git host as HTTP basic auth
+    /// (`x-access-token:<token>`); use a read-only token scoped to the one repository.
+    pub token: Option<SecretString>,
+}
+
+/// Why a repository folder (`MCP_GIT_PATH`) is refused: it must stay inside the repository.
+pub fn repo_path_refused(path: &Path) -> Option<&'static str> {
+    if path.is_absolute() {
+        return Some("must be relative to the repository");
+    }
+    if path.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
+        return Some("must not climb out with ..");
+    }
+    None
+}
+
+fn mcp_git(get: &impl Fn(&str) -> Option<String>) -> Result<Option<McpGitConfig>, ConfigError> {
+    let Some(url) = get("MCP_GIT_URL") else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(get("MCP_GIT_PATH").unwrap_or_else(|| "prompts/".into()));
+    if let Some(why) = repo_path_refused(&path) {
+        return Err(invalid("MCP_GIT_PATH", why));
+    }
+    let branch = get("MCP_GIT_BRANCH").unwrap_or_else(|| "main".into());
+    if branch.starts_with('-') || branch.contains(char::is_whitespace) {
+        return Err(invalid("MCP_GIT_BRANCH", "not a branch name"));
+    }
+    let interval = duration_or(
+        "MCP_SYNC_INTERVAL",
+        get("MCP_SYNC_INTERVAL"),
+        Duration::from_secs(300),
+    )?;
+    if interval.is_zero() {
+        return Err(invalid("MCP_SYNC_INTERVAL", "expected more than 0"));
+    }
+    Ok(Some(McpGitConfig {
+        url: SecretString::from(url.trim().to_string()),
+        branch,
+        path,
+        interval,
+        token: get("MCP_GIT_TOKEN").map(SecretString::from),
+    }))
 }
 
 /// The alert rules (`ALERT_*`) and the global webhook (`SLACK_WEBHOOK_URL`). Each rule fires
@@ -410,10 +474,14 @@ impl Config {
                 }
             },
             alerts: alerts_config(&get)?,
-            mcp: bool_or("MCP_ENABLED", get("MCP_ENABLED"), false)?.then(|| McpConfig {
-                prompts_dir: get("MCP_PROMPTS_DIR")
-                    .map_or_else(|| data_dir.join("prompts"), PathBuf::from),
-            }),
+            mcp: match bool_or("MCP_ENABLED", get("MCP_ENABLED"), false)? {
+                false => None,
+                true => Some(McpConfig {
+                    prompts_dir: get("MCP_PROMPTS_DIR")
+                        .map_or_else(|| data_dir.join("prompts"), PathBuf::from),
+                    git: mcp_git(&get)?,
+                }),
+            },
             max_connections: match parse_or("MAX_CONNECTIONS", get("MAX_CONNECTIONS"), 1024)? {
                 0 => return Err(invalid("MAX_CONNECTIONS", "expected at least 1, got 0")),
                 n => n,
@@ -912,6 +980,22 @@ mod tests {
     }
 
     #[test]
+    fn the_prompts_repository_folder_stays_inside() {
+        assert!(repo_path_refused(Path::new("prompts/")).is_none());
+        assert!(repo_path_refused(Path::new("./team/prompts")).is_none());
+        assert!(repo_path_refused(Path::new("../x")).is_some());
+        assert!(repo_path_refused(Path::new("a/../../x")).is_some());
+        assert!(repo_path_refused(Path::new("/etc")).is_some());
+        let err = config(&[
+            ("MCP_ENABLED", "true"),
+            ("MCP_GIT_URL", "https://git.example/p.git"),
+            ("MCP_GIT_PATH", "../secrets"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "MCP_GIT_PATH");
+    }
+
+    #[test]
     fn dashboard_settings() {
         let c = config(&[
             ("DASHBOARD_API_KEY", "a-long-enough-dashboard-key"),
@@ -960,7 +1044,7 @@ mod tests {
     }
 
     /// Every variable [`Config::from_lookup`] reads.
-    const VARS: [&str; 55] = [
+    const VARS: [&str; 60] = [
         "HOST",
         "PORT",
         "DASHBOARD_PORT",
@@ -979,6 +1063,11 @@ mod tests {
         "SLACK_WEBHOOK_URL",
         "MCP_ENABLED",
         "MCP_PROMPTS_DIR",
+        "MCP_GIT_URL",
+        "MCP_GIT_BRANCH",
+        "MCP_GIT_PATH",
+        "MCP_SYNC_INTERVAL",
+        "MCP_GIT_TOKEN",
         "ALERTS_ALLOW_INSECURE_WEBHOOKS",
         "ALERT_AUTH_FAILURES",
         "ALERT_AUTH_WINDOW",

@@ -2,13 +2,15 @@
 //! serves the prompts of `MCP_PROMPTS_DIR` ([`prompts`]) over MCP's Streamable HTTP transport
 //! (JSON-RPC 2.0), built on the official Rust SDK (`rmcp`): `initialize`, `prompts/list`,
 //! `prompts/get` with arguments, and `notifications/prompts/list_changed` to every session
-//! when the folder changes ([`spawn_watcher`], debounced).
+//! when the folder changes ([`spawn_watcher`], debounced); the folder can be synced from a git
+//! repository ([`git_sync`]).
 //!
 //! Invariants: the same client keys as the proxy (`x-api-key`, `Authorization: Bearer`), the
 //! same lockout of addresses guessing keys; no key, no answer (401 in Anthropic's shape).
 //! Every call is a record like a proxied request (path `/mcp`, the JSON-RPC method as its
 //! request type), refusals included. Prompt ids are validated before any file is touched.
 
+pub mod git_sync;
 pub mod prompts;
 
 use std::borrow::Cow;

@@ -43,6 +43,7 @@ use crate::dashboard::{self, DashboardState};
 use crate::hosts;
 use crate::limits::{self, Limiter};
 use crate::mcp::Mcp;
+use crate::mcp::git_sync::GitSync;
 use crate::prices::PriceTable;
 use crate::prometheus::Metrics;
 use crate::proxy;
@@ -146,6 +147,8 @@ struct Tasks {
     alert_delivery: JoinHandle<()>,
     /// Only with `MCP_ENABLED` (and a folder that can be watched).
     mcp_watcher: Option<JoinHandle<()>>,
+    /// Only with `MCP_ENABLED` and `MCP_GIT_URL`.
+    mcp_sync: Option<JoinHandle<()>>,
     /// Last: it drains the record queue.
     writer: JoinHandle<()>,
 }
@@ -397,6 +400,18 @@ impl Server {
         let mcp_watcher = mcp
             .clone()
             .and_then(|mcp| crate::mcp::spawn_watcher(mcp, stop_tasks.clone()));
+        let mcp_sync = match (&mcp, config.mcp.as_ref().and_then(|c| c.git.clone())) {
+            (Some(mcp), Some(git)) => {
+                let prompts = mcp.library().dir().to_path_buf();
+                let sync = GitSync::new(git, config.data_dir.join("mcp-git"), prompts);
+                Some(crate::mcp::git_sync::spawn(
+                    mcp.clone(),
+                    sync,
+                    stop_tasks.clone(),
+                ))
+            }
+            _ => None,
+        };
         let limits_refresher = limits::spawn_refresher(
             limiter.clone(),
             store.clone(),
@@ -453,6 +468,7 @@ impl Server {
                 alert_checker,
                 alert_delivery,
                 mcp_watcher,
+                mcp_sync,
                 writer,
             },
             mcp,
@@ -607,8 +623,8 @@ impl Server {
         let _ = tasks.limits_refresher.await;
         let _ = tasks.alert_checker.await;
         let _ = tasks.alert_delivery.await;
-        if let Some(watcher) = tasks.mcp_watcher {
-            let _ = watcher.await;
+        for task in [tasks.mcp_watcher, tasks.mcp_sync].into_iter().flatten() {
+            let _ = task.await;
         }
         let _ = tasks.writer.await;
         let stats = self.state.recorder.stats();

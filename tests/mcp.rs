@@ -172,3 +172,122 @@ async fn a_real_mcp_client_lists_and_renders_prompts_with_a_client_key() {
     let everything = format!("{rows:?}");
     assert!(!everything.contains("secret"), "no prompt text in the rows");
 }
+
+/// One JSON-RPC call on `/mcp` (in `session`, when given): the answer's JSON (from its first
+/// server-sent event) and the session id the server gave.
+async fn call(
+    proxy: &TestProxy,
+    session: Option<&str>,
+    body: Value,
+) -> (reqwest::StatusCode, Option<Value>, Option<String>) {
+    let mut request = http()
+        .post(proxy.url("/mcp"))
+        .header("x-api-key", KEY)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    // The stream may open with an empty event (a resumption point) before the answer's.
+    let answer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:").map(str::trim))
+        .find(|data| !data.is_empty())
+        .map(|data| serde_json::from_str(data).unwrap());
+    (status, answer, session)
+}
+
+/// The prompt ids `/mcp` lists now, through a session of its own.
+async fn listed(proxy: &TestProxy) -> Vec<String> {
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}});
+    let (status, _, session) = call(proxy, None, init).await;
+    assert_eq!(status, 200);
+    let session = session.expect("a session id");
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    call(proxy, Some(&session), initialized).await;
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "prompts/list"});
+    let (_, answer, _) = call(proxy, Some(&session), list).await;
+    let answer = answer.expect("an answer");
+    answer["result"]["prompts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `MCP_GIT_URL` (a local `file://` repository here): the server syncs the repository's
+/// prompts into the folder and serves them, keeps a prompt that exists only locally, refuses a
+/// symlink from the repository, and picks up a new commit.
+#[tokio::test]
+async fn prompts_sync_from_a_git_repository() {
+    let mock = MockUpstream::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    std::fs::create_dir_all(repo.join("prompts")).unwrap();
+    git(&repo, &["init", "--quiet", "-b", "main"]);
+    std::fs::write(repo.join("prompts/review.yaml"), REVIEW).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", repo.join("prompts/passwd.yaml")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "prompts"]);
+    let prompts = root.path().join("prompts");
+    std::fs::create_dir(&prompts).unwrap();
+    std::fs::write(prompts.join("local.yaml"), "template: mine\n").unwrap();
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("MCP_ENABLED", "true")
+        .env("MCP_PROMPTS_DIR", prompts.to_str().unwrap())
+        .env("MCP_GIT_URL", &format!("file://{}", repo.display()))
+        .env("MCP_SYNC_INTERVAL", "100ms")
+        .start()
+        .await;
+
+    let until_listed = async |want: &[&str]| {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let now = listed(&proxy).await;
+            if now == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "listed {now:?}, not {want:?}"
+            );
+        }
+    };
+    until_listed(&["local", "review"]).await;
+    assert!(
+        !prompts.join("passwd.yaml").exists(),
+        "a symlink is not synced"
+    );
+
+    std::fs::write(repo.join("prompts/summary.yaml"), "template: Summarize.\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "summary"]);
+    until_listed(&["local", "review", "summary"]).await;
+}
