@@ -186,7 +186,7 @@ impl Limiter {
             let Some(limits) = rules.get(subject) else {
                 continue;
             };
-            let used = state.entry(subject.clone()).or_default();
+            let used = state_of(&mut state, subject);
             while used
                 .recent
                 .front()
@@ -288,7 +288,7 @@ impl Limiter {
             if !rules.get(subject).is_some_and(LimitSet::counts_tokens) {
                 continue;
             }
-            let used = state.entry(subject.clone()).or_default();
+            let used = state_of(&mut state, subject);
             used.tokens_hour.add(windows.hour, tokens);
             used.tokens_day.add(windows.day, tokens);
             used.usd_day.add(windows.day, usd);
@@ -356,6 +356,14 @@ impl Limiter {
         }
         state.retain(|subject, _| rules.contains_key(subject));
     }
+}
+
+/// `subject`'s state, made the first time (its key cloned only then: this runs per request).
+fn state_of<'a>(state: &'a mut HashMap<Subject, State>, subject: &Subject) -> &'a mut State {
+    if !state.contains_key(subject) {
+        state.insert(subject.clone(), State::default());
+    }
+    state.get_mut(subject).expect("inserted")
 }
 
 /// The tokens limits (and the token alerts) count: input, cache writes, output.

@@ -10,10 +10,13 @@
 //! models, of which only the first [`MAX_MODELS`] names are kept apart (a client can send any
 //! model name; the rest count as `other`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::record::Record;
@@ -43,8 +46,32 @@ pub const DURATION: &str = "claude_nexus_request_duration_seconds";
 /// One server's metrics.
 pub struct Metrics {
     recorder: PrometheusRecorder,
-    models: Mutex<HashSet<String>>,
+    series: Mutex<Series>,
+    overhead: Histogram,
+    upstream: Histogram,
+    first_token: Histogram,
+    duration: Histogram,
 }
+
+/// The labelled counters met so far, kept so that counting a record looks them up without
+/// building their labels again: by account, then model, then status.
+#[derive(Default)]
+struct Series {
+    models: HashSet<String>,
+    by_account: HashMap<String, HashMap<String, HashMap<u16, Counters>>>,
+}
+
+/// One (status, model, account)'s counters: requests, and tokens by kind (registered at the
+/// first tokens of their kind, so that a series of zeros is never shown).
+struct Counters {
+    model: String,
+    account: String,
+    requests: Counter,
+    tokens: [Option<Counter>; 4],
+}
+
+/// The token kinds, in [`Counters::tokens`]'s order.
+const TOKEN_KINDS: [&str; 4] = ["input", "output", "cache_creation", "cache_read"];
 
 impl Default for Metrics {
     fn default() -> Metrics {
@@ -67,21 +94,94 @@ impl Metrics {
             })
             .expect("bucket lists are not empty")
             .build_recorder();
-        metrics::with_local_recorder(&recorder, describe);
+        let histograms = metrics::with_local_recorder(&recorder, || {
+            describe();
+            [OVERHEAD, UPSTREAM_LATENCY, FIRST_TOKEN, DURATION].map(|name| histogram!(name))
+        });
+        let [overhead, upstream, first_token, duration] = histograms;
         Metrics {
             recorder,
-            models: Mutex::default(),
+            series: Mutex::default(),
+            overhead,
+            upstream,
+            first_token,
+            duration,
         }
     }
 
     /// Counts `records` (the writer calls this for each batch it receives).
     pub fn observe(&self, records: &[Record]) {
-        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        metrics::with_local_recorder(&self.recorder, || {
-            for record in records {
-                observe_one(record, &mut models);
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        for record in records {
+            let recorder = &self.recorder;
+            let counters = self.counters(&mut series, record);
+            counters.requests.increment(1);
+            let usage = &record.usage;
+            let tokens = [
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_creation_input_tokens,
+                usage.cache_read_input_tokens,
+            ];
+            for ((counter, kind), n) in counters.tokens.iter_mut().zip(TOKEN_KINDS).zip(tokens) {
+                if n == 0 {
+                    continue;
+                }
+                let (model, account) = (&counters.model, &counters.account);
+                counter
+                    .get_or_insert_with(|| {
+                        metrics::with_local_recorder(recorder, || {
+                            counter!(TOKENS, "kind" => kind, "model" => model.clone(),
+                                "account" => account.clone())
+                        })
+                    })
+                    .increment(n);
             }
-        });
+            if let Some(limit) = record.limit {
+                metrics::with_local_recorder(&self.recorder, || {
+                    counter!(LIMIT_REJECTIONS, "limit" => limit).increment(1);
+                });
+            }
+            if let Some(timing) = record.timing {
+                self.overhead.record(timing.overhead.as_secs_f64());
+                self.upstream.record(timing.upstream.as_secs_f64());
+            }
+            if let Some(ms) = record.first_token_ms {
+                self.first_token.record(ms as f64 / 1000.0);
+            }
+            if let Some(ms) = record.duration_ms {
+                self.duration.record(ms as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// The counters of `record`'s status, model and account, registered the first time.
+    fn counters<'a>(&self, series: &'a mut Series, record: &Record) -> &'a mut Counters {
+        let model = model_label(record.model.as_deref(), &mut series.models);
+        let account = record.account_id.as_deref().unwrap_or_default();
+        if !series.by_account.contains_key(account) {
+            series
+                .by_account
+                .insert(account.to_string(), HashMap::new());
+        }
+        let by_model = series.by_account.get_mut(account).expect("inserted");
+        if !by_model.contains_key(model) {
+            by_model.insert(model.to_string(), HashMap::new());
+        }
+        let by_status = by_model.get_mut(model).expect("inserted");
+        by_status.entry(record.status).or_insert_with(|| {
+            let (model, account) = (model.to_string(), account.to_string());
+            let requests = metrics::with_local_recorder(&self.recorder, || {
+                counter!(REQUESTS, "status" => record.status.to_string(),
+                    "model" => model.clone(), "account" => account.clone())
+            });
+            Counters {
+                model,
+                account,
+                requests,
+                tokens: Default::default(),
+            }
+        })
     }
 
     /// Runs `update` against this server's recorder (scrape-time gauges and counters, set with
@@ -127,51 +227,20 @@ fn describe() {
     );
 }
 
-/// The label value of `model`: its name while fewer than [`MAX_MODELS`] are known.
-fn model_label(model: Option<&str>, models: &mut HashSet<String>) -> String {
+/// The label value of `model`: its name while fewer than [`MAX_MODELS`] are known, `other`
+/// past them, empty for none.
+fn model_label<'a>(model: Option<&'a str>, models: &mut HashSet<String>) -> &'a str {
     let Some(model) = model else {
-        return String::new();
+        return "";
     };
     if models.contains(model) {
-        return model.to_string();
+        return model;
     }
     if models.len() < MAX_MODELS {
         models.insert(model.to_string());
-        return model.to_string();
+        return model;
     }
-    "other".to_string()
-}
-
-fn observe_one(record: &Record, models: &mut HashSet<String>) {
-    let model = model_label(record.model.as_deref(), models);
-    let account = record.account_id.clone().unwrap_or_default();
-    counter!(REQUESTS, "status" => record.status.to_string(), "model" => model.clone(), "account" => account.clone())
-        .increment(1);
-    let usage = &record.usage;
-    for (kind, tokens) in [
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cache_creation", usage.cache_creation_input_tokens),
-        ("cache_read", usage.cache_read_input_tokens),
-    ] {
-        if tokens > 0 {
-            counter!(TOKENS, "kind" => kind, "model" => model.clone(), "account" => account.clone())
-                .increment(tokens);
-        }
-    }
-    if let Some(limit) = record.limit {
-        counter!(LIMIT_REJECTIONS, "limit" => limit).increment(1);
-    }
-    if let Some(timing) = record.timing {
-        histogram!(OVERHEAD).record(timing.overhead.as_secs_f64());
-        histogram!(UPSTREAM_LATENCY).record(timing.upstream.as_secs_f64());
-    }
-    if let Some(ms) = record.first_token_ms {
-        histogram!(FIRST_TOKEN).record(ms as f64 / 1000.0);
-    }
-    if let Some(ms) = record.duration_ms {
-        histogram!(DURATION).record(ms as f64 / 1000.0);
-    }
+    "other"
 }
 
 /// Sets a counter kept elsewhere (the record pipeline's, the OAuth refresher's), for
