@@ -3,8 +3,8 @@
 //! anything goes upstream (429, `rate_limit_error`, with `retry-after` and `x-ratelimit-*`).
 //!
 //! Every check is in memory ([`Limiter::check`]: one lock, no I/O); with no limits set it is
-//! one atomic load. Requests per minute are a sliding minute, counted at admission, per
-//! instance. Tokens and dollars are charged with the response's actual usage when it ends
+//! one atomic load. Requests per minute are a paced rate counted at admission, per instance: a
+//! burst of up to the limit, then one every minute/limit ([`Pace`]). Tokens and dollars are charged with the response's actual usage when it ends
 //! ([`Limiter::charge`]), so the request that crosses a limit completes and the next one is
 //! refused; they count in calendar windows (UTC hour, day, month) so that they line up with
 //! the database's rollups: the refresher ([`spawn_refresher`]) reloads the limits every two
@@ -15,7 +15,7 @@
 //! Tokens counted: input, cache writes and output. Cache reads are not (as Anthropic's own
 //! input limits do not count them for current models); dollars include them at their price.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,10 +111,48 @@ impl Windows {
     }
 }
 
+/// Requests per minute as a paced rate with a burst (the generic cell rate algorithm): up to
+/// the limit at once, then one every minute/limit; one instant of state whatever the limit.
+#[derive(Debug, Default)]
+struct Pace {
+    /// When the next request would be on time (the "theoretical arrival time").
+    due: Option<Instant>,
+}
+
+impl Pace {
+    /// The spacing of `max` requests a minute.
+    fn interval(max: u64) -> Duration {
+        Duration::from_nanos((MINUTE.as_nanos() / u128::from(max.max(1))) as u64)
+    }
+
+    /// How long until a request is admitted at `now` (zero: now).
+    fn wait(&self, max: u64, now: Instant) -> Duration {
+        if max == 0 {
+            return MINUTE; // (a limit of 0, possible only by SQL, refuses everything)
+        }
+        let due = self.due.map_or(now, |due| due.max(now));
+        let tolerance = MINUTE - Self::interval(max);
+        due.duration_since(now).saturating_sub(tolerance)
+    }
+
+    fn admit(&mut self, max: u64, now: Instant) {
+        let due = self.due.map_or(now, |due| due.max(now));
+        self.due = Some(due + Self::interval(max));
+    }
+
+    /// The requests counted against the limit now (what the burst has used of it).
+    fn used(&self, max: u64, now: Instant) -> u64 {
+        let ahead = self
+            .due
+            .map_or(Duration::ZERO, |due| due.saturating_duration_since(now));
+        let interval = Self::interval(max).as_nanos().max(1);
+        (ahead.as_nanos().div_ceil(interval) as u64).min(max)
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Admission times within the last minute (at most the per-minute limit of them).
-    recent: VecDeque<Instant>,
+    pace: Pace,
     tokens_hour: Windowed<u64>,
     tokens_day: Windowed<u64>,
     usd_day: Windowed<f64>,
@@ -122,13 +160,11 @@ struct State {
 }
 
 impl State {
-    fn used(&self, windows: Windows, now: Instant) -> Used {
+    fn used(&self, limits: &LimitSet, windows: Windows, now: Instant) -> Used {
         Used {
-            requests_last_minute: self
-                .recent
-                .iter()
-                .filter(|t| now.duration_since(**t) < MINUTE)
-                .count() as u64,
+            requests_last_minute: limits
+                .requests_per_minute
+                .map_or(0, |max| self.pace.used(max, now)),
             tokens_this_hour: self.tokens_hour.get(windows.hour),
             tokens_today: self.tokens_day.get(windows.day),
             usd_today: self.usd_day.get(windows.day),
@@ -187,13 +223,6 @@ impl Limiter {
                 continue;
             };
             let used = state_of(&mut state, subject);
-            while used
-                .recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= MINUTE)
-            {
-                used.recent.pop_front();
-            }
             let refuse = |limit: &'static str, value: String, reset: OffsetDateTime| Refusal {
                 subject: subject.clone(),
                 limit,
@@ -201,14 +230,11 @@ impl Limiter {
                 reset,
                 retry_after: (reset - wall).try_into().unwrap_or(Duration::ZERO),
             };
-            if let Some(max) = limits.requests_per_minute
-                && used.recent.len() as u64 >= max
-            {
-                // (A limit of 0, possible only by SQL, refuses everything for a minute.)
-                let wait = used.recent.front().map_or(MINUTE, |oldest| {
-                    MINUTE.saturating_sub(now.duration_since(*oldest))
-                });
-                return Err(refuse("requests_per_minute", max.to_string(), wall + wait));
+            if let Some(max) = limits.requests_per_minute {
+                let wait = used.pace.wait(max, now);
+                if !wait.is_zero() {
+                    return Err(refuse("requests_per_minute", max.to_string(), wall + wait));
+                }
             }
             let day_end = next_day(wall);
             for (limit, max, value, reset) in [
@@ -253,15 +279,8 @@ impl Limiter {
             }
         }
         for subject in subjects {
-            if rules
-                .get(subject)
-                .is_some_and(|l| l.requests_per_minute.is_some())
-            {
-                state
-                    .entry(subject.clone())
-                    .or_default()
-                    .recent
-                    .push_back(now);
+            if let Some(max) = rules.get(subject).and_then(|l| l.requests_per_minute) {
+                state_of(&mut state, subject).pace.admit(max, now);
             }
         }
         Ok(())
@@ -303,9 +322,9 @@ impl Limiter {
         let rules = self.rules.load();
         let state = self.state();
         rules
-            .keys()
-            .map(|s| {
-                let used = state.get(s).map(|u| u.used(windows, now));
+            .iter()
+            .map(|(s, limits)| {
+                let used = state.get(s).map(|u| u.used(limits, windows, now));
                 (s.clone(), used.unwrap_or_default())
             })
             .collect()
@@ -526,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_per_minute_slide() {
+    fn requests_per_minute_allow_a_burst_then_pace() {
         let k = key("k1");
         let limiter = limiter(
             &k,
@@ -537,32 +556,35 @@ mod tests {
         );
         let wall = datetime!(2026-12-03 10:00:30 UTC);
         let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
         let subjects = [k.clone(), key("other")];
-        assert!(limiter.check(&subjects, wall, t0).is_ok());
+        assert!(limiter.check(&subjects, wall, at(0)).is_ok());
         assert!(
-            limiter
-                .check(&subjects, wall, t0 + Duration::from_secs(20))
-                .is_ok()
+            limiter.check(&subjects, wall, at(0)).is_ok(),
+            "a burst of 2"
         );
-        let refused = limiter
-            .check(&subjects, wall, t0 + Duration::from_secs(30))
-            .unwrap_err();
+        assert_eq!(limiter.used(wall)[&k].requests_last_minute, 2);
+        let refused = limiter.check(&subjects, wall, at(1)).unwrap_err();
         assert_eq!(refused.limit, "requests_per_minute");
         assert_eq!(refused.value, "2");
-        assert_eq!(refused.retry_after, Duration::from_secs(30));
-        // A minute after the first, there is room for one.
-        assert!(
-            limiter
-                .check(&subjects, wall, t0 + Duration::from_secs(60))
-                .is_ok()
-        );
-        assert!(
-            limiter
-                .check(&subjects, wall, t0 + Duration::from_secs(61))
-                .is_err()
-        );
+        assert_eq!(refused.retry_after, Duration::from_secs(29));
+        // Then one every 30 s.
+        assert!(limiter.check(&subjects, wall, at(30)).is_ok());
+        assert!(limiter.check(&subjects, wall, at(31)).is_err());
+        assert!(limiter.check(&subjects, wall, at(60)).is_ok());
         // Unlimited subjects are not tracked.
         assert!(!limiter.state().contains_key(&key("other")));
+    }
+
+    #[test]
+    fn a_huge_per_minute_limit_costs_no_memory() {
+        let mut pace = Pace::default();
+        let now = Instant::now();
+        for _ in 0..100_000 {
+            assert!(pace.wait(1_000_000_000, now).is_zero());
+            pace.admit(1_000_000_000, now);
+        }
+        assert_eq!(pace.used(1_000_000_000, now), 100_000);
     }
 
     #[test]

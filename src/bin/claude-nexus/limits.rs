@@ -52,7 +52,7 @@ impl Which {
 pub struct SetArgs {
     #[command(flatten)]
     which: Which,
-    /// Requests per sliding minute (per server).
+    /// Requests per minute (per server): a burst of up to this many, then one every minute/N.
     #[arg(long, value_parser = setting::<u64>)]
     requests_per_minute: Option<Setting<u64>>,
     /// Tokens (input, cache writes, output) per UTC hour.
