@@ -34,7 +34,7 @@ use crate::accounts::oauth::Tokens;
 use crate::accounts::oauth::usage_window::UsageWindows;
 use crate::config::{AlertsConfig, check_webhook};
 use crate::record::{Record, iso};
-use crate::store::Store;
+use crate::store::{Store, day_of};
 use deliver::{Outgoing, Target};
 
 /// Alerts kept for the Security page.
@@ -540,14 +540,9 @@ impl Alerts {
             return;
         }
         let now = OffsetDateTime::now_utc();
-        let day = |at: OffsetDateTime| {
-            let d = at.date();
-            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-        };
-        let today = day(now);
+        let today = day_of(now);
         let rows = match store
-            // The daily rollups only (no hour is named "").
-            .usage_for_limits(&day(now - time::Duration::days(7)), "")
+            .usage_for_limits(&day_of(now - time::Duration::days(7)), None)
             .await
         {
             Ok(rows) => rows,

@@ -15,6 +15,7 @@ pub mod atomic_file;
 pub mod client_ip;
 pub mod config;
 pub mod crypto;
+pub(crate) mod dir_watch;
 pub(crate) mod error;
 pub(crate) mod hosts;
 pub mod http_client;

@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 use crate::accounts::client_keys::{self, ClientKeys, FILE_KEY_PREFIX, KeyError};
 use crate::accounts::credentials::Credentials;
 use crate::prices::PriceTable;
-use crate::store::{Store, UsageRow};
+use crate::store::{Store, UsageRow, day_of, hour_of};
 use crate::usage::Usage;
 
 pub use crate::store::{LimitSet, Subject, SubjectKind};
@@ -340,8 +340,8 @@ impl Limiter {
         matches: impl Fn(&Subject, &UsageRow) -> bool,
     ) {
         let windows = Windows::at(wall);
-        let today = day_text(wall);
-        let hour = hour_text(wall);
+        let today = day_of(wall);
+        let hour = hour_of(wall);
         let rules = self.rules.load();
         let mut state = self.state();
         for (subject, limits) in rules.iter() {
@@ -420,18 +420,6 @@ fn next_month(wall: OffsetDateTime) -> OffsetDateTime {
     start_of_day(Date::from_calendar_date(year, month, 1).expect("the 1st exists"))
 }
 
-/// `YYYY-MM-DD`, as the daily rollup names days.
-fn day_text(wall: OffsetDateTime) -> String {
-    let d = wall.to_offset(time::UtcOffset::UTC).date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
-/// `YYYY-MM-DD HH`, as the hourly rollup names hours.
-fn hour_text(wall: OffsetDateTime) -> String {
-    let wall = wall.to_offset(time::UtcOffset::UTC);
-    format!("{} {:02}", day_text(wall), wall.hour())
-}
-
 /// Why limits cannot be set.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
@@ -472,7 +460,10 @@ pub async fn refresh(
     }
     let wall = OffsetDateTime::now_utc();
     let rows = store
-        .usage_for_limits(&day_text(start_of_day(month_start(wall))), &hour_text(wall))
+        .usage_for_limits(
+            &day_of(start_of_day(month_start(wall))),
+            Some(&hour_of(wall)),
+        )
         .await?;
     let accounts = credentials.snapshot();
     let keys = client_keys.hashes_by_id();

@@ -24,7 +24,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
-use notify::{RecursiveMode, Watcher};
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
@@ -36,7 +35,6 @@ use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -250,26 +248,16 @@ fn json_rpc_method(body: &[u8]) -> Option<String> {
 /// Watches the prompts folder and reloads (debounced) until `stop`; `None` (after logging
 /// why) when the folder cannot be watched.
 pub fn spawn_watcher(mcp: Arc<Mcp>, stop: CancellationToken) -> Option<JoinHandle<()>> {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.try_send(());
-        }
-    });
-    let mut watcher = match watcher {
-        Ok(watcher) => watcher,
+    let (watcher, mut rx) = match crate::dir_watch::watch(mcp.library.dir()) {
+        Ok(watching) => watching,
         Err(e) => {
-            tracing::warn!("cannot watch the prompts folder: {e}");
+            tracing::warn!(
+                "cannot watch {} ({e}); prompt changes need a restart",
+                mcp.library.dir().display()
+            );
             return None;
         }
     };
-    if let Err(e) = watcher.watch(mcp.library.dir(), RecursiveMode::NonRecursive) {
-        tracing::warn!(
-            "cannot watch {} ({e}); prompt changes need a restart",
-            mcp.library.dir().display()
-        );
-        return None;
-    }
     Some(tokio::spawn(async move {
         let _watcher = watcher;
         loop {

@@ -161,6 +161,7 @@ mod client_keys;
 mod limits;
 pub use client_keys::{ClientKeyRow, ClientKeysVersion};
 pub use limits::{LimitSet, Subject, SubjectKind, UsageRow};
+pub use rollup::{day_of, hour_of};
 
 #[derive(Clone)]
 pub struct Store {

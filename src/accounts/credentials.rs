@@ -21,10 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -326,27 +325,16 @@ pub fn spawn_watcher(
     credentials: Arc<Credentials>,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            // A full channel already holds a pending reload, which will see this change too.
-            let _ = tx.try_send(());
-        }
-    });
-    let mut watcher = match watcher {
-        Ok(watcher) => watcher,
+    let (watcher, mut rx) = match crate::dir_watch::watch(credentials.dir()) {
+        Ok(watching) => watching,
         Err(e) => {
-            tracing::warn!("cannot watch credentials for changes: {e}");
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); edits need a restart",
+                credentials.dir().display()
+            );
             return None;
         }
     };
-    if let Err(e) = watcher.watch(credentials.dir(), RecursiveMode::NonRecursive) {
-        tracing::warn!(
-            "cannot watch {} for changes ({e}); edits need a restart",
-            credentials.dir().display()
-        );
-        return None;
-    }
     Some(tokio::spawn(async move {
         let _watcher = watcher;
         loop {

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Mcp;
-use super::prompts::{MAX_FILE_BYTES, refused_id};
+use super::prompts::{MAX_FILE_BYTES, id_of, refused_id};
 use crate::config::McpGitConfig;
 
 /// What one sync did.
@@ -149,10 +149,7 @@ fn copy_changed(from: &Path, to: &Path) -> Result<Synced, String> {
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(id) = name
-            .strip_suffix(".yaml")
-            .or_else(|| name.strip_suffix(".yml"))
-        else {
+        let Some(id) = id_of(&name) else {
             continue;
         };
         let refused = |why: String| format!("{name:?}: {why}");

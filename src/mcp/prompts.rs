@@ -77,7 +77,7 @@ pub fn refused_id(id: &str) -> Option<&'static str> {
 }
 
 /// The id of a prompt file name (`review.yaml` → `review`), if it is a YAML file.
-fn id_of(file_name: &str) -> Option<&str> {
+pub fn id_of(file_name: &str) -> Option<&str> {
     file_name
         .strip_suffix(".yaml")
         .or_else(|| file_name.strip_suffix(".yml"))

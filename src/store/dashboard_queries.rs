@@ -304,7 +304,7 @@ impl Store {
             }
             Bucket::Day => {
                 let first_day = next_whole(since, time::Duration::DAY);
-                let day = Value::Text(super::rollup::hour_of(first_day)[..10].to_string());
+                let day = Value::Text(super::rollup::day_of(first_day));
                 let mut groups = self
                     .rollup_groups("usage_daily", "day", "day", &[day])
                     .await?;

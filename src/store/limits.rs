@@ -215,31 +215,36 @@ impl Store {
     }
 
     /// The rollups' tokens by account, key and model: per day from `first_day`
-    /// (`YYYY-MM-DD`) on, and for the hour `hour` (`YYYY-MM-DD HH`).
+    /// (`YYYY-MM-DD`, [`super::day_of`]) on, and for the hour `hour` (`YYYY-MM-DD HH`,
+    /// [`super::hour_of`]) when one is asked for.
     pub async fn usage_for_limits(
         &self,
         first_day: &str,
-        hour: &str,
+        hour: Option<&str>,
     ) -> Result<Vec<UsageRow>, StoreError> {
         let started = Instant::now();
         let sums = "CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
                     CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
                     CAST(SUM(cache_creation_input_tokens) AS BIGINT) AS cache_creation_input_tokens, \
                     CAST(SUM(cache_read_input_tokens) AS BIGINT) AS cache_read_input_tokens";
-        let sql = format!(
+        let mut sql = format!(
             "SELECT day AS period, account_id, api_key_hash, model, {sums} FROM usage_daily \
-             WHERE day >= ? GROUP BY day, account_id, api_key_hash, model \
-             UNION ALL \
-             SELECT hour AS period, account_id, api_key_hash, model, {sums} FROM usage_hourly \
-             WHERE hour = ? GROUP BY hour, account_id, api_key_hash, model"
+             WHERE day >= ? GROUP BY day, account_id, api_key_hash, model"
         );
+        if hour.is_some() {
+            sql.push_str(&format!(
+                " UNION ALL \
+                 SELECT hour AS period, account_id, api_key_hash, model, {sums} FROM usage_hourly \
+                 WHERE hour = ? GROUP BY hour, account_id, api_key_hash, model"
+            ));
+        }
         let sql = AssertSqlSafe(self.dialect().sql(&sql).into_owned());
         let rows = with_pool!(self, pool => {
-            let rows = sqlx::query(sql)
-                .bind(first_day.to_string())
-                .bind(hour.to_string())
-                .fetch_all(pool)
-                .await?;
+            let mut query = sqlx::query(sql).bind(first_day.to_string());
+            if let Some(hour) = hour {
+                query = query.bind(hour.to_string());
+            }
+            let rows = query.fetch_all(pool).await?;
             rows.iter().map(|row| {
                 let n = |name: &str| -> Result<u64, sqlx::Error> {
                     Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0).max(0) as u64)

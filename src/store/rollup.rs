@@ -94,7 +94,7 @@ pub(super) fn fold<'a>(records: impl IntoIterator<Item = &'a Record>) -> Folded 
 
 /// The rollup's hour key of a time: UTC `YYYY-MM-DD HH`, the first 13 characters of a stored
 /// SQLite timestamp.
-pub(super) fn hour_of(at: OffsetDateTime) -> String {
+pub fn hour_of(at: OffsetDateTime) -> String {
     let at = at.to_offset(UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02} {:02}",
@@ -103,6 +103,13 @@ pub(super) fn hour_of(at: OffsetDateTime) -> String {
         at.day(),
         at.hour()
     )
+}
+
+/// The rollup's day key of a time: UTC `YYYY-MM-DD`.
+pub fn day_of(at: OffsetDateTime) -> String {
+    let mut key = hour_of(at);
+    key.truncate(10);
+    key
 }
 
 /// `INSERT … ON CONFLICT DO UPDATE` adding one group's sums to `table`, keyed by `period`.
