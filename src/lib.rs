@@ -14,6 +14,7 @@
 pub mod atomic_file;
 pub mod client_ip;
 pub mod config;
+pub mod conversations;
 pub mod crypto;
 pub(crate) mod dir_watch;
 pub(crate) mod error;

@@ -41,6 +41,7 @@ use crate::limits::{Refusal, Subject, SubjectKind};
 use crate::proxy::state::{AppState, ProxySettings};
 use crate::ratelimit::UnifiedHeaders;
 use crate::record::{self, Record, Timing};
+use crate::conversations::Capture;
 use crate::usage::{BodyKind, Meter, Metered};
 
 /// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without
@@ -118,6 +119,13 @@ pub async fn handle(
             Ok(summary) => {
                 exchange.record.model = summary.model;
                 exchange.record.streaming = summary.stream == Some(serde_json::Value::Bool(true));
+                if parts.uri.path() == "/v1/messages" {
+                    // The writer digests it for the conversation links, off this path.
+                    exchange.record.capture = Some(Box::new(Capture {
+                        request: body.clone(),
+                        response: Vec::new(),
+                    }));
+                }
             }
             Err(e) => {
                 // The first line says what and where; the next ones quote the body.
@@ -195,11 +203,11 @@ pub async fn handle(
         upstream,
         overhead: started.elapsed().saturating_sub(upstream + body_read),
     });
-    let tap = tap::Tap::new(
-        exchange,
-        Meter::new(kind, state.settings.storage_enabled),
-        status.as_u16(),
-    );
+    let mut meter = Meter::new(kind, state.settings.storage_enabled);
+    if exchange.record.capture.is_some() {
+        meter = meter.capture();
+    }
+    let tap = tap::Tap::new(exchange, meter, status.as_u16());
     let body = tap::TapBody::new(
         upstream_body,
         tap,
@@ -353,8 +361,12 @@ impl Exchange {
             usage,
             body,
             events,
+            raw,
             ..
         } = metered;
+        if let Some(capture) = &mut record.capture {
+            capture.response = raw;
+        }
         if model.is_some() {
             record.model = model;
         }

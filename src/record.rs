@@ -13,6 +13,7 @@ use smart_default::SmartDefault;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::conversations::{Capture, Digests, Link};
 use crate::keys::KeyHash;
 use crate::ratelimit::UnifiedHeaders;
 use crate::usage::Usage;
@@ -80,6 +81,20 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub chunks: Vec<(u64, String)>,
+    /// Where the request sits in its conversation, once the writer has linked it (Messages
+    /// API inferences with messages; else absent).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
+    pub link: Option<Link>,
+    /// What linking needs of the exchange, digested by the writer from `capture` (kept in
+    /// the spool line, so that a record written later still links; never in the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub digests: Option<Box<Digests>>,
+    /// The exchange's bodies for the writer to digest (shared buffers; not stored).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub capture: Option<Box<Capture>>,
     /// Where a forwarded request's time went (for the metrics; not stored).
     #[serde(skip)]
     pub timing: Option<Timing>,
@@ -107,6 +122,8 @@ impl Record {
         self.request_body = None;
         self.response_body = None;
         self.chunks = Vec::new();
+        self.digests = None;
+        self.capture = None;
         self
     }
 }

@@ -4,6 +4,7 @@
 //! each record.
 
 pub mod access_log;
+pub mod linker;
 pub mod spool;
 mod writer;
 

@@ -10,6 +10,7 @@ mod dashboard_queries;
 mod insert;
 mod rollup;
 
+pub use conversations::{ConversationCursor, ConversationRow, ConversationSort};
 pub use dashboard_queries::{Bucket, DailyCount, PageCursor, RequestFilter, UsageGroup};
 
 use std::borrow::Cow;
@@ -158,6 +159,7 @@ macro_rules! with_pool {
 }
 
 mod client_keys;
+mod conversations;
 mod limits;
 pub use client_keys::{ClientKeyRow, ClientKeysVersion};
 pub use limits::{LimitSet, Subject, SubjectKind, UsageRow};

@@ -147,6 +147,9 @@ pub struct Metered {
     /// Each SSE event as it was sent, with its arrival in ms after the request began, when
     /// bodies are stored.
     pub events: Vec<(u64, String)>,
+    /// The body's chunks as received (shared, not copied), up to
+    /// [`crate::conversations::CAPTURE_LIMIT`], when [`Meter::capture`] asked for them.
+    pub raw: Vec<Bytes>,
 }
 
 /// Observes a response body chunk by chunk.
@@ -156,6 +159,7 @@ pub struct Meter {
     chunks: Vec<Bytes>,
     collected: usize,
     sse: SseScanner,
+    capture: Option<usize>,
     out: Metered,
 }
 
@@ -167,12 +171,25 @@ impl Meter {
             chunks: Vec::new(),
             collected: 0,
             sse: SseScanner::new(store_body),
+            capture: None,
             out: Metered::default(),
         }
     }
 
+    /// Keeps the body's chunks for the conversation digests (a Messages API exchange).
+    pub fn capture(mut self) -> Meter {
+        self.capture = Some(0);
+        self
+    }
+
     /// Takes the next chunk, which arrived `elapsed_ms` after the request began.
     pub fn observe(&mut self, chunk: &Bytes, elapsed_ms: u64) {
+        if let Some(kept) = &mut self.capture
+            && *kept + chunk.len() <= crate::conversations::CAPTURE_LIMIT
+        {
+            *kept += chunk.len();
+            self.out.raw.push(chunk.clone());
+        }
         match self.kind {
             BodyKind::Sse => {
                 self.sse.now_ms = elapsed_ms;

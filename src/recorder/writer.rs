@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Alerts;
 use crate::prometheus::Metrics;
 use crate::record::Record;
+use crate::recorder::linker::Linker;
 use crate::recorder::spool::{Spool, SpoolBatch};
 use crate::store::{Store, StoreError};
 
@@ -144,7 +145,9 @@ pub fn spawn_writer(
     observers: Observers,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let linker = Arc::new(Linker::start(&store).await);
         let writer = Writer {
+            linker,
             store,
             stats,
             spool,
@@ -180,6 +183,8 @@ struct Insert {
 }
 
 struct Writer {
+    /// Sets each record's conversation link in the insert, before the row is written.
+    linker: Arc<Linker>,
     store: Store,
     stats: Arc<RecordStats>,
     spool: Option<Spool>,
@@ -258,7 +263,12 @@ impl Writer {
             alerts.observe(incoming);
         }
         let mut overflow = Vec::new();
-        for record in incoming.drain(..) {
+        for mut record in incoming.drain(..) {
+            // Digests rather than bodies from here on: the spool keeps them when the
+            // bodies are not stored, and linking waits for the insert.
+            if let Some(capture) = record.capture.take() {
+                record.digests = capture.digest().map(Box::new);
+            }
             let bytes = weight(&record);
             let spill = self.spool.is_some()
                 && (self.spooling()
@@ -293,7 +303,10 @@ impl Writer {
         };
         let store = self.store.clone();
         let stats = self.stats.clone();
+        let linker = self.linker.clone();
         Some(tokio::spawn(async move {
+            let mut records = records;
+            linker.link(&store, &mut records).await;
             let replay = matches!(source, Source::Spool(_));
             let result = insert(&store, &records, &stats, replay)
                 .await
@@ -534,7 +547,8 @@ fn weight(record: &Record) -> usize {
         .flatten()
         .map(|b| b.len())
         .sum::<usize>();
-    FIELDS + bodies + record.chunks.iter().map(|(_, t)| t.len()).sum::<usize>()
+    let digests = record.digests.as_ref().map_or(0, |d| 32 * d.prefixes.len());
+    FIELDS + bodies + digests + record.chunks.iter().map(|(_, t)| t.len()).sum::<usize>()
 }
 
 fn count_unreadable(stats: &RecordStats, batch: &SpoolBatch) {

@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use utoipa::IntoParams;
 
-use super::{Dialect, Pool, Store, StoreError, TIMESTAMP, as_u64, format_timestamp};
+use super::{Dialect, Store, StoreError, TIMESTAMP, as_u64};
 use crate::keys::KeyHash;
 use crate::record::Record;
 use crate::usage::Usage;
@@ -92,11 +92,13 @@ pub struct DailyCount {
     pub value: u64,
 }
 
-const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, model, \
-     response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
-     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error";
+pub(super) const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, \
+     model, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
+     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error, \
+     current_message_hash, parent_message_hash, system_hash, conversation_id, branch_id, \
+     message_count, parent_request_id, is_subtask, parent_task_request_id";
 
-const SUMS: &str = "COUNT(*) AS requests, \
+pub(super) const SUMS: &str = "COUNT(*) AS requests, \
      CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
      CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
      CAST(COALESCE(SUM(cache_creation_input_tokens), 0) AS BIGINT) AS cache_creation, \
@@ -104,7 +106,7 @@ const SUMS: &str = "COUNT(*) AS requests, \
 
 /// A bound value, converted to each dialect's type when bound.
 #[derive(Debug, Clone)]
-enum Value {
+pub(super) enum Value {
     Text(String),
     Int(i64),
     Bool(bool),
@@ -116,21 +118,21 @@ enum Value {
 /// [`Fetched`] rows with functions generic over [`ReadRow`].
 macro_rules! fetch {
     ($store:expr, $sql:expr, $values:expr, $fetch:ident) => {{
-        let sql = AssertSqlSafe($store.dialect().sql(&$sql).into_owned());
+        let sql = sqlx::AssertSqlSafe($store.dialect().sql(&$sql).into_owned());
         match &$store.pool {
-            Pool::Sqlite(pool) => {
+            super::Pool::Sqlite(pool) => {
                 let mut q = sqlx::query(sql);
                 for v in $values {
                     q = match v {
                         Value::Text(s) => q.bind(s.clone()),
                         Value::Int(n) => q.bind(*n),
                         Value::Bool(b) => q.bind(*b),
-                        Value::Time(t) => q.bind(format_timestamp(*t)),
+                        Value::Time(t) => q.bind(super::format_timestamp(*t)),
                     };
                 }
                 Fetched::Sqlite(q.$fetch(pool).await?)
             }
-            Pool::Postgres(pool) => {
+            super::Pool::Postgres(pool) => {
                 let mut q = sqlx::query(sql);
                 for v in $values {
                     q = match v {
@@ -146,19 +148,22 @@ macro_rules! fetch {
     }};
 }
 
-enum Fetched<S, P> {
+pub(super) use fetch;
+
+pub(super) enum Fetched<S, P> {
     Sqlite(S),
     Postgres(P),
 }
 
 /// Reading a row the same way from either dialect: a timestamp is text in SQLite.
-trait ReadRow {
+pub(super) trait ReadRow {
     fn text(&self, column: &str) -> Result<String, sqlx::Error>;
     fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
     fn small_int(&self, column: &str) -> Result<i32, sqlx::Error>;
     fn boolean(&self, column: &str) -> Result<bool, sqlx::Error>;
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, sqlx::Error>;
     fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error>;
 }
 
@@ -181,6 +186,9 @@ macro_rules! read_row {
                 self.try_get(column)
             }
             fn boolean(&self, column: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn opt_bool(&self, column: &str) -> Result<Option<bool>, sqlx::Error> {
                 self.try_get(column)
             }
             fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
@@ -464,7 +472,7 @@ impl Store {
 }
 
 /// Appends ` WHERE …` for `f` to `sql` and returns the values to bind, in order.
-fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
+pub(super) fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
     let mut values = Vec::new();
     sql.push_str(" WHERE 1 = 1");
     let text = [
@@ -498,8 +506,8 @@ fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
     values
 }
 
-/// A request as listed: the record's metadata, no bodies.
-fn list_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
+/// A request as listed: the record's metadata and conversation link, no bodies.
+pub(super) fn list_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
     Ok(Record {
         request_id: row.text("request_id")?,
         timestamp: row.time("timestamp")?,
@@ -524,6 +532,7 @@ fn list_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
             .as_deref()
             .and_then(KeyHash::from_hex),
         error: row.opt_text("error")?,
+        link: super::conversations::link_of(row)?,
         ..Record::default()
     })
 }

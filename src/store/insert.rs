@@ -16,7 +16,7 @@ use crate::record::Record;
 
 /// Rows per multi-row `INSERT`: a batch is split into statements of these sizes only, so a
 /// handful of prepared statements serve every batch (each distinct row count would otherwise
-/// be prepared and cached on its own). 64 rows × 30 columns stays far below SQLite's 32,766
+/// be prepared and cached on its own). 64 rows × 39 columns stays far below SQLite's 32,766
 /// and PostgreSQL's 65,535 parameters.
 pub(super) const INSERT_SHAPES: [usize; 4] = [64, 16, 4, 1];
 
@@ -26,7 +26,8 @@ const REQUEST_COLUMNS: &str = "request_id, domain, account_id, timestamp, method
      client_ip, api_key_hash, error, upstream_request_id, request_body, response_body, \
      ratelimit_unified_status, ratelimit_unified_5h_utilization, ratelimit_unified_5h_reset, \
      ratelimit_unified_7d_utilization, ratelimit_unified_7d_reset, upstream_credential_hash, \
-     client_key_id";
+     client_key_id, current_message_hash, parent_message_hash, system_hash, conversation_id, \
+     branch_id, message_count, parent_request_id, is_subtask, parent_task_request_id";
 const CHUNK_COLUMNS: &str = "request_id, chunk_index, timestamp, data";
 
 /// The SQLite multi-row `INSERT` texts of requests, one per [`INSERT_SHAPES`] (PostgreSQL
@@ -82,6 +83,17 @@ pub(super) async fn insert_sqlite(
                 .bind(rate.and_then(|u| u.seven_day.resets_at.as_deref().map(text)))
                 .bind(r.upstream_credential_hash.map(|h| text(&h.to_string())))
                 .bind(r.client_key_id.as_deref().map(text));
+            let link = r.link.as_ref();
+            insert = insert
+                .bind(link.map(|l| text(&l.current_message_hash)))
+                .bind(link.and_then(|l| l.parent_message_hash.as_deref().map(text)))
+                .bind(link.and_then(|l| l.system_hash.as_deref().map(text)))
+                .bind(link.map(|l| text(&l.conversation_id)))
+                .bind(link.map(|l| text(&l.branch_id)))
+                .bind(link.map(|l| i64::from(l.message_count)))
+                .bind(link.and_then(|l| l.parent_request_id.as_deref().map(text)))
+                .bind(link.map(|l| l.is_subtask))
+                .bind(link.and_then(|l| l.parent_task_request_id.as_deref().map(text)));
         }
         insert.execute(&mut **tx).await?;
     }
@@ -131,7 +143,7 @@ chunks_fn!(
 /// parameters each: one round trip and one plan per batch, so the writer keeps pace with the
 /// proxy. Chunks take the multi-row path.
 static UNNEST_REQUESTS: LazyLock<String> = LazyLock::new(|| {
-    const TYPES: [&str; 30] = [
+    const TYPES: [&str; 39] = [
         "text",
         "text",
         "text",
@@ -162,6 +174,16 @@ static UNNEST_REQUESTS: LazyLock<String> = LazyLock::new(|| {
         "text",
         "text",
         "text",
+        // The conversation's columns.
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "int8",
+        "text",
+        "bool",
+        "text",
     ];
     let arrays: Vec<String> = TYPES
         .iter()
@@ -189,6 +211,9 @@ pub(super) async fn insert_postgres(
     };
     fn rate(r: &Record) -> Option<&crate::ratelimit::UnifiedHeaders> {
         r.ratelimit.as_ref()
+    }
+    fn link(r: &Record) -> Option<&crate::conversations::Link> {
+        r.link.as_ref()
     }
     sqlx::query(UNNEST_REQUESTS.as_str())
         .bind(&ids)
@@ -235,6 +260,17 @@ pub(super) async fn insert_postgres(
             r.upstream_credential_hash.map(|h| h.to_string())
         }))
         .bind(column(records, |r| r.client_key_id.clone()))
+        .bind(column(records, |r| link(r).map(|l| l.current_message_hash.clone())))
+        .bind(column(records, |r| link(r).and_then(|l| l.parent_message_hash.clone())))
+        .bind(column(records, |r| link(r).and_then(|l| l.system_hash.clone())))
+        .bind(column(records, |r| link(r).map(|l| l.conversation_id.clone())))
+        .bind(column(records, |r| link(r).map(|l| l.branch_id.clone())))
+        .bind(column(records, |r| link(r).map(|l| i64::from(l.message_count))))
+        .bind(column(records, |r| link(r).and_then(|l| l.parent_request_id.clone())))
+        .bind(column(records, |r| link(r).map(|l| l.is_subtask)))
+        .bind(column(records, |r| {
+            link(r).and_then(|l| l.parent_task_request_id.clone())
+        }))
         .execute(&mut **tx)
         .await?;
     insert_postgres_chunks(tx, records, key).await

@@ -1,0 +1,62 @@
+//! Conversations: requests linked into the sessions they belong to (Claude Code's, or any
+//! client's that sends the whole message list each turn), with branches where the user went
+//! back, compactions where the context was summarised and continued, and the sub-agent tasks
+//! a turn spawned. The original proxy's columns (`conversation_id`, `branch_id`,
+//! `current_message_hash`, …) hold the result, so its SQL keeps working.
+//!
+//! [`digest`] reads an exchange once into [`Digests`] (no text kept); [`index::Index`] links
+//! by the rules. Both run in the record writer, never on the request's path.
+
+pub mod digest;
+pub mod index;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use digest::{Digests, Hash, digest};
+pub use index::{Index, Input, Known};
+
+/// Where a request sits in its conversation: the `api_requests` columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Link {
+    /// A UUID, shared by every request of the conversation.
+    pub conversation_id: String,
+    /// `main`, `branch_<UTC yyyymmddHHMMSS>`, `compact_<HHMMSS>` or `subtask_<n>`.
+    pub branch_id: String,
+    /// SHA-256 (hex) of the request's messages, normalised.
+    pub current_message_hash: String,
+    /// The message hash of the request it continues (or of its messages less the last two).
+    pub parent_message_hash: Option<String>,
+    /// SHA-256 (hex) of the system prompt's stable part.
+    pub system_hash: Option<String>,
+    /// Messages in the request, as sent.
+    pub message_count: u32,
+    /// The request this one continues, or the one whose task or summary it starts from.
+    pub parent_request_id: Option<String>,
+    /// A sub-agent's request (the task's first and its continuations).
+    pub is_subtask: bool,
+    /// The request whose `Task` call started the sub-agent.
+    pub parent_task_request_id: Option<String>,
+}
+
+/// A Messages API exchange as the proxy saw it, for the writer to digest: the request body and
+/// the response's chunks (shared buffers, not copies), up to [`CAPTURE_LIMIT`].
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    pub request: Bytes,
+    pub response: Vec<Bytes>,
+}
+
+/// The most of a response kept for digesting.
+pub const CAPTURE_LIMIT: usize = 8 << 20;
+
+impl Capture {
+    pub fn digest(&self) -> Option<Digests> {
+        let response = match self.response.as_slice() {
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        };
+        digest(&self.request, &response)
+    }
+}

@@ -1,0 +1,549 @@
+//! What the linking needs from one exchange, as digests: the request's messages as a chain of
+//! prefix hashes, its system prompt's stable part, and the few texts that link a compaction or
+//! a sub-agent task, each hashed. Never the text itself: digests are all that is kept when
+//! bodies are not stored.
+//!
+//! A message's hash covers its role and normalised content: text trimmed, CRLF as LF,
+//! `<system-reminder>` blocks dropped (and text items that were only that); images and
+//! documents by media type and a digest of their data; `tool_use` by name, id and input (keys
+//! sorted); `tool_result` by tool id and content; `thinking` blocks and `cache_control`
+//! markers ignored (Claude Code moves them between turns). `role: "system"` messages (Claude
+//! Code ≥ 2.1 puts reminders and hook output there, and they come and go) are left out, as is
+//! a message left empty, and a message that repeats a tool id seen earlier in the request (a
+//! known client bug duplicates them).
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest; serialised as 64 hex digits, the columns' form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Hash> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(Hash(out))
+    }
+
+    fn of(parts: &[&[u8]]) -> Hash {
+        let mut h = Sha256::new();
+        for part in parts {
+            h.update(part);
+        }
+        Hash(h.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", &self.hex()[..12])
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Hash::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a 64-digit hex hash"))
+    }
+}
+
+/// The digests of one Messages API exchange (the spool keeps them with the record).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Digests {
+    /// `prefixes[k]` covers the first `k + 1` hashed messages; the last is the request's
+    /// message hash.
+    pub prefixes: Vec<Hash>,
+    /// The request's `messages`, as sent.
+    pub message_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Hash>,
+    /// A single user message: its text, as a sub-agent task's prompt would be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_prompt: Option<Hash>,
+    /// A compaction's continuation: the summary it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction_summary: Option<Hash>,
+    /// A summarisation request: the summary its response begins with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_summary: Option<Hash>,
+    /// The prompts of the `Task` tool calls in the response.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spawned_tasks: Vec<Hash>,
+}
+
+impl Digests {
+    /// The request's message hash (`current_message_hash`).
+    pub fn current(&self) -> Option<Hash> {
+        self.prefixes.last().copied()
+    }
+}
+
+/// Claude Code's compaction: the continuation's first message says this, then the summary.
+const CONTINUED: &str = "is being continued from a previous conversation that ran out of context";
+const SUMMARY_MARKER: &str = "The conversation is summarized below:";
+const SUMMARY_END: &str = "Please continue the conversation";
+/// The system prompt of Claude Code's summarisation requests.
+const SUMMARIZING: &str = "You are a helpful AI assistant tasked with summarizing conversations";
+/// Claude Code's main system prompt: after it, everything (environment, git status, memory
+/// files) changes from session to session and turn to turn.
+const CLAUDE_CODE: &str = "You are an interactive CLI tool that helps users";
+/// A summary is matched by its first characters, normalised.
+const SUMMARY_PREFIX_CHARS: usize = 200;
+/// The tools whose calls start a sub-agent (`Task`, renamed `Agent` by later Claude Codes).
+const TASK_TOOLS: [&str; 2] = ["Task", "Agent"];
+
+/// The digests of a Messages API exchange: the request body and the response (a JSON body or
+/// an SSE stream, whole or as stored events). `None` when the request has no messages or is
+/// not JSON.
+pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
+    let req: WireRequest = serde_json::from_slice(request).ok()?;
+    if req.messages.is_empty() {
+        return None;
+    }
+    let message_count = req.messages.len() as u32;
+    let kept = kept_messages(&req.messages);
+    let mut prefixes = Vec::with_capacity(kept.len());
+    let mut chain = Hash([0; 32]);
+    for message in &kept {
+        chain = Hash::of(&[&chain.0, &message_hash(message).0]);
+        prefixes.push(chain);
+    }
+    if prefixes.is_empty() {
+        return None;
+    }
+    let system_text = req.system.as_ref().map(Content::plain_text);
+    let summarizing = system_text.as_deref().is_some_and(|s| s.contains(SUMMARIZING));
+    let mut digests = Digests {
+        message_count,
+        system: system_text.as_deref().map(system_hash),
+        ..Digests::default()
+    };
+    if let [only] = kept.as_slice()
+        && only.role == "user"
+    {
+        let text = only.content.plain_text();
+        digests.task_prompt = Some(task_key(&text));
+        if text.contains(CONTINUED)
+            && let Some((_, summary)) = text.split_once(SUMMARY_MARKER)
+        {
+            let summary = summary.split(SUMMARY_END).next().unwrap_or_default();
+            digests.compaction_summary = Some(summary_key(summary));
+        }
+    }
+    digests.prefixes = prefixes;
+    let answer = Answer::read(response);
+    if summarizing && !answer.text.trim().is_empty() {
+        digests.response_summary = Some(summary_key(&answer.text));
+    }
+    digests.spawned_tasks = answer.task_prompts.iter().map(|p| task_key(p)).collect();
+    Some(digests)
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    system: Option<Content>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: Content,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Blocks(Vec<Block>),
+    Other(IgnoredAny),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block {
+    Text {
+        text: String,
+    },
+    Image {
+        source: Source,
+    },
+    Document {
+        source: Source,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Option<Content>,
+        #[serde(default)]
+        is_error: bool,
+    },
+    #[serde(other)]
+    Ignored,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Source {
+    media_type: Option<String>,
+    data: Option<String>,
+    url: Option<String>,
+}
+
+impl Content {
+    fn blocks(&self) -> &[Block] {
+        match self {
+            Content::Blocks(b) => b,
+            _ => &[],
+        }
+    }
+
+    /// The text items, reminders removed, joined by newlines.
+    fn plain_text(&self) -> String {
+        match self {
+            Content::Text(t) => normalise_text(t),
+            Content::Blocks(blocks) => {
+                let texts: Vec<String> = blocks
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::Text { text } => Some(normalise_text(text)),
+                        _ => None,
+                    })
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                texts.join("\n")
+            }
+            Content::Other(_) => String::new(),
+        }
+    }
+}
+
+/// The messages the hash covers (see the module's header).
+fn kept_messages(messages: &[Message]) -> Vec<&Message> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(messages.len());
+    for message in messages {
+        if message.role == "system" {
+            continue;
+        }
+        let ids: Vec<&str> = message
+            .content
+            .blocks()
+            .iter()
+            .filter_map(|b| match b {
+                Block::ToolUse { id, .. } => Some(id.as_str()),
+                Block::ToolResult { tool_use_id, .. } => Some(tool_use_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if ids.iter().any(|id| seen.contains(id)) {
+            continue;
+        }
+        if normalised(&message.content).is_empty() {
+            continue;
+        }
+        seen.extend(ids);
+        kept.push(message);
+    }
+    kept
+}
+
+fn message_hash(message: &Message) -> Hash {
+    let mut h = Sha256::new();
+    put(&mut h, message.role.as_bytes());
+    put(&mut h, normalised(&message.content).as_bytes());
+    Hash(h.finalize().into())
+}
+
+/// The content as one canonical text: each kept item on its own, length-prefixed.
+fn normalised(content: &Content) -> String {
+    let mut out = String::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    match content {
+        Content::Text(t) => item(&mut out, "text", &normalise_text(t)),
+        Content::Blocks(blocks) => {
+            for block in blocks {
+                match block {
+                    Block::Text { text } => {
+                        let text = normalise_text(text);
+                        if !text.is_empty() {
+                            item(&mut out, "text", &text);
+                        }
+                    }
+                    Block::Image { source } | Block::Document { source } => {
+                        let data = source.data.as_deref().or(source.url.as_deref());
+                        let digest = Hash::of(&[data.unwrap_or_default().as_bytes()]);
+                        let media = source.media_type.as_deref().unwrap_or_default();
+                        item(&mut out, "media", &format!("{media}:{}", digest.hex()));
+                    }
+                    Block::ToolUse { id, name, input } => {
+                        if seen_ids.insert(("use", id.as_str())) {
+                            let mut canonical = String::new();
+                            canonical_json(input, &mut canonical);
+                            item(&mut out, "tool_use", &format!("{name}:{id}:{canonical}"));
+                        }
+                    }
+                    Block::ToolResult {
+                        tool_use_id,
+                        content,
+                        is_error,
+                    } => {
+                        if seen_ids.insert(("result", tool_use_id.as_str())) {
+                            let inner = content.as_ref().map(normalised).unwrap_or_default();
+                            item(
+                                &mut out,
+                                "tool_result",
+                                &format!("{tool_use_id}:{is_error}:{inner}"),
+                            );
+                        }
+                    }
+                    Block::Ignored => {}
+                }
+            }
+        }
+        Content::Other(_) => {}
+    }
+    out
+}
+
+fn item(out: &mut String, kind: &str, text: &str) {
+    use std::fmt::Write;
+    let _ = write!(out, "{kind}:{}:{text}\n", text.len());
+}
+
+fn put(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// JSON with object keys sorted, so that a client re-serialising a tool's input in another
+/// key order does not break the chain.
+fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(&map[key], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Text as the hash sees it: reminders removed, CRLF as LF, trimmed.
+pub(crate) fn normalise_text(text: &str) -> String {
+    let mut rest = text;
+    let mut out = String::with_capacity(text.len());
+    const OPEN: &str = "<system-reminder>";
+    const CLOSE: &str = "</system-reminder>";
+    while let Some(start) = rest.find(OPEN) {
+        let Some(len) = rest[start..].find(CLOSE) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        rest = &rest[start + len + CLOSE.len()..];
+    }
+    out.push_str(rest);
+    out.replace("\r\n", "\n").trim().to_string()
+}
+
+/// The system prompt's stable part: Claude Code's own prompt up to where its per-session
+/// parts begin; other prompts without reminders and git status sections.
+fn system_hash(system: &str) -> Hash {
+    let stable = match system.find(CLAUDE_CODE) {
+        Some(at) => &system[..at + CLAUDE_CODE.len()],
+        None => system,
+    };
+    let stable: Vec<&str> = stable
+        .split("\n\n")
+        .filter(|para| {
+            let para = para.trim_start();
+            !["gitStatus:", "Current branch:", "Main branch", "Status:", "Recent commits:"]
+                .iter()
+                .any(|volatile| para.starts_with(volatile))
+        })
+        .collect();
+    Hash::of(&[b"system\0", stable.join("\n\n").trim().as_bytes()])
+}
+
+fn task_key(prompt: &str) -> Hash {
+    Hash::of(&[b"task\0", normalise_text(prompt).as_bytes()])
+}
+
+/// A summary as both sides write it: Claude Code shows the model's `<analysis>` as an
+/// "Analysis:" section (or drops it) and `<summary>` as "Summary:", so both are dropped, then
+/// whitespace collapsed; the first [`SUMMARY_PREFIX_CHARS`] characters are kept.
+fn summary_key(text: &str) -> Hash {
+    let mut text = normalise_text(text);
+    if let (Some(start), Some(end)) = (text.find("<analysis>"), text.find("</analysis>"))
+        && start < end
+    {
+        text.replace_range(start..end + "</analysis>".len(), "");
+    }
+    let mut text = text.replace("<summary>", "").replace("</summary>", "");
+    if text.trim_start().starts_with("Analysis:")
+        && let Some(at) = text.find("Summary:")
+    {
+        text.replace_range(..at, "");
+    }
+    let text = text.trim_start();
+    let text = text.strip_prefix("Summary:").unwrap_or(text);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let collapsed: String = words.join(" ").chars().take(SUMMARY_PREFIX_CHARS).collect();
+    let collapsed = collapsed.trim_end_matches('.');
+    Hash::of(&[b"summary\0", collapsed.as_bytes()])
+}
+
+/// What the linking reads of a response: its text and its `Task` calls' prompts.
+#[derive(Default)]
+struct Answer {
+    text: String,
+    task_prompts: Vec<String>,
+}
+
+impl Answer {
+    /// A JSON message, or SSE events (raw or as stored: any `data:` lines).
+    fn read(body: &[u8]) -> Answer {
+        let mut answer = Answer::default();
+        let trimmed = body.trim_ascii_start();
+        if trimmed.first() == Some(&b'{') {
+            if let Ok(message) = serde_json::from_slice::<WireAnswer>(trimmed) {
+                for block in message.content {
+                    answer.block(block.kind.as_deref(), block.name, block.text, block.input);
+                }
+            }
+            return answer;
+        }
+        // SSE: blocks by index, their text and tool input arriving as deltas.
+        #[derive(Default)]
+        struct Open {
+            tool: Option<String>,
+            text: String,
+            json: String,
+        }
+        let mut open: std::collections::BTreeMap<u64, Open> = Default::default();
+        for line in body.split(|&b| b == b'\n') {
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_slice::<WireEvent>(data.trim_ascii()) else {
+                continue;
+            };
+            let index = event.index.unwrap_or_default();
+            match (event.kind.as_str(), event.content_block, event.delta) {
+                ("content_block_start", Some(block), _) => {
+                    let tool = block.name.filter(|_| block.kind.as_deref() == Some("tool_use"));
+                    let text = block.text.unwrap_or_default();
+                    open.insert(index, Open { tool, text, json: String::new() });
+                }
+                ("content_block_delta", _, Some(delta)) => {
+                    if let Some(block) = open.get_mut(&index) {
+                        block.text.push_str(delta.text.as_deref().unwrap_or_default());
+                        block.json.push_str(delta.partial_json.as_deref().unwrap_or_default());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for block in open.into_values() {
+            match block.tool {
+                Some(tool) => {
+                    let input = serde_json::from_str(&block.json).ok();
+                    answer.block(Some("tool_use"), Some(tool), None, input);
+                }
+                None => answer.block(Some("text"), None, Some(block.text), None),
+            }
+        }
+        answer
+    }
+
+    fn block(
+        &mut self,
+        kind: Option<&str>,
+        name: Option<String>,
+        text: Option<String>,
+        input: Option<serde_json::Value>,
+    ) {
+        match kind {
+            Some("text") => self.text.push_str(text.as_deref().unwrap_or_default()),
+            Some("tool_use") if name.as_deref().is_some_and(|n| TASK_TOOLS.contains(&n)) => {
+                if let Some(prompt) = input
+                    .as_ref()
+                    .and_then(|i| i.get("prompt"))
+                    .and_then(|p| p.as_str())
+                {
+                    self.task_prompts.push(prompt.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireAnswer {
+    #[serde(default)]
+    content: Vec<WireBlock>,
+}
+
+#[derive(Deserialize)]
+struct WireBlock {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+    text: Option<String>,
+    input: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct WireEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    index: Option<u64>,
+    content_block: Option<WireBlock>,
+    delta: Option<WireDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    text: Option<String>,
+    partial_json: Option<String>,
+}

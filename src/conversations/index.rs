@@ -1,0 +1,346 @@
+//! The linking rules over an in-memory index of recent requests: which request a new one
+//! continues, on which branch, and whether it starts a compaction or a sub-agent task. The
+//! record writer links each record, in order, as it writes it; the index is rebuilt from the
+//! database at start and asks it about prefixes it does not know (another instance's requests,
+//! or older than what it keeps), so the request's path never waits for any of this.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use super::Link;
+use super::digest::{Digests, Hash};
+
+/// A sub-agent's first request follows its `Task` call within this.
+const TASK_WINDOW: Duration = Duration::hours(24);
+/// A compaction's continuation follows its summary within this.
+const SUMMARY_WINDOW: Duration = Duration::days(7);
+/// Requests kept, at most; older ones are found in the database.
+const CAPACITY: usize = 50_000;
+
+/// A request to link: who sent it, when, and its digests.
+pub struct Input<'a> {
+    pub request_id: &'a str,
+    pub at: OffsetDateTime,
+    pub domain: &'a str,
+    pub account_id: Option<&'a str>,
+    pub digests: &'a Digests,
+}
+
+/// A request already linked, as the index keeps it (from the database, or linked here).
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub request_id: String,
+    pub at: OffsetDateTime,
+    pub domain: String,
+    pub account_id: Option<String>,
+    pub hash: Hash,
+    pub link: Link,
+}
+
+struct Node {
+    domain: Arc<str>,
+    account_id: Option<Arc<str>>,
+    hash: Hash,
+    at: OffsetDateTime,
+    conversation_id: Arc<str>,
+    branch_id: Arc<str>,
+    is_subtask: bool,
+    parent_task_request_id: Option<Arc<str>>,
+    /// The requests that continued this one by prefix (not the tasks or compactions it
+    /// started), with their message hashes.
+    children: Vec<(Arc<str>, Hash)>,
+}
+
+/// A `Task` call's prompt, or a summary, waiting for the request that uses it.
+struct Marker {
+    domain: Arc<str>,
+    request_id: Arc<str>,
+    at: OffsetDateTime,
+    /// The sub-task branch given to the first request that matched (a retry gets it again).
+    branch: Option<Arc<str>>,
+}
+
+#[derive(Default)]
+pub struct Index {
+    nodes: HashMap<Arc<str>, Node>,
+    by_hash: HashMap<Hash, Vec<Arc<str>>>,
+    tasks: HashMap<Hash, Vec<Marker>>,
+    summaries: HashMap<Hash, Vec<Marker>>,
+    /// Sub-tasks started per conversation, for `subtask_<n>`.
+    subtasks: HashMap<Arc<str>, u32>,
+    order: VecDeque<Arc<str>>,
+}
+
+impl Index {
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The prefixes of `input` worth asking the database about: those longer than the
+    /// longest this index knows, unless that is the previous turn (one or two messages back).
+    pub fn unknown_prefixes(&self, input: &Input) -> Vec<Hash> {
+        let prefixes = &input.digests.prefixes;
+        let n = prefixes.len();
+        if n < 2 || input.digests.compaction_summary.is_some() {
+            return Vec::new();
+        }
+        let known = (0..n - 1)
+            .rev()
+            .find(|&k| self.newest(prefixes[k], input).is_some());
+        match known {
+            Some(k) if k + 3 >= n => Vec::new(),
+            Some(k) => prefixes[k + 1..n - 1].to_vec(),
+            None => prefixes[..n - 1].to_vec(),
+        }
+    }
+
+    /// Adds requests linked elsewhere (the database at start, or a prefix lookup), oldest
+    /// first; ones it already has are skipped.
+    pub fn learn(&mut self, known: Known) {
+        if self.nodes.contains_key(known.request_id.as_str()) {
+            return;
+        }
+        let link = &known.link;
+        if let Some(n) = link.branch_id.strip_prefix("subtask_").and_then(|n| n.parse().ok()) {
+            let count = self.subtasks.entry(link.conversation_id.as_str().into()).or_default();
+            *count = (*count).max(n);
+        }
+        // Tasks and compactions hang off a request without continuing its messages.
+        let parent = link.parent_request_id.as_deref().and_then(|p| self.nodes.get(p));
+        let starts_task = link.is_subtask && link.parent_task_request_id == link.parent_request_id;
+        let starts_compaction = link.branch_id.starts_with("compact_")
+            && parent.is_some_and(|p| *p.branch_id != *link.branch_id);
+        let prefix_child = !starts_task && !starts_compaction;
+        let id: Arc<str> = known.request_id.as_str().into();
+        if prefix_child
+            && let Some(parent) = link.parent_request_id.as_deref()
+            && let Some(parent) = self.nodes.get_mut(parent)
+        {
+            parent.children.push((id.clone(), known.hash));
+        }
+        self.insert(id, known);
+    }
+
+    /// Links a request by the rules, and keeps it for the requests after it.
+    pub fn link(&mut self, input: &Input) -> Link {
+        let d = input.digests;
+        let current = d.current().expect("digests have a message");
+        let n = d.prefixes.len();
+        let mut link = Link {
+            conversation_id: String::new(),
+            branch_id: "main".into(),
+            current_message_hash: current.hex(),
+            parent_message_hash: match n {
+                0 | 1 => None,
+                2 => Some(d.prefixes[0].hex()),
+                _ => Some(d.prefixes[n - 3].hex()),
+            },
+            system_hash: d.system.map(|h| h.hex()),
+            message_count: d.message_count,
+            parent_request_id: None,
+            is_subtask: false,
+            parent_task_request_id: None,
+        };
+        let mut prefix_parent = None;
+        if let Some((spawner, branch)) = self.take_task(input) {
+            let node = &self.nodes[&spawner];
+            link.conversation_id = node.conversation_id.to_string();
+            link.branch_id = branch.to_string();
+            link.parent_request_id = Some(spawner.to_string());
+            link.parent_task_request_id = Some(spawner.to_string());
+            link.is_subtask = true;
+        } else if let Some(source) = self.summary_source(input) {
+            let node = &self.nodes[&source];
+            link.conversation_id = node.conversation_id.to_string();
+            link.branch_id = format!("compact_{}", stamp(input.at, TIME));
+            link.parent_request_id = Some(source.to_string());
+            link.parent_message_hash = Some(node.hash.hex());
+        } else if let Some(parent) = (0..n.saturating_sub(1))
+            .rev()
+            .find_map(|k| self.newest(d.prefixes[k], input))
+        {
+            let node = &self.nodes[&parent];
+            link.conversation_id = node.conversation_id.to_string();
+            link.parent_request_id = Some(parent.to_string());
+            link.parent_message_hash = Some(node.hash.hex());
+            link.is_subtask = node.is_subtask;
+            link.parent_task_request_id = node.parent_task_request_id.as_deref().map(str::to_string);
+            let retry_of = node
+                .children
+                .iter()
+                .find(|(_, hash)| *hash == current)
+                .and_then(|(id, _)| self.nodes.get(id));
+            link.branch_id = match (retry_of, node.children.is_empty()) {
+                (Some(sibling), _) => sibling.branch_id.to_string(),
+                (None, true) => node.branch_id.to_string(),
+                (None, false) => format!(
+                    "branch_{}",
+                    stamp(input.at, DATE_TIME)
+                ),
+            };
+            prefix_parent = Some(parent);
+        } else {
+            link.conversation_id = uuid::Uuid::new_v4().to_string();
+        }
+
+        let id: Arc<str> = input.request_id.into();
+        if let Some(parent) = prefix_parent
+            && let Some(parent) = self.nodes.get_mut(&parent)
+        {
+            parent.children.push((id.clone(), current));
+        }
+        let domain: Arc<str> = input.domain.into();
+        for &task in &d.spawned_tasks {
+            self.tasks.entry(task).or_default().push(Marker {
+                domain: domain.clone(),
+                request_id: id.clone(),
+                at: input.at,
+                branch: None,
+            });
+        }
+        if let Some(summary) = d.response_summary {
+            self.summaries.entry(summary).or_default().push(Marker {
+                domain,
+                request_id: id.clone(),
+                at: input.at,
+                branch: None,
+            });
+        }
+        self.insert(
+            id,
+            Known {
+                request_id: input.request_id.to_string(),
+                at: input.at,
+                domain: input.domain.to_string(),
+                account_id: input.account_id.map(str::to_string),
+                hash: current,
+                link: link.clone(),
+            },
+        );
+        link
+    }
+
+    /// The newest request in the input's domain and account whose messages hash to `hash`.
+    fn newest(&self, hash: Hash, input: &Input) -> Option<Arc<str>> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .filter_map(|id| Some((id, self.nodes.get(id)?)))
+            .filter(|(id, n)| {
+                *n.domain == *input.domain
+                    && n.account_id.as_deref() == input.account_id
+                    && n.at <= input.at
+                    && ***id != *input.request_id
+            })
+            .max_by_key(|(_, n)| n.at)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// A single user message matching a `Task` prompt from the last 24 hours: the spawning
+    /// request, and the branch of that sub-task.
+    fn take_task(&mut self, input: &Input) -> Option<(Arc<str>, Arc<str>)> {
+        let key = input.digests.task_prompt?;
+        let markers = self.tasks.get_mut(&key)?;
+        let marker = markers
+            .iter_mut()
+            .filter(|m| {
+                *m.domain == *input.domain
+                    && m.at <= input.at
+                    && input.at - m.at <= TASK_WINDOW
+                    && self.nodes.contains_key(&m.request_id)
+            })
+            .max_by_key(|m| m.at)?;
+        let branch = match &marker.branch {
+            Some(branch) => branch.clone(),
+            None => {
+                let conversation = self.nodes[&marker.request_id].conversation_id.clone();
+                let count = self.subtasks.entry(conversation).or_default();
+                *count += 1;
+                let branch: Arc<str> = format!("subtask_{count}").into();
+                marker.branch = Some(branch.clone());
+                branch
+            }
+        };
+        Some((marker.request_id.clone(), branch))
+    }
+
+    /// The summarisation request whose response begins with the summary a compaction's
+    /// continuation carries (same domain, last 7 days).
+    fn summary_source(&self, input: &Input) -> Option<Arc<str>> {
+        let key = input.digests.compaction_summary?;
+        self.summaries
+            .get(&key)?
+            .iter()
+            .filter(|m| {
+                *m.domain == *input.domain
+                    && m.at <= input.at
+                    && input.at - m.at <= SUMMARY_WINDOW
+                    && self.nodes.contains_key(&m.request_id)
+            })
+            .max_by_key(|m| m.at)
+            .map(|m| m.request_id.clone())
+    }
+
+    fn insert(&mut self, id: Arc<str>, known: Known) {
+        let link = known.link;
+        self.by_hash.entry(known.hash).or_default().push(id.clone());
+        self.nodes.insert(
+            id.clone(),
+            Node {
+                domain: known.domain.into(),
+                account_id: known.account_id.map(Into::into),
+                hash: known.hash,
+                at: known.at,
+                conversation_id: link.conversation_id.into(),
+                branch_id: link.branch_id.into(),
+                is_subtask: link.is_subtask,
+                parent_task_request_id: link.parent_task_request_id.map(Into::into),
+                children: Vec::new(),
+            },
+        );
+        self.order.push_back(id);
+        while self.order.len() > CAPACITY {
+            self.evict();
+        }
+    }
+
+    fn evict(&mut self) {
+        let Some(id) = self.order.pop_front() else {
+            return;
+        };
+        if let Some(node) = self.nodes.remove(&id)
+            && let Some(ids) = self.by_hash.get_mut(&node.hash)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_hash.remove(&node.hash);
+            }
+        }
+        // Markers are few (one per task call or summary): dropped with their request only
+        // once they outnumber the requests.
+        if self.tasks.len() + self.summaries.len() > CAPACITY {
+            let nodes = &self.nodes;
+            for markers in [&mut self.tasks, &mut self.summaries] {
+                markers.retain(|_, list| {
+                    list.retain(|m| nodes.contains_key(&m.request_id));
+                    !list.is_empty()
+                });
+            }
+        }
+    }
+}
+
+type Format = &'static [time::format_description::BorrowedFormatItem<'static>];
+const TIME: Format = time::macros::format_description!("[hour][minute][second]");
+const DATE_TIME: Format =
+    time::macros::format_description!("[year][month][day][hour][minute][second]");
+
+fn stamp(at: OffsetDateTime, format: Format) -> String {
+    at.to_offset(time::UtcOffset::UTC).format(format).unwrap_or_default()
+}

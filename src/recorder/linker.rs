@@ -1,0 +1,163 @@
+//! Conversation links, set by the writer as it writes each record (the columns go in with the
+//! row): the index of [`crate::conversations`], started from the database's recent links and
+//! asking it about prefixes it does not hold (another instance's requests, older ones). The
+//! database is read here, in the insert, never on the request's path. And `relink`: the same
+//! rules over stored rows, for rows written before linking existed or after a rule changed.
+
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::conversations::{Digests, Index, Input, Known, Link, digest};
+use crate::record::Record;
+use crate::store::{Store, StoreError};
+
+/// How far back the index starts, and how many requests at most.
+const START_WINDOW: time::Duration = time::Duration::days(7);
+const START_ROWS: u32 = 50_000;
+
+pub struct Linker {
+    index: Mutex<Index>,
+}
+
+impl Linker {
+    /// An index started from the database's recent links (empty when it cannot be read).
+    pub async fn start(store: &Store) -> Linker {
+        let mut index = Index::default();
+        match store
+            .linked_since(OffsetDateTime::now_utc() - START_WINDOW, START_ROWS)
+            .await
+        {
+            Ok(rows) => rows.into_iter().for_each(|k| index.learn(k)),
+            Err(e) => tracing::warn!("conversation links start empty: {e}"),
+        }
+        Linker {
+            index: Mutex::new(index),
+        }
+    }
+
+    /// Links the records that carry digests, in order; a record already linked (written
+    /// before, then replayed) is only learnt.
+    pub async fn link(&self, store: &Store, records: &mut [Record]) {
+        let mut index = self.index.lock().await;
+        for record in records.iter_mut() {
+            if let Some(link) = &record.link {
+                if let Some(hash) = crate::conversations::Hash::from_hex(&link.current_message_hash)
+                {
+                    index.learn(known(record, hash, link.clone()));
+                }
+                continue;
+            }
+            let Some(digests) = record.digests.take() else {
+                continue;
+            };
+            record.link = Some(link_one(&mut index, store, record, &digests).await);
+        }
+    }
+}
+
+/// Links one record, asking the database first about the prefixes the index lacks.
+async fn link_one(index: &mut Index, store: &Store, record: &Record, digests: &Digests) -> Link {
+    let input = Input {
+        request_id: &record.request_id,
+        at: record.timestamp,
+        domain: &record.domain,
+        account_id: record.account_id.as_deref(),
+        digests,
+    };
+    let unknown = index.unknown_prefixes(&input);
+    if !unknown.is_empty() {
+        match store.linked_by_hash(&unknown).await {
+            Ok(rows) => rows.into_iter().for_each(|k| index.learn(k)),
+            Err(e) => tracing::debug!("conversation prefix lookup failed: {e}"),
+        }
+    }
+    index.link(&input)
+}
+
+fn known(record: &Record, hash: crate::conversations::Hash, link: Link) -> Known {
+    Known {
+        request_id: record.request_id.clone(),
+        at: record.timestamp,
+        domain: record.domain.clone(),
+        account_id: record.account_id.clone(),
+        hash,
+        link,
+    }
+}
+
+/// What a relink did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelinkReport {
+    /// Messages API requests read.
+    pub requests: u64,
+    /// Of those, linked (the rest had no stored body, or no messages).
+    pub linked: u64,
+    /// Where a later run with `--since` resumes: the last request's time.
+    pub last: Option<OffsetDateTime>,
+}
+
+/// Recomputes the conversation columns of the Messages API requests from `since` on (all
+/// when `None`) from their stored bodies, oldest first, `batch` rows per transaction;
+/// `progress` hears after each batch. Requests before `since` (the last 7 days of them) are
+/// the starting index, so a run resumed from the last batch's time links as one run would.
+/// Requests without stored bodies are left as they are.
+pub async fn relink(
+    store: &Store,
+    since: Option<OffsetDateTime>,
+    batch: u32,
+    mut progress: impl FnMut(&RelinkReport),
+) -> Result<RelinkReport, StoreError> {
+    let mut index = Index::default();
+    if let Some(since) = since {
+        for k in store.linked_since(since - START_WINDOW, START_ROWS).await? {
+            if k.at < since {
+                index.learn(k);
+            }
+        }
+    }
+    let mut report = RelinkReport::default();
+    let mut after = None;
+    loop {
+        let page = store.inference_page(since, after.clone(), batch).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.timestamp, last.request_id.clone()));
+        let mut links = Vec::with_capacity(page.len());
+        for record in &page {
+            report.requests += 1;
+            let Some(bodies) = store.stored_bodies(&record.request_id).await? else {
+                continue;
+            };
+            let Some(request) = bodies.request_body else {
+                continue;
+            };
+            let response = match bodies.response_body {
+                Some(body) => body,
+                None => bodies
+                    .chunks
+                    .iter()
+                    .map(|(_, event)| event.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            };
+            let Some(digests) = digest(request.as_bytes(), response.as_bytes()) else {
+                continue;
+            };
+            // The index alone: the rows after this one still hold the links being replaced.
+            let link = index.link(&Input {
+                request_id: &record.request_id,
+                at: record.timestamp,
+                domain: &record.domain,
+                account_id: record.account_id.as_deref(),
+                digests: &digests,
+            });
+            links.push((record.request_id.clone(), Some(link)));
+            report.linked += 1;
+        }
+        store.set_links(&links).await?;
+        report.last = Some(last.timestamp);
+        progress(&report);
+    }
+    Ok(report)
+}
