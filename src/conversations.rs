@@ -9,6 +9,8 @@
 
 pub mod digest;
 pub mod index;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -610,7 +610,7 @@ mod tests {
     #[test]
     fn stored_times_round_trip() {
         let at = time::macros::datetime!(2026-11-28 14:03:07.123 UTC);
-        assert_eq!(parse_stored_time(&format_timestamp(at)), Some(at));
+        assert_eq!(parse_stored_time(&super::super::format_timestamp(at)), Some(at));
         assert_eq!(parse_stored_time("yesterday"), None);
     }
 
