@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod conversations;
 pub mod error;
 pub mod events;
 pub mod keys;

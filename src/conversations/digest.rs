@@ -547,3 +547,20 @@ struct WireDelta {
     text: Option<String>,
     partial_json: Option<String>,
 }
+
+/// A conversation's title: the first user message's text of its first request (reminders
+/// removed), cut to `max` characters.
+pub fn title(request: &[u8], max: usize) -> Option<String> {
+    let req: WireRequest = serde_json::from_slice(request).ok()?;
+    let first = req.messages.iter().find(|m| m.role == "user")?;
+    let text = first.content.plain_text();
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return None;
+    }
+    let mut cut: String = line.chars().take(max).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    Some(cut)
+}

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::auth::SESSION_COOKIE;
 use super::{
-    DashboardState, accounts, events, keys, limits, monitoring, overview, requests, security,
+    DashboardState, accounts, conversations, events, keys, limits, monitoring, overview, requests, security,
     session,
 };
 
@@ -53,6 +53,8 @@ pub fn routes() -> OpenApiRouter<Arc<DashboardState>> {
         .routes(routes!(requests::list_requests))
         .routes(routes!(requests::export_requests))
         .routes(routes!(requests::request_detail))
+        .routes(routes!(conversations::list_conversations))
+        .routes(routes!(conversations::conversation))
         .routes(routes!(events::events))
         .routes(routes!(monitoring::monitoring))
         .routes(routes!(security::security))

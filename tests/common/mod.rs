@@ -9,7 +9,8 @@
 //! calls [`MockUpstream::release`]), `leak` (a 401 whose message contains the key it received),
 //! `revoked` (a 401 to the first OAuth token, [`OAUTH_TOKEN`]; the JSON answer to any other),
 //! `unified` (the JSON answer with `anthropic-ratelimit-unified-*` headers), `slow` (the
-//! stream's events 20 ms apart, as a model generating).
+//! stream's events 20 ms apart, as a model generating). An `x-mock-reply` header (a JSON array
+//! of content blocks) makes the answer's content, as JSON or as a stream.
 //!
 //! `GET /api/oauth/usage` (the plan usage endpoint) answers [`USAGE_ANSWER`], or the status set
 //! with [`MockUpstream::usage_status`]; its calls are kept apart, in [`MockUpstream::usage_polls`].
@@ -272,6 +273,10 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
         .ok()
         .and_then(|v| v.get("stream").and_then(|s| s.as_bool()))
         .unwrap_or(false);
+    if let Some(reply) = parts.headers.get("x-mock-reply") {
+        let content: serde_json::Value = serde_json::from_slice(reply.as_bytes()).unwrap();
+        return reply_response(content, streaming);
+    }
     let mode = mode.unwrap_or_else(|| if streaming { "sse" } else { "json" }.to_string());
     match mode.as_str() {
         "json" => {
@@ -392,6 +397,45 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
         }
         other => panic!("unknown x-mock mode {other}"),
     }
+}
+
+/// An answer whose `content` is `content` (content blocks), as JSON or as a stream whose
+/// text and tool input arrive in deltas.
+fn reply_response(content: serde_json::Value, streaming: bool) -> Response {
+    use serde_json::json;
+    let usage = json!({"input_tokens": 100, "output_tokens": 20});
+    if !streaming {
+        let message = json!({"id": "msg_reply", "type": "message", "role": "assistant",
+            "model": MODEL, "content": content, "stop_reason": "end_turn", "usage": usage});
+        return json_response(StatusCode::OK, &message.to_string());
+    }
+    let mut events = vec![json!({"type": "message_start", "message": {"id": "msg_reply",
+        "type": "message", "role": "assistant", "model": MODEL, "content": [], "usage": usage}})];
+    for (index, block) in content.as_array().unwrap().iter().enumerate() {
+        let (start, delta) = match block["type"].as_str().unwrap() {
+            "tool_use" => (
+                json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            ),
+            _ => (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            ),
+        };
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": start}));
+        events.push(json!({"type": "content_block_delta", "index": index, "delta": delta}));
+        events.push(json!({"type": "content_block_stop", "index": index}));
+    }
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 20}}));
+    events.push(json!({"type": "message_stop"}));
+    sse_response(
+        events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect(),
+        None,
+    )
 }
 
 fn json_response(status: StatusCode, body: &str) -> Response {
