@@ -15,7 +15,8 @@ use crate::store::RequestFilter;
 use crate::usage::Usage;
 
 const LINK_COLUMNS: &str = "request_id, timestamp, domain, account_id, current_message_hash, \
-     parent_message_hash, system_hash, conversation_id, branch_id, message_count, \
+     parent_message_hash, system_hash, conversation_id, branch_id, \
+     CAST(message_count AS BIGINT) AS message_count, \
      parent_request_id, is_subtask, parent_task_request_id";
 
 /// The conversation columns of a row, when it is linked.

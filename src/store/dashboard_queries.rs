@@ -96,7 +96,8 @@ pub(super) const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id
      model, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
      cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error, \
      current_message_hash, parent_message_hash, system_hash, conversation_id, branch_id, \
-     message_count, parent_request_id, is_subtask, parent_task_request_id";
+     CAST(message_count AS BIGINT) AS message_count, parent_request_id, is_subtask, \
+     parent_task_request_id";
 
 pub(super) const SUMS: &str = "COUNT(*) AS requests, \
      CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
