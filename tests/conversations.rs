@@ -293,3 +293,48 @@ async fn links_without_stored_bodies_and_after_a_restart() {
     assert_eq!(last.1, Some(6), "continues the branch: {after:#?}");
     assert_eq!((last.0.as_str(), last.4), (after[6].0.as_str(), Some(0)));
 }
+
+#[tokio::test]
+async fn relink_recomputes_links_from_stored_bodies() {
+    let mock = MockUpstream::start().await;
+    let mut proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("STORAGE_ENABLED", "true")
+        .start()
+        .await;
+    let mut client = Client { proxy: &proxy, sent: 0 };
+    session(&mut client).await;
+
+    // Rows as an older version wrote them: no links.
+    let db = proxy.stop_and_open_db().await;
+    db.text_rows(
+        "UPDATE api_requests SET current_message_hash = NULL, parent_message_hash = NULL, \
+         system_hash = NULL, conversation_id = NULL, branch_id = NULL, message_count = NULL, \
+         parent_request_id = NULL, is_subtask = NULL, parent_task_request_id = NULL",
+    )
+    .await;
+    let relink = |args: &[&str]| {
+        let output = std::process::Command::new(common::process::BIN)
+            .env_clear()
+            .envs(proxy.env_vars())
+            .args(["conversations", "relink", "--batch", "4"])
+            .args(args)
+            .output()
+            .unwrap();
+        let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{out}{err}");
+        (out.to_string(), err.to_string())
+    };
+    let (out, err) = relink(&[]);
+    assert!(out.contains("relinked 10 of 10 Messages API requests"), "{out}");
+    // Batches of 4: progress after each, with where to resume.
+    assert_eq!(err.lines().count(), 3, "{err}");
+    let resume_at = err.lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_string();
+
+    // A run resumed midway gives the same links as the whole run.
+    let (out, _) = relink(&["--since", &resume_at]);
+    assert!(out.contains("of 3 Messages API requests") || out.contains("of 2 Messages API requests"), "{out}");
+    proxy.restart().await;
+    check_links(&links(&proxy).await);
+    drop(db);
+}

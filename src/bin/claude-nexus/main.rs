@@ -1,6 +1,7 @@
 //! `claude-nexus`: the headless proxy. Parses the command line and the environment, sets up
 //! logging, and hands over to the library.
 
+mod conversations;
 mod credentials;
 mod keys;
 mod limits;
@@ -50,6 +51,9 @@ enum Command {
     /// hour and day, dollars per day and month.
     #[command(subcommand)]
     Limits(limits::LimitsCommand),
+    /// Conversation links (branches, compactions, sub-agent tasks) over stored requests.
+    #[command(subcommand)]
+    Conversations(conversations::ConversationsCommand),
 }
 
 #[derive(Args)]
@@ -109,6 +113,9 @@ fn main() -> ExitCode {
         }),
         Command::Limits(command) => run(None, Errors::Printed, |config| async move {
             limits::run(&config, command).await
+        }),
+        Command::Conversations(command) => run(None, Errors::Printed, |config| async move {
+            conversations::run(&config, command).await
         }),
     }
 }
