@@ -63,4 +63,4 @@ scripts/desktop-tests.sh
 
 # The store and proxy tests again, each in its own fresh PostgreSQL database.
 source scripts/postgres.sh
-cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test storage --test dashboard --test client_keys --test server --test limits --test alerts
+cargo test --locked --test proxy --test records --test credentials --test retention --test postgres --test outage --test oauth --test usage_window --test storage --test dashboard --test client_keys --test server --test limits --test alerts --test conversations

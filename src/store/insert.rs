@@ -423,14 +423,14 @@ mod tests {
     fn insert_statements_have_a_placeholder_per_column_and_row() {
         let sqlite = &INSERT_REQUESTS;
         assert!(sqlite[3].starts_with("INSERT INTO api_requests (request_id, domain,"));
-        assert_eq!(sqlite[3].matches('?').count(), 30);
-        assert_eq!(sqlite[0].matches('?').count(), 30 * 64);
+        assert_eq!(sqlite[3].matches('?').count(), 39);
+        assert_eq!(sqlite[0].matches('?').count(), 39 * 64);
 
         let postgres = &INSERT_CHUNKS[Dialect::Postgres as usize];
         assert!(postgres[3].ends_with("VALUES ($1, $2, $3, $4)"));
         assert!(postgres[2].contains("($5, $6, $7, $8)"));
         assert!(postgres[0].ends_with(", $256)"));
-        assert_eq!(UNNEST_REQUESTS.matches("[]").count(), 30);
+        assert_eq!(UNNEST_REQUESTS.matches("[]").count(), 39);
     }
 
     #[test]
