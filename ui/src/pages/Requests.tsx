@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type RequestSummary } from "../api";
+import { FilterForm } from "../filters";
 import { Link, navigate } from "../router";
 import {
   emptyFilter,
@@ -16,7 +17,6 @@ import {
 const PAGE = 50;
 
 export function RequestsPage(props: { onError: (e: unknown) => void }) {
-  const [draft, setDraft] = useState<Filter>(emptyFilter);
   const [filter, setFilter] = useState<Filter>(emptyFilter);
   const [rows, setRows] = useState<RequestSummary[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
@@ -57,61 +57,15 @@ export function RequestsPage(props: { onError: (e: unknown) => void }) {
     return () => events.close();
   }, []);
 
-  const set = (name: keyof Filter) => (e: Event) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value });
   const exportHref = (format: string) => `/api/requests/export?${filterQuery(filter, { format })}`;
 
   return (
     <>
-      <form
-        class="filters card"
-        aria-label="Filter requests"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setFilter(draft);
-        }}
-      >
-        <label>
-          Account
-          <input value={draft.account_id} onInput={set("account_id")} placeholder="any" />
-        </label>
-        <label>
-          Model
-          <input value={draft.model} onInput={set("model")} placeholder="any" />
-        </label>
-        <label>
-          Status
-          <input value={draft.status} onInput={set("status")} placeholder="any" inputMode="numeric" size={4} />
-        </label>
-        <label>
-          Streaming
-          <select value={draft.streaming} onChange={set("streaming")}>
-            <option value="">any</option>
-            <option value="true">yes</option>
-            <option value="false">no</option>
-          </select>
-        </label>
-        <label>
-          From
-          <input type="datetime-local" value={draft.since} onInput={set("since")} />
-        </label>
-        <label>
-          To
-          <input type="datetime-local" value={draft.until} onInput={set("until")} />
-        </label>
-        <div class="filter-actions">
-          <button type="submit">Apply</button>
-          <button
-            type="button"
-            class="secondary"
-            onClick={() => {
-              setDraft(emptyFilter);
-              setFilter(emptyFilter);
-            }}
-          >
-            Clear
-          </button>
-        </div>
-      </form>
+      <FilterForm
+        label="Filter requests"
+        fields={["account_id", "model", "status", "streaming", "since", "until"]}
+        onApply={setFilter}
+      />
       <div class="toolbar">
         <span class={`live ${live}`} role="status">
           {live === "live" ? "● Live" : live === "connecting" ? "Connecting…" : "Live updates paused"}
