@@ -1,6 +1,7 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, type RequestSummary } from "../api";
 import { FilterForm } from "../filters";
+import { LiveStatus, useRequestEvents } from "../live";
 import { Link, navigate } from "../router";
 import {
   emptyFilter,
@@ -22,9 +23,6 @@ export function RequestsPage(props: { onError: (e: unknown) => void }) {
   const [cursor, setCursor] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState("");
-  const [live, setLive] = useState<"connecting" | "live" | "offline">("connecting");
-  const filterRef = useRef(filter);
-  filterRef.current = filter;
 
   const load = async (f: Filter, after: string | null) => {
     setLoading(true);
@@ -45,17 +43,10 @@ export function RequestsPage(props: { onError: (e: unknown) => void }) {
     void load(filter, null);
   }, [filter]);
 
-  // New requests arrive over server-sent events and join the list if the filter fits.
-  useEffect(() => {
-    const events = new EventSource("/api/events");
-    events.onopen = () => setLive("live");
-    events.onerror = () => setLive("offline");
-    events.addEventListener("request", (e) => {
-      const summary = JSON.parse((e as MessageEvent<string>).data) as RequestSummary;
-      if (matchesFilter(summary, filterRef.current)) setRows((old) => mergeLive(old, [summary]));
-    });
-    return () => events.close();
-  }, []);
+  // New requests join the list if the filter fits.
+  const live = useRequestEvents((summary) => {
+    if (matchesFilter(summary, filter)) setRows((old) => mergeLive(old, [summary]));
+  });
 
   const exportHref = (format: string) => `/api/requests/export?${filterQuery(filter, { format })}`;
 
@@ -67,9 +58,7 @@ export function RequestsPage(props: { onError: (e: unknown) => void }) {
         onApply={setFilter}
       />
       <div class="toolbar">
-        <span class={`live ${live}`} role="status">
-          {live === "live" ? "● Live" : live === "connecting" ? "Connecting…" : "Live updates paused"}
-        </span>
+        <LiveStatus live={live} />
         <span class="spacer" />
         <a class="button secondary" href={exportHref("csv")} download>
           Export CSV
