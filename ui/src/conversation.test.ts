@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ConversationBranch, ConversationNode } from "./api";
 import { emptyFilter } from "./format";
-import { conversationQuery, edgePath, isFailed, laneX, layoutGraph, nodeLabel, nodeLine, rowY, ROW_HEIGHT } from "./conversation";
+import { conversationHref, conversationQuery, edgePath, isFailed, laneX, layoutGraph, nodeLabel, nodeLine, rowY, ROW_HEIGHT, selectedNode } from "./conversation";
 
 function node(request_id: string, branch_id: string, over: Partial<ConversationNode> = {}): ConversationNode {
   return {
@@ -111,6 +111,15 @@ describe("conversation graph", () => {
     expect(layout.nodes.map((p) => p.lane)).toEqual([0, 1]);
   });
 
+  it("selects the request chosen, else the latest of the branch chosen, else main's latest", () => {
+    const pick = (branch: string | null, request: string | null) => selectedNode(layout, { branch, request })?.node.request_id;
+    expect(pick(null, null)).toBe("r4");
+    expect(pick("subtask_1", null)).toBe("s2");
+    expect(pick("subtask_1", "r2")).toBe("r2");
+    expect(pick("gone", "gone")).toBe("r4");
+    expect(selectedNode(layoutGraph([], []), { branch: null, request: null })).toBe(null);
+  });
+
   it("draws edges straight down a lane, or curving into the next lane below the fork", () => {
     expect(edgePath({ lane: 0, row: 0 }, { lane: 0, row: 2 })).toBe(`M${laneX(0)} ${rowY(0)}V${rowY(2)}`);
     const y0 = rowY(0);
@@ -130,6 +139,11 @@ describe("conversation graph", () => {
 });
 
 describe("conversations query", () => {
+  it("links to a conversation, and to a request in it", () => {
+    expect(conversationHref("c 1")).toBe("/conversations/c%201");
+    expect(conversationHref("c1", "r/1")).toBe("/conversations/c1?request=r%2F1");
+  });
+
   it("asks for the sort and the set fields, the time range as from and to", () => {
     expect(conversationQuery(emptyFilter, "last_activity")).toBe("sort=last_activity");
     const q = new URLSearchParams(

@@ -17,6 +17,11 @@ export function conversationQuery(f: Filter, sort: ConversationSort, extra: Reco
   return params.toString();
 }
 
+/** A conversation's page; with `request`, that request selected (and its branch). */
+export function conversationHref(id: string, request?: string): string {
+  return `/conversations/${encodeURIComponent(id)}${request ? `?request=${encodeURIComponent(request)}` : ""}`;
+}
+
 /** An answer that failed: an error status, the proxy's 499 (client gone), 502 (stream broken)
  * and 504 (stream idle) included. */
 export function isFailed(status: number): boolean {
@@ -96,6 +101,18 @@ export function layoutGraph(nodes: ConversationNode[], branches: ConversationBra
     if (parent && parent !== task) edges.push({ from: parent, to: p, kind: "parent" });
   }
   return { lanes, nodes: placed, edges };
+}
+
+/**
+ * The request the page shows: the one chosen when the graph holds it, else the latest of the
+ * chosen branch, else the latest of the first lane (main). Following a branch's latest, the
+ * selection moves on as the conversation grows.
+ */
+export function selectedNode(layout: GraphLayout, choice: { branch: string | null; request: string | null }): PlacedNode | null {
+  const chosen = choice.request ? layout.nodes.find((p) => p.node.request_id === choice.request) : undefined;
+  if (chosen) return chosen;
+  const lane = Math.max(0, layout.lanes.findIndex((b) => b.branch_id === choice.branch));
+  return layout.nodes.filter((p) => p.lane === lane).pop() ?? null;
 }
 
 /** The graph's grid, in SVG user units (px). */
