@@ -6,6 +6,7 @@ import { OverviewPage } from "./pages/Overview";
 import { RequestsPage } from "./pages/Requests";
 import { RequestDetailPage } from "./pages/RequestDetail";
 import { ConversationsPage } from "./pages/Conversations";
+import { ConversationPage } from "./pages/Conversation";
 import { SecurityPage } from "./pages/Security";
 import { MonitoringPage } from "./pages/Monitoring";
 import { AccountsPage } from "./pages/Accounts";
@@ -52,6 +53,9 @@ function App() {
   if (path.startsWith("/requests/")) {
     title = "Request";
     page = <RequestDetailPage id={decodeURIComponent(path.slice("/requests/".length))} onError={onAuthError} />;
+  } else if (path.startsWith("/conversations/")) {
+    title = "Conversation";
+    page = <ConversationPage id={decodeURIComponent(path.slice("/conversations/".length))} onError={onAuthError} />;
   } else if (path === "/conversations") {
     title = "Conversations";
     page = <ConversationsPage onError={onAuthError} />;
