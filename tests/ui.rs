@@ -105,6 +105,8 @@ async fn dashboard_in_a_real_browser() {
         .env("ALERT_AUTH_FAILURES", ALERT_AUTH_FAILURES)
         // One rule off, as the Security page shows it.
         .env("ALERT_PLAN_WINDOW_PERCENT", "0")
+        // Bodies kept: a conversation's page shows its transcript.
+        .env("STORAGE_ENABLED", "true")
         .command()
         .args(["serve", "--port", "0"])
         .stdout(Stdio::piped())
@@ -177,7 +179,7 @@ async fn dashboard_in_a_real_browser() {
 
     // The failed-authentications alert the Security page listed as sent reached the webhook
     // once (the lockout test's wrong keys came within its cooldown), and no payload carries a
-    // key or a prompt.
+    // key or a prompt (bodies are stored, and the conversation test's prompts are in them).
     let received = webhook.lock().unwrap().clone();
     let auth_alerts: Vec<&String> = received
         .iter()
@@ -185,7 +187,7 @@ async fn dashboard_in_a_real_browser() {
         .collect();
     assert_eq!(auth_alerts.len(), 1, "{received:#?}");
     for body in &received {
-        for secret in ["cnp_live_", "Hello", &dashboard_key] {
+        for secret in ["cnp_live_", "Hello", "parser.rs", &dashboard_key] {
             assert!(!body.contains(secret), "{secret} in {body}");
         }
     }

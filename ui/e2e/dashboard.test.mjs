@@ -76,7 +76,8 @@ async function settle(page) {
 /**
  * Asserts that nothing sticks out: the page does not scroll sideways, every element of the
  * main content (a chart's canvas included) ends within its card, and the rest within the page.
- * Tables may scroll inside their own wrapper, and long code inside its block.
+ * Tables and the conversation graph may scroll inside their own wrapper, and long code inside
+ * its block.
  */
 async function assertFits(page, where) {
   await settle(page);
@@ -87,7 +88,7 @@ async function assertFits(page, where) {
     const main = document.querySelector("main").getBoundingClientRect();
     const name = (el) => el.tagName.toLowerCase() + [...el.classList].map((c) => `.${c}`).join("");
     for (const el of document.querySelectorAll("main *, .topbar *")) {
-      if (el.parentElement?.closest(".table-wrap, pre")) continue;
+      if (el.parentElement?.closest(".table-wrap, .graph-wrap, pre")) continue;
       const box = el.getBoundingClientRect();
       if (box.width === 0 || box.height === 0) continue;
       const card = el.parentElement?.closest(".card, .stat");
@@ -136,7 +137,8 @@ test("the login link logs in, and a proxied request appears on the Requests page
   await shot(page, "requests-live");
 
   await row.first().getByRole("link").click();
-  await page.getByRole("heading", { name: "Request" }).waitFor();
+  // Bodies are stored: the page has a "Request" section too.
+  await page.getByRole("heading", { name: "Request", exact: true, level: 1 }).waitFor();
   await page.getByText("Time to first token").waitFor();
   await shot(page, "request-detail");
 
@@ -853,6 +855,156 @@ test("the Security page says the brute-force rule, lists an address locked out f
       await page.evaluate(() => fetch("/api/security/lockouts/127.0.0.1", { method: "DELETE" }));
     }
   }
+
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+/** A Messages request through the proxy as Claude Code sends one (JSON, not streamed); the
+ * mock answers with `reply` (content blocks, through x-mock-reply) or else its one text. Returns
+ * the answer's content, which the next request sends back as the assistant's turn. */
+async function claudeCodeTurn(messages, reply) {
+  const response = await fetch(`${proxy}/v1/messages`, {
+    method: "POST",
+    headers: {
+      "x-api-key": clientKey,
+      "anthropic-version": "2023-06-01",
+      "content-type": "application/json",
+      ...(reply ? { "x-mock-reply": JSON.stringify(reply) } : {}),
+    },
+    body: JSON.stringify({ model, max_tokens: 64, messages }),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  return JSON.parse(text).content;
+}
+
+const user = (content) => ({ role: "user", content });
+const assistant = (content) => ({ role: "assistant", content });
+
+/** The conversation titled `title` once its requests are all recorded (records are written
+ * in the background). */
+async function untilConversation(page, title, requests) {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const found = (await fetchJson(page, "/api/conversations?limit=100")).items.find((c) => c.title === title);
+    if (found?.requests === requests) return found;
+    assert.ok(Date.now() < deadline, `no conversation ${JSON.stringify(title)} of ${requests} requests: ${JSON.stringify(found)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test("a Claude Code session is a conversation: its branches and sub-task in a graph, a transcript, a request's page, new turns live", async () => {
+  const { context, page, errors } = await open();
+  await page.goto(link);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+
+  // Three turns, each request sending the whole conversation so far, as Claude Code does.
+  const title = "Fix the failing test in parser.rs";
+  const u1 = user(title);
+  const a1 = assistant(await claudeCodeTurn([u1]));
+  const u2 = user("Run the parser tests again");
+  const a2 = assistant(await claudeCodeTurn([u1, a1, u2]));
+  const u3 = user("Now the whole test suite");
+  const a3 = assistant(await claudeCodeTurn([u1, a1, u2, a2, u3]));
+  // The user went back and edited the second message (a branch off the first answer), then
+  // the third (a branch off the second).
+  const edited = "Rewrite the parser instead";
+  await claudeCodeTurn([u1, a1, user(edited)]);
+  await claudeCodeTurn([u1, a1, u2, a2, user("Only the failing test, please")]);
+  // A Task tool call starts a sub-task, whose own first request is the task's prompt; its
+  // result comes back to the main conversation.
+  const task = { type: "tool_use", id: "toolu_1", name: "Task", input: { description: "Find callers", prompt: "Find all callers of parse()" } };
+  const u4 = user("Who else calls parse()?");
+  const a4 = assistant(await claudeCodeTurn([u1, a1, u2, a2, u3, a3, u4], [task]));
+  assert.deepEqual(a4.content, [task]);
+  await claudeCodeTurn([user("Find all callers of parse()")]);
+  const callers = "parse() is called from main.rs and lib.rs";
+  const u5 = user([{ type: "tool_result", tool_use_id: "toolu_1", content: callers }]);
+  const answer = await claudeCodeTurn([u1, a1, u2, a2, u3, a3, u4, a4, u5]);
+  const a5 = assistant(answer);
+  const sent = 8;
+
+  const summary = await untilConversation(page, title, sent);
+  await page.getByRole("link", { name: "Conversations", exact: true }).click();
+  const table = page.getByRole("table", { name: "Conversations" });
+  const row = table.getByRole("row").filter({ hasText: title });
+  await row.waitFor();
+  const headers = await table.getByRole("columnheader").allInnerTexts();
+  const cells = await row.getByRole("cell").allInnerTexts();
+  const cell = (name) => cells[headers.indexOf(name)];
+  assert.equal(cell("Requests"), String(sent));
+  assert.ok(Number(cell("Branches")) >= 2, `branches: ${cell("Branches")}`);
+  assert.ok(Number(cell("Sub-tasks")) >= 1, `sub-tasks: ${cell("Sub-tasks")}`);
+  assert.equal(cell("Failed"), "0");
+  await assertFits(page, "Conversations at 1280px");
+  await shot(page, "conversations");
+
+  // The graph: a node per request, in several lanes; the sub-task hangs off its Task call.
+  await row.getByRole("link", { name: title }).click();
+  await page.getByRole("heading", { name: title }).waitFor();
+  assert.equal(new URL(page.url()).pathname, `/conversations/${encodeURIComponent(summary.conversation_id)}`);
+  const tree = await fetchJson(page, `/api/conversations/${encodeURIComponent(summary.conversation_id)}`);
+  assert.equal(tree.nodes.length, sent);
+  const graph = page.getByRole("group", { name: "Conversation graph" });
+  const nodes = graph.getByRole("button");
+  await nodes.nth(sent - 1).waitFor();
+  const drawn = await nodes.evaluateAll((els) => els.map((e) => e.getAttribute("data-request-id")));
+  assert.deepEqual(drawn, tree.nodes.map((n) => n.request_id));
+  const lanes = page.getByRole("list", { name: "Branches" }).getByRole("button");
+  assert.ok((await lanes.count()) >= 3, `${await lanes.count()} lanes`);
+  assert.ok((await graph.locator("path.edge.task").count()) >= 1, "no sub-task edge");
+
+  // The transcript of main's latest request: the user's messages, the Task call and its result
+  // folded, and the answer.
+  const transcript = page.getByRole("region", { name: /^Transcript of / });
+  for (const text of [title, "Run the parser tests again", "Now the whole test suite", "Who else calls parse()?"]) {
+    await transcript.getByText(text, { exact: true }).waitFor();
+  }
+  assert.equal(await transcript.getByText(edited).count(), 0, "another branch's message");
+  await transcript.locator("summary").filter({ hasText: "Tool call Task" }).waitFor();
+  await transcript.locator("summary").filter({ hasText: "Result of Task" }).click();
+  await transcript.getByText(callers).waitFor();
+  await transcript.locator(".turn.answer").getByText(answer[0].text).waitFor();
+  await assertFits(page, "Conversation at 1280px");
+  await shot(page, "conversation");
+
+  // A node of the edited branch: selected, its transcript, and on to its request's page.
+  const main = tree.nodes[0].branch_id;
+  const fork = tree.nodes.find((n) => n.branch_id !== main && !n.is_subtask);
+  const forkNode = graph.locator(`[data-request-id="${fork.request_id}"]`);
+  await forkNode.click();
+  assert.equal(await forkNode.getAttribute("aria-pressed"), "true");
+  await page.getByRole("heading", { name: `Transcript of ${fork.branch_id}` }).waitFor();
+  await transcript.getByText(edited, { exact: true }).waitFor();
+  const selected = page.getByRole("region", { name: "Selected request" });
+  await selected.getByText(fork.branch_id, { exact: true }).waitFor();
+  await selected.getByRole("link", { name: "Request details" }).click();
+  await page.getByText("Time to first token").waitFor();
+  assert.equal(new URL(page.url()).pathname, `/requests/${encodeURIComponent(fork.request_id)}`);
+  const back = page.getByRole("link", { name: summary.conversation_id, exact: true });
+  await page.getByText(`· branch ${fork.branch_id}`).waitFor();
+  await shot(page, "conversation-request");
+  await back.click();
+  await page.getByRole("heading", { name: title }).waitFor();
+  assert.equal(await graph.locator(`[data-request-id="${fork.request_id}"]`).getAttribute("aria-pressed"), "true");
+
+  // One more turn while the page is open: its node appears without a reload, and main's
+  // transcript follows it.
+  await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+  await claudeCodeTurn([u1, a1, u2, a2, u3, a3, u4, a4, u5, a5, user("Thanks, commit it")]);
+  await nodes.nth(sent).waitFor({ timeout: 15_000 });
+  assert.equal(await nodes.count(), sent + 1);
+  await page.locator(".stat").filter({ hasText: "Requests" }).locator(".stat-value").filter({ hasText: String(sent + 1) }).waitFor();
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+  await lanes.first().click();
+  await transcript.getByText("Thanks, commit it", { exact: true }).waitFor();
+  await page.setViewportSize({ width: 800, height: 900 });
+  await assertFits(page, "Conversation at 800px");
+  await shot(page, "conversation-live-800");
 
   assert.deepEqual(errors, []);
   await context.close();

@@ -22,6 +22,14 @@ export interface RequestSummary extends Tokens {
   streaming: boolean;
   api_key_hash: string | null;
   error: string | null;
+  /** Where the request sits in a conversation; absent (or null) when it is not linked to one.
+   * The fields mean what they mean in a `ConversationNode`. */
+  conversation_id?: string | null;
+  branch_id?: string | null;
+  parent_request_id?: string | null;
+  is_subtask?: boolean | null;
+  parent_task_request_id?: string | null;
+  message_count?: number | null;
 }
 
 export interface RequestDetail extends RequestSummary {
@@ -36,6 +44,66 @@ export interface RequestDetail extends RequestSummary {
 export interface RequestPage {
   items: RequestSummary[];
   next_cursor: string | null;
+}
+
+/** A conversation (a Claude Code session): its requests, linked by their messages, in totals. */
+export interface ConversationSummary extends Tokens {
+  conversation_id: string;
+  /** The first user message, masked and cut short by the server; null when it has none. */
+  title: string | null;
+  domain: string;
+  account_id: string | null;
+  first_at: string;
+  last_at: string;
+  requests: number;
+  failed: number;
+  cost_usd: number | null;
+  duration_ms: number;
+  branches: number;
+  subtasks: number;
+  compactions: number;
+  models: string[];
+}
+
+export interface ConversationPage {
+  items: ConversationSummary[];
+  next_cursor: string | null;
+}
+
+export type ConversationSort = "last_activity" | "tokens";
+
+/** One request of a conversation, as the tree lists it. */
+export interface ConversationNode
+  extends Tokens, Pick<RequestSummary, "request_id" | "timestamp" | "model" | "status" | "error" | "duration_ms"> {
+  /** The request whose answer this one continues: in another branch where a branch forks. */
+  parent_request_id: string | null;
+  branch_id: string;
+  is_subtask: boolean;
+  /** For a sub-task's requests: the request whose `Task` tool call started the sub-task. */
+  parent_task_request_id: string | null;
+  message_count: number | null;
+  cost_usd: number | null;
+}
+
+/** `main`; `branch`: the user went back and edited; `compact`: the context was summarised and
+ * continued (`compact_<HHMMSS>`); `subtask`: a `Task` tool call's own conversation (`subtask_<n>`). */
+export type BranchKind = "main" | "branch" | "compact" | "subtask";
+
+export interface ConversationBranch {
+  branch_id: string;
+  kind: BranchKind;
+  requests: number;
+  first_request_id: string;
+  last_request_id: string;
+  /** The first node's `parent_request_id` (a sub-task's: its `parent_task_request_id`). */
+  forked_from: string | null;
+}
+
+export interface ConversationTree {
+  conversation: ConversationSummary;
+  /** In time order. */
+  nodes: ConversationNode[];
+  branches: ConversationBranch[];
 }
 
 export interface GroupRow extends Tokens {
@@ -220,7 +288,10 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   if (!response.ok) {
     let message = response.statusText;
     try {
-      message = ((await response.json()) as { error?: string }).error ?? message;
+      // The dashboard API answers {"error": "…"}; Anthropic's shape {"error": {"message": "…"}}
+      // (which the conversations API was specified with) is read as well.
+      const error = ((await response.json()) as { error?: string | { message?: string } }).error;
+      message = (typeof error === "string" ? error : error?.message) ?? message;
     } catch {
       // not JSON: keep the status text
     }
@@ -259,4 +330,6 @@ export const api = {
   liftLockout: (address: string) => call<void>("DELETE", `/api/security/lockouts/${encodeURIComponent(address)}`),
   alerts: () => call<AlertsReport>("GET", "/api/security/alerts"),
   request: (id: string) => call<RequestDetail>("GET", `/api/requests/${encodeURIComponent(id)}`),
+  conversations: (query: string) => call<ConversationPage>("GET", `/api/conversations?${query}`),
+  conversation: (id: string) => call<ConversationTree>("GET", `/api/conversations/${encodeURIComponent(id)}`),
 };

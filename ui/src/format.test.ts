@@ -13,6 +13,7 @@ import {
   formatCost,
   formatCount,
   formatMs,
+  formatSpan,
   localToIso,
   matchesFilter,
   mergeLive,
@@ -85,6 +86,9 @@ describe("formatting", () => {
     expect(formatMs(250)).toBe("250 ms");
     expect(formatMs(1500)).toBe("1.5 s");
     expect(formatMs(125_000)).toBe("2 min 5 s");
+    expect(formatSpan(250)).toBe("250 ms");
+    expect(formatSpan(59_400)).toBe("59.4 s");
+    expect(formatSpan(5_400_000)).toBe("1 h 30 min");
     expect(statusClass(200)).toBe("ok");
     expect(statusClass(429)).toBe("client");
     expect(statusClass(502)).toBe("server");
@@ -95,9 +99,9 @@ describe("filters", () => {
   it("builds the API query from the set fields only", () => {
     expect(filterQuery(emptyFilter)).toBe("");
     const q = new URLSearchParams(
-      filterQuery({ ...emptyFilter, model: "claude-x", status: "429", streaming: "true" }, { limit: "50" }),
+      filterQuery({ ...emptyFilter, domain: "a.example", model: "claude-x", status: "429", streaming: "true" }, { limit: "50" }),
     );
-    expect(Object.fromEntries(q)).toEqual({ model: "claude-x", status: "429", streaming: "true", limit: "50" });
+    expect(Object.fromEntries(q)).toEqual({ domain: "a.example", model: "claude-x", status: "429", streaming: "true", limit: "50" });
     expect(localToIso("")).toBe("");
     expect(localToIso("not a date")).toBe("");
     expect(localToIso("2026-11-28T10:00")).toMatch(/^2026-11-2\dT\d\d:00:00\.000Z$/);
@@ -110,6 +114,8 @@ describe("filters", () => {
     expect(matchesFilter(r, { ...emptyFilter, status: "200" })).toBe(false);
     expect(matchesFilter(r, { ...emptyFilter, streaming: "false" })).toBe(false);
     expect(matchesFilter(r, { ...emptyFilter, account_id: "acc_b" })).toBe(false);
+    expect(matchesFilter(r, { ...emptyFilter, domain: "a.example" })).toBe(true);
+    expect(matchesFilter(r, { ...emptyFilter, domain: "b.example" })).toBe(false);
     expect(matchesFilter(r, { ...emptyFilter, model: "claude-sonnet-4-5" })).toBe(true);
   });
 

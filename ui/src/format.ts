@@ -28,6 +28,11 @@ export function formatMs(ms: number | null | undefined): string {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
+/** A span of milliseconds: "250 ms", "1.5 s" under a minute, then as `formatDuration` says it. */
+export function formatSpan(ms: number): string {
+  return ms < 60_000 ? formatMs(ms) : formatDuration(ms / 1000);
+}
+
 /** "2026-11-28T14:03:07.123Z" → "2026-11-28 14:03:07" in the viewer's local time. */
 export function formatTime(iso: string): string {
   const d = new Date(iso);
@@ -46,6 +51,7 @@ export function totalTokens(t: { input_tokens: number; output_tokens: number }):
 
 /** The request list's filters, as the form holds them ("" = any). */
 export interface Filter {
+  domain: string;
   account_id: string;
   model: string;
   status: string;
@@ -55,6 +61,7 @@ export interface Filter {
 }
 
 export const emptyFilter: Filter = {
+  domain: "",
   account_id: "",
   model: "",
   status: "",
@@ -73,6 +80,7 @@ export function localToIso(local: string): string {
 /** The API query string for a filter (and an optional cursor). */
 export function filterQuery(f: Filter, extra: Record<string, string> = {}): string {
   const params = new URLSearchParams();
+  if (f.domain) params.set("domain", f.domain);
   if (f.account_id) params.set("account_id", f.account_id);
   if (f.model) params.set("model", f.model);
   if (f.status) params.set("status", f.status);
@@ -87,6 +95,7 @@ export function filterQuery(f: Filter, extra: Record<string, string> = {}): stri
 
 /** Whether a live request belongs in the list the filter shows. */
 export function matchesFilter(r: RequestSummary, f: Filter): boolean {
+  if (f.domain && r.domain !== f.domain) return false;
   if (f.account_id && r.account_id !== f.account_id) return false;
   if (f.model && r.model !== f.model) return false;
   if (f.status && String(r.status) !== f.status.trim()) return false;

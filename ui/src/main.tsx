@@ -5,6 +5,8 @@ import { Login } from "./pages/Login";
 import { OverviewPage } from "./pages/Overview";
 import { RequestsPage } from "./pages/Requests";
 import { RequestDetailPage } from "./pages/RequestDetail";
+import { ConversationsPage } from "./pages/Conversations";
+import { ConversationPage } from "./pages/Conversation";
 import { SecurityPage } from "./pages/Security";
 import { MonitoringPage } from "./pages/Monitoring";
 import { AccountsPage } from "./pages/Accounts";
@@ -51,6 +53,12 @@ function App() {
   if (path.startsWith("/requests/")) {
     title = "Request";
     page = <RequestDetailPage id={decodeURIComponent(path.slice("/requests/".length))} onError={onAuthError} />;
+  } else if (path.startsWith("/conversations/")) {
+    title = "Conversation";
+    page = <ConversationPage id={decodeURIComponent(path.slice("/conversations/".length))} onError={onAuthError} />;
+  } else if (path === "/conversations") {
+    title = "Conversations";
+    page = <ConversationsPage onError={onAuthError} />;
   } else if (path === "/security") {
     title = "Security";
     page = <SecurityPage onError={onAuthError} />;
@@ -83,6 +91,7 @@ function App() {
         <nav aria-label="Main">
           <Link href="/" current={path === "/"}>Overview</Link>
           <Link href="/requests" current={path.startsWith("/requests")}>Requests</Link>
+          <Link href="/conversations" current={path.startsWith("/conversations")}>Conversations</Link>
           <Link href="/accounts" current={path === "/accounts"}>Accounts &amp; keys</Link>
           <Link href="/security" current={path === "/security"}>Security</Link>
           <Link href="/monitoring" current={path === "/monitoring"}>Monitoring</Link>

@@ -3,6 +3,7 @@ import type { ChartConfiguration } from "chart.js";
 import { api, type GroupRow, type Overview, type Window } from "../api";
 import { ChartView, color } from "../chart";
 import { PlanUsageCard } from "../gauges";
+import { Stat } from "../stat";
 import { Welcome } from "../welcome";
 import { formatCost, formatCount, formatPercent, shortHash, stackByModel } from "../format";
 
@@ -120,15 +121,6 @@ function statusColor(key: string | null): string {
   if (status >= 500) return "#c0392b";
   if (status >= 400) return "#e08e0b";
   return "#788c5d";
-}
-
-function Stat(props: { label: string; value: string }) {
-  return (
-    <div class="stat">
-      <div class="stat-value">{props.value}</div>
-      <div class="stat-label">{props.label}</div>
-    </div>
-  );
 }
 
 function Breakdown(props: { title: string; rows: GroupRow[]; keyLabel: string; key2Label?: string; cost?: boolean; hash?: boolean }) {

@@ -1,5 +1,7 @@
+import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, type RequestDetail } from "../api";
+import { conversationHref } from "../conversation";
 import { Link } from "../router";
 import { formatCount, formatMs, formatTime, shortHash, statusClass } from "../format";
 
@@ -28,8 +30,9 @@ export function RequestDetailPage(props: { id: string; onError: (e: unknown) => 
   if (error) return <p class="error" role="alert">{error}</p>;
   if (!detail) return <p class="loading">Loading…</p>;
   const d = detail;
-  const fields: [string, string][] = [
+  const fields: [string, ComponentChildren][] = [
     ["Request id", d.request_id],
+    ...(d.conversation_id ? [conversationField(d.conversation_id, d.branch_id ?? null, d.request_id)] : []),
     ["Time", formatTime(d.timestamp)],
     ["Method / path", `${d.method} ${d.path}`],
     ["Model", d.model ?? "–"],
@@ -45,6 +48,7 @@ export function RequestDetailPage(props: { id: string; onError: (e: unknown) => 
     ["Cache read tokens", formatCount(d.cache_read_input_tokens)],
     ["Upstream request id", d.upstream_request_id ?? "–"],
   ];
+
   return (
     <>
       <p>
@@ -87,6 +91,17 @@ export function RequestDetailPage(props: { id: string; onError: (e: unknown) => 
       )}
     </>
   );
+}
+
+/** The conversation the request belongs to, linked with this request selected, and its branch. */
+function conversationField(id: string, branch: string | null, request: string): [string, ComponentChildren] {
+  return [
+    "Conversation",
+    <>
+      <Link href={conversationHref(id, request)}>{id}</Link>
+      {branch && <span class="muted"> · branch {branch}</span>}
+    </>,
+  ];
 }
 
 function Body(props: { title: string; text: string | null }) {

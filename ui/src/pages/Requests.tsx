@@ -1,5 +1,7 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, type RequestSummary } from "../api";
+import { FilterForm } from "../filters";
+import { LiveStatus, useRequestEvents } from "../live";
 import { Link, navigate } from "../router";
 import {
   emptyFilter,
@@ -16,15 +18,11 @@ import {
 const PAGE = 50;
 
 export function RequestsPage(props: { onError: (e: unknown) => void }) {
-  const [draft, setDraft] = useState<Filter>(emptyFilter);
   const [filter, setFilter] = useState<Filter>(emptyFilter);
   const [rows, setRows] = useState<RequestSummary[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState("");
-  const [live, setLive] = useState<"connecting" | "live" | "offline">("connecting");
-  const filterRef = useRef(filter);
-  filterRef.current = filter;
 
   const load = async (f: Filter, after: string | null) => {
     setLoading(true);
@@ -45,77 +43,22 @@ export function RequestsPage(props: { onError: (e: unknown) => void }) {
     void load(filter, null);
   }, [filter]);
 
-  // New requests arrive over server-sent events and join the list if the filter fits.
-  useEffect(() => {
-    const events = new EventSource("/api/events");
-    events.onopen = () => setLive("live");
-    events.onerror = () => setLive("offline");
-    events.addEventListener("request", (e) => {
-      const summary = JSON.parse((e as MessageEvent<string>).data) as RequestSummary;
-      if (matchesFilter(summary, filterRef.current)) setRows((old) => mergeLive(old, [summary]));
-    });
-    return () => events.close();
-  }, []);
+  // New requests join the list if the filter fits.
+  const live = useRequestEvents((summary) => {
+    if (matchesFilter(summary, filter)) setRows((old) => mergeLive(old, [summary]));
+  });
 
-  const set = (name: keyof Filter) => (e: Event) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value });
   const exportHref = (format: string) => `/api/requests/export?${filterQuery(filter, { format })}`;
 
   return (
     <>
-      <form
-        class="filters card"
-        aria-label="Filter requests"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setFilter(draft);
-        }}
-      >
-        <label>
-          Account
-          <input value={draft.account_id} onInput={set("account_id")} placeholder="any" />
-        </label>
-        <label>
-          Model
-          <input value={draft.model} onInput={set("model")} placeholder="any" />
-        </label>
-        <label>
-          Status
-          <input value={draft.status} onInput={set("status")} placeholder="any" inputMode="numeric" size={4} />
-        </label>
-        <label>
-          Streaming
-          <select value={draft.streaming} onChange={set("streaming")}>
-            <option value="">any</option>
-            <option value="true">yes</option>
-            <option value="false">no</option>
-          </select>
-        </label>
-        <label>
-          From
-          <input type="datetime-local" value={draft.since} onInput={set("since")} />
-        </label>
-        <label>
-          To
-          <input type="datetime-local" value={draft.until} onInput={set("until")} />
-        </label>
-        <div class="filter-actions">
-          <button type="submit">Apply</button>
-          <button
-            type="button"
-            class="secondary"
-            onClick={() => {
-              setDraft(emptyFilter);
-              setFilter(emptyFilter);
-            }}
-          >
-            Clear
-          </button>
-        </div>
-      </form>
+      <FilterForm
+        label="Filter requests"
+        fields={["account_id", "model", "status", "streaming", "since", "until"]}
+        onApply={setFilter}
+      />
       <div class="toolbar">
-        <span class={`live ${live}`} role="status">
-          {live === "live" ? "● Live" : live === "connecting" ? "Connecting…" : "Live updates paused"}
-        </span>
+        <LiveStatus live={live} />
         <span class="spacer" />
         <a class="button secondary" href={exportHref("csv")} download>
           Export CSV
