@@ -288,10 +288,8 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   if (!response.ok) {
     let message = response.statusText;
     try {
-      // The dashboard API answers {"error": "…"}; Anthropic's shape {"error": {"message": "…"}}
-      // (which the conversations API was specified with) is read as well.
-      const error = ((await response.json()) as { error?: string | { message?: string } }).error;
-      message = (typeof error === "string" ? error : error?.message) ?? message;
+      const error = ((await response.json()) as { error?: string }).error;
+      message = error ?? message;
     } catch {
       // not JSON: keep the status text
     }

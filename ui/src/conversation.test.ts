@@ -160,8 +160,8 @@ describe("conversations query", () => {
       sort: "tokens",
       cursor: "c1",
       limit: "50",
-      from: expect.stringMatching(/^2026-11-2\dT\d\d:00:00\.000Z$/),
-      to: expect.stringMatching(/^2026-11-2\dT\d\d:00:00\.000Z$/),
+      since: expect.stringMatching(/^2026-11-2\dT\d\d:00:00\.000Z$/),
+      until: expect.stringMatching(/^2026-11-2\dT\d\d:00:00\.000Z$/),
     });
   });
 });

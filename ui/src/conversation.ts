@@ -3,18 +3,12 @@
 // in conversation.test.ts; graph.tsx draws what `layoutGraph` places.
 
 import type { ConversationBranch, ConversationNode, ConversationSort } from "./api";
-import { type Filter, filterQuery, formatCost, formatCount, formatMs, formatTime, localToIso } from "./format";
+import { type Filter, filterQuery, formatCost, formatCount, formatMs, formatTime } from "./format";
 
-/** The conversations API's query for a filter: the requests API's fields, except that its time
- * range is `from` and `to` (the requests API's `since` and `until`) and it has no status or
- * streaming. */
+/** The conversations API's query for a filter: the requests API's fields (totals cover the
+ * requests they select), without status or streaming. */
 export function conversationQuery(f: Filter, sort: ConversationSort, extra: Record<string, string> = {}): string {
-  const params = new URLSearchParams(filterQuery({ ...f, status: "", streaming: "", since: "", until: "" }, { sort, ...extra }));
-  const from = localToIso(f.since);
-  const to = localToIso(f.until);
-  if (from) params.set("from", from);
-  if (to) params.set("to", to);
-  return params.toString();
+  return filterQuery({ ...f, status: "", streaming: "" }, { sort, ...extra });
 }
 
 /** A conversation's page; with `request`, that request selected (and its branch). */
