@@ -36,12 +36,12 @@ use request_line::MethodUse;
 
 use crate::accounts::credentials::UpstreamCredential;
 use crate::accounts::oauth::TokenUnavailable;
+use crate::conversations::Capture;
 use crate::error::{LimitReached, ProxyError};
 use crate::limits::{Refusal, Subject, SubjectKind};
 use crate::proxy::state::{AppState, ProxySettings};
 use crate::ratelimit::UnifiedHeaders;
 use crate::record::{self, Record, Timing};
-use crate::conversations::Capture;
 use crate::usage::{BodyKind, Meter, Metered};
 
 /// Forwards one request under `/v1/` to the upstream. `domain` is the request's host without

@@ -25,7 +25,9 @@ fn user(text: &str) -> Value {
 }
 
 fn assistant(content: Value) -> Value {
-    json!({"role": "assistant", "content": content})
+    let mut message = json!({"role": "assistant"});
+    message["content"] = content;
+    message
 }
 
 fn text(t: &str) -> Value {
@@ -93,55 +95,115 @@ async fn session(client: &mut Client<'_>) {
     let system = format!("{CLAUDE_CODE}\n\ngitStatus: M src/parser.rs");
     // Turn 1, and turn 2 which spawns a sub-agent (streamed).
     let mut main = vec![user(FIRST)];
-    assert_eq!(client.send(&system, &main, &text("Looking."), false).await, 200);
+    assert_eq!(
+        client.send(&system, &main, &text("Looking."), false).await,
+        200
+    );
     main.extend([assistant(text("Looking.")), user("Who calls parse()?")]);
-    assert_eq!(client.send(&system, &main, &task("toolu_1", TASK_1), true).await, 200);
+    assert_eq!(
+        client
+            .send(&system, &main, &task("toolu_1", TASK_1), true)
+            .await,
+        200
+    );
     // The sub-agent's own session: its prompt, then a continuation.
     let sub_system = "You are an agent for Claude Code.";
     let mut sub = vec![user(TASK_1)];
-    assert_eq!(client.send(sub_system, &sub, &text("Three callers."), true).await, 200);
+    assert_eq!(
+        client
+            .send(sub_system, &sub, &text("Three callers."), true)
+            .await,
+        200
+    );
     sub.extend([assistant(text("Three callers.")), user("And in tests?")]);
-    assert_eq!(client.send(sub_system, &sub, &text("Two more."), false).await, 200);
+    assert_eq!(
+        client
+            .send(sub_system, &sub, &text("Two more."), false)
+            .await,
+        200
+    );
     // Turn 3 (the task's result, git status changed), which spawns a second task.
     let system = format!("{CLAUDE_CODE}\n\ngitStatus: M src/parser.rs\nM tests/parser.rs");
-    main.extend([assistant(task("toolu_1", TASK_1)), tool_result("toolu_1", "5 callers")]);
-    assert_eq!(client.send(&system, &main, &task("toolu_2", TASK_2), false).await, 200);
-    assert_eq!(client.send(sub_system, &[user(TASK_2)], &text("All pass."), false).await, 200);
+    main.extend([
+        assistant(task("toolu_1", TASK_1)),
+        tool_result("toolu_1", "5 callers"),
+    ]);
+    assert_eq!(
+        client
+            .send(&system, &main, &task("toolu_2", TASK_2), false)
+            .await,
+        200
+    );
+    assert_eq!(
+        client
+            .send(sub_system, &[user(TASK_2)], &text("All pass."), false)
+            .await,
+        200
+    );
     // The user goes back to the first answer: a branch.
-    let branch = vec![user(FIRST), assistant(text("Looking.")), user("Just rerun it")];
-    assert_eq!(client.send(&system, &branch, &text("Rerun."), false).await, 200);
+    let branch = vec![
+        user(FIRST),
+        assistant(text("Looking.")),
+        user("Just rerun it"),
+    ];
+    assert_eq!(
+        client.send(&system, &branch, &text("Rerun."), false).await,
+        200
+    );
     // A failed turn on main.
-    main.extend([assistant(task("toolu_2", TASK_2)), tool_result("toolu_2", "all pass")]);
+    main.extend([
+        assistant(task("toolu_2", TASK_2)),
+        tool_result("toolu_2", "all pass"),
+    ]);
     let failed = client
         .send_mode(&system, &main, &text("x"), false, Some("status-500"))
         .await;
     assert_eq!(failed, 500);
     // Compaction: the summarisation request, then the continuation.
     let mut summarise = main.clone();
-    summarise.push(user("Your task is to create a detailed summary of the conversation so far"));
+    summarise.push(user(
+        "Your task is to create a detailed summary of the conversation so far",
+    ));
     let summarizer = "You are a helpful AI assistant tasked with summarizing conversations.";
     let summary = format!("<analysis>Thinking it over.</analysis>\n<summary>{SUMMARY}</summary>");
-    assert_eq!(client.send(summarizer, &summarise, &text(&summary), true).await, 200);
+    assert_eq!(
+        client
+            .send(summarizer, &summarise, &text(&summary), true)
+            .await,
+        200
+    );
     let continued = format!(
         "This session is being continued from a previous conversation that ran out of context. \
          The conversation is summarized below:\nSummary:\n{SUMMARY}\nPlease continue the \
          conversation from where we left it off without asking the user any further questions."
     );
     let compacted = vec![user(&continued)];
-    assert_eq!(client.send(&system, &compacted, &text("Continuing."), false).await, 200);
+    assert_eq!(
+        client
+            .send(&system, &compacted, &text("Continuing."), false)
+            .await,
+        200
+    );
     // Not an inference: never linked.
-    let count = post_message(client.proxy.url("/v1/messages/count_tokens"), KEY, json!({"model": MODEL, "messages": [user(FIRST)]}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let count = post_message(
+        client.proxy.url("/v1/messages/count_tokens"),
+        KEY,
+        json!({"model": MODEL, "messages": [user(FIRST)]}).to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(count.status(), 200);
     client.sent += 1;
     client.written().await;
 }
 
-/// The conversation columns of every request, in order: (branch, parent index, is_subtask,
-/// parent task index, conversation index) with indexes into this list.
-async fn links(proxy: &TestProxy) -> Vec<(String, Option<usize>, bool, Option<usize>, Option<usize>)> {
+/// A request's conversation columns: (branch, parent, is_subtask, parent task, conversation),
+/// requests and conversations as indexes in the order they were sent.
+type LinkRow = (String, Option<usize>, bool, Option<usize>, Option<usize>);
+
+/// The conversation columns of every request, in order.
+async fn links(proxy: &TestProxy) -> Vec<LinkRow> {
     let page = dashboard_get(proxy, "/api/requests?limit=100")
         .send()
         .await
@@ -151,8 +213,14 @@ async fn links(proxy: &TestProxy) -> Vec<(String, Option<usize>, bool, Option<us
         .unwrap();
     let mut items = page["items"].as_array().unwrap().clone();
     items.reverse();
-    let ids: Vec<&str> = items.iter().map(|i| i["request_id"].as_str().unwrap()).collect();
-    let position = |v: &Value| v.as_str().map(|id| ids.iter().position(|i| *i == id).unwrap());
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|i| i["request_id"].as_str().unwrap())
+        .collect();
+    let position = |v: &Value| {
+        v.as_str()
+            .map(|id| ids.iter().position(|i| *i == id).unwrap())
+    };
     let mut conversations: Vec<String> = Vec::new();
     items
         .iter()
@@ -174,17 +242,29 @@ async fn links(proxy: &TestProxy) -> Vec<(String, Option<usize>, bool, Option<us
         .collect()
 }
 
-fn check_links(links: &[(String, Option<usize>, bool, Option<usize>, Option<usize>)]) {
+fn check_links(links: &[LinkRow]) {
     let branch = |i: usize| links[i].0.as_str();
     // 0 turn 1, 1 turn 2 (task 1), 2-3 sub-task 1, 4 turn 3 (task 2), 5 sub-task 2, 6 branch,
     // 7 failed turn, 8 summarisation, 9 compaction, 10 count_tokens.
     assert!(links[..10].iter().all(|l| l.4 == Some(0)), "{links:#?}");
     assert_eq!((branch(0), links[0].1), ("main", None));
     assert_eq!((branch(1), links[1].1), ("main", Some(0)));
-    assert_eq!(links[2], ("subtask_1".into(), Some(1), true, Some(1), Some(0)));
-    assert_eq!(links[3], ("subtask_1".into(), Some(2), true, Some(1), Some(0)));
-    assert_eq!((branch(4), links[4].1, links[4].2), ("main", Some(1), false));
-    assert_eq!(links[5], ("subtask_2".into(), Some(4), true, Some(4), Some(0)));
+    assert_eq!(
+        links[2],
+        ("subtask_1".into(), Some(1), true, Some(1), Some(0))
+    );
+    assert_eq!(
+        links[3],
+        ("subtask_1".into(), Some(2), true, Some(1), Some(0))
+    );
+    assert_eq!(
+        (branch(4), links[4].1, links[4].2),
+        ("main", Some(1), false)
+    );
+    assert_eq!(
+        links[5],
+        ("subtask_2".into(), Some(4), true, Some(4), Some(0))
+    );
     assert!(branch(6).starts_with("branch_"), "{links:#?}");
     assert_eq!(links[6].1, Some(0));
     assert_eq!((branch(7), links[7].1), ("main", Some(4)));
@@ -203,7 +283,10 @@ async fn a_claude_code_session_becomes_a_tree() {
         .env("STORAGE_ENABLED", "true")
         .start()
         .await;
-    let mut client = Client { proxy: &proxy, sent: 0 };
+    let mut client = Client {
+        proxy: &proxy,
+        sent: 0,
+    };
     session(&mut client).await;
     let links = links(&proxy).await;
     check_links(&links);
@@ -223,8 +306,14 @@ async fn a_claude_code_session_becomes_a_tree() {
     assert_eq!(c["title"], FIRST);
     assert_eq!(c["requests"], 10);
     assert_eq!(c["failed"], 1);
-    assert_eq!(c["branches"], 5, "main, a branch, two sub-tasks, a compaction");
-    assert_eq!((c["subtasks"].as_u64(), c["compactions"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        c["branches"], 5,
+        "main, a branch, two sub-tasks, a compaction"
+    );
+    assert_eq!(
+        (c["subtasks"].as_u64(), c["compactions"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert!(c["cost_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(c["models"], json!([MODEL]));
 
@@ -245,14 +334,28 @@ async fn a_claude_code_session_becomes_a_tree() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["kind"].as_str().unwrap(), b["forked_from"].as_str().unwrap_or("-")))
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap(),
+                b["forked_from"].as_str().unwrap_or("-"),
+            )
+        })
         .collect();
     let node = |i: usize| nodes[i]["request_id"].as_str().unwrap();
     assert_eq!(
         kinds,
-        [("main", "-"), ("subtask", node(1)), ("subtask", node(4)), ("branch", node(0)), ("compact", node(8))]
+        [
+            ("main", "-"),
+            ("subtask", node(1)),
+            ("subtask", node(4)),
+            ("branch", node(0)),
+            ("compact", node(8))
+        ]
     );
-    let missing = dashboard_get(&proxy, "/api/conversations/nope").send().await.unwrap();
+    let missing = dashboard_get(&proxy, "/api/conversations/nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 
     // Sorted by tokens and paged one by one: the same conversation, then none.
@@ -274,19 +377,38 @@ async fn links_without_stored_bodies_and_after_a_restart() {
         .account(api_key_account("a.example", "acc_a", KEY))
         .start()
         .await;
-    let mut client = Client { proxy: &proxy, sent: 0 };
+    let mut client = Client {
+        proxy: &proxy,
+        sent: 0,
+    };
     session(&mut client).await;
     check_links(&links(&proxy).await);
     // No bodies, so no title; the digests did the linking.
-    let list: Value = dashboard_get(&proxy, "/api/conversations").send().await.unwrap().json().await.unwrap();
+    let list: Value = dashboard_get(&proxy, "/api/conversations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"][0]["title"], Value::Null);
 
     // After a restart the index starts from the database: the next turn continues.
     proxy.restart().await;
-    let messages = vec![user(FIRST), assistant(text("Looking.")), user("Just rerun it"),
-        assistant(text("Rerun.")), user("Thanks")];
-    let mut client = Client { proxy: &proxy, sent: 0 };
-    client.send(CLAUDE_CODE, &messages, &text("Welcome."), false).await;
+    let messages = vec![
+        user(FIRST),
+        assistant(text("Looking.")),
+        user("Just rerun it"),
+        assistant(text("Rerun.")),
+        user("Thanks"),
+    ];
+    let mut client = Client {
+        proxy: &proxy,
+        sent: 0,
+    };
+    client
+        .send(CLAUDE_CODE, &messages, &text("Welcome."), false)
+        .await;
     client.written().await;
     let after = links(&proxy).await;
     let last = after.last().unwrap();
@@ -302,7 +424,10 @@ async fn relink_recomputes_links_from_stored_bodies() {
         .env("STORAGE_ENABLED", "true")
         .start()
         .await;
-    let mut client = Client { proxy: &proxy, sent: 0 };
+    let mut client = Client {
+        proxy: &proxy,
+        sent: 0,
+    };
     session(&mut client).await;
 
     // Rows as an older version wrote them: no links.
@@ -321,19 +446,35 @@ async fn relink_recomputes_links_from_stored_bodies() {
             .args(args)
             .output()
             .unwrap();
-        let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let (out, err) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
         assert!(output.status.success(), "{out}{err}");
         (out.to_string(), err.to_string())
     };
     let (out, err) = relink(&[]);
-    assert!(out.contains("relinked 10 of 10 Messages API requests"), "{out}");
+    assert!(
+        out.contains("relinked 10 of 10 Messages API requests"),
+        "{out}"
+    );
     // Batches of 4: progress after each, with where to resume.
     assert_eq!(err.lines().count(), 3, "{err}");
-    let resume_at = err.lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_string();
+    let resume_at = err
+        .lines()
+        .nth(1)
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
 
     // A run resumed midway gives the same links as the whole run.
     let (out, _) = relink(&["--since", &resume_at]);
-    assert!(out.contains("of 3 Messages API requests") || out.contains("of 2 Messages API requests"), "{out}");
+    assert!(
+        out.contains("of 3 Messages API requests") || out.contains("of 2 Messages API requests"),
+        "{out}"
+    );
     proxy.restart().await;
     check_links(&links(&proxy).await);
     drop(db);

@@ -151,10 +151,9 @@ async fn openapi_document_matches_the_router() {
     let proxy = proxy_with_account(&mock, KEY).await;
     let mut events = open_events(&proxy).await;
     assert_eq!(send_as(&proxy, "json").await, StatusCode::OK);
-    let id = read_request_events(&mut events, 1).await[0]["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let event = read_request_events(&mut events, 1).await.remove(0);
+    let id = event["request_id"].as_str().unwrap().to_string();
+    let conversation = event["conversation_id"].as_str().unwrap().to_string();
     let spec = get_json(&proxy, "/api/openapi.json").await;
     let mut documented = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
@@ -163,9 +162,12 @@ async fn openapi_document_matches_the_router() {
             if method != "get" {
                 continue;
             }
-            // `{id}` is an account on the accounts paths, a request elsewhere.
+            // `{id}` is an account on the accounts paths, a conversation on the
+            // conversations', a request elsewhere.
             let id = if path.starts_with("/api/accounts/") {
                 "acc_a"
+            } else if path.starts_with("/api/conversations/") {
+                &conversation
             } else {
                 &id
             };
@@ -184,6 +186,8 @@ async fn openapi_document_matches_the_router() {
             "DELETE /api/security/lockouts/{address}",
             "GET /api/accounts",
             "GET /api/accounts/{id}/usage-window",
+            "GET /api/conversations",
+            "GET /api/conversations/{id}",
             "GET /api/events",
             "GET /api/keys",
             "GET /api/limits",

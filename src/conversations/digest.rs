@@ -124,7 +124,9 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
         return None;
     }
     let system_text = req.system.as_ref().map(Content::plain_text);
-    let summarizing = system_text.as_deref().is_some_and(|s| s.contains(SUMMARIZING));
+    let summarizing = system_text
+        .as_deref()
+        .is_some_and(|s| s.contains(SUMMARIZING));
     let mut digests = Digests {
         message_count,
         system: system_text.as_deref().map(system_hash),
@@ -328,7 +330,7 @@ fn normalised(content: &Content) -> String {
 
 fn item(out: &mut String, kind: &str, text: &str) {
     use std::fmt::Write;
-    let _ = write!(out, "{kind}:{}:{text}\n", text.len());
+    let _ = writeln!(out, "{kind}:{}:{text}", text.len());
 }
 
 fn put(h: &mut Sha256, bytes: &[u8]) {
@@ -396,9 +398,15 @@ fn system_hash(system: &str) -> Hash {
         .split("\n\n")
         .filter(|para| {
             let para = para.trim_start();
-            !["gitStatus:", "Current branch:", "Main branch", "Status:", "Recent commits:"]
-                .iter()
-                .any(|volatile| para.starts_with(volatile))
+            ![
+                "gitStatus:",
+                "Current branch:",
+                "Main branch",
+                "Status:",
+                "Recent commits:",
+            ]
+            .iter()
+            .any(|volatile| para.starts_with(volatile))
         })
         .collect();
     Hash::of(&[b"system\0", stable.join("\n\n").trim().as_bytes()])
@@ -447,7 +455,11 @@ impl Answer {
         if trimmed.first() == Some(&b'{') {
             if let Ok(message) = serde_json::from_slice::<WireAnswer>(trimmed) {
                 for block in message.content {
-                    answer.block(block.kind.as_deref(), block.name, block.text, block.input);
+                    match (block.kind.as_deref(), &block.name) {
+                        (Some("text"), _) => answer.text(block.text.as_deref().unwrap_or_default()),
+                        (Some("tool_use"), Some(name)) => answer.tool(name, block.input.as_ref()),
+                        _ => {}
+                    }
                 }
             }
             return answer;
@@ -470,14 +482,27 @@ impl Answer {
             let index = event.index.unwrap_or_default();
             match (event.kind.as_str(), event.content_block, event.delta) {
                 ("content_block_start", Some(block), _) => {
-                    let tool = block.name.filter(|_| block.kind.as_deref() == Some("tool_use"));
+                    let tool = block
+                        .name
+                        .filter(|_| block.kind.as_deref() == Some("tool_use"));
                     let text = block.text.unwrap_or_default();
-                    open.insert(index, Open { tool, text, json: String::new() });
+                    open.insert(
+                        index,
+                        Open {
+                            tool,
+                            text,
+                            json: String::new(),
+                        },
+                    );
                 }
                 ("content_block_delta", _, Some(delta)) => {
                     if let Some(block) = open.get_mut(&index) {
-                        block.text.push_str(delta.text.as_deref().unwrap_or_default());
-                        block.json.push_str(delta.partial_json.as_deref().unwrap_or_default());
+                        block
+                            .text
+                            .push_str(delta.text.as_deref().unwrap_or_default());
+                        block
+                            .json
+                            .push_str(delta.partial_json.as_deref().unwrap_or_default());
                     }
                 }
                 _ => {}
@@ -487,33 +512,25 @@ impl Answer {
             match block.tool {
                 Some(tool) => {
                     let input = serde_json::from_str(&block.json).ok();
-                    answer.block(Some("tool_use"), Some(tool), None, input);
+                    answer.tool(&tool, input.as_ref());
                 }
-                None => answer.block(Some("text"), None, Some(block.text), None),
+                None => answer.text(&block.text),
             }
         }
         answer
     }
 
-    fn block(
-        &mut self,
-        kind: Option<&str>,
-        name: Option<String>,
-        text: Option<String>,
-        input: Option<serde_json::Value>,
-    ) {
-        match kind {
-            Some("text") => self.text.push_str(text.as_deref().unwrap_or_default()),
-            Some("tool_use") if name.as_deref().is_some_and(|n| TASK_TOOLS.contains(&n)) => {
-                if let Some(prompt) = input
-                    .as_ref()
-                    .and_then(|i| i.get("prompt"))
-                    .and_then(|p| p.as_str())
-                {
-                    self.task_prompts.push(prompt.to_string());
-                }
-            }
-            _ => {}
+    fn text(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// A tool call: a `Task`'s prompt is kept.
+    fn tool(&mut self, name: &str, input: Option<&serde_json::Value>) {
+        let prompt = input.and_then(|i| i.get("prompt")).and_then(|p| p.as_str());
+        if TASK_TOOLS.contains(&name)
+            && let Some(prompt) = prompt
+        {
+            self.task_prompts.push(prompt.to_string());
         }
     }
 }

@@ -107,12 +107,22 @@ impl Index {
             return;
         }
         let link = &known.link;
-        if let Some(n) = link.branch_id.strip_prefix("subtask_").and_then(|n| n.parse().ok()) {
-            let count = self.subtasks.entry(link.conversation_id.as_str().into()).or_default();
+        if let Some(n) = link
+            .branch_id
+            .strip_prefix("subtask_")
+            .and_then(|n| n.parse().ok())
+        {
+            let count = self
+                .subtasks
+                .entry(link.conversation_id.as_str().into())
+                .or_default();
             *count = (*count).max(n);
         }
         // Tasks and compactions hang off a request without continuing its messages.
-        let parent = link.parent_request_id.as_deref().and_then(|p| self.nodes.get(p));
+        let parent = link
+            .parent_request_id
+            .as_deref()
+            .and_then(|p| self.nodes.get(p));
         let starts_task = link.is_subtask && link.parent_task_request_id == link.parent_request_id;
         let starts_compaction = link.branch_id.starts_with("compact_")
             && parent.is_some_and(|p| *p.branch_id != *link.branch_id);
@@ -170,7 +180,8 @@ impl Index {
             link.parent_request_id = Some(parent.to_string());
             link.parent_message_hash = Some(node.hash.hex());
             link.is_subtask = node.is_subtask;
-            link.parent_task_request_id = node.parent_task_request_id.as_deref().map(str::to_string);
+            link.parent_task_request_id =
+                node.parent_task_request_id.as_deref().map(str::to_string);
             let retry_of = node
                 .children
                 .iter()
@@ -179,10 +190,7 @@ impl Index {
             link.branch_id = match (retry_of, node.children.is_empty()) {
                 (Some(sibling), _) => sibling.branch_id.to_string(),
                 (None, true) => node.branch_id.to_string(),
-                (None, false) => format!(
-                    "branch_{}",
-                    stamp(input.at, DATE_TIME)
-                ),
+                (None, false) => format!("branch_{}", stamp(input.at, DATE_TIME)),
             };
             prefix_parent = Some(parent);
         } else {
@@ -342,5 +350,7 @@ const DATE_TIME: Format =
     time::macros::format_description!("[year][month][day][hour][minute][second]");
 
 fn stamp(at: OffsetDateTime, format: Format) -> String {
-    at.to_offset(time::UtcOffset::UTC).format(format).unwrap_or_default()
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format)
+        .unwrap_or_default()
 }

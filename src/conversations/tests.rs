@@ -25,11 +25,13 @@ impl Session {
         }
     }
 
+    // By value: the tests build both with `json!` in the call.
+    #[allow(clippy::needless_pass_by_value)]
     fn send(&mut self, request: Value, response: Value) -> (String, Link) {
-        self.send_as("a.example", request, &response.to_string())
+        self.send_as("a.example", &request, &response.to_string())
     }
 
-    fn send_as(&mut self, domain: &str, request: Value, response: &str) -> (String, Link) {
+    fn send_as(&mut self, domain: &str, request: &Value, response: &str) -> (String, Link) {
         self.next += 1;
         self.at += Duration::minutes(1);
         let id = format!("r{}", self.next);
@@ -47,7 +49,10 @@ impl Session {
 }
 
 fn request(messages: Value) -> Value {
-    json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": "You are Claude Code", "messages": messages})
+    let mut request =
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": "You are Claude Code"});
+    request["messages"] = messages;
+    request
 }
 
 fn answer(text: &str) -> Value {
@@ -109,7 +114,13 @@ fn a_message_repeating_a_tool_id_is_dropped() {
     let tool_result = json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "src"}]});
     let once = hash_of(json!([user("list"), tool_use, tool_result]));
-    let twice = hash_of(json!([user("list"), tool_use, tool_result, tool_use, tool_result]));
+    let twice = hash_of(json!([
+        user("list"),
+        tool_use,
+        tool_result,
+        tool_use,
+        tool_result
+    ]));
     assert_eq!(once, twice);
 }
 
@@ -126,7 +137,10 @@ fn turns_continue_branch_and_rebranch() {
     );
     assert_eq!(l2.conversation_id, l1.conversation_id);
     assert_eq!(l2.parent_request_id.as_deref(), Some(r1.as_str()));
-    assert_eq!(l2.parent_message_hash.as_deref(), Some(l1.current_message_hash.as_str()));
+    assert_eq!(
+        l2.parent_message_hash.as_deref(),
+        Some(l1.current_message_hash.as_str())
+    );
     assert_eq!(l2.branch_id, "main");
     // The user goes back to the first answer and says something else: a branch.
     let (r3, l3) = s.send(
@@ -138,13 +152,25 @@ fn turns_continue_branch_and_rebranch() {
     assert!(l3.branch_id.starts_with("branch_"), "{}", l3.branch_id);
     // Its continuation stays on the branch; main's continues main.
     let (_, l4) = s.send(
-        request(json!([user("u1"), assistant("a1"), user("u2 instead"), assistant("a2'"), user("u3")])),
+        request(json!([
+            user("u1"),
+            assistant("a1"),
+            user("u2 instead"),
+            assistant("a2'"),
+            user("u3")
+        ])),
         answer("a3"),
     );
     assert_eq!(l4.parent_request_id.as_deref(), Some(r3.as_str()));
     assert_eq!(l4.branch_id, l3.branch_id);
     let (_, l5) = s.send(
-        request(json!([user("u1"), assistant("a1"), user("u2"), assistant("a2"), user("u3")])),
+        request(json!([
+            user("u1"),
+            assistant("a1"),
+            user("u2"),
+            assistant("a2"),
+            user("u3")
+        ])),
         answer("a3"),
     );
     assert_eq!(l5.parent_request_id.as_deref(), Some(r2.as_str()));
@@ -170,7 +196,13 @@ fn a_parent_that_was_not_stored_is_skipped() {
     let (r1, l1) = s.send(request(json!([user("u1")])), answer("a1"));
     // The second turn never reached the proxy: the third continues the first.
     let (_, l3) = s.send(
-        request(json!([user("u1"), assistant("a1"), user("u2"), assistant("a2"), user("u3")])),
+        request(json!([
+            user("u1"),
+            assistant("a1"),
+            user("u2"),
+            assistant("a2"),
+            user("u3")
+        ])),
         answer("a3"),
     );
     assert_eq!(l3.parent_request_id.as_deref(), Some(r1.as_str()));
@@ -183,7 +215,7 @@ fn other_domains_and_unrelated_requests_start_their_own() {
     let (_, l1) = s.send(request(json!([user("u1")])), answer("a1"));
     let (_, other) = s.send_as(
         "b.example",
-        request(json!([user("u1"), assistant("a1"), user("u2")])),
+        &request(json!([user("u1"), assistant("a1"), user("u2")])),
         &answer("a2").to_string(),
     );
     assert_ne!(other.conversation_id, l1.conversation_id);
@@ -201,7 +233,10 @@ fn summarisation_and_compaction() {
     // The summarisation request: another system prompt, the conversation's messages.
     let summary = "<analysis>thinking</analysis>\n<summary>1. Primary Request: fix the parser.\n2. Files: parser.rs</summary>";
     let mut summarise = messages.as_array().unwrap().clone();
-    summarise.extend([assistant("a2"), user("Your task is to create a detailed summary")]);
+    summarise.extend([
+        assistant("a2"),
+        user("Your task is to create a detailed summary"),
+    ]);
     let (r3, l3) = s.send(
         json!({"model": "m", "system": SUMMARIZING, "messages": summarise}),
         answer(summary),
@@ -281,7 +316,7 @@ fn sub_agent_tasks() {
     // not a branch.
     let (_, l4) = s.send_as(
         "a.example",
-        request(json!([user("Refactor the parser"),
+        &request(json!([user("Refactor the parser"),
             {"role": "assistant", "content": [task_call("toolu_1", "Find all callers of parse()")]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "3 callers"}]}])),
         &streamed_task_call("toolu_2", "Update the callers"),
@@ -315,7 +350,9 @@ fn a_task_expires_after_a_day() {
 fn the_system_hash_keeps_only_the_stable_part() {
     let with = |system: &str| {
         digest(
-            json!({"system": system, "messages": [user("x")]}).to_string().as_bytes(),
+            json!({"system": system, "messages": [user("x")]})
+                .to_string()
+                .as_bytes(),
             b"",
         )
         .unwrap()
@@ -323,11 +360,18 @@ fn the_system_hash_keeps_only_the_stable_part() {
     };
     let base = "You are Claude Code.\nYou are an interactive CLI tool that helps users with software engineering tasks.";
     assert_eq!(
-        with(&format!("{base}\n\ngitStatus: M src/a.rs\n\nCurrent branch: main")),
-        with(&format!("{base}\n\ngitStatus: M src/b.rs\n\nRecent commits:\nabc fix")),
+        with(&format!(
+            "{base}\n\ngitStatus: M src/a.rs\n\nCurrent branch: main"
+        )),
+        with(&format!(
+            "{base}\n\ngitStatus: M src/b.rs\n\nRecent commits:\nabc fix"
+        )),
     );
     assert_ne!(with("You are a pirate."), with("You are a poet."));
-    assert_eq!(with("Be brief.\n\ngitStatus: clean"), with("Be brief.\n\ngitStatus: dirty"));
+    assert_eq!(
+        with("Be brief.\n\ngitStatus: clean"),
+        with("Be brief.\n\ngitStatus: dirty")
+    );
 }
 
 #[test]
@@ -356,7 +400,11 @@ fn step() -> impl Strategy<Value = Step> {
             text: text % 6
         }),
         (any::<usize>(), any::<usize>(), any::<u8>()).prop_map(|(from, keep, text)| {
-            Step::Branch { from, keep, text: text % 6 }
+            Step::Branch {
+                from,
+                keep,
+                text: text % 6,
+            }
         }),
         any::<usize>().prop_map(Step::Retry),
     ]

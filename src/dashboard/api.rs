@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 
 use super::auth::SESSION_COOKIE;
 use super::{
-    DashboardState, accounts, conversations, events, keys, limits, monitoring, overview, requests, security,
-    session,
+    DashboardState, accounts, conversations, events, keys, limits, monitoring, overview, requests,
+    security, session,
 };
 
 #[derive(OpenApi)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use super::dashboard_queries::{
-    Fetched, LIST_COLUMNS, ReadRow, SUMS, Value, fetch, list_row, push_filter,
+    Fetched, LIST_COLUMNS, ReadRow, SUMS, Value, fetch, link_of, list_row, push_filter,
 };
 use super::{Pool, Store, StoreError, as_u64};
 use crate::conversations::{Hash, Known, Link};
@@ -18,29 +18,6 @@ const LINK_COLUMNS: &str = "request_id, timestamp, domain, account_id, current_m
      parent_message_hash, system_hash, conversation_id, branch_id, \
      CAST(message_count AS BIGINT) AS message_count, \
      parent_request_id, is_subtask, parent_task_request_id";
-
-/// The conversation columns of a row, when it is linked.
-pub(super) fn link_of(row: &impl ReadRow) -> Result<Option<Link>, sqlx::Error> {
-    let (Some(conversation_id), Some(current_message_hash)) = (
-        row.opt_text("conversation_id")?,
-        row.opt_text("current_message_hash")?,
-    ) else {
-        return Ok(None);
-    };
-    Ok(Some(Link {
-        conversation_id,
-        branch_id: row.opt_text("branch_id")?.unwrap_or_else(|| "main".into()),
-        current_message_hash,
-        parent_message_hash: row.opt_text("parent_message_hash")?,
-        system_hash: row.opt_text("system_hash")?,
-        message_count: row
-            .opt_int("message_count")?
-            .map_or(0, |n| u32::try_from(n).unwrap_or(0)),
-        parent_request_id: row.opt_text("parent_request_id")?,
-        is_subtask: row.opt_bool("is_subtask")?.unwrap_or(false),
-        parent_task_request_id: row.opt_text("parent_task_request_id")?,
-    }))
-}
 
 fn known_row(row: &impl ReadRow) -> Result<Option<Known>, sqlx::Error> {
     let Some(link) = link_of(row)? else {
@@ -240,11 +217,17 @@ impl Store {
                 sql.push_str(&format!(
                     " HAVING {key} < ? OR ({key} = ? AND conversation_id < ?)"
                 ));
-                values.extend([Value::Int(*tokens), Value::Int(*tokens), Value::Text(id.clone())]);
+                values.extend([
+                    Value::Int(*tokens),
+                    Value::Int(*tokens),
+                    Value::Text(id.clone()),
+                ]);
             }
             None => {}
         }
-        sql.push_str(&format!(" ORDER BY {key} DESC, conversation_id DESC LIMIT ?"));
+        sql.push_str(&format!(
+            " ORDER BY {key} DESC, conversation_id DESC LIMIT ?"
+        ));
         values.push(Value::Int(i64::from(limit)));
         let rows: Result<Vec<_>, sqlx::Error> = match fetch!(self, sql, &values, fetch_all) {
             Fetched::Sqlite(rows) => rows.iter().map(conversation_row).collect(),

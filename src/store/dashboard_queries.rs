@@ -16,6 +16,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use utoipa::IntoParams;
 
 use super::{Dialect, Store, StoreError, TIMESTAMP, as_u64};
+use crate::conversations::Link;
 use crate::keys::KeyHash;
 use crate::record::Record;
 use crate::usage::Usage;
@@ -533,9 +534,32 @@ pub(super) fn list_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
             .as_deref()
             .and_then(KeyHash::from_hex),
         error: row.opt_text("error")?,
-        link: super::conversations::link_of(row)?,
+        link: link_of(row)?,
         ..Record::default()
     })
+}
+
+/// The conversation columns of a row, when it is linked.
+pub(super) fn link_of(row: &impl ReadRow) -> Result<Option<Link>, sqlx::Error> {
+    let (Some(conversation_id), Some(current_message_hash)) = (
+        row.opt_text("conversation_id")?,
+        row.opt_text("current_message_hash")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Link {
+        conversation_id,
+        branch_id: row.opt_text("branch_id")?.unwrap_or_else(|| "main".into()),
+        current_message_hash,
+        parent_message_hash: row.opt_text("parent_message_hash")?,
+        system_hash: row.opt_text("system_hash")?,
+        message_count: row
+            .opt_int("message_count")?
+            .map_or(0, |n| u32::try_from(n).unwrap_or(0)),
+        parent_request_id: row.opt_text("parent_request_id")?,
+        is_subtask: row.opt_bool("is_subtask")?.unwrap_or(false),
+        parent_task_request_id: row.opt_text("parent_task_request_id")?,
+    }))
 }
 
 fn detail_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
@@ -611,7 +635,10 @@ mod tests {
     #[test]
     fn stored_times_round_trip() {
         let at = time::macros::datetime!(2026-11-28 14:03:07.123 UTC);
-        assert_eq!(parse_stored_time(&super::super::format_timestamp(at)), Some(at));
+        assert_eq!(
+            parse_stored_time(&super::super::format_timestamp(at)),
+            Some(at)
+        );
         assert_eq!(parse_stored_time("yesterday"), None);
     }
 

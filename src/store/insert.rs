@@ -260,13 +260,25 @@ pub(super) async fn insert_postgres(
             r.upstream_credential_hash.map(|h| h.to_string())
         }))
         .bind(column(records, |r| r.client_key_id.clone()))
-        .bind(column(records, |r| link(r).map(|l| l.current_message_hash.clone())))
-        .bind(column(records, |r| link(r).and_then(|l| l.parent_message_hash.clone())))
-        .bind(column(records, |r| link(r).and_then(|l| l.system_hash.clone())))
-        .bind(column(records, |r| link(r).map(|l| l.conversation_id.clone())))
+        .bind(column(records, |r| {
+            link(r).map(|l| l.current_message_hash.clone())
+        }))
+        .bind(column(records, |r| {
+            link(r).and_then(|l| l.parent_message_hash.clone())
+        }))
+        .bind(column(records, |r| {
+            link(r).and_then(|l| l.system_hash.clone())
+        }))
+        .bind(column(records, |r| {
+            link(r).map(|l| l.conversation_id.clone())
+        }))
         .bind(column(records, |r| link(r).map(|l| l.branch_id.clone())))
-        .bind(column(records, |r| link(r).map(|l| i64::from(l.message_count))))
-        .bind(column(records, |r| link(r).and_then(|l| l.parent_request_id.clone())))
+        .bind(column(records, |r| {
+            link(r).map(|l| i64::from(l.message_count))
+        }))
+        .bind(column(records, |r| {
+            link(r).and_then(|l| l.parent_request_id.clone())
+        }))
         .bind(column(records, |r| link(r).map(|l| l.is_subtask)))
         .bind(column(records, |r| {
             link(r).and_then(|l| l.parent_task_request_id.clone())

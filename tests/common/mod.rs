@@ -274,8 +274,8 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
         .and_then(|v| v.get("stream").and_then(|s| s.as_bool()))
         .unwrap_or(false);
     if let Some(reply) = parts.headers.get("x-mock-reply") {
-        let content: serde_json::Value = serde_json::from_slice(reply.as_bytes()).unwrap();
-        return reply_response(content, streaming);
+        let blocks: Vec<serde_json::Value> = serde_json::from_slice(reply.as_bytes()).unwrap();
+        return reply_response(blocks, streaming);
     }
     let mode = mode.unwrap_or_else(|| if streaming { "sse" } else { "json" }.to_string());
     match mode.as_str() {
@@ -401,17 +401,19 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
 
 /// An answer whose `content` is `content` (content blocks), as JSON or as a stream whose
 /// text and tool input arrive in deltas.
-fn reply_response(content: serde_json::Value, streaming: bool) -> Response {
+fn reply_response(blocks: Vec<serde_json::Value>, streaming: bool) -> Response {
     use serde_json::json;
     let usage = json!({"input_tokens": 100, "output_tokens": 20});
     if !streaming {
         let message = json!({"id": "msg_reply", "type": "message", "role": "assistant",
-            "model": MODEL, "content": content, "stop_reason": "end_turn", "usage": usage});
+            "model": MODEL, "content": blocks, "stop_reason": "end_turn", "usage": usage});
         return json_response(StatusCode::OK, &message.to_string());
     }
-    let mut events = vec![json!({"type": "message_start", "message": {"id": "msg_reply",
-        "type": "message", "role": "assistant", "model": MODEL, "content": [], "usage": usage}})];
-    for (index, block) in content.as_array().unwrap().iter().enumerate() {
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_reply",
+        "type": "message", "role": "assistant", "model": MODEL, "content": [], "usage": usage}}),
+    ];
+    for (index, block) in blocks.into_iter().enumerate() {
         let (start, delta) = match block["type"].as_str().unwrap() {
             "tool_use" => (
                 json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
@@ -426,8 +428,10 @@ fn reply_response(content: serde_json::Value, streaming: bool) -> Response {
         events.push(json!({"type": "content_block_delta", "index": index, "delta": delta}));
         events.push(json!({"type": "content_block_stop", "index": index}));
     }
-    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-        "usage": {"output_tokens": 20}}));
+    events.push(
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 20}}),
+    );
     events.push(json!({"type": "message_stop"}));
     sse_response(
         events
