@@ -28,6 +28,8 @@ GRANT SELECT, INSERT, UPDATE ON client_keys TO nexus_app;
 GRANT SELECT, UPDATE ON client_keys_version TO nexus_app;
 -- Limits and budgets: servers read them; `claude-nexus limits` and the dashboard set them.
 GRANT SELECT, INSERT, UPDATE, DELETE ON limits TO nexus_app;
+-- Conversation markers: written by the linker, deleted after 8 days by the retention task.
+GRANT SELECT, INSERT, DELETE ON conversation_markers TO nexus_app;
 -- `serve` checks that the schema is up to date before it starts.
 GRANT SELECT ON _sqlx_migrations TO nexus_app;
 -- Dashboard logins (when, from where, whether the key was right), for the security checklist.

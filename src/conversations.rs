@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use digest::{Digests, Hash, digest};
-pub use index::{Index, Input, Known};
+pub use index::{Index, Input, Known, Marker, MarkerKind};
 
 /// Where a request sits in its conversation: the `api_requests` columns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

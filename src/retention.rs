@@ -21,6 +21,8 @@ use crate::store::{Store, StoreError};
 const INTERVAL: Duration = Duration::from_secs(3600);
 /// Rows per delete statement.
 const BATCH: u32 = 500;
+/// Conversation markers older than this are deleted on every pass.
+const MARKERS_KEPT: time::Duration = time::Duration::days(8);
 
 /// The outcome of the last pass, shown by `/health`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,6 +102,11 @@ async fn pass(
     report: &mut RetentionReport,
 ) -> Result<(), StoreError> {
     let now = OffsetDateTime::now_utc();
+    // Conversation markers are matched within 7 days at most; a failure here (a grant
+    // without it) holds back nothing else.
+    if let Err(e) = store.delete_markers_before(now - MARKERS_KEPT).await {
+        tracing::warn!("retention: old conversation markers not deleted: {e}");
+    }
     if let Some(keep) = policy.keep {
         let deleted = drain(|| store.delete_requests_before(now - keep, BATCH)).await?;
         store.delete_rollups_before(now - keep).await?;

@@ -479,3 +479,48 @@ async fn relink_recomputes_links_from_stored_bodies() {
     check_links(&links(&proxy).await);
     drop(db);
 }
+
+/// Two instances on one database: each links what the other wrote (prefixes and task
+/// markers from the database, not memory).
+#[tokio::test]
+async fn two_instances_link_each_others_requests() {
+    let mock = MockUpstream::start().await;
+    let a = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .start()
+        .await;
+    let database = a.env_vars()["DATABASE_URL"].clone();
+    let b = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .env("DATABASE_URL", &database)
+        .start()
+        .await;
+    let system = CLAUDE_CODE;
+    let mut on_a = Client { proxy: &a, sent: 0 };
+    let mut on_b = Client { proxy: &b, sent: 0 };
+    let mut main = vec![user(FIRST)];
+    on_a.send(system, &main, &text("Looking."), false).await;
+    on_a.written().await;
+    main.extend([assistant(text("Looking.")), user("Who calls parse()?")]);
+    on_b.send(system, &main, &task("toolu_1", TASK_1), true)
+        .await;
+    on_b.written().await;
+    on_a.send("An agent.", &[user(TASK_1)], &text("Three."), false)
+        .await;
+    on_a.written().await;
+    main.extend([
+        assistant(task("toolu_1", TASK_1)),
+        tool_result("toolu_1", "3"),
+    ]);
+    on_a.send(system, &main, &text("Done."), false).await;
+    on_a.written().await;
+
+    let links = links(&a).await;
+    assert!(links.iter().all(|l| l.4 == Some(0)), "{links:#?}");
+    assert_eq!((links[1].0.as_str(), links[1].1), ("main", Some(0)));
+    assert_eq!(
+        links[2],
+        ("subtask_1".into(), Some(1), true, Some(1), Some(0))
+    );
+    assert_eq!((links[3].0.as_str(), links[3].1), ("main", Some(1)));
+}

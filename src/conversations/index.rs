@@ -53,10 +53,49 @@ struct Node {
     children: Vec<(Arc<str>, Hash)>,
 }
 
-/// A `Task` call's prompt, or a summary, waiting for the request that uses it.
-struct Marker {
+/// What a marker's digest is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerKind {
+    /// A `Task` call's prompt, in a response.
+    Task,
+    /// The summary a summarisation request's response begins with.
+    Summary,
+}
+
+impl MarkerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkerKind::Task => "task",
+            MarkerKind::Summary => "summary",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MarkerKind> {
+        match text {
+            "task" => Some(MarkerKind::Task),
+            "summary" => Some(MarkerKind::Summary),
+            _ => None,
+        }
+    }
+}
+
+/// A response's `Task` prompt or summary, waiting for the request that starts from it (the
+/// `conversation_markers` table keeps them for other instances and the next start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub kind: MarkerKind,
+    pub digest: Hash,
+    pub request_id: String,
+    pub domain: String,
+    pub conversation_id: String,
+    pub at: OffsetDateTime,
+}
+
+/// A marker as the index holds it.
+struct Waiting {
     domain: Arc<str>,
     request_id: Arc<str>,
+    conversation_id: Arc<str>,
     at: OffsetDateTime,
     /// The sub-task branch given to the first request that matched (a retry gets it again).
     branch: Option<Arc<str>>,
@@ -66,8 +105,10 @@ struct Marker {
 pub struct Index {
     nodes: HashMap<Arc<str>, Node>,
     by_hash: HashMap<Hash, Vec<Arc<str>>>,
-    tasks: HashMap<Hash, Vec<Marker>>,
-    summaries: HashMap<Hash, Vec<Marker>>,
+    tasks: HashMap<Hash, Vec<Waiting>>,
+    summaries: HashMap<Hash, Vec<Waiting>>,
+    /// Markers made by [`Index::link`] since [`Index::take_new_markers`].
+    new_markers: Vec<Marker>,
     /// Sub-tasks started per conversation, for `subtask_<n>`.
     subtasks: HashMap<Arc<str>, u32>,
     order: VecDeque<Arc<str>>,
@@ -158,19 +199,17 @@ impl Index {
             parent_task_request_id: None,
         };
         let mut prefix_parent = None;
-        if let Some((spawner, branch)) = self.take_task(input) {
-            let node = &self.nodes[&spawner];
-            link.conversation_id = node.conversation_id.to_string();
+        if let Some((spawner, conversation, branch)) = self.take_task(input) {
+            link.conversation_id = conversation.to_string();
             link.branch_id = branch.to_string();
             link.parent_request_id = Some(spawner.to_string());
             link.parent_task_request_id = Some(spawner.to_string());
             link.is_subtask = true;
-        } else if let Some(source) = self.summary_source(input) {
-            let node = &self.nodes[&source];
-            link.conversation_id = node.conversation_id.to_string();
+        } else if let Some((source, conversation)) = self.summary_source(input) {
+            link.conversation_id = conversation.to_string();
             link.branch_id = format!("compact_{}", stamp(input.at, TIME));
             link.parent_request_id = Some(source.to_string());
-            link.parent_message_hash = Some(node.hash.hex());
+            link.parent_message_hash = self.nodes.get(&source).map(|n| n.hash.hex());
         } else if let Some(parent) = (0..n.saturating_sub(1))
             .rev()
             .find_map(|k| self.newest(d.prefixes[k], input))
@@ -203,22 +242,18 @@ impl Index {
         {
             parent.children.push((id.clone(), current));
         }
-        let domain: Arc<str> = input.domain.into();
-        for &task in &d.spawned_tasks {
-            self.tasks.entry(task).or_default().push(Marker {
-                domain: domain.clone(),
-                request_id: id.clone(),
+        let kinds = d.spawned_tasks.iter().map(|&t| (MarkerKind::Task, t));
+        for (kind, digest) in kinds.chain(d.response_summary.map(|s| (MarkerKind::Summary, s))) {
+            let marker = Marker {
+                kind,
+                digest,
+                request_id: input.request_id.to_string(),
+                domain: input.domain.to_string(),
+                conversation_id: link.conversation_id.clone(),
                 at: input.at,
-                branch: None,
-            });
-        }
-        if let Some(summary) = d.response_summary {
-            self.summaries.entry(summary).or_default().push(Marker {
-                domain,
-                request_id: id.clone(),
-                at: input.at,
-                branch: None,
-            });
+            };
+            self.learn_marker(marker.clone());
+            self.new_markers.push(marker);
         }
         self.insert(
             id,
@@ -250,49 +285,74 @@ impl Index {
             .map(|(id, _)| id.clone())
     }
 
+    /// Whether a marker with this digest is held (else the database may have one).
+    pub fn has_marker(&self, digest: Hash) -> bool {
+        self.tasks.contains_key(&digest) || self.summaries.contains_key(&digest)
+    }
+
+    /// Adds a marker (made here, or read from the database); one it holds is skipped.
+    pub fn learn_marker(&mut self, marker: Marker) {
+        let list = match marker.kind {
+            MarkerKind::Task => self.tasks.entry(marker.digest).or_default(),
+            MarkerKind::Summary => self.summaries.entry(marker.digest).or_default(),
+        };
+        if list.iter().any(|w| *w.request_id == *marker.request_id) {
+            return;
+        }
+        list.push(Waiting {
+            domain: marker.domain.into(),
+            request_id: marker.request_id.into(),
+            conversation_id: marker.conversation_id.into(),
+            at: marker.at,
+            branch: None,
+        });
+    }
+
+    /// The markers [`Index::link`] made since the last call, for the database.
+    pub fn take_new_markers(&mut self) -> Vec<Marker> {
+        std::mem::take(&mut self.new_markers)
+    }
+
     /// A single user message matching a `Task` prompt from the last 24 hours: the spawning
-    /// request, and the branch of that sub-task.
-    fn take_task(&mut self, input: &Input) -> Option<(Arc<str>, Arc<str>)> {
+    /// request, its conversation, and the branch of that sub-task.
+    fn take_task(&mut self, input: &Input) -> Option<(Arc<str>, Arc<str>, Arc<str>)> {
         let key = input.digests.task_prompt?;
-        let markers = self.tasks.get_mut(&key)?;
-        let marker = markers
+        let waiting = self
+            .tasks
+            .get_mut(&key)?
             .iter_mut()
-            .filter(|m| {
-                *m.domain == *input.domain
-                    && m.at <= input.at
-                    && input.at - m.at <= TASK_WINDOW
-                    && self.nodes.contains_key(&m.request_id)
-            })
+            .filter(|m| waiting_for(m, input, TASK_WINDOW))
             .max_by_key(|m| m.at)?;
-        let branch = match &marker.branch {
+        let branch = match &waiting.branch {
             Some(branch) => branch.clone(),
             None => {
-                let conversation = self.nodes[&marker.request_id].conversation_id.clone();
-                let count = self.subtasks.entry(conversation).or_default();
+                let count = self
+                    .subtasks
+                    .entry(waiting.conversation_id.clone())
+                    .or_default();
                 *count += 1;
                 let branch: Arc<str> = format!("subtask_{count}").into();
-                marker.branch = Some(branch.clone());
+                waiting.branch = Some(branch.clone());
                 branch
             }
         };
-        Some((marker.request_id.clone(), branch))
+        Some((
+            waiting.request_id.clone(),
+            waiting.conversation_id.clone(),
+            branch,
+        ))
     }
 
     /// The summarisation request whose response begins with the summary a compaction's
-    /// continuation carries (same domain, last 7 days).
-    fn summary_source(&self, input: &Input) -> Option<Arc<str>> {
+    /// continuation carries (same domain, last 7 days), and its conversation.
+    fn summary_source(&self, input: &Input) -> Option<(Arc<str>, Arc<str>)> {
         let key = input.digests.compaction_summary?;
         self.summaries
             .get(&key)?
             .iter()
-            .filter(|m| {
-                *m.domain == *input.domain
-                    && m.at <= input.at
-                    && input.at - m.at <= SUMMARY_WINDOW
-                    && self.nodes.contains_key(&m.request_id)
-            })
+            .filter(|m| waiting_for(m, input, SUMMARY_WINDOW))
             .max_by_key(|m| m.at)
-            .map(|m| m.request_id.clone())
+            .map(|m| (m.request_id.clone(), m.conversation_id.clone()))
     }
 
     fn insert(&mut self, id: Arc<str>, known: Known) {
@@ -330,18 +390,28 @@ impl Index {
                 self.by_hash.remove(&node.hash);
             }
         }
-        // Markers are few (one per task call or summary): dropped with their request only
-        // once they outnumber the requests.
-        if self.tasks.len() + self.summaries.len() > CAPACITY {
-            let nodes = &self.nodes;
-            for markers in [&mut self.tasks, &mut self.summaries] {
+        // Markers are few (one per task call or summary); once they outnumber the requests,
+        // those too old for any request still held are dropped.
+        if self.tasks.len() + self.summaries.len() > CAPACITY
+            && let Some(oldest) = self.order.front().and_then(|id| self.nodes.get(id))
+        {
+            let oldest = oldest.at;
+            for (markers, window) in [
+                (&mut self.tasks, TASK_WINDOW),
+                (&mut self.summaries, SUMMARY_WINDOW),
+            ] {
                 markers.retain(|_, list| {
-                    list.retain(|m| nodes.contains_key(&m.request_id));
+                    list.retain(|m| m.at >= oldest - window);
                     !list.is_empty()
                 });
             }
         }
     }
+}
+
+/// A marker in the input's domain, from before it and within `window`.
+fn waiting_for(m: &Waiting, input: &Input, window: Duration) -> bool {
+    *m.domain == *input.domain && m.at <= input.at && input.at - m.at <= window
 }
 
 type Format = &'static [time::format_description::BorrowedFormatItem<'static>];

@@ -7,7 +7,7 @@
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use crate::conversations::{Digests, Index, Input, Known, Link, digest};
+use crate::conversations::{Digests, Hash, Index, Input, Known, Link, digest};
 use crate::record::Record;
 use crate::store::{Store, StoreError};
 
@@ -20,29 +20,49 @@ pub struct Linker {
 }
 
 impl Linker {
-    /// An index started from the database's recent links (empty when it cannot be read).
+    /// An index started from the database's recent links and markers (empty when they
+    /// cannot be read).
     pub async fn start(store: &Store) -> Linker {
         let mut index = Index::default();
-        match store
-            .linked_since(OffsetDateTime::now_utc() - START_WINDOW, START_ROWS)
-            .await
-        {
-            Ok(rows) => rows.into_iter().for_each(|k| index.learn(k)),
-            Err(e) => tracing::warn!("conversation links start empty: {e}"),
+        let since = OffsetDateTime::now_utc() - START_WINDOW;
+        let read = async {
+            for known in store.linked_since(since, START_ROWS).await? {
+                index.learn(known);
+            }
+            for marker in store.markers_since(since).await? {
+                index.learn_marker(marker);
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = read.await {
+            tracing::warn!("conversation links start from what could be read: {e}");
         }
         Linker {
             index: Mutex::new(index),
         }
     }
 
-    /// Links the records that carry digests, in order; a record already linked (written
-    /// before, then replayed) is only learnt.
+    /// Links the records that carry digests, in order (a record already linked, written
+    /// before and replayed, is only learnt), and keeps the markers their responses made.
     pub async fn link(&self, store: &Store, records: &mut [Record]) {
         let mut index = self.index.lock().await;
+        // The markers these records may start from that this instance does not hold: another
+        // instance's, in one query for the batch.
+        let missing: Vec<Hash> = records
+            .iter()
+            .filter_map(|r| r.digests.as_deref())
+            .flat_map(|d| d.task_prompt.into_iter().chain(d.compaction_summary))
+            .filter(|&digest| !index.has_marker(digest))
+            .collect();
+        if !missing.is_empty() {
+            match store.markers_with(&missing).await {
+                Ok(markers) => markers.into_iter().for_each(|m| index.learn_marker(m)),
+                Err(e) => tracing::debug!("conversation marker lookup failed: {e}"),
+            }
+        }
         for record in records.iter_mut() {
             if let Some(link) = &record.link {
-                if let Some(hash) = crate::conversations::Hash::from_hex(&link.current_message_hash)
-                {
+                if let Some(hash) = Hash::from_hex(&link.current_message_hash) {
                     index.learn(known(record, hash, link.clone()));
                 }
                 continue;
@@ -51,6 +71,14 @@ impl Linker {
                 continue;
             };
             record.link = Some(link_one(&mut index, store, record, &digests).await);
+        }
+        let markers = index.take_new_markers();
+        if !markers.is_empty()
+            && let Err(e) = store.insert_markers(&markers).await
+        {
+            tracing::warn!(
+                "conversation markers not kept (other instances will not see them): {e}"
+            );
         }
     }
 }
@@ -74,7 +102,7 @@ async fn link_one(index: &mut Index, store: &Store, record: &Record, digests: &D
     index.link(&input)
 }
 
-fn known(record: &Record, hash: crate::conversations::Hash, link: Link) -> Known {
+fn known(record: &Record, hash: Hash, link: Link) -> Known {
     Known {
         request_id: record.request_id.clone(),
         at: record.timestamp,
@@ -112,6 +140,11 @@ pub async fn relink(
         for k in store.linked_since(since - START_WINDOW, START_ROWS).await? {
             if k.at < since {
                 index.learn(k);
+            }
+        }
+        for marker in store.markers_since(since - START_WINDOW).await? {
+            if marker.at < since {
+                index.learn_marker(marker);
             }
         }
     }
@@ -156,6 +189,7 @@ pub async fn relink(
             report.linked += 1;
         }
         store.set_links(&links).await?;
+        store.insert_markers(&index.take_new_markers()).await?;
         report.last = Some(last.timestamp);
         progress(&report);
     }

@@ -9,7 +9,7 @@ use super::dashboard_queries::{
     Fetched, LIST_COLUMNS, ReadRow, SUMS, Value, fetch, link_of, list_row, push_filter,
 };
 use super::{Pool, Store, StoreError, as_u64};
-use crate::conversations::{Hash, Known, Link};
+use crate::conversations::{Hash, Known, Link, Marker, MarkerKind};
 use crate::record::Record;
 use crate::store::RequestFilter;
 use crate::usage::Usage;
@@ -75,7 +75,95 @@ pub enum ConversationCursor {
     Tokens(i64, String),
 }
 
+fn marker_row(r: &impl ReadRow) -> Result<Option<Marker>, sqlx::Error> {
+    let (Some(kind), Some(digest)) = (
+        MarkerKind::parse(&r.text("kind")?),
+        Hash::from_hex(&r.text("digest")?),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Marker {
+        kind,
+        digest,
+        request_id: r.text("request_id")?,
+        domain: r.text("domain")?,
+        conversation_id: r.text("conversation_id")?,
+        at: r.time("timestamp")?,
+    }))
+}
+
+fn marker_rows<R: ReadRow>(rows: &[R]) -> Result<Vec<Marker>, sqlx::Error> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.extend(marker_row(row)?);
+    }
+    Ok(out)
+}
+
+const MARKER_COLUMNS: &str = "digest, kind, request_id, domain, conversation_id, timestamp";
+
 impl Store {
+    /// Keeps markers (a marker already stored is left as it is).
+    pub async fn insert_markers(&self, markers: &[Marker]) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO conversation_markers ({MARKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING"
+        );
+        for m in markers {
+            let values = [
+                Value::Text(m.digest.hex()),
+                Value::Text(m.kind.as_str().into()),
+                Value::Text(m.request_id.clone()),
+                Value::Text(m.domain.clone()),
+                Value::Text(m.conversation_id.clone()),
+                Value::Time(m.at),
+            ];
+            fetch!(self, sql, &values, execute);
+        }
+        Ok(())
+    }
+
+    /// The markers with one of these digests.
+    pub async fn markers_with(&self, digests: &[Hash]) -> Result<Vec<Marker>, StoreError> {
+        let mut out = Vec::new();
+        for part in digests.chunks(200) {
+            let marks = vec!["?"; part.len()].join(", ");
+            let sql = format!(
+                "SELECT {MARKER_COLUMNS} FROM conversation_markers WHERE digest IN ({marks})"
+            );
+            let values: Vec<Value> = part.iter().map(|h| Value::Text(h.hex())).collect();
+            out.extend(match fetch!(self, sql, &values, fetch_all) {
+                Fetched::Sqlite(rows) => marker_rows(&rows)?,
+                Fetched::Postgres(rows) => marker_rows(&rows)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The markers from `since` on.
+    pub async fn markers_since(&self, since: OffsetDateTime) -> Result<Vec<Marker>, StoreError> {
+        let sql = format!(
+            "SELECT {MARKER_COLUMNS} FROM conversation_markers WHERE timestamp >= ? ORDER BY timestamp"
+        );
+        let values = [Value::Time(since)];
+        Ok(match fetch!(self, sql, &values, fetch_all) {
+            Fetched::Sqlite(rows) => marker_rows(&rows)?,
+            Fetched::Postgres(rows) => marker_rows(&rows)?,
+        })
+    }
+
+    /// Deletes the markers older than `cutoff`.
+    pub async fn delete_markers_before(&self, cutoff: OffsetDateTime) -> Result<(), StoreError> {
+        let values = [Value::Time(cutoff)];
+        fetch!(
+            self,
+            "DELETE FROM conversation_markers WHERE timestamp < ?",
+            &values,
+            execute
+        );
+        Ok(())
+    }
+
     /// The linked requests of the last `since`, the newest `limit` of them, oldest first: what
     /// the linker's index starts from.
     pub async fn linked_since(
