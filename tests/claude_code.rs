@@ -173,3 +173,103 @@ async fn claude_code_passthrough_keeps_its_own_login() {
             .all(|r| r.status == 200 && r.account_id.as_deref() == Some("acc_cc_pass"))
     );
 }
+
+/// Claude Code running a tool: its second request (with the tool's result) continues its
+/// first in one conversation, as the dashboard shows it.
+#[tokio::test]
+async fn claude_code_tool_turns_make_one_conversation() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules/.bin/claude");
+    if !bin.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Claude Code is not installed; scripts/test.sh installs it"
+        );
+        eprintln!("skipped: Claude Code not installed (run scripts/test.sh)");
+        return;
+    }
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_cc", KEY))
+        .start()
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("notes.txt"), "notes").unwrap();
+    let base_url = proxy.url("");
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["-p", "List the text files here"])
+            .current_dir(work.path())
+            .env("HOME", home.path())
+            .env("ANTHROPIC_BASE_URL", base_url)
+            .env("ANTHROPIC_API_KEY", KEY)
+            .env("ANTHROPIC_CUSTOM_HEADERS", "x-mock: agent")
+            .env("DISABLE_TELEMETRY", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("Claude Code answers within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("all done"),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The request that ran the tool and the one that brought its result: one conversation.
+    let sent = mock
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/messages")
+        .count() as u64;
+    for _ in 0..2000 {
+        if proxy
+            .records
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= sent
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let list: serde_json::Value = dashboard_get(&proxy, "/api/conversations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["requests"].as_u64() >= Some(2))
+        .unwrap_or_else(|| {
+            for r in mock.received().iter().filter(|r| r.path == "/v1/messages") {
+                eprintln!("{}", String::from_utf8_lossy(&r.body));
+            }
+            panic!("no conversation of two requests: {list:#}")
+        });
+    let id = session["conversation_id"].as_str().unwrap();
+    let tree: serde_json::Value = dashboard_get(&proxy, &format!("/api/conversations/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nodes = tree["nodes"].as_array().unwrap();
+    assert_eq!(
+        nodes[1]["parent_request_id"], nodes[0]["request_id"],
+        "{tree:#}"
+    );
+    assert_eq!(nodes[1]["branch_id"], "main");
+}

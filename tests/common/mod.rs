@@ -10,7 +10,8 @@
 //! `revoked` (a 401 to the first OAuth token, [`OAUTH_TOKEN`]; the JSON answer to any other),
 //! `unified` (the JSON answer with `anthropic-ratelimit-unified-*` headers), `slow` (the
 //! stream's events 20 ms apart, as a model generating). An `x-mock-reply` header (a JSON array
-//! of content blocks) makes the answer's content, as JSON or as a stream.
+//! of content blocks) makes the answer's content, as JSON or as a stream; `agent` answers an
+//! offered `Read` tool with a call to it, then (once a tool result comes) with text.
 //!
 //! `GET /api/oauth/usage` (the plan usage endpoint) answers [`USAGE_ANSWER`], or the status set
 //! with [`MockUpstream::usage_status`]; its calls are kept apart, in [`MockUpstream::usage_polls`].
@@ -278,6 +279,9 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
         return reply_response(blocks, streaming);
     }
     let mode = mode.unwrap_or_else(|| if streaming { "sse" } else { "json" }.to_string());
+    if mode == "agent" {
+        return reply_response(agent_turn(&body), streaming);
+    }
     match mode.as_str() {
         "json" => {
             let mut r = json_response(StatusCode::OK, JSON_ANSWER);
@@ -396,6 +400,30 @@ async fn mock_handler(State(state): State<Arc<MockState>>, request: Request) -> 
             r
         }
         other => panic!("unknown x-mock mode {other}"),
+    }
+}
+
+/// An agent's turn: with the `Read` tool offered and no tool result yet, a call to it; else
+/// the final answer. A client that runs tools (Claude Code) makes a two-request session.
+fn agent_turn(body: &[u8]) -> Vec<serde_json::Value> {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let offers_read = request["tools"]
+        .as_array()
+        .is_some_and(|tools| tools.iter().any(|t| t["name"] == "Read"));
+    let has_result = request["messages"].as_array().is_some_and(|messages| {
+        messages.iter().any(|m| {
+            m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+        })
+    });
+    if offers_read && !has_result {
+        vec![
+            serde_json::json!({"type": "tool_use", "id": "toolu_agent_1", "name": "Read",
+            "input": {"file_path": "/dev/null"}}),
+        ]
+    } else {
+        vec![serde_json::json!({"type": "text", "text": "Hello there, all done."})]
     }
 }
 
