@@ -524,3 +524,37 @@ async fn two_instances_link_each_others_requests() {
     );
     assert_eq!((links[3].0.as_str(), links[3].1), ("main", Some(1)));
 }
+
+/// Requests of a long session (here 300 KB each) are digested on a blocking thread, and link
+/// the same.
+#[tokio::test]
+async fn large_requests_link_too() {
+    let mock = MockUpstream::start().await;
+    let proxy = ProxyBuilder::new(&mock)
+        .account(api_key_account("a.example", "acc_a", KEY))
+        .start()
+        .await;
+    let mut client = Client {
+        proxy: &proxy,
+        sent: 0,
+    };
+    let file = "fn parse() {}\n".repeat(300 << 10 >> 4);
+    let read = json!([{"type": "tool_use", "id": "toolu_read", "name": "Read",
+        "input": {"file_path": "src/parser.rs"}}]);
+    let mut messages = vec![
+        user(FIRST),
+        assistant(read),
+        tool_result("toolu_read", &file),
+    ];
+    client
+        .send(CLAUDE_CODE, &messages, &text("I see."), true)
+        .await;
+    messages.extend([assistant(text("I see.")), user("Fix it")]);
+    client
+        .send(CLAUDE_CODE, &messages, &text("Fixed."), false)
+        .await;
+    client.written().await;
+    let links = links(&proxy).await;
+    assert_eq!(links[1].1, Some(0), "{links:#?}");
+    assert_eq!(links[1].4, links[0].4);
+}

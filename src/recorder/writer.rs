@@ -262,13 +262,9 @@ impl Writer {
         if let Some(alerts) = &self.alerts {
             alerts.observe(incoming);
         }
+        digest_captures(incoming).await;
         let mut overflow = Vec::new();
-        for mut record in incoming.drain(..) {
-            // Digests rather than bodies from here on: the spool keeps them when the
-            // bodies are not stored, and linking waits for the insert.
-            if let Some(capture) = record.capture.take() {
-                record.digests = capture.digest().map(Box::new);
-            }
+        for record in incoming.drain(..) {
             let bytes = weight(&record);
             let spill = self.spool.is_some()
                 && (self.spooling()
@@ -540,6 +536,38 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// About what a record costs in memory: its bodies and stream events, and the rest.
+/// Captured bodies digested at once on the writer's task; more go to a blocking thread, so
+/// that a long conversation's request (often megabytes) never holds up a runtime thread.
+const INLINE_DIGEST_BYTES: usize = 256 << 10;
+
+/// Digests rather than bodies from here on: the spool keeps them when bodies are not stored,
+/// and linking waits for the insert.
+async fn digest_captures(records: &mut Vec<Record>) {
+    fn digest_all(records: &mut [Record]) {
+        for record in records {
+            if let Some(capture) = record.capture.take() {
+                record.digests = capture.digest().map(Box::new);
+            }
+        }
+    }
+    let captured: usize = records
+        .iter()
+        .filter_map(|r| r.capture.as_deref())
+        .map(|c| c.request.len() + c.response.iter().map(|b| b.len()).sum::<usize>())
+        .sum();
+    if captured <= INLINE_DIGEST_BYTES {
+        digest_all(records);
+        return;
+    }
+    let mut taken = std::mem::take(records);
+    *records = tokio::task::spawn_blocking(move || {
+        digest_all(&mut taken);
+        taken
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+}
+
 fn weight(record: &Record) -> usize {
     const FIELDS: usize = 512;
     let bodies = [&record.request_body, &record.response_body]
