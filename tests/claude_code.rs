@@ -13,8 +13,9 @@ use common::*;
 
 const KEY: &str = "cnp_live_claudecodeKEY000000000000000000000000000000";
 
-#[tokio::test]
-async fn claude_code_answers_through_the_proxy() {
+/// Claude Code with telemetry and updates off, no input; `None` (the test skipped) when it is
+/// not installed, which under CI is a failure.
+fn claude_code() -> Option<Command> {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules/.bin/claude");
     if !bin.exists() {
         assert!(
@@ -22,8 +23,41 @@ async fn claude_code_answers_through_the_proxy() {
             "Claude Code is not installed; scripts/test.sh installs it"
         );
         eprintln!("skipped: Claude Code not installed (run scripts/test.sh)");
-        return;
+        return None;
     }
+    let mut command = Command::new(bin);
+    command
+        .env("DISABLE_TELEMETRY", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .stdin(Stdio::null());
+    Some(command)
+}
+
+/// Runs Claude Code (within 120 s) and returns its output, once it has succeeded.
+async fn run(mut claude: Command) -> String {
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || claude.output().unwrap()),
+    )
+    .await
+    .expect("Claude Code answers within 120 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn claude_code_answers_through_the_proxy() {
+    let Some(mut claude) = claude_code() else {
+        return;
+    };
     let mock = MockUpstream::start().await;
     let mut proxy = ProxyBuilder::new(&mock)
         .account(api_key_account("a.example", "acc_cc", KEY))
@@ -31,30 +65,12 @@ async fn claude_code_answers_through_the_proxy() {
         .await;
     let home = tempfile::tempdir().unwrap();
     let base_url = proxy.url("");
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(["-p", "Say hello"])
-            .env("HOME", home.path())
-            .env("ANTHROPIC_BASE_URL", base_url)
-            .env("ANTHROPIC_API_KEY", KEY)
-            .env("DISABLE_TELEMETRY", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("Claude Code answers within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    claude
+        .args(["-p", "Say hello"])
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_API_KEY", KEY);
+    let stdout = run(claude).await;
     assert!(stdout.contains("Hello there"), "{stdout}");
 
     let messages: Vec<Received> = mock
@@ -93,15 +109,9 @@ async fn claude_code_answers_through_the_proxy() {
 #[tokio::test]
 async fn claude_code_passthrough_keeps_its_own_login() {
     const OWN_TOKEN: &str = "sk-ant-oat01-claudecode-own-login-token-QQQQ";
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules/.bin/claude");
-    if !bin.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed; scripts/test.sh installs it"
-        );
-        eprintln!("skipped: Claude Code not installed (run scripts/test.sh)");
+    let Some(mut claude) = claude_code() else {
         return;
-    }
+    };
     let mock = MockUpstream::start().await;
     let mut proxy = ProxyBuilder::new(&mock)
         .account(passthrough_account("p.example", "acc_cc_pass", KEY))
@@ -122,32 +132,14 @@ async fn claude_code_passthrough_keeps_its_own_login() {
         0o600,
     );
     let base_url = proxy.url("");
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(["-p", "Say hello"])
-            .env_remove("ANTHROPIC_API_KEY")
-            .env_remove("ANTHROPIC_AUTH_TOKEN")
-            .env("HOME", home.path())
-            .env("ANTHROPIC_BASE_URL", base_url)
-            .env("ANTHROPIC_CUSTOM_HEADERS", format!("x-nexus-key: {KEY}"))
-            .env("DISABLE_TELEMETRY", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("Claude Code answers within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    claude
+        .args(["-p", "Say hello"])
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_AUTH_TOKEN")
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_CUSTOM_HEADERS", format!("x-nexus-key: {KEY}"));
+    let stdout = run(claude).await;
     assert!(stdout.contains("Hello there"), "{stdout}");
 
     let messages: Vec<Received> = mock
@@ -178,15 +170,9 @@ async fn claude_code_passthrough_keeps_its_own_login() {
 /// first in one conversation, as the dashboard shows it.
 #[tokio::test]
 async fn claude_code_tool_turns_make_one_conversation() {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules/.bin/claude");
-    if !bin.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Claude Code is not installed; scripts/test.sh installs it"
-        );
-        eprintln!("skipped: Claude Code not installed (run scripts/test.sh)");
+    let Some(mut claude) = claude_code() else {
         return;
-    }
+    };
     let mock = MockUpstream::start().await;
     let proxy = ProxyBuilder::new(&mock)
         .account(api_key_account("a.example", "acc_cc", KEY))
@@ -194,34 +180,16 @@ async fn claude_code_tool_turns_make_one_conversation() {
         .await;
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.txt"), "notes").unwrap();
     let base_url = proxy.url("");
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(["-p", "List the text files here"])
-            .current_dir(work.path())
-            .env("HOME", home.path())
-            .env("ANTHROPIC_BASE_URL", base_url)
-            .env("ANTHROPIC_API_KEY", KEY)
-            .env("ANTHROPIC_CUSTOM_HEADERS", "x-mock: agent")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    });
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("Claude Code answers within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("all done"),
-        "{}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    claude
+        .args(["-p", "Read /dev/null"])
+        .current_dir(work.path())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_CUSTOM_HEADERS", "x-mock: agent");
+    let stdout = run(claude).await;
+    assert!(stdout.contains("all done"), "{stdout}");
 
     // The request that ran the tool and the one that brought its result: one conversation.
     let sent = mock
@@ -229,24 +197,8 @@ async fn claude_code_tool_turns_make_one_conversation() {
         .iter()
         .filter(|r| r.path == "/v1/messages")
         .count() as u64;
-    for _ in 0..2000 {
-        if proxy
-            .records
-            .written
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= sent
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let list: serde_json::Value = dashboard_get(&proxy, "/api/conversations")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    proxy.wait_written(sent).await;
+    let list: serde_json::Value = dashboard_json(&proxy, "/api/conversations").await;
     let session = list["items"]
         .as_array()
         .unwrap()
@@ -259,13 +211,7 @@ async fn claude_code_tool_turns_make_one_conversation() {
             panic!("no conversation of two requests: {list:#}")
         });
     let id = session["conversation_id"].as_str().unwrap();
-    let tree: serde_json::Value = dashboard_get(&proxy, &format!("/api/conversations/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tree: serde_json::Value = dashboard_json(&proxy, &format!("/api/conversations/{id}")).await;
     let nodes = tree["nodes"].as_array().unwrap();
     assert_eq!(
         nodes[1]["parent_request_id"], nodes[0]["request_id"],

@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
 use common::*;
 use serde_json::{Value, json};
 
@@ -78,13 +75,7 @@ impl Client<'_> {
 
     /// Waits until the writer has written every request sent.
     async fn written(&self) {
-        for _ in 0..2000 {
-            if self.proxy.records.written.load(Ordering::Relaxed) >= self.sent {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("records not written");
+        self.proxy.wait_written(self.sent).await;
     }
 }
 
@@ -204,13 +195,7 @@ type LinkRow = (String, Option<usize>, bool, Option<usize>, Option<usize>);
 
 /// The conversation columns of every request, in order.
 async fn links(proxy: &TestProxy) -> Vec<LinkRow> {
-    let page = dashboard_get(proxy, "/api/requests?limit=100")
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let page = dashboard_json(proxy, "/api/requests?limit=100").await;
     let mut items = page["items"].as_array().unwrap().clone();
     items.reverse();
     let ids: Vec<&str> = items
@@ -293,13 +278,7 @@ async fn a_claude_code_session_becomes_a_tree() {
 
     // The list: one conversation with its totals and title; the sub-agents' own sessions
     // are in it, not beside it.
-    let list: Value = dashboard_get(&proxy, "/api/conversations")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = dashboard_json(&proxy, "/api/conversations").await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list:#}");
     let c = &items[0];
@@ -319,13 +298,7 @@ async fn a_claude_code_session_becomes_a_tree() {
 
     // The tree: every request a node, branches with where they fork.
     let id = c["conversation_id"].as_str().unwrap();
-    let tree: Value = dashboard_get(&proxy, &format!("/api/conversations/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tree: Value = dashboard_json(&proxy, &format!("/api/conversations/{id}")).await;
     let nodes = tree["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 10);
     assert_eq!(nodes[7]["status"], 500);
@@ -359,13 +332,7 @@ async fn a_claude_code_session_becomes_a_tree() {
     assert_eq!(missing.status(), 404);
 
     // Sorted by tokens and paged one by one: the same conversation, then none.
-    let page: Value = dashboard_get(&proxy, "/api/conversations?sort=tokens&limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = dashboard_json(&proxy, "/api/conversations?sort=tokens&limit=1").await;
     assert_eq!(page["items"][0]["conversation_id"], id);
     assert_eq!(page["next_cursor"], Value::Null);
 }
@@ -384,13 +351,7 @@ async fn links_without_stored_bodies_and_after_a_restart() {
     session(&mut client).await;
     check_links(&links(&proxy).await);
     // No bodies, so no title; the digests did the linking.
-    let list: Value = dashboard_get(&proxy, "/api/conversations")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = dashboard_json(&proxy, "/api/conversations").await;
     assert_eq!(list["items"][0]["title"], Value::Null);
 
     // After a restart the index starts from the database: the next turn continues.

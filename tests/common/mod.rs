@@ -757,6 +757,22 @@ impl TestProxy {
         format!("http://{}{}", self.dashboard_addr, path)
     }
 
+    /// Waits until the writer has written `n` records since the server started.
+    pub async fn wait_written(&self, n: u64) {
+        for _ in 0..2000 {
+            if self
+                .records
+                .written
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= n
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{n} records not written within 10 s");
+    }
+
     /// Stops the server as Ctrl-C would, and waits until its records are flushed.
     pub async fn stop(&mut self) {
         self.signal_stop();

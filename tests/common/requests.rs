@@ -43,6 +43,17 @@ pub fn dashboard_get(proxy: &TestProxy, path: &str) -> RequestBuilder {
         .bearer_auth(DASHBOARD_KEY)
 }
 
+/// The JSON of a dashboard path (with the dashboard key), whatever the status.
+pub async fn dashboard_json(proxy: &TestProxy, path: &str) -> Value {
+    dashboard_get(proxy, path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// `GET /health` on the proxy port with the dashboard key (so with the details): the status
 /// and the JSON body.
 pub async fn get_health(proxy: &TestProxy) -> (u16, Value) {
