@@ -6,8 +6,9 @@
 #   cpu.sh 'LABEL|VAR=value ...' ...   each variant: a label and the environment for start.sh
 #                                       (NEXUS_BIN, NEXUS_BENCH_LIMITS, ...)
 #   N (30000 per round), WARM (3000), C (4), ROUNDS (3), KIND (json or sse), PROXY_PORT (18100)
-# Needs ab (apt-get install apache2-utils). Prints one line per variant and round, then the
-# mean per variant.
+# Needs ab (apt-get install apache2-utils). Prints one line per variant and round (with ab's
+# requests per second and mean latency, which on a busy machine vary more than the CPU time),
+# then the mean per variant.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export OHA="${OHA:-/bin/true}"   # mock.sh wants a load generator; this script uses ab
@@ -22,8 +23,11 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 load() {
   ab -q -k -n "$1" -c "$C" -p "$kit/bodies/request-$KIND.json" -T application/json \
     -H "x-api-key: $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
-    "http://127.0.0.1:$PROXY_PORT/v1/messages" | awk '/^Non-2xx|^Failed requests/ && $NF != 0 {bad=1} END {exit bad}'
+    "http://127.0.0.1:$PROXY_PORT/v1/messages" >"$BENCH_TMP/ab.out"
+  awk '/^Non-2xx|^Failed requests/ && $NF != 0 {bad=1} END {exit bad}' "$BENCH_TMP/ab.out"
 }
+# Requests per second and mean latency (ms) of the last load, from ab's report.
+rate() { awk '/^Requests per second/ {r=$4} /^Time per request/ && !t {t=$4} END {printf "rps=%d latency_ms=%.3f", r, t}' "$BENCH_TMP/ab.out"; }
 
 declare -A total
 for round in $(seq "$ROUNDS"); do
@@ -40,7 +44,7 @@ for round in $(seq "$ROUNDS"); do
     after=$(ticks "$pid")
     kill -TERM "$pid"; wait "$pid" || true; pid=""
     us=$(( (after - before) * 1000000 / $(getconf CLK_TCK) / N ))
-    echo "cpu label=$label kind=$KIND round=$round us_per_request=$us"
+    echo "cpu label=$label kind=$KIND round=$round us_per_request=$us $(rate)"
     total[$label]=$(( ${total[$label]:-0} + us ))
   done
 done
