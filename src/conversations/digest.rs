@@ -116,8 +116,8 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     let kept = kept_messages(&req.messages);
     let mut prefixes = Vec::with_capacity(kept.len());
     let mut chain = Hash([0; 32]);
-    for message in &kept {
-        chain = Hash::of(&[&chain.0, &message_hash(message).0]);
+    for (_, hash) in &kept {
+        chain = Hash::of(&[&chain.0, &hash.0]);
         prefixes.push(chain);
     }
     if prefixes.is_empty() {
@@ -132,7 +132,7 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
         system: system_text.as_deref().map(system_hash),
         ..Digests::default()
     };
-    if let [only] = kept.as_slice()
+    if let [(only, _)] = kept.as_slice()
         && only.role == "user"
     {
         let text = only.content.plain_text();
@@ -240,8 +240,8 @@ impl Content {
     }
 }
 
-/// The messages the hash covers (see the module's header).
-fn kept_messages(messages: &[Message]) -> Vec<&Message> {
+/// The messages the hash covers (see the module's header), each with its hash.
+fn kept_messages(messages: &[Message]) -> Vec<(&Message, Hash)> {
     let mut seen = std::collections::HashSet::new();
     let mut kept = Vec::with_capacity(messages.len());
     for message in messages {
@@ -261,20 +261,17 @@ fn kept_messages(messages: &[Message]) -> Vec<&Message> {
         if ids.iter().any(|id| seen.contains(id)) {
             continue;
         }
-        if normalised(&message.content).is_empty() {
+        let content = normalised(&message.content);
+        if content.is_empty() {
             continue;
         }
         seen.extend(ids);
-        kept.push(message);
+        let mut h = Sha256::new();
+        put(&mut h, message.role.as_bytes());
+        put(&mut h, content.as_bytes());
+        kept.push((message, Hash(h.finalize().into())));
     }
     kept
-}
-
-fn message_hash(message: &Message) -> Hash {
-    let mut h = Sha256::new();
-    put(&mut h, message.role.as_bytes());
-    put(&mut h, normalised(&message.content).as_bytes());
-    Hash(h.finalize().into())
 }
 
 /// The content as one canonical text: each kept item on its own, length-prefixed.
