@@ -108,7 +108,7 @@ const TASK_TOOLS: [&str; 2] = ["Task", "Agent"];
 /// an SSE stream, whole or as stored events). `None` when the request has no messages or is
 /// not JSON.
 pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
-    let req: WireRequest = serde_json::from_slice(request).ok()?;
+    let req: WireRequest = sonic_rs::from_slice(request).ok()?;
     if req.messages.is_empty() {
         return None;
     }
@@ -450,7 +450,7 @@ impl Answer {
         let mut answer = Answer::default();
         let trimmed = body.trim_ascii_start();
         if trimmed.first() == Some(&b'{') {
-            if let Ok(message) = serde_json::from_slice::<WireAnswer>(trimmed) {
+            if let Ok(message) = sonic_rs::from_slice::<WireAnswer>(trimmed) {
                 for block in message.content {
                     match (block.kind.as_deref(), &block.name) {
                         (Some("text"), _) => answer.text(block.text.as_deref().unwrap_or_default()),
@@ -473,7 +473,7 @@ impl Answer {
             let Some(data) = line.strip_prefix(b"data:") else {
                 continue;
             };
-            let Ok(event) = serde_json::from_slice::<WireEvent>(data.trim_ascii()) else {
+            let Ok(event) = sonic_rs::from_slice::<WireEvent>(data.trim_ascii()) else {
                 continue;
             };
             let index = event.index.unwrap_or_default();

@@ -104,7 +104,8 @@ struct Waiting {
 #[derive(Default)]
 pub struct Index {
     nodes: HashMap<Arc<str>, Node>,
-    by_hash: HashMap<Hash, Vec<Arc<str>>>,
+    /// Requests by message hash, in the order they came (the oldest first, as evicted).
+    by_hash: HashMap<Hash, VecDeque<Arc<str>>>,
     tasks: HashMap<Hash, Vec<Waiting>>,
     summaries: HashMap<Hash, Vec<Waiting>>,
     /// Markers made by [`Index::link`] since [`Index::take_new_markers`].
@@ -269,20 +270,22 @@ impl Index {
         link
     }
 
-    /// The newest request in the input's domain and account whose messages hash to `hash`.
+    /// The newest request in the input's domain and account whose messages hash to `hash`
+    /// (the last one that came: requests come in time order).
     fn newest(&self, hash: Hash, input: &Input) -> Option<Arc<str>> {
         self.by_hash
             .get(&hash)?
             .iter()
-            .filter_map(|id| Some((id, self.nodes.get(id)?)))
-            .filter(|(id, n)| {
-                *n.domain == *input.domain
-                    && n.account_id.as_deref() == input.account_id
-                    && n.at <= input.at
-                    && ***id != *input.request_id
+            .rev()
+            .find(|id| {
+                self.nodes.get(*id).is_some_and(|n| {
+                    *n.domain == *input.domain
+                        && n.account_id.as_deref() == input.account_id
+                        && n.at <= input.at
+                        && ***id != *input.request_id
+                })
             })
-            .max_by_key(|(_, n)| n.at)
-            .map(|(id, _)| id.clone())
+            .cloned()
     }
 
     /// Whether a marker with this digest is held (else the database may have one).
@@ -357,7 +360,7 @@ impl Index {
 
     fn insert(&mut self, id: Arc<str>, known: Known) {
         let link = known.link;
-        self.by_hash.entry(known.hash).or_default().push(id.clone());
+        self.by_hash.entry(known.hash).or_default().push_back(id.clone());
         self.nodes.insert(
             id.clone(),
             Node {
@@ -385,7 +388,13 @@ impl Index {
         if let Some(node) = self.nodes.remove(&id)
             && let Some(ids) = self.by_hash.get_mut(&node.hash)
         {
-            ids.retain(|i| *i != id);
+            // The oldest request is the oldest of its hash too.
+            match ids.front() {
+                Some(first) if *first == id => {
+                    ids.pop_front();
+                }
+                _ => ids.retain(|i| *i != id),
+            }
             if ids.is_empty() {
                 self.by_hash.remove(&node.hash);
             }
