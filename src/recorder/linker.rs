@@ -48,12 +48,14 @@ impl Linker {
         let mut index = self.index.lock().await;
         // The markers these records may start from that this instance does not hold: another
         // instance's, in one query for the batch.
-        let missing: Vec<Hash> = records
+        let mut missing: Vec<Hash> = records
             .iter()
             .filter_map(|r| r.digests.as_deref())
             .flat_map(|d| d.task_prompt.into_iter().chain(d.compaction_summary))
             .filter(|&digest| !index.has_marker(digest))
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if !missing.is_empty() {
             match store.markers_with(&missing).await {
                 Ok(markers) => markers.into_iter().for_each(|m| index.learn_marker(m)),
