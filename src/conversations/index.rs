@@ -234,7 +234,8 @@ impl Index {
             };
             prefix_parent = Some(parent);
         } else {
-            link.conversation_id = uuid::Uuid::new_v4().to_string();
+            // Time-ordered, so the conversation index grows at its end.
+            link.conversation_id = uuid::Uuid::now_v7().to_string();
         }
 
         let id: Arc<str> = input.request_id.into();
