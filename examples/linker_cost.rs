@@ -17,7 +17,9 @@ use time::{Duration, OffsetDateTime};
 const ANSWER: &str = r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"Done."}],"usage":{"input_tokens":10,"output_tokens":5}}"#;
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: linker_cost <request body file>");
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: linker_cost <request body file>");
     let body = std::fs::read(path).expect("a readable request body");
 
     // The kit's request, again and again: every one a new conversation.
@@ -49,8 +51,10 @@ fn main() {
         if k > 0 {
             messages.push(json!({"role": "assistant", "content": [{"type": "text", "text": format!("answer {k} {}", "x".repeat(480))}]}));
         }
-        messages.push(json!({"role": "user", "content": format!("question {k} {}", "y".repeat(480))}));
-        let request = json!({"model": "m", "system": "You are Claude Code.", "messages": messages}).to_string();
+        messages
+            .push(json!({"role": "user", "content": format!("question {k} {}", "y".repeat(480))}));
+        let request = json!({"model": "m", "system": "You are Claude Code.", "messages": messages})
+            .to_string();
         bytes = request.len();
         let started = Instant::now();
         let digests = digest(request.as_bytes(), ANSWER.as_bytes()).expect("a request");

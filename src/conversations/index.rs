@@ -361,7 +361,10 @@ impl Index {
 
     fn insert(&mut self, id: Arc<str>, known: Known) {
         let link = known.link;
-        self.by_hash.entry(known.hash).or_default().push_back(id.clone());
+        self.by_hash
+            .entry(known.hash)
+            .or_default()
+            .push_back(id.clone());
         self.nodes.insert(
             id.clone(),
             Node {

@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use crate::conversations::{Digests, Hash, Index, Input, Known, Link, digest};
 use crate::record::Record;
-use crate::store::{Store, StoreError};
+use crate::store::{Dialect, Store, StoreError};
 
 /// How far back the index starts, and how many requests at most.
 const START_WINDOW: time::Duration = time::Duration::days(7);
@@ -17,6 +17,10 @@ const START_ROWS: u32 = 50_000;
 
 pub struct Linker {
     index: Mutex<Index>,
+    /// The database may have markers this instance did not make: PostgreSQL, shared by the
+    /// instances of a team. (A SQLite file has one server; its markers are all in memory,
+    /// read back at start.)
+    shared: bool,
 }
 
 impl Linker {
@@ -39,6 +43,7 @@ impl Linker {
         }
         Linker {
             index: Mutex::new(index),
+            shared: store.dialect() == Dialect::Postgres,
         }
     }
 
@@ -48,12 +53,16 @@ impl Linker {
         let mut index = self.index.lock().await;
         // The markers these records may start from that this instance does not hold: another
         // instance's, in one query for the batch.
-        let mut missing: Vec<Hash> = records
-            .iter()
-            .filter_map(|r| r.digests.as_deref())
-            .flat_map(|d| d.task_prompt.into_iter().chain(d.compaction_summary))
-            .filter(|&digest| !index.has_marker(digest))
-            .collect();
+        let mut missing: Vec<Hash> = if !self.shared {
+            Vec::new()
+        } else {
+            records
+                .iter()
+                .filter_map(|r| r.digests.as_deref())
+                .flat_map(|d| d.task_prompt.into_iter().chain(d.compaction_summary))
+                .filter(|&digest| !index.has_marker(digest))
+                .collect()
+        };
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
