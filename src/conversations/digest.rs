@@ -114,10 +114,15 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     }
     let message_count = req.messages.len() as u32;
     let kept = kept_messages(&req.messages);
+    // Each prefix's hash covers the one before it and the next message's role and content.
     let mut prefixes = Vec::with_capacity(kept.len());
     let mut chain = Hash([0; 32]);
-    for (_, hash) in &kept {
-        chain = Hash::of(&[&chain.0, &hash.0]);
+    for (message, content) in &kept {
+        let mut h = Sha256::new();
+        h.update(chain.0);
+        put(&mut h, message.role.as_bytes());
+        put(&mut h, content);
+        chain = Hash(h.finalize().into());
         prefixes.push(chain);
     }
     if prefixes.is_empty() {
@@ -167,41 +172,128 @@ struct Message {
     content: Content,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A message's (or a tool result's, or the system prompt's) content: read in one pass, a
+/// string or a list of blocks (anything else counts as empty).
 enum Content {
     Text(String),
     Blocks(Vec<Block>),
-    Other(IgnoredAny),
+    Other,
 }
 
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or content blocks")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Content, A::Error> {
+                let mut blocks = Vec::new();
+                while let Some(block) = seq.next_element::<Block>()? {
+                    blocks.push(block);
+                }
+                Ok(Content::Blocks(blocks))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Content, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Content::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Content, E> {
+                Ok(Content::Other)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A content block, as the hash sees it.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(from = "WireContentBlock")]
 enum Block {
     Text {
         text: String,
     },
-    Image {
-        source: Source,
-    },
-    Document {
+    Media {
         source: Source,
     },
     ToolUse {
         id: String,
         name: String,
-        #[serde(default)]
         input: serde_json::Value,
     },
     ToolResult {
         tool_use_id: String,
-        #[serde(default)]
         content: Option<Content>,
-        #[serde(default)]
         is_error: bool,
     },
-    #[serde(other)]
     Ignored,
+}
+
+/// A block's fields, read in one pass whatever its type (an internally tagged enum would read
+/// every block twice).
+#[derive(Deserialize)]
+struct WireContentBlock {
+    #[serde(rename = "type", default)]
+    kind: String,
+    text: Option<String>,
+    source: Option<Source>,
+    id: Option<String>,
+    name: Option<String>,
+    input: Option<serde_json::Value>,
+    tool_use_id: Option<String>,
+    content: Option<Content>,
+    #[serde(default)]
+    is_error: bool,
+}
+
+impl From<WireContentBlock> for Block {
+    fn from(b: WireContentBlock) -> Block {
+        match b.kind.as_str() {
+            "text" => Block::Text {
+                text: b.text.unwrap_or_default(),
+            },
+            "image" | "document" => Block::Media {
+                source: b.source.unwrap_or_default(),
+            },
+            "tool_use" => Block::ToolUse {
+                id: b.id.unwrap_or_default(),
+                name: b.name.unwrap_or_default(),
+                input: b.input.unwrap_or_default(),
+            },
+            "tool_result" => Block::ToolResult {
+                tool_use_id: b.tool_use_id.unwrap_or_default(),
+                content: b.content,
+                is_error: b.is_error,
+            },
+            // thinking, redacted_thinking, and types to come
+            _ => Block::Ignored,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -235,14 +327,14 @@ impl Content {
                     .collect();
                 texts.join("\n")
             }
-            Content::Other(_) => String::new(),
+            Content::Other => String::new(),
         }
     }
 }
 
-/// The messages the hash covers (see the module's header), each with its hash.
-fn kept_messages(messages: &[Message]) -> Vec<(&Message, Hash)> {
-    let mut seen = std::collections::HashSet::new();
+/// The messages the hash covers (see the module's header), each with its content normalised.
+fn kept_messages(messages: &[Message]) -> Vec<(&Message, Vec<u8>)> {
+    let mut seen: Vec<&str> = Vec::new();
     let mut kept = Vec::with_capacity(messages.len());
     for message in messages {
         if message.role == "system" {
@@ -266,40 +358,39 @@ fn kept_messages(messages: &[Message]) -> Vec<(&Message, Hash)> {
             continue;
         }
         seen.extend(ids);
-        let mut h = Sha256::new();
-        put(&mut h, message.role.as_bytes());
-        put(&mut h, content.as_bytes());
-        kept.push((message, Hash(h.finalize().into())));
+        kept.push((message, content));
     }
     kept
 }
 
-/// The content as one canonical text: each kept item on its own, length-prefixed.
-fn normalised(content: &Content) -> String {
-    let mut out = String::new();
-    let mut seen_ids = std::collections::HashSet::new();
+/// The content as one canonical byte string: each kept item length-prefixed.
+fn normalised(content: &Content) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut seen_ids: Vec<(bool, &str)> = Vec::new();
     match content {
-        Content::Text(t) => item(&mut out, "text", &normalise_text(t)),
+        Content::Text(t) => item(&mut out, b"text", &[normalise_text(t).as_bytes()]),
         Content::Blocks(blocks) => {
             for block in blocks {
                 match block {
                     Block::Text { text } => {
                         let text = normalise_text(text);
                         if !text.is_empty() {
-                            item(&mut out, "text", &text);
+                            item(&mut out, b"text", &[text.as_bytes()]);
                         }
                     }
-                    Block::Image { source } | Block::Document { source } => {
+                    Block::Media { source } => {
                         let data = source.data.as_deref().or(source.url.as_deref());
                         let digest = Hash::of(&[data.unwrap_or_default().as_bytes()]);
                         let media = source.media_type.as_deref().unwrap_or_default();
-                        item(&mut out, "media", &format!("{media}:{}", digest.hex()));
+                        item(&mut out, b"media", &[media.as_bytes(), &digest.0]);
                     }
                     Block::ToolUse { id, name, input } => {
-                        if seen_ids.insert(("use", id.as_str())) {
+                        if !seen_ids.contains(&(true, id.as_str())) {
+                            seen_ids.push((true, id));
                             let mut canonical = String::new();
                             canonical_json(input, &mut canonical);
-                            item(&mut out, "tool_use", &format!("{name}:{id}:{canonical}"));
+                            let parts = [name.as_bytes(), id.as_bytes(), canonical.as_bytes()];
+                            item(&mut out, b"tool_use", &parts);
                         }
                     }
                     Block::ToolResult {
@@ -307,12 +398,14 @@ fn normalised(content: &Content) -> String {
                         content,
                         is_error,
                     } => {
-                        if seen_ids.insert(("result", tool_use_id.as_str())) {
+                        if !seen_ids.contains(&(false, tool_use_id.as_str())) {
+                            seen_ids.push((false, tool_use_id));
                             let inner = content.as_ref().map(normalised).unwrap_or_default();
+                            let error: &[u8] = if *is_error { b"error" } else { b"" };
                             item(
                                 &mut out,
-                                "tool_result",
-                                &format!("{tool_use_id}:{is_error}:{inner}"),
+                                b"tool_result",
+                                &[tool_use_id.as_bytes(), error, &inner],
                             );
                         }
                     }
@@ -320,14 +413,18 @@ fn normalised(content: &Content) -> String {
                 }
             }
         }
-        Content::Other(_) => {}
+        Content::Other => {}
     }
     out
 }
 
-fn item(out: &mut String, kind: &str, text: &str) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "{kind}:{}:{text}", text.len());
+/// One item: its kind, then each part with its length.
+fn item(out: &mut Vec<u8>, kind: &[u8], parts: &[&[u8]]) {
+    out.extend_from_slice(kind);
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    }
 }
 
 fn put(h: &mut Sha256, bytes: &[u8]) {
@@ -369,6 +466,9 @@ fn canonical_json(value: &serde_json::Value, out: &mut String) {
 
 /// Text as the hash sees it: reminders removed, CRLF as LF, trimmed.
 pub(crate) fn normalise_text(text: &str) -> String {
+    if memchr::memchr2(b'<', b'\r', text.as_bytes()).is_none() {
+        return text.trim().to_string();
+    }
     let mut rest = text;
     let mut out = String::with_capacity(text.len());
     const OPEN: &str = "<system-reminder>";
@@ -387,24 +487,23 @@ pub(crate) fn normalise_text(text: &str) -> String {
 /// The system prompt's stable part: Claude Code's own prompt up to where its per-session
 /// parts begin; other prompts without reminders and git status sections.
 fn system_hash(system: &str) -> Hash {
+    const VOLATILE: [&str; 5] = [
+        "gitStatus:",
+        "Current branch:",
+        "Main branch",
+        "Status:",
+        "Recent commits:",
+    ];
     let stable = match system.find(CLAUDE_CODE) {
         Some(at) => &system[..at + CLAUDE_CODE.len()],
         None => system,
     };
+    if !VOLATILE.iter().any(|v| stable.contains(v)) {
+        return Hash::of(&[b"system\0", stable.trim().as_bytes()]);
+    }
     let stable: Vec<&str> = stable
         .split("\n\n")
-        .filter(|para| {
-            let para = para.trim_start();
-            ![
-                "gitStatus:",
-                "Current branch:",
-                "Main branch",
-                "Status:",
-                "Recent commits:",
-            ]
-            .iter()
-            .any(|volatile| para.starts_with(volatile))
-        })
+        .filter(|para| !VOLATILE.iter().any(|v| para.trim_start().starts_with(v)))
         .collect();
     Hash::of(&[b"system\0", stable.join("\n\n").trim().as_bytes()])
 }
