@@ -4,6 +4,9 @@
 //! database is read here, in the insert, never on the request's path. And `relink`: the same
 //! rules over stored rows, for rows written before linking existed or after a rule changed.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
@@ -16,11 +19,52 @@ const START_WINDOW: time::Duration = time::Duration::days(7);
 const START_ROWS: u32 = 50_000;
 
 pub struct Linker {
-    index: Mutex<Index>,
-    /// The database may have markers this instance did not make: PostgreSQL, shared by the
-    /// instances of a team. (A SQLite file has one server; its markers are all in memory,
-    /// read back at start.)
+    state: Mutex<State>,
+}
+
+struct State {
+    index: Index,
+    misses: Misses,
+}
+
+/// Hashes the database was asked for and did not have, not asked again for a while: a
+/// request whose parents never reached this proxy would otherwise cost a query each time.
+struct Misses {
+    at: HashMap<Hash, Instant>,
+    /// The database is shared (PostgreSQL, several instances): another instance may write a
+    /// missing hash later, so a miss holds for [`SHARED_MISS`]. A SQLite file only gets rows
+    /// through this server, which learns them as it writes them: a miss holds.
     shared: bool,
+}
+
+const SHARED_MISS: Duration = Duration::from_secs(1);
+/// Misses kept, at most (then forgotten all at once).
+const MISSES_KEPT: usize = 100_000;
+
+impl Misses {
+    /// `hashes` less those missed recently.
+    fn filter(&self, hashes: Vec<Hash>) -> Vec<Hash> {
+        hashes
+            .into_iter()
+            .filter(|h| {
+                !self
+                    .at
+                    .get(h)
+                    .is_some_and(|at| !self.shared || at.elapsed() < SHARED_MISS)
+            })
+            .collect()
+    }
+
+    /// Notes the `asked` hashes the database did not have (`found` are the ones it had).
+    fn note(&mut self, asked: &[Hash], found: impl Fn(&Hash) -> bool) {
+        if self.at.len() > MISSES_KEPT {
+            self.at.clear();
+        }
+        let now = Instant::now();
+        for hash in asked.iter().filter(|h| !found(h)) {
+            self.at.insert(*hash, now);
+        }
+    }
 }
 
 impl Linker {
@@ -42,32 +86,44 @@ impl Linker {
             tracing::warn!("conversation links start from what could be read: {e}");
         }
         Linker {
-            index: Mutex::new(index),
-            shared: store.dialect() == Dialect::Postgres,
+            state: Mutex::new(State {
+                index,
+                misses: Misses {
+                    at: HashMap::new(),
+                    shared: store.dialect() == Dialect::Postgres,
+                },
+            }),
         }
     }
 
     /// Links the records that carry digests, in order (a record already linked, written
     /// before and replayed, is only learnt), and keeps the markers their responses made.
     pub async fn link(&self, store: &Store, records: &mut [Record]) {
-        let mut index = self.index.lock().await;
-        // The markers these records may start from that this instance does not hold: another
-        // instance's, in one query for the batch.
-        let mut missing: Vec<Hash> = if !self.shared {
-            Vec::new()
-        } else {
+        let mut state = self.state.lock().await;
+        let State { index, misses } = &mut *state;
+        // The markers these records may start from that this instance does not hold: on a
+        // shared database, another instance's, in one query for the batch. (A SQLite file's
+        // are all in memory, read back at start.)
+        let mut missing: Vec<Hash> = if misses.shared {
             records
                 .iter()
                 .filter_map(|r| r.digests.as_deref())
                 .flat_map(|d| d.task_prompt.into_iter().chain(d.compaction_summary))
                 .filter(|&digest| !index.has_marker(digest))
                 .collect()
+        } else {
+            Vec::new()
         };
         missing.sort_unstable();
         missing.dedup();
+        let missing = misses.filter(missing);
         if !missing.is_empty() {
             match store.markers_with(&missing).await {
-                Ok(markers) => markers.into_iter().for_each(|m| index.learn_marker(m)),
+                Ok(markers) => {
+                    let found: Vec<Hash> = markers.iter().map(|m| m.digest).collect();
+                    misses.note(&missing, |h| found.contains(h));
+                    markers.into_iter().for_each(|m| index.learn_marker(m));
+                }
                 Err(e) => tracing::debug!("conversation marker lookup failed: {e}"),
             }
         }
@@ -81,7 +137,7 @@ impl Linker {
             let Some(digests) = record.digests.take() else {
                 continue;
             };
-            record.link = Some(link_one(&mut index, store, record, &digests).await);
+            record.link = Some(link_one(index, misses, store, record, &digests).await);
         }
         let markers = index.take_new_markers();
         if !markers.is_empty()
@@ -95,7 +151,13 @@ impl Linker {
 }
 
 /// Links one record, asking the database first about the prefixes the index lacks.
-async fn link_one(index: &mut Index, store: &Store, record: &Record, digests: &Digests) -> Link {
+async fn link_one(
+    index: &mut Index,
+    misses: &mut Misses,
+    store: &Store,
+    record: &Record,
+    digests: &Digests,
+) -> Link {
     let input = Input {
         request_id: &record.request_id,
         at: record.timestamp,
@@ -103,12 +165,19 @@ async fn link_one(index: &mut Index, store: &Store, record: &Record, digests: &D
         account_id: record.account_id.as_deref(),
         digests,
     };
-    let unknown = index.unknown_prefixes(&input);
+    let unknown = misses.filter(index.unknown_prefixes(&input));
     if !unknown.is_empty() {
         match store.linked_by_hash(&unknown).await {
-            Ok(rows) => rows.into_iter().for_each(|k| index.learn(k)),
+            Ok(rows) => {
+                misses.note(&unknown, |h| rows.iter().any(|k| k.hash == *h));
+                rows.into_iter().for_each(|k| index.learn(k));
+            }
             Err(e) => tracing::debug!("conversation prefix lookup failed: {e}"),
         }
+    }
+    // Its own hash is in the database from now on (once evicted from the index, asked for).
+    if let Some(current) = digests.current() {
+        misses.at.remove(&current);
     }
     index.link(&input)
 }
