@@ -150,7 +150,15 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
         }
     }
     digests.prefixes = prefixes;
-    let answer = Answer::read(response);
+    // Most answers call no task and summarise nothing: not read at all.
+    let calls_task = [&b"\"Task\""[..], b"\"Agent\""]
+        .iter()
+        .any(|name| memchr::memmem::find(response, name).is_some());
+    let answer = if summarizing || calls_task {
+        Answer::read(response)
+    } else {
+        Answer::default()
+    };
     if summarizing && !answer.text.trim().is_empty() {
         digests.response_summary = Some(summary_key(&answer.text));
     }

@@ -113,6 +113,8 @@ pub struct Index {
     /// Sub-tasks started per conversation, for `subtask_<n>`.
     subtasks: HashMap<Arc<str>, u32>,
     order: VecDeque<Arc<str>>,
+    /// Domains, accounts and branch names, shared by the nodes that have them.
+    names: std::collections::HashSet<Arc<str>>,
 }
 
 impl Index {
@@ -365,15 +367,18 @@ impl Index {
             .entry(known.hash)
             .or_default()
             .push_back(id.clone());
+        let domain = self.name(&known.domain);
+        let account_id = known.account_id.as_deref().map(|a| self.name(a));
+        let branch_id = self.name(&link.branch_id);
         self.nodes.insert(
             id.clone(),
             Node {
-                domain: known.domain.into(),
-                account_id: known.account_id.map(Into::into),
+                domain,
+                account_id,
                 hash: known.hash,
                 at: known.at,
                 conversation_id: link.conversation_id.into(),
-                branch_id: link.branch_id.into(),
+                branch_id,
                 is_subtask: link.is_subtask,
                 parent_task_request_id: link.parent_task_request_id.map(Into::into),
                 children: Vec::new(),
@@ -383,6 +388,19 @@ impl Index {
         while self.order.len() > CAPACITY {
             self.evict();
         }
+    }
+
+    /// A shared copy of a name (few distinct ones: domains, accounts, branches).
+    fn name(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.get(name) {
+            return known.clone();
+        }
+        if self.names.len() > CAPACITY {
+            self.names.clear();
+        }
+        let shared: Arc<str> = name.into();
+        self.names.insert(shared.clone());
+        shared
     }
 
     fn evict(&mut self) {
