@@ -159,6 +159,7 @@ pub struct Meter {
     chunks: Vec<Bytes>,
     collected: usize,
     sse: SseScanner,
+    /// When capturing (see [`Meter::capture`]): the bytes kept so far.
     capture: Option<usize>,
     out: Metered,
 }

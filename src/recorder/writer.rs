@@ -535,7 +535,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// About what a record costs in memory: its bodies and stream events, and the rest.
 /// Captured bodies digested at once on the writer's task; more go to a blocking thread, so
 /// that a long conversation's request (often megabytes) never holds up a runtime thread.
 const INLINE_DIGEST_BYTES: usize = 256 << 10;
@@ -568,6 +567,7 @@ async fn digest_captures(records: &mut Vec<Record>) {
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
 }
 
+/// About what a record costs in memory: its bodies, digests and stream events, and the rest.
 fn weight(record: &Record) -> usize {
     const FIELDS: usize = 512;
     let bodies = [&record.request_body, &record.response_body]
