@@ -24,7 +24,21 @@ pub struct Linker {
 
 struct State {
     index: Index,
+    /// The index holds the database's recent links and markers.
+    loaded: bool,
     misses: Misses,
+}
+
+/// The database's recent links and markers, into `index`.
+async fn load(index: &mut Index, store: &Store) -> Result<(), StoreError> {
+    let since = OffsetDateTime::now_utc() - START_WINDOW;
+    for known in store.linked_since(since, START_ROWS).await? {
+        index.learn(known);
+    }
+    for marker in store.markers_since(since).await? {
+        index.learn_marker(marker);
+    }
+    Ok(())
 }
 
 /// Hashes the database was asked for and did not have, not asked again for a while: a
@@ -68,26 +82,13 @@ impl Misses {
 }
 
 impl Linker {
-    /// An index started from the database's recent links and markers (empty when they
-    /// cannot be read).
-    pub async fn start(store: &Store) -> Linker {
-        let mut index = Index::default();
-        let since = OffsetDateTime::now_utc() - START_WINDOW;
-        let read = async {
-            for known in store.linked_since(since, START_ROWS).await? {
-                index.learn(known);
-            }
-            for marker in store.markers_since(since).await? {
-                index.learn_marker(marker);
-            }
-            Ok::<_, StoreError>(())
-        };
-        if let Err(e) = read.await {
-            tracing::warn!("conversation links start from what could be read: {e}");
-        }
+    /// A linker for `store`; its index starts from the database at the first batch (so that
+    /// a database that is slow or locked at start holds up inserts only, never the writer).
+    pub fn new(store: &Store) -> Linker {
         Linker {
             state: Mutex::new(State {
-                index,
+                index: Index::default(),
+                loaded: false,
                 misses: Misses {
                     at: HashMap::new(),
                     shared: store.dialect() == Dialect::Postgres,
@@ -98,9 +99,26 @@ impl Linker {
 
     /// Links the records that carry digests, in order (a record already linked, written
     /// before and replayed, is only learnt), and keeps the markers their responses made.
+    /// Until the index could start from the database, records are not linked (they are
+    /// written without links, which `relink` can add from stored bodies).
     pub async fn link(&self, store: &Store, records: &mut [Record]) {
         let mut state = self.state.lock().await;
-        let State { index, misses } = &mut *state;
+        let State {
+            index,
+            loaded,
+            misses,
+        } = &mut *state;
+        if !*loaded {
+            match load(index, store).await {
+                Ok(()) => *loaded = true,
+                Err(e) => {
+                    tracing::warn!(
+                        "conversation links not set: the recent ones cannot be read: {e}"
+                    );
+                    return;
+                }
+            }
+        }
         // The markers these records may start from that this instance does not hold: on a
         // shared database, another instance's, in one query for the batch. (A SQLite file's
         // are all in memory, read back at start.)

@@ -145,9 +145,8 @@ pub fn spawn_writer(
     observers: Observers,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let linker = Arc::new(Linker::start(&store).await);
         let writer = Writer {
-            linker,
+            linker: Arc::new(Linker::new(&store)),
             store,
             stats,
             spool,
