@@ -559,9 +559,9 @@ impl Answer {
         if trimmed.first() == Some(&b'{') {
             if let Ok(message) = sonic_rs::from_slice::<WireAnswer>(trimmed) {
                 for block in message.content {
-                    match (block.kind.as_deref(), &block.name) {
-                        (Some("text"), _) => answer.text(block.text.as_deref().unwrap_or_default()),
-                        (Some("tool_use"), Some(name)) => answer.tool(name, block.input.as_ref()),
+                    match block {
+                        Block::Text { text } => answer.text(&text),
+                        Block::ToolUse { name, input, .. } => answer.tool(&name, Some(&input)),
                         _ => {}
                     }
                 }
@@ -586,9 +586,7 @@ impl Answer {
             let index = event.index.unwrap_or_default();
             match (event.kind.as_str(), event.content_block, event.delta) {
                 ("content_block_start", Some(block), _) => {
-                    let tool = block
-                        .name
-                        .filter(|_| block.kind.as_deref() == Some("tool_use"));
+                    let tool = block.name.filter(|_| block.kind == "tool_use");
                     let text = block.text.unwrap_or_default();
                     open.insert(
                         index,
@@ -642,16 +640,7 @@ impl Answer {
 #[derive(Deserialize)]
 struct WireAnswer {
     #[serde(default)]
-    content: Vec<WireBlock>,
-}
-
-#[derive(Deserialize)]
-struct WireBlock {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    name: Option<String>,
-    text: Option<String>,
-    input: Option<serde_json::Value>,
+    content: Vec<Block>,
 }
 
 #[derive(Deserialize)]
@@ -659,7 +648,7 @@ struct WireEvent {
     #[serde(rename = "type")]
     kind: String,
     index: Option<u64>,
-    content_block: Option<WireBlock>,
+    content_block: Option<WireContentBlock>,
     delta: Option<WireDelta>,
 }
 
