@@ -659,6 +659,11 @@ pub fn format_timestamp(at: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// `n` bound parameters for an `IN (…)` list: `?, ?, ?`.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 fn as_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

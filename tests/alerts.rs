@@ -77,13 +77,7 @@ impl Hooks {
 }
 
 async fn alerts_report(proxy: &TestProxy) -> Value {
-    dashboard_get(proxy, "/api/security/alerts")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    dashboard_json(proxy, "/api/security/alerts").await
 }
 
 #[tokio::test]

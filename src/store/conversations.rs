@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::dashboard_queries::{
     Fetched, LIST_COLUMNS, ReadRow, SUMS, Value, fetch, link_of, list_row, push_filter,
 };
-use super::{Pool, Store, StoreError, as_u64};
+use super::{Pool, Store, StoreError, as_u64, placeholders};
 use crate::conversations::{Hash, Known, Link, Marker, MarkerKind};
 use crate::record::Record;
 use crate::store::RequestFilter;
@@ -36,10 +36,14 @@ fn known_row(row: &impl ReadRow) -> Result<Option<Known>, sqlx::Error> {
     }))
 }
 
-fn known_rows<R: ReadRow>(rows: &[R]) -> Result<Vec<Known>, sqlx::Error> {
+/// The rows `read` makes something of (a row it cannot read as one is left out).
+fn kept_rows<R: ReadRow, T>(
+    rows: &[R],
+    read: impl Fn(&R) -> Result<Option<T>, sqlx::Error>,
+) -> Result<Vec<T>, sqlx::Error> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.extend(known_row(row)?);
+        out.extend(read(row)?);
     }
     Ok(out)
 }
@@ -92,14 +96,6 @@ fn marker_row(r: &impl ReadRow) -> Result<Option<Marker>, sqlx::Error> {
     }))
 }
 
-fn marker_rows<R: ReadRow>(rows: &[R]) -> Result<Vec<Marker>, sqlx::Error> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.extend(marker_row(row)?);
-    }
-    Ok(out)
-}
-
 const MARKER_COLUMNS: &str = "digest, kind, request_id, domain, conversation_id, timestamp";
 
 impl Store {
@@ -127,14 +123,14 @@ impl Store {
     pub async fn markers_with(&self, digests: &[Hash]) -> Result<Vec<Marker>, StoreError> {
         let mut out = Vec::new();
         for part in digests.chunks(200) {
-            let marks = vec!["?"; part.len()].join(", ");
+            let marks = placeholders(part.len());
             let sql = format!(
                 "SELECT {MARKER_COLUMNS} FROM conversation_markers WHERE digest IN ({marks})"
             );
             let values: Vec<Value> = part.iter().map(|h| Value::Text(h.hex())).collect();
             out.extend(match fetch!(self, sql, &values, fetch_all) {
-                Fetched::Sqlite(rows) => marker_rows(&rows)?,
-                Fetched::Postgres(rows) => marker_rows(&rows)?,
+                Fetched::Sqlite(rows) => kept_rows(&rows, marker_row)?,
+                Fetched::Postgres(rows) => kept_rows(&rows, marker_row)?,
             });
         }
         Ok(out)
@@ -147,8 +143,8 @@ impl Store {
         );
         let values = [Value::Time(since)];
         Ok(match fetch!(self, sql, &values, fetch_all) {
-            Fetched::Sqlite(rows) => marker_rows(&rows)?,
-            Fetched::Postgres(rows) => marker_rows(&rows)?,
+            Fetched::Sqlite(rows) => kept_rows(&rows, marker_row)?,
+            Fetched::Postgres(rows) => kept_rows(&rows, marker_row)?,
         })
     }
 
@@ -177,8 +173,8 @@ impl Store {
         );
         let values = [Value::Time(since), Value::Int(i64::from(limit))];
         let mut known = match fetch!(self, sql, &values, fetch_all) {
-            Fetched::Sqlite(rows) => known_rows(&rows)?,
-            Fetched::Postgres(rows) => known_rows(&rows)?,
+            Fetched::Sqlite(rows) => kept_rows(&rows, known_row)?,
+            Fetched::Postgres(rows) => kept_rows(&rows, known_row)?,
         };
         known.reverse();
         Ok(known)
@@ -188,15 +184,15 @@ impl Store {
     pub async fn linked_by_hash(&self, hashes: &[Hash]) -> Result<Vec<Known>, StoreError> {
         let mut out = Vec::new();
         for part in hashes.chunks(200) {
-            let marks = vec!["?"; part.len()].join(", ");
+            let marks = placeholders(part.len());
             let sql = format!(
                 "SELECT {LINK_COLUMNS} FROM api_requests WHERE current_message_hash IN ({marks}) \
                  AND conversation_id IS NOT NULL ORDER BY timestamp"
             );
             let values: Vec<Value> = part.iter().map(|h| Value::Text(h.hex())).collect();
             out.extend(match fetch!(self, sql, &values, fetch_all) {
-                Fetched::Sqlite(rows) => known_rows(&rows)?,
-                Fetched::Postgres(rows) => known_rows(&rows)?,
+                Fetched::Sqlite(rows) => kept_rows(&rows, known_row)?,
+                Fetched::Postgres(rows) => kept_rows(&rows, known_row)?,
             });
         }
         out.sort_by_key(|k| k.at);
@@ -333,7 +329,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let marks = vec!["?"; ids.len()].join(", ");
+        let marks = placeholders(ids.len());
         let sql = format!(
             "SELECT conversation_id, model, {SUMS} FROM api_requests \
              WHERE conversation_id IN ({marks}) GROUP BY conversation_id, model"
@@ -357,7 +353,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let marks = vec!["?"; ids.len()].join(", ");
+        let marks = placeholders(ids.len());
         let sql = format!(
             "SELECT conversation_id, request_id FROM api_requests \
              WHERE conversation_id IN ({marks}) AND parent_request_id IS NULL ORDER BY timestamp"

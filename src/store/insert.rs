@@ -306,7 +306,7 @@ pub(super) async fn not_stored_sqlite<'r>(
     for part in records.chunks(500) {
         let sql = format!(
             "SELECT request_id FROM api_requests WHERE request_id IN ({})",
-            vec!["?"; part.len()].join(", ")
+            super::placeholders(part.len())
         );
         let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
         for r in part {
