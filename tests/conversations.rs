@@ -79,6 +79,11 @@ impl Client<'_> {
     }
 }
 
+/// The proxy with the account whose client key is [`KEY`].
+fn with_account(mock: &MockUpstream) -> ProxyBuilder {
+    ProxyBuilder::new(mock).account(api_key_account("a.example", "acc_a", KEY))
+}
+
 const CLAUDE_CODE: &str = "You are Claude Code, Anthropic's official CLI for Claude.\nYou are an interactive CLI tool that helps users with software engineering tasks.";
 
 /// The session: returns the conversation's rows as (request label, columns) in order.
@@ -263,8 +268,7 @@ fn check_links(links: &[LinkRow]) {
 #[tokio::test]
 async fn a_claude_code_session_becomes_a_tree() {
     let mock = MockUpstream::start().await;
-    let proxy = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY))
+    let proxy = with_account(&mock)
         .env("STORAGE_ENABLED", "true")
         .start()
         .await;
@@ -340,10 +344,7 @@ async fn a_claude_code_session_becomes_a_tree() {
 #[tokio::test]
 async fn links_without_stored_bodies_and_after_a_restart() {
     let mock = MockUpstream::start().await;
-    let mut proxy = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY))
-        .start()
-        .await;
+    let mut proxy = with_account(&mock).start().await;
     let mut client = Client {
         proxy: &proxy,
         sent: 0,
@@ -380,8 +381,7 @@ async fn links_without_stored_bodies_and_after_a_restart() {
 #[tokio::test]
 async fn relink_recomputes_links_from_stored_bodies() {
     let mock = MockUpstream::start().await;
-    let mut proxy = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY))
+    let mut proxy = with_account(&mock)
         .env("STORAGE_ENABLED", "true")
         .start()
         .await;
@@ -446,17 +446,13 @@ async fn relink_recomputes_links_from_stored_bodies() {
 #[tokio::test]
 async fn two_instances_link_each_others_requests() {
     let mock = MockUpstream::start().await;
-    let a = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY))
-        .start()
-        .await;
+    let a = with_account(&mock).start().await;
     let database = a.env_vars()["DATABASE_URL"].clone();
     if !database.starts_with("postgres") {
         eprintln!("skipped: instances share PostgreSQL (set TEST_DATABASE_URL)");
         return;
     }
-    let b = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY))
+    let b = with_account(&mock)
         .env("DATABASE_URL", &database)
         .start()
         .await;
@@ -495,10 +491,7 @@ async fn two_instances_link_each_others_requests() {
 #[tokio::test]
 async fn large_requests_link_too() {
     let mock = MockUpstream::start().await;
-    let proxy = ProxyBuilder::new(&mock)
-        .account(api_key_account("a.example", "acc_a", KEY))
-        .start()
-        .await;
+    let proxy = with_account(&mock).start().await;
     let mut client = Client {
         proxy: &proxy,
         sent: 0,
