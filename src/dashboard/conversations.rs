@@ -157,11 +157,7 @@ pub(super) async fn conversation(
     if records.is_empty() {
         return Err(ApiError::NotFound);
     }
-    let row = totals(&id, &records);
-    let conversation = summaries(&state, vec![row])
-        .await?
-        .pop()
-        .ok_or(ApiError::NotFound)?;
+    let mut row = totals(&id, &records);
     let mut branches: Vec<ConversationBranch> = Vec::new();
     let mut nodes = Vec::with_capacity(records.len());
     for r in records {
@@ -200,6 +196,13 @@ pub(super) async fn conversation(
             duration_ms: r.duration_ms,
         });
     }
+    row.branches = branches.len() as u64;
+    let kinds = |kind| branches.iter().filter(|b| b.kind == kind).count() as u64;
+    (row.subtasks, row.compactions) = (kinds("subtask"), kinds("compact"));
+    let conversation = summaries(&state, vec![row])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(ConversationTree {
         conversation,
         nodes,
@@ -216,7 +219,8 @@ fn kind_of(branch_id: &str) -> &'static str {
     }
 }
 
-/// A conversation's totals from its requests (the tree has them all at hand).
+/// A conversation's totals from its requests (the tree has them all at hand); the branch
+/// counts come from the tree's branches.
 fn totals(id: &str, records: &[Record]) -> ConversationRow {
     let mut row = ConversationRow {
         conversation_id: id.to_string(),
@@ -232,21 +236,10 @@ fn totals(id: &str, records: &[Record]) -> ConversationRow {
         subtasks: 0,
         compactions: 0,
     };
-    let mut branches = std::collections::HashSet::new();
     for r in records {
         row.failed += u64::from(r.status >= 400);
         row.usage.add(&r.usage);
         row.duration_ms += r.duration_ms.unwrap_or(0);
-        if let Some(link) = &r.link
-            && branches.insert(link.branch_id.as_str())
-        {
-            row.branches += 1;
-            match kind_of(&link.branch_id) {
-                "subtask" => row.subtasks += 1,
-                "compact" => row.compactions += 1,
-                _ => {}
-            }
-        }
     }
     row
 }
