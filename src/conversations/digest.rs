@@ -13,6 +13,11 @@
 //! known client bug duplicates them).
 
 use serde::de::IgnoredAny;
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +27,10 @@ pub struct Hash(pub [u8; 32]);
 
 impl Hash {
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        // `hex::encode` builds the string a char at a time: slower than the hashing.
+        let mut digits = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut digits).expect("64 digits for 32 bytes");
+        String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
     }
 
     pub fn from_hex(text: &str) -> Option<Hash> {
@@ -103,6 +111,37 @@ const CLAUDE_CODE: &str = "You are an interactive CLI tool that helps users";
 const SUMMARY_PREFIX_CHARS: usize = 200;
 /// The tools whose calls start a sub-agent (`Task`, renamed `Agent` by later Claude Codes).
 const TASK_TOOLS: [&str; 2] = ["Task", "Agent"];
+/// The parts of Claude Code's system prompt that change between sessions and turns.
+const VOLATILE: [&str; 5] = [
+    "gitStatus:",
+    "Current branch:",
+    "Main branch",
+    "Status:",
+    "Recent commits:",
+];
+
+/// The texts looked for in every exchange, each with its searcher built once (building one
+/// costs as much as searching a short text).
+struct Needles {
+    continued: Finder<'static>,
+    summarizing: Finder<'static>,
+    claude_code: Finder<'static>,
+    volatile: [Finder<'static>; VOLATILE.len()],
+    /// `"Task"` and `"Agent"` as JSON strings: an answer without them calls no task.
+    task_tools: [Finder<'static>; TASK_TOOLS.len()],
+}
+
+static NEEDLES: LazyLock<Needles> = LazyLock::new(|| Needles {
+    continued: Finder::new(CONTINUED),
+    summarizing: Finder::new(SUMMARIZING),
+    claude_code: Finder::new(CLAUDE_CODE),
+    volatile: VOLATILE.map(Finder::new),
+    task_tools: TASK_TOOLS.map(|name| Finder::new(format!("\"{name}\"").as_bytes()).into_owned()),
+});
+
+fn has(text: &[u8], needle: &Finder) -> bool {
+    needle.find(text).is_some()
+}
 
 /// The digests of a Messages API exchange: the request body and the response (a JSON body or
 /// an SSE stream, whole or as stored events). `None` when the request has no messages or is
@@ -112,6 +151,7 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     if req.messages.is_empty() {
         return None;
     }
+    let needles = &*NEEDLES;
     let message_count = req.messages.len() as u32;
     let kept = kept_messages(&req.messages);
     // Each prefix's hash covers the one before it and the next message's role and content.
@@ -131,7 +171,7 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     let system_text = req.system.as_ref().map(Content::plain_text);
     let summarizing = system_text
         .as_deref()
-        .is_some_and(|s| s.contains(SUMMARIZING));
+        .is_some_and(|s| has(s.as_bytes(), &needles.summarizing));
     let mut digests = Digests {
         message_count,
         system: system_text.as_deref().map(system_hash),
@@ -142,7 +182,7 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     {
         let text = only.content.plain_text();
         digests.task_prompt = Some(task_key(&text));
-        if text.contains(CONTINUED)
+        if has(text.as_bytes(), &needles.continued)
             && let Some((_, summary)) = text.split_once(SUMMARY_MARKER)
         {
             let summary = summary.split(SUMMARY_END).next().unwrap_or_default();
@@ -151,9 +191,7 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     }
     digests.prefixes = prefixes;
     // Most answers call no task and summarise nothing: not read at all.
-    let calls_task = [&b"\"Task\""[..], b"\"Agent\""]
-        .iter()
-        .any(|name| memchr::memmem::find(response, name).is_some());
+    let calls_task = needles.task_tools.iter().any(|name| has(response, name));
     let answer = if summarizing || calls_task {
         Answer::read(response)
     } else {
@@ -167,45 +205,89 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
 }
 
 #[derive(Deserialize)]
-struct WireRequest {
-    #[serde(default)]
-    messages: Vec<Message>,
-    #[serde(default)]
-    system: Option<Content>,
+struct WireRequest<'a> {
+    #[serde(default, borrow)]
+    messages: Vec<Message<'a>>,
+    #[serde(default, borrow)]
+    system: Option<Content<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Message {
-    role: String,
-    content: Content,
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Str<'a>,
+    #[serde(borrow)]
+    content: Content<'a>,
+}
+
+/// A string of the body: borrowed, unless it had escapes to undo.
+#[derive(Default)]
+struct Str<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Str<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Str<'a>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 /// A message's (or a tool result's, or the system prompt's) content: read in one pass, a
 /// string or a list of blocks (anything else counts as empty).
-enum Content {
-    Text(String),
-    Blocks(Vec<Block>),
+enum Content<'a> {
+    Text(Str<'a>),
+    Blocks(Vec<Block<'a>>),
     Other,
 }
 
-impl<'de> Deserialize<'de> for Content {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Content, D::Error> {
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Content<'a>, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Content;
+            type Value = Content<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string or content blocks")
             }
-            fn visit_str<E>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_owned()))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Content<'de>, E> {
+                Ok(Content::Text(Str(Cow::Borrowed(v))))
             }
-            fn visit_string<E>(self, v: String) -> Result<Content, E> {
-                Ok(Content::Text(v))
+            fn visit_str<E>(self, v: &str) -> Result<Content<'de>, E> {
+                Ok(Content::Text(Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Content<'de>, E> {
+                Ok(Content::Text(Str(Cow::Owned(v))))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<Content, A::Error> {
+            ) -> Result<Content<'de>, A::Error> {
                 let mut blocks = Vec::new();
                 while let Some(block) = seq.next_element::<Block>()? {
                     blocks.push(block);
@@ -215,23 +297,23 @@ impl<'de> Deserialize<'de> for Content {
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Content, A::Error> {
+            ) -> Result<Content<'de>, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Content::Other)
             }
-            fn visit_unit<E>(self) -> Result<Content, E> {
+            fn visit_unit<E>(self) -> Result<Content<'de>, E> {
                 Ok(Content::Other)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Content, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<Content<'de>, E> {
                 Ok(Content::Other)
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Content, E> {
+            fn visit_i64<E>(self, _: i64) -> Result<Content<'de>, E> {
                 Ok(Content::Other)
             }
-            fn visit_u64<E>(self, _: u64) -> Result<Content, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<Content<'de>, E> {
                 Ok(Content::Other)
             }
-            fn visit_f64<E>(self, _: f64) -> Result<Content, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<Content<'de>, E> {
                 Ok(Content::Other)
             }
         }
@@ -240,48 +322,58 @@ impl<'de> Deserialize<'de> for Content {
 }
 
 /// A content block, as the hash sees it.
-#[derive(Deserialize)]
-#[serde(from = "WireContentBlock")]
-enum Block {
+enum Block<'a> {
     Text {
-        text: String,
+        text: Str<'a>,
     },
     Media {
-        source: Source,
+        source: Source<'a>,
     },
     ToolUse {
-        id: String,
-        name: String,
+        id: Str<'a>,
+        name: Str<'a>,
         input: serde_json::Value,
     },
     ToolResult {
-        tool_use_id: String,
-        content: Option<Content>,
+        tool_use_id: Str<'a>,
+        content: Option<Content<'a>>,
         is_error: bool,
     },
     Ignored,
 }
 
+impl<'de: 'a, 'a> Deserialize<'de> for Block<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Block<'a>, D::Error> {
+        WireContentBlock::deserialize(d).map(Block::from)
+    }
+}
+
 /// A block's fields, read in one pass whatever its type (an internally tagged enum would read
 /// every block twice).
 #[derive(Deserialize)]
-struct WireContentBlock {
-    #[serde(rename = "type", default)]
-    kind: String,
-    text: Option<String>,
-    source: Option<Source>,
-    id: Option<String>,
-    name: Option<String>,
+struct WireContentBlock<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    text: Option<Str<'a>>,
+    #[serde(borrow)]
+    source: Option<Source<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
     input: Option<serde_json::Value>,
-    tool_use_id: Option<String>,
-    content: Option<Content>,
+    #[serde(borrow)]
+    tool_use_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    content: Option<Content<'a>>,
     #[serde(default)]
     is_error: bool,
 }
 
-impl From<WireContentBlock> for Block {
-    fn from(b: WireContentBlock) -> Block {
-        match b.kind.as_str() {
+impl<'a> From<WireContentBlock<'a>> for Block<'a> {
+    fn from(b: WireContentBlock<'a>) -> Block<'a> {
+        match &*b.kind {
             "text" => Block::Text {
                 text: b.text.unwrap_or_default(),
             },
@@ -306,14 +398,17 @@ impl From<WireContentBlock> for Block {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Source {
-    media_type: Option<String>,
-    data: Option<String>,
-    url: Option<String>,
+struct Source<'a> {
+    #[serde(borrow)]
+    media_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    data: Option<Str<'a>>,
+    #[serde(borrow)]
+    url: Option<Str<'a>>,
 }
 
-impl Content {
-    fn blocks(&self) -> &[Block] {
+impl Content<'_> {
+    fn blocks(&self) -> &[Block<'_>] {
         match self {
             Content::Blocks(b) => b,
             _ => &[],
@@ -323,9 +418,9 @@ impl Content {
     /// The text items, reminders removed, joined by newlines.
     fn plain_text(&self) -> String {
         match self {
-            Content::Text(t) => normalise_text(t),
+            Content::Text(t) => normalise_text(t).into_owned(),
             Content::Blocks(blocks) => {
-                let texts: Vec<String> = blocks
+                let texts: Vec<Cow<str>> = blocks
                     .iter()
                     .filter_map(|b| match b {
                         Block::Text { text } => Some(normalise_text(text)),
@@ -341,7 +436,7 @@ impl Content {
 }
 
 /// The messages the hash covers (see the module's header), each with its content normalised.
-fn kept_messages(messages: &[Message]) -> Vec<(&Message, Vec<u8>)> {
+fn kept_messages<'m>(messages: &'m [Message]) -> Vec<(&'m Message<'m>, Vec<u8>)> {
     let mut seen: Vec<&str> = Vec::new();
     let mut kept = Vec::with_capacity(messages.len());
     for message in messages {
@@ -353,8 +448,8 @@ fn kept_messages(messages: &[Message]) -> Vec<(&Message, Vec<u8>)> {
             .blocks()
             .iter()
             .filter_map(|b| match b {
-                Block::ToolUse { id, .. } => Some(id.as_str()),
-                Block::ToolResult { tool_use_id, .. } => Some(tool_use_id.as_str()),
+                Block::ToolUse { id, .. } => Some(&**id),
+                Block::ToolResult { tool_use_id, .. } => Some(&**tool_use_id),
                 _ => None,
             })
             .collect();
@@ -393,7 +488,7 @@ fn normalised(content: &Content) -> Vec<u8> {
                         item(&mut out, b"media", &[media.as_bytes(), &digest.0]);
                     }
                     Block::ToolUse { id, name, input } => {
-                        if !seen_ids.contains(&(true, id.as_str())) {
+                        if !seen_ids.contains(&(true, &**id)) {
                             seen_ids.push((true, id));
                             let mut canonical = String::new();
                             canonical_json(input, &mut canonical);
@@ -406,7 +501,7 @@ fn normalised(content: &Content) -> Vec<u8> {
                         content,
                         is_error,
                     } => {
-                        if !seen_ids.contains(&(false, tool_use_id.as_str())) {
+                        if !seen_ids.contains(&(false, &**tool_use_id)) {
                             seen_ids.push((false, tool_use_id));
                             let inner = content.as_ref().map(normalised).unwrap_or_default();
                             let error: &[u8] = if *is_error { b"error" } else { b"" };
@@ -473,9 +568,9 @@ fn canonical_json(value: &serde_json::Value, out: &mut String) {
 }
 
 /// Text as the hash sees it: reminders removed, CRLF as LF, trimmed.
-pub(crate) fn normalise_text(text: &str) -> String {
+pub(crate) fn normalise_text(text: &str) -> Cow<'_, str> {
     if memchr::memchr2(b'<', b'\r', text.as_bytes()).is_none() {
-        return text.trim().to_string();
+        return Cow::Borrowed(text.trim());
     }
     let mut rest = text;
     let mut out = String::with_capacity(text.len());
@@ -489,24 +584,19 @@ pub(crate) fn normalise_text(text: &str) -> String {
         rest = &rest[start + len + CLOSE.len()..];
     }
     out.push_str(rest);
-    out.replace("\r\n", "\n").trim().to_string()
+    Cow::Owned(out.replace("\r\n", "\n").trim().to_string())
 }
+
 
 /// The system prompt's stable part: Claude Code's own prompt up to where its per-session
 /// parts begin; other prompts without reminders and git status sections.
 fn system_hash(system: &str) -> Hash {
-    const VOLATILE: [&str; 5] = [
-        "gitStatus:",
-        "Current branch:",
-        "Main branch",
-        "Status:",
-        "Recent commits:",
-    ];
-    let stable = match system.find(CLAUDE_CODE) {
+    let needles = &*NEEDLES;
+    let stable = match needles.claude_code.find(system.as_bytes()) {
         Some(at) => &system[..at + CLAUDE_CODE.len()],
         None => system,
     };
-    if !VOLATILE.iter().any(|v| stable.contains(v)) {
+    if !needles.volatile.iter().any(|v| has(stable.as_bytes(), v)) {
         return Hash::of(&[b"system\0", stable.trim().as_bytes()]);
     }
     let stable: Vec<&str> = stable
@@ -524,7 +614,7 @@ fn task_key(prompt: &str) -> Hash {
 /// "Analysis:" section (or drops it) and `<summary>` as "Summary:", so both are dropped, then
 /// whitespace collapsed; the first [`SUMMARY_PREFIX_CHARS`] characters are kept.
 fn summary_key(text: &str) -> Hash {
-    let mut text = normalise_text(text);
+    let mut text = normalise_text(text).into_owned();
     if let (Some(start), Some(end)) = (text.find("<analysis>"), text.find("</analysis>"))
         && start < end
     {
@@ -586,8 +676,10 @@ impl Answer {
             let index = event.index.unwrap_or_default();
             match (event.kind.as_str(), event.content_block, event.delta) {
                 ("content_block_start", Some(block), _) => {
-                    let tool = block.name.filter(|_| block.kind == "tool_use");
-                    let text = block.text.unwrap_or_default();
+                    let tool = (block.kind == "tool_use")
+                        .then(|| block.name.map(|n| n.0.into_owned()))
+                        .flatten();
+                    let text = block.text.unwrap_or_default().0.into_owned();
                     open.insert(
                         index,
                         Open {
@@ -638,17 +730,18 @@ impl Answer {
 }
 
 #[derive(Deserialize)]
-struct WireAnswer {
-    #[serde(default)]
-    content: Vec<Block>,
+struct WireAnswer<'a> {
+    #[serde(default, borrow)]
+    content: Vec<Block<'a>>,
 }
 
 #[derive(Deserialize)]
-struct WireEvent {
+struct WireEvent<'a> {
     #[serde(rename = "type")]
     kind: String,
     index: Option<u64>,
-    content_block: Option<WireContentBlock>,
+    #[serde(borrow)]
+    content_block: Option<WireContentBlock<'a>>,
     delta: Option<WireDelta>,
 }
 
