@@ -3,17 +3,18 @@
 //! the database is slower than the traffic.
 //!
 //! Handlers hand a [`Record`] to the [`Recorder`]; that never waits. The writer task takes
-//! records as they come, writes their access-log lines, and holds them in memory up to
-//! [`Limits::memory`] bytes. Beside it, one insert at a time (its own task) writes everything
-//! held, up to [`Limits::batch`] records, in one transaction, so the further the database
-//! falls behind, the larger its batches. Records past the memory bound go to the spool on
-//! disk, and while the spool holds records every new one goes there too; inserts read the
-//! spool back, oldest first, once memory is written. A batch the database cannot take goes to
-//! the spool with everything held in memory (where it survives a crash), and the spool is
-//! tried again with backoff. So records are written in the order they came, save a failed
-//! batch that lands behind records that had already overflowed to the spool. Without a spool
-//! (it could not be opened), records wait in memory. On shutdown the writer writes what it
-//! holds; what the database cannot take then stays in the spool for the next start.
+//! records as they come (under load, every [`GATHER`]), writes their access-log lines, digests
+//! them for the conversation links, and holds them in memory up to [`Limits::memory`] bytes.
+//! Beside it, one insert at a time (its own task) links and writes everything held, up to
+//! [`Limits::batch`] records, in one transaction, so the further the database falls behind,
+//! the larger its batches. Records past the memory bound go to the spool on disk, and while
+//! the spool holds records every new one goes there too; inserts read the spool back, oldest
+//! first, once memory is written. A batch the database cannot take goes to the spool with
+//! everything held in memory (where it survives a crash), and the spool is tried again with
+//! backoff. So records are written in the order they came, save a failed batch that lands
+//! behind records that had already overflowed to the spool. Without a spool (it could not be
+//! opened), records wait in memory. On shutdown the writer writes what it holds; what the
+//! database cannot take then stays in the spool for the next start.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -55,6 +56,10 @@ impl Default for Limits {
 
 /// Records taken off the channel at once.
 const RECEIVE: usize = 1024;
+/// Under load (more than one record came since the writer last looked), the writer looks
+/// again only after this: each of its wake-ups (and the log thread's and the database
+/// thread's) then serves many records rather than one or two. A lone record is taken at once.
+const GATHER: Duration = Duration::from_millis(5);
 /// Insert attempts once shutdown has begun, when there is no spool to leave records in.
 const ATTEMPTS_WHEN_STOPPING: u32 = 3;
 /// The first wait before trying the database again; it doubles up to [`MAX_RETRY_DELAY`].
@@ -212,6 +217,7 @@ impl Writer {
         let mut incoming = Vec::with_capacity(RECEIVE);
         let mut open = true;
         let mut in_flight: Option<JoinHandle<Insert>> = None;
+        let mut receive_at = Instant::now();
         loop {
             if in_flight.is_none() {
                 in_flight = self.start_insert().await;
@@ -236,7 +242,11 @@ impl Writer {
                 () = sleep_until(self.retry_at), if self.retry_at.is_some() => {
                     self.retry_at = None;
                 }
-                n = queue.recv_many(&mut incoming, RECEIVE), if open => {
+                n = async {
+                    tokio::time::sleep_until(receive_at).await;
+                    queue.recv_many(&mut incoming, RECEIVE).await
+                }, if open => {
+                    receive_at = Instant::now() + if n > 1 { GATHER } else { Duration::ZERO };
                     if n == 0 {
                         open = false;
                     } else {
