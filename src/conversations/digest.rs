@@ -587,7 +587,6 @@ pub(crate) fn normalise_text(text: &str) -> Cow<'_, str> {
     Cow::Owned(out.replace("\r\n", "\n").trim().to_string())
 }
 
-
 /// The system prompt's stable part: Claude Code's own prompt up to where its per-session
 /// parts begin; other prompts without reminders and git status sections.
 fn system_hash(system: &str) -> Hash {
