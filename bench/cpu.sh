@@ -11,38 +11,20 @@
 # then the mean per variant.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export OHA="${OHA:-/bin/true}"   # mock.sh wants a load generator; this script uses ab
-# shellcheck source=bench/mock.sh
-source "$here/mock.sh"
-: "${N:=30000}" "${WARM:=3000}" "${C:=4}" "${ROUNDS:=3}" "${KIND:=json}" "${PROXY_PORT:=18100}"
-command -v ab >/dev/null || die "ab not found: apt-get install apache2-utils"
-export BENCH_TMP BENCH_UPSTREAM_KEY PROXY_PORT DASHBOARD_PORT=0
-if [ "$KIND" = json ]; then upstream=$MOCK_JSON_PORT; else upstream=$MOCK_SSE_PORT; fi
+# shellcheck source=bench/ab.sh
+source "$here/ab.sh"
+: "${N:=30000}" "${ROUNDS:=3}"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-load() {
-  ab -q -k -n "$1" -c "$C" -p "$kit/bodies/request-$KIND.json" -T application/json \
-    -H "x-api-key: $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
-    "http://127.0.0.1:$PROXY_PORT/v1/messages" >"$BENCH_TMP/ab.out"
-  awk '/^Non-2xx|^Failed requests/ && $NF != 0 {bad=1} END {exit bad}' "$BENCH_TMP/ab.out"
-}
-# Requests per second and mean latency (ms) of the last load, from ab's report.
-rate() { awk '/^Requests per second/ {r=$4} /^Time per request/ && !t {t=$4} END {printf "rps=%d latency_ms=%.3f", r, t}' "$BENCH_TMP/ab.out"; }
 
 declare -A total
 for round in $(seq "$ROUNDS"); do
   for variant in "$@"; do
-    label="${variant%%|*}"; vars="${variant#*|}"
-    # shellcheck disable=SC2086
-    env $vars UPSTREAM_BASE_URL="http://127.0.0.1:$upstream" PROXY_CLIENT_KEY="$BENCH_CLIENT_KEY" \
-      setsid "$here/start.sh" >"$BENCH_TMP/cpu.log" 2>&1 &
-    pid=$!
-    wait_port "$PROXY_PORT" 120 || die "proxy did not start; see $BENCH_TMP/cpu.log"
-    load "$WARM" || die "$label: failed requests in the warm-up"
+    start_variant "$variant"
     before=$(ticks "$pid")
     load "$N" || die "$label: failed requests"
     after=$(ticks "$pid")
-    kill -TERM "$pid"; wait "$pid" || true; pid=""
+    stop_variant
     us=$(( (after - before) * 1000000 / $(getconf CLK_TCK) / N ))
     echo "cpu label=$label kind=$KIND round=$round us_per_request=$us $(rate)"
     total[$label]=$(( ${total[$label]:-0} + us ))

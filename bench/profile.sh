@@ -8,31 +8,17 @@
 # Needs ab (apache2-utils) and perf. Reports go to $BENCH_TMP/profile-<label>.txt.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export OHA="${OHA:-/bin/true}"
-# shellcheck source=bench/mock.sh
-source "$here/mock.sh"
-: "${N:=60000}" "${WARM:=3000}" "${C:=4}" "${KIND:=json}" "${PROXY_PORT:=18100}" "${FREQ:=4999}" "${TOP:=25}"
-export BENCH_TMP BENCH_UPSTREAM_KEY PROXY_PORT DASHBOARD_PORT=0
-if [ "$KIND" = json ]; then upstream=$MOCK_JSON_PORT; else upstream=$MOCK_SSE_PORT; fi
-load() {
-  ab -q -k -n "$1" -c "$C" -p "$kit/bodies/request-$KIND.json" -T application/json \
-    -H "x-api-key: $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
-    "http://127.0.0.1:$PROXY_PORT/v1/messages" >"$BENCH_TMP/ab.out"
-}
+# shellcheck source=bench/ab.sh
+source "$here/ab.sh"
+: "${N:=60000}" "${FREQ:=4999}" "${TOP:=25}"
 for variant in "$@"; do
-  label="${variant%%|*}"; vars="${variant#*|}"
-  # shellcheck disable=SC2086
-  env $vars UPSTREAM_BASE_URL="http://127.0.0.1:$upstream" PROXY_CLIENT_KEY="$BENCH_CLIENT_KEY" \
-    setsid "$here/start.sh" >"$BENCH_TMP/profile.log" 2>&1 &
-  pid=$!
-  wait_port "$PROXY_PORT" 120 || die "proxy did not start; see $BENCH_TMP/profile.log"
-  load "$WARM"
+  start_variant "$variant"
   perf record -q -F "$FREQ" -g -p "$pid" -o "$BENCH_TMP/perf-$label.data" 2>/dev/null &
   perf_pid=$!
   sleep 0.5
-  load "$N"
+  load "$N" || die "$label: failed requests"
   kill -INT "$perf_pid"; wait "$perf_pid" || true
-  kill -TERM "$pid"; wait "$pid" || true; pid=""
+  stop_variant
   out="$BENCH_TMP/profile-$label.txt"
   {
     echo "# $label: µs of CPU per request, by thread, then the top functions (thread, symbol)"
