@@ -12,12 +12,11 @@
 //! a message left empty, and a message that repeats a tool id seen earlier in the request (a
 //! known client bug duplicates them).
 
-use serde::de::IgnoredAny;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
-
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
