@@ -159,6 +159,12 @@ where
                     }
                 }
                 this.tap.inner_done = this.inner.is_end_stream();
+                if this.tap.inner_done {
+                    // The last frame: the exchange ends (and its usage is charged to the
+                    // limits) before the client can read it and send its next request.
+                    *this.done = true;
+                    this.tap.end(End::Complete);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
