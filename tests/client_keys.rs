@@ -254,12 +254,14 @@ async fn expired_keys_are_refused() {
     };
     let expired = "cnp_live_keystestEXPIRED000000000000000000000000000000";
     let valid = "cnp_live_keystestVALID00000000000000000000000000000000";
+    // The valid key first: a reload between the two inserts (the refresher looks twice a
+    // second) then still lets the valid key through.
     store
-        .insert_client_key(&key("ck_expired", expired, -1))
+        .insert_client_key(&key("ck_valid", valid, 3600))
         .await
         .unwrap();
     store
-        .insert_client_key(&key("ck_valid", valid, 3600))
+        .insert_client_key(&key("ck_expired", expired, -1))
         .await
         .unwrap();
     store.close().await;
