@@ -34,8 +34,6 @@ pub(super) struct Tap {
     pub meter: Option<Meter>,
     /// The upstream's status.
     pub status: u16,
-    /// The upstream body reported its end, even if the client left before reading it.
-    inner_done: bool,
 }
 
 impl Tap {
@@ -44,7 +42,6 @@ impl Tap {
             exchange,
             meter: Some(meter),
             status,
-            inner_done: false,
         }
     }
 
@@ -62,8 +59,9 @@ impl Tap {
         };
         let metered = meter.finish();
         let end = match end {
-            // The client left after the last byte: that is a finished exchange.
-            End::ClientGone if self.inner_done || metered.stream_complete => End::Complete,
+            // The client left after the stream's last event: that is a finished exchange.
+            // (An upstream body that reports its end ends the exchange with its last frame.)
+            End::ClientGone if metered.stream_complete => End::Complete,
             other => other,
         };
         let (status, error) = match end {
@@ -158,8 +156,7 @@ where
                         restart(this.idle.as_mut(), *this.idle_timeout);
                     }
                 }
-                this.tap.inner_done = this.inner.is_end_stream();
-                if this.tap.inner_done {
+                if this.inner.is_end_stream() {
                     // The last frame: the exchange ends (and its usage is charged to the
                     // limits) before the client can read it and send its next request.
                     *this.done = true;
