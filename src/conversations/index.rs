@@ -4,8 +4,11 @@
 //! database at start and asks it about prefixes it does not know (another instance's requests,
 //! or older than what it keeps), so the request's path never waits for any of this.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+// The keys are digests and request ids, none chosen by a client to collide: a fast hash.
+use foldhash::{HashMap, HashSet};
 
 use time::{Duration, OffsetDateTime};
 
@@ -114,7 +117,7 @@ pub struct Index {
     subtasks: HashMap<Arc<str>, u32>,
     order: VecDeque<Arc<str>>,
     /// Domains, accounts and branch names, shared by the nodes that have them.
-    names: std::collections::HashSet<Arc<str>>,
+    names: HashSet<Arc<str>>,
 }
 
 impl Index {
@@ -178,7 +181,18 @@ impl Index {
         {
             parent.children.push((id.clone(), known.hash));
         }
-        self.insert(id, known);
+        let node = Node {
+            domain: self.name(&known.domain),
+            account_id: known.account_id.as_deref().map(|a| self.name(a)),
+            hash: known.hash,
+            at: known.at,
+            conversation_id: known.link.conversation_id.into(),
+            branch_id: self.name(&known.link.branch_id),
+            is_subtask: known.link.is_subtask,
+            parent_task_request_id: known.link.parent_task_request_id.map(Into::into),
+            children: Vec::new(),
+        };
+        self.insert(id, node);
     }
 
     /// Links a request by the rules, and keeps it for the requests after it.
@@ -259,17 +273,18 @@ impl Index {
             self.learn_marker(marker.clone());
             self.new_markers.push(marker);
         }
-        self.insert(
-            id,
-            Known {
-                request_id: input.request_id.to_string(),
-                at: input.at,
-                domain: input.domain.to_string(),
-                account_id: input.account_id.map(str::to_string),
-                hash: current,
-                link: link.clone(),
-            },
-        );
+        let node = Node {
+            domain: self.name(input.domain),
+            account_id: input.account_id.map(|a| self.name(a)),
+            hash: current,
+            at: input.at,
+            conversation_id: link.conversation_id.as_str().into(),
+            branch_id: self.name(&link.branch_id),
+            is_subtask: link.is_subtask,
+            parent_task_request_id: link.parent_task_request_id.as_deref().map(Into::into),
+            children: Vec::new(),
+        };
+        self.insert(id, node);
         link
     }
 
@@ -361,29 +376,12 @@ impl Index {
             .map(|m| (m.request_id.clone(), m.conversation_id.clone()))
     }
 
-    fn insert(&mut self, id: Arc<str>, known: Known) {
-        let link = known.link;
+    fn insert(&mut self, id: Arc<str>, node: Node) {
         self.by_hash
-            .entry(known.hash)
+            .entry(node.hash)
             .or_default()
             .push_back(id.clone());
-        let domain = self.name(&known.domain);
-        let account_id = known.account_id.as_deref().map(|a| self.name(a));
-        let branch_id = self.name(&link.branch_id);
-        self.nodes.insert(
-            id.clone(),
-            Node {
-                domain,
-                account_id,
-                hash: known.hash,
-                at: known.at,
-                conversation_id: link.conversation_id.into(),
-                branch_id,
-                is_subtask: link.is_subtask,
-                parent_task_request_id: link.parent_task_request_id.map(Into::into),
-                children: Vec::new(),
-            },
-        );
+        self.nodes.insert(id.clone(), node);
         self.order.push_back(id);
         while self.order.len() > CAPACITY {
             self.evict();

@@ -4,7 +4,7 @@
 //! database is read here, in the insert, never on the request's path. And `relink`: the same
 //! rules over stored rows, for rows written before linking existed or after a rule changed.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -90,7 +90,7 @@ impl Linker {
                 index: Index::default(),
                 loaded: false,
                 misses: Misses {
-                    at: HashMap::new(),
+                    at: HashMap::default(),
                     shared: store.dialect() == Dialect::Postgres,
                 },
             }),
