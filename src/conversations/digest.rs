@@ -9,8 +9,8 @@
 //! sorted); `tool_result` by tool id and content; `thinking` blocks and `cache_control`
 //! markers ignored (Claude Code moves them between turns). `role: "system"` messages (Claude
 //! Code ≥ 2.1 puts reminders and hook output there, and they come and go) are left out, as is
-//! a message left empty, and a message that repeats a tool id seen earlier in the request (a
-//! known client bug duplicates them).
+//! a message left empty, and a message that repeats a tool call (its id) or a tool result (the
+//! id it answers) seen earlier in the request (a known client bug duplicates them).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -152,18 +152,8 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
     }
     let needles = &*NEEDLES;
     let message_count = req.messages.len() as u32;
-    let kept = kept_messages(&req.messages);
     // Each prefix's hash covers the one before it and the next message's role and content.
-    let mut prefixes = Vec::with_capacity(kept.len());
-    let mut chain = Hash([0; 32]);
-    for (message, content) in &kept {
-        let mut h = Sha256::new();
-        h.update(chain.0);
-        put(&mut h, message.role.as_bytes());
-        put(&mut h, content);
-        chain = Hash(h.finalize().into());
-        prefixes.push(chain);
-    }
+    let (prefixes, only) = prefix_chain(&req.messages);
     if prefixes.is_empty() {
         return None;
     }
@@ -176,7 +166,7 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
         system: system_text.as_deref().map(system_hash),
         ..Digests::default()
     };
-    if let [(only, _)] = kept.as_slice()
+    if let Some(only) = only
         && only.role == "user"
     {
         let text = only.content.plain_text();
@@ -434,65 +424,77 @@ impl Content<'_> {
     }
 }
 
-/// The messages the hash covers (see the module's header), each with its content normalised.
-fn kept_messages<'m>(messages: &'m [Message]) -> Vec<(&'m Message<'m>, Vec<u8>)> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut kept = Vec::with_capacity(messages.len());
+/// The hash of each prefix of the messages the hash covers (see the module's header), and
+/// the message kept when it is the only one. One buffer holds each message's content in turn.
+fn prefix_chain<'m>(messages: &'m [Message<'m>]) -> (Vec<Hash>, Option<&'m Message<'m>>) {
+    // A tool call's id, and a tool result's (the id of the call it answers), seen so far.
+    let mut seen: Vec<(bool, &str)> = Vec::new();
+    let mut prefixes = Vec::with_capacity(messages.len());
+    let mut first = None;
+    let mut chain = Hash([0; 32]);
+    let mut content = Vec::new();
     for message in messages {
         if message.role == "system" {
             continue;
         }
-        let ids: Vec<&str> = message
-            .content
-            .blocks()
-            .iter()
-            .filter_map(|b| match b {
-                Block::ToolUse { id, .. } => Some(&**id),
-                Block::ToolResult { tool_use_id, .. } => Some(&**tool_use_id),
+        let ids = || {
+            message.content.blocks().iter().filter_map(|b| match b {
+                Block::ToolUse { id, .. } => Some((true, &**id)),
+                Block::ToolResult { tool_use_id, .. } => Some((false, &**tool_use_id)),
                 _ => None,
             })
-            .collect();
-        if ids.iter().any(|id| seen.contains(id)) {
+        };
+        if ids().any(|id| seen.contains(&id)) {
             continue;
         }
-        let content = normalised(&message.content);
+        content.clear();
+        normalise_into(&message.content, &mut content);
         if content.is_empty() {
             continue;
         }
-        seen.extend(ids);
-        kept.push((message, content));
+        seen.extend(ids());
+        let mut h = Sha256::new();
+        h.update(chain.0);
+        put(&mut h, message.role.as_bytes());
+        put(&mut h, &content);
+        chain = Hash(h.finalize().into());
+        prefixes.push(chain);
+        first.get_or_insert(message);
     }
-    kept
+    let only = if prefixes.len() == 1 { first } else { None };
+    (prefixes, only)
 }
 
-/// The content as one canonical byte string: each kept item length-prefixed.
-fn normalised(content: &Content) -> Vec<u8> {
-    let mut out = Vec::new();
+/// The content as one canonical byte string, onto `out`: each kept item length-prefixed.
+fn normalise_into(content: &Content, out: &mut Vec<u8>) {
     let mut seen_ids: Vec<(bool, &str)> = Vec::new();
     match content {
-        Content::Text(t) => item(&mut out, b"text", &[normalise_text(t).as_bytes()]),
+        Content::Text(t) => {
+            let text = normalise_text(t);
+            if !text.is_empty() {
+                item(out, b"text", &[text.as_bytes()]);
+            }
+        }
         Content::Blocks(blocks) => {
             for block in blocks {
                 match block {
                     Block::Text { text } => {
                         let text = normalise_text(text);
                         if !text.is_empty() {
-                            item(&mut out, b"text", &[text.as_bytes()]);
+                            item(out, b"text", &[text.as_bytes()]);
                         }
                     }
                     Block::Media { source } => {
                         let data = source.data.as_deref().or(source.url.as_deref());
                         let digest = Hash::of(&[data.unwrap_or_default().as_bytes()]);
                         let media = source.media_type.as_deref().unwrap_or_default();
-                        item(&mut out, b"media", &[media.as_bytes(), &digest.0]);
+                        item(out, b"media", &[media.as_bytes(), &digest.0]);
                     }
                     Block::ToolUse { id, name, input } => {
                         if !seen_ids.contains(&(true, &**id)) {
                             seen_ids.push((true, id));
-                            let mut canonical = String::new();
-                            canonical_json(input, &mut canonical);
-                            let parts = [name.as_bytes(), id.as_bytes(), canonical.as_bytes()];
-                            item(&mut out, b"tool_use", &parts);
+                            item(out, b"tool_use", &[name.as_bytes(), id.as_bytes()]);
+                            part_with(out, |out| canonical_json(input, out));
                         }
                     }
                     Block::ToolResult {
@@ -502,13 +504,13 @@ fn normalised(content: &Content) -> Vec<u8> {
                     } => {
                         if !seen_ids.contains(&(false, &**tool_use_id)) {
                             seen_ids.push((false, tool_use_id));
-                            let inner = content.as_ref().map(normalised).unwrap_or_default();
                             let error: &[u8] = if *is_error { b"error" } else { b"" };
-                            item(
-                                &mut out,
-                                b"tool_result",
-                                &[tool_use_id.as_bytes(), error, &inner],
-                            );
+                            item(out, b"tool_result", &[tool_use_id.as_bytes(), error]);
+                            part_with(out, |out| {
+                                if let Some(content) = content {
+                                    normalise_into(content, out);
+                                }
+                            });
                         }
                     }
                     Block::Ignored => {}
@@ -517,7 +519,6 @@ fn normalised(content: &Content) -> Vec<u8> {
         }
         Content::Other => {}
     }
-    out
 }
 
 /// One item: its kind, then each part with its length.
@@ -529,6 +530,15 @@ fn item(out: &mut Vec<u8>, kind: &[u8], parts: &[&[u8]]) {
     }
 }
 
+/// One more part of an item, written by `write` straight onto `out`, its length put before it.
+fn part_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 fn put(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_le_bytes());
     h.update(bytes);
@@ -536,33 +546,36 @@ fn put(h: &mut Sha256, bytes: &[u8]) {
 
 /// JSON with object keys sorted, so that a client re-serialising a tool's input in another
 /// key order does not break the chain.
-fn canonical_json(value: &serde_json::Value, out: &mut String) {
+fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
     match value {
         serde_json::Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            out.push('{');
+            out.push(b'{');
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::Value::String(key.clone()).to_string());
-                out.push(':');
+                // Writing to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, key);
+                out.push(b':');
                 canonical_json(&map[key], out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         serde_json::Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 canonical_json(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 

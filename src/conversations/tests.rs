@@ -90,6 +90,10 @@ fn normalisation_ignores_what_changes_between_turns() {
         {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
     ]));
     assert_eq!(plain, with_system);
+    // A message left empty is left out, in either form.
+    assert_eq!(plain, hash_of(json!([user("Fix the bug"), user(" \r\n")])));
+    let empty_blocks = json!({"role": "user", "content": [{"type": "text", "text": ""}]});
+    assert_eq!(plain, hash_of(json!([user("Fix the bug"), empty_blocks])));
     assert_ne!(plain, hash_of(json!([user("Fix the other bug")])));
     // Thinking blocks do not count; tool input key order does not either.
     let a = hash_of(json!([user("q"), {"role": "assistant", "content": [
@@ -122,6 +126,11 @@ fn a_message_repeating_a_tool_id_is_dropped() {
         tool_result
     ]));
     assert_eq!(once, twice);
+    // A result answers its call with the same id: that is no repeat, and it counts.
+    let other_result = json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "tests"}]});
+    assert_ne!(once, hash_of(json!([user("list"), tool_use, other_result])));
+    assert_ne!(once, hash_of(json!([user("list"), tool_use])));
 }
 
 #[test]
