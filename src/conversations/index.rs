@@ -149,7 +149,7 @@ impl Index {
 
     /// Adds requests linked elsewhere (the database at start, or a prefix lookup), oldest
     /// first; ones it already has are skipped.
-    pub fn learn(&mut self, known: Known) {
+    pub fn learn(&mut self, known: &Known) {
         if self.nodes.contains_key(known.request_id.as_str()) {
             return;
         }
@@ -181,17 +181,13 @@ impl Index {
         {
             parent.children.push((id.clone(), known.hash));
         }
-        let node = Node {
-            domain: self.name(&known.domain),
-            account_id: known.account_id.as_deref().map(|a| self.name(a)),
-            hash: known.hash,
-            at: known.at,
-            conversation_id: known.link.conversation_id.into(),
-            branch_id: self.name(&known.link.branch_id),
-            is_subtask: known.link.is_subtask,
-            parent_task_request_id: known.link.parent_task_request_id.map(Into::into),
-            children: Vec::new(),
-        };
+        let node = self.node(
+            &known.domain,
+            known.account_id.as_deref(),
+            known.hash,
+            known.at,
+            &known.link,
+        );
         self.insert(id, node);
     }
 
@@ -273,19 +269,31 @@ impl Index {
             self.learn_marker(marker.clone());
             self.new_markers.push(marker);
         }
-        let node = Node {
-            domain: self.name(input.domain),
-            account_id: input.account_id.map(|a| self.name(a)),
-            hash: current,
-            at: input.at,
+        let node = self.node(input.domain, input.account_id, current, input.at, &link);
+        self.insert(id, node);
+        link
+    }
+
+    /// A request's node, its names shared with the nodes that have them.
+    fn node(
+        &mut self,
+        domain: &str,
+        account_id: Option<&str>,
+        hash: Hash,
+        at: OffsetDateTime,
+        link: &Link,
+    ) -> Node {
+        Node {
+            domain: self.name(domain),
+            account_id: account_id.map(|a| self.name(a)),
+            hash,
+            at,
             conversation_id: link.conversation_id.as_str().into(),
             branch_id: self.name(&link.branch_id),
             is_subtask: link.is_subtask,
             parent_task_request_id: link.parent_task_request_id.as_deref().map(Into::into),
             children: Vec::new(),
-        };
-        self.insert(id, node);
-        link
+        }
     }
 
     /// The newest request in the input's domain and account whose messages hash to `hash`

@@ -4,9 +4,9 @@
 //! database is read here, in the insert, never on the request's path. And `relink`: the same
 //! rules over stored rows, for rows written before linking existed or after a rule changed.
 
-use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
@@ -33,7 +33,7 @@ struct State {
 async fn load(index: &mut Index, store: &Store) -> Result<(), StoreError> {
     let since = OffsetDateTime::now_utc() - START_WINDOW;
     for known in store.linked_since(since, START_ROWS).await? {
-        index.learn(known);
+        index.learn(&known);
     }
     for marker in store.markers_since(since).await? {
         index.learn_marker(marker);
@@ -148,7 +148,7 @@ impl Linker {
         for record in records.iter_mut() {
             if let Some(link) = &record.link {
                 if let Some(hash) = Hash::from_hex(&link.current_message_hash) {
-                    index.learn(known(record, hash, link.clone()));
+                    index.learn(&known(record, hash, link.clone()));
                 }
                 continue;
             }
@@ -188,7 +188,7 @@ async fn link_one(
         match store.linked_by_hash(&unknown).await {
             Ok(rows) => {
                 misses.note(&unknown, |h| rows.iter().any(|k| k.hash == *h));
-                rows.into_iter().for_each(|k| index.learn(k));
+                rows.iter().for_each(|k| index.learn(k));
             }
             Err(e) => tracing::debug!("conversation prefix lookup failed: {e}"),
         }
@@ -237,7 +237,7 @@ pub async fn relink(
     if let Some(since) = since {
         for k in store.linked_since(since - START_WINDOW, START_ROWS).await? {
             if k.at < since {
-                index.learn(k);
+                index.learn(&k);
             }
         }
         for marker in store.markers_since(since - START_WINDOW).await? {
