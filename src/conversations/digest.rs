@@ -331,6 +331,18 @@ enum Block<'a> {
     Ignored,
 }
 
+impl Block<'_> {
+    /// A tool call by its id (`true`), or a tool result by the id of the call it answers
+    /// (`false`): a call and its result share the id, and are not repeats of each other.
+    fn tool_id(&self) -> Option<(bool, &str)> {
+        match self {
+            Block::ToolUse { id, .. } => Some((true, id)),
+            Block::ToolResult { tool_use_id, .. } => Some((false, tool_use_id)),
+            _ => None,
+        }
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Block<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Block<'a>, D::Error> {
         WireContentBlock::deserialize(d).map(Block::from)
@@ -427,7 +439,7 @@ impl Content<'_> {
 /// The hash of each prefix of the messages the hash covers (see the module's header), and
 /// the message kept when it is the only one. One buffer holds each message's content in turn.
 fn prefix_chain<'m>(messages: &'m [Message<'m>]) -> (Vec<Hash>, Option<&'m Message<'m>>) {
-    // A tool call's id, and a tool result's (the id of the call it answers), seen so far.
+    // The tool calls and results seen so far (see [`Block::tool_id`]).
     let mut seen: Vec<(bool, &str)> = Vec::new();
     let mut prefixes = Vec::with_capacity(messages.len());
     let mut first = None;
@@ -437,13 +449,7 @@ fn prefix_chain<'m>(messages: &'m [Message<'m>]) -> (Vec<Hash>, Option<&'m Messa
         if message.role == "system" {
             continue;
         }
-        let ids = || {
-            message.content.blocks().iter().filter_map(|b| match b {
-                Block::ToolUse { id, .. } => Some((true, &**id)),
-                Block::ToolResult { tool_use_id, .. } => Some((false, &**tool_use_id)),
-                _ => None,
-            })
-        };
+        let ids = || message.content.blocks().iter().filter_map(Block::tool_id);
         if ids().any(|id| seen.contains(&id)) {
             continue;
         }
@@ -465,25 +471,22 @@ fn prefix_chain<'m>(messages: &'m [Message<'m>]) -> (Vec<Hash>, Option<&'m Messa
     (prefixes, only)
 }
 
-/// The content as one canonical byte string, onto `out`: each kept item length-prefixed.
+/// The content as one canonical byte string, onto `out`: each kept item length-prefixed (a
+/// tool call or result repeated within it counts once).
 fn normalise_into(content: &Content, out: &mut Vec<u8>) {
     let mut seen_ids: Vec<(bool, &str)> = Vec::new();
     match content {
-        Content::Text(t) => {
-            let text = normalise_text(t);
-            if !text.is_empty() {
-                item(out, b"text", &[text.as_bytes()]);
-            }
-        }
+        Content::Text(text) => text_item(out, text),
         Content::Blocks(blocks) => {
             for block in blocks {
-                match block {
-                    Block::Text { text } => {
-                        let text = normalise_text(text);
-                        if !text.is_empty() {
-                            item(out, b"text", &[text.as_bytes()]);
-                        }
+                if let Some(id) = block.tool_id() {
+                    if seen_ids.contains(&id) {
+                        continue;
                     }
+                    seen_ids.push(id);
+                }
+                match block {
+                    Block::Text { text } => text_item(out, text),
                     Block::Media { source } => {
                         let data = source.data.as_deref().or(source.url.as_deref());
                         let digest = Hash::of(&[data.unwrap_or_default().as_bytes()]);
@@ -491,33 +494,35 @@ fn normalise_into(content: &Content, out: &mut Vec<u8>) {
                         item(out, b"media", &[media.as_bytes(), &digest.0]);
                     }
                     Block::ToolUse { id, name, input } => {
-                        if !seen_ids.contains(&(true, &**id)) {
-                            seen_ids.push((true, id));
-                            item(out, b"tool_use", &[name.as_bytes(), id.as_bytes()]);
-                            part_with(out, |out| canonical_json(input, out));
-                        }
+                        item(out, b"tool_use", &[name.as_bytes(), id.as_bytes()]);
+                        part_with(out, |out| canonical_json(input, out));
                     }
                     Block::ToolResult {
                         tool_use_id,
                         content,
                         is_error,
                     } => {
-                        if !seen_ids.contains(&(false, &**tool_use_id)) {
-                            seen_ids.push((false, tool_use_id));
-                            let error: &[u8] = if *is_error { b"error" } else { b"" };
-                            item(out, b"tool_result", &[tool_use_id.as_bytes(), error]);
-                            part_with(out, |out| {
-                                if let Some(content) = content {
-                                    normalise_into(content, out);
-                                }
-                            });
-                        }
+                        let error: &[u8] = if *is_error { b"error" } else { b"" };
+                        item(out, b"tool_result", &[tool_use_id.as_bytes(), error]);
+                        part_with(out, |out| {
+                            if let Some(content) = content {
+                                normalise_into(content, out);
+                            }
+                        });
                     }
                     Block::Ignored => {}
                 }
             }
         }
         Content::Other => {}
+    }
+}
+
+/// A text item, unless the text is empty once normalised.
+fn text_item(out: &mut Vec<u8>, text: &str) {
+    let text = normalise_text(text);
+    if !text.is_empty() {
+        item(out, b"text", &[text.as_bytes()]);
     }
 }
 
@@ -687,9 +692,10 @@ impl Answer {
             let index = event.index.unwrap_or_default();
             match (event.kind.as_str(), event.content_block, event.delta) {
                 ("content_block_start", Some(block), _) => {
-                    let tool = (block.kind == "tool_use")
-                        .then(|| block.name.map(|n| n.0.into_owned()))
-                        .flatten();
+                    let tool = block
+                        .name
+                        .filter(|_| block.kind == "tool_use")
+                        .map(|n| n.0.into_owned());
                     let text = block.text.unwrap_or_default().0.into_owned();
                     open.insert(
                         index,
