@@ -28,12 +28,14 @@ pub async fn send_message(
         .unwrap()
 }
 
-/// The status of a JSON Messages request to the proxy with `key`.
+/// The status of a JSON Messages request to the proxy with `key`, once its body is read to
+/// the end (as a client does before its next turn: the proxy records, and charges limits,
+/// when the body ends, not when the status is sent).
 pub async fn message_status(proxy: &TestProxy, key: &str) -> u16 {
-    send_message(proxy, key, MESSAGE_JSON)
-        .await
-        .status()
-        .as_u16()
+    let response = send_message(proxy, key, MESSAGE_JSON).await;
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
 }
 
 /// `GET` of a dashboard path with the dashboard key as bearer; add headers, then send.
