@@ -339,6 +339,63 @@ async fn a_claude_code_session_becomes_a_tree() {
     let page: Value = dashboard_json(&proxy, "/api/conversations?sort=tokens&limit=1").await;
     assert_eq!(page["items"][0]["conversation_id"], id);
     assert_eq!(page["next_cursor"], Value::Null);
+
+    // By client key: a key made on the dashboard starts a conversation of its own; each key
+    // finds its own, in the conversations and in the requests.
+    let mut reloads = proxy.key_reloads.clone();
+    reloads.borrow_and_update();
+    let made = http()
+        .post(proxy.dashboard_url("/api/keys"))
+        .bearer_auth(DASHBOARD_KEY)
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), reloads.changed())
+        .await
+        .expect("the proxy loads the new key")
+        .unwrap();
+    let body = json!({"model": MODEL, "max_tokens": 64, "messages": [user("Rename parse()")]});
+    let response = post_message(
+        proxy.url("/v1/messages"),
+        made["key"].as_str().unwrap(),
+        body.to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    proxy.wait_written(client.sent + 1).await;
+    let made_id = made["id"].as_str().unwrap();
+    for (key_id, title, requests) in [
+        ("file:a.example", FIRST, client.sent),
+        (made_id, "Rename parse()", 1),
+    ] {
+        let list = dashboard_json(
+            &proxy,
+            &format!("/api/conversations?client_key_id={key_id}"),
+        )
+        .await;
+        let titles: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, [title], "{key_id}");
+        let rows = dashboard_json(&proxy, &format!("/api/requests?client_key_id={key_id}")).await;
+        let rows = rows["items"].as_array().unwrap();
+        assert_eq!(rows.len() as u64, requests, "{key_id}");
+        assert!(
+            rows.iter().all(|r| r["client_key_id"] == key_id),
+            "{key_id}"
+        );
+    }
+    let none = dashboard_json(&proxy, "/api/conversations?client_key_id=ck_000000000000").await;
+    assert_eq!(none["items"], json!([]));
 }
 
 #[tokio::test]

@@ -34,6 +34,9 @@ pub struct RequestFilter {
     pub streaming: Option<bool>,
     /// The client key's hash, as listed.
     pub api_key_hash: Option<String>,
+    /// The client key's id: a `client_keys` id (`ck_…`), or `file:<domain>` for a credential
+    /// file's own `client_api_key`.
+    pub client_key_id: Option<String>,
     /// Inclusive start, ISO-8601 (RFC 3339).
     #[serde(default, deserialize_with = "rfc3339")]
     #[param(value_type = Option<String>, format = DateTime)]
@@ -95,10 +98,10 @@ pub struct DailyCount {
 
 pub(super) const LIST_COLUMNS: &str = "request_id, timestamp, domain, account_id, method, path, \
      model, response_status, input_tokens, output_tokens, cache_creation_input_tokens, \
-     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, error, \
-     current_message_hash, parent_message_hash, system_hash, conversation_id, branch_id, \
-     CAST(message_count AS BIGINT) AS message_count, parent_request_id, is_subtask, \
-     parent_task_request_id";
+     cache_read_input_tokens, duration_ms, first_token_ms, response_streaming, api_key_hash, \
+     client_key_id, error, current_message_hash, parent_message_hash, system_hash, \
+     conversation_id, branch_id, CAST(message_count AS BIGINT) AS message_count, \
+     parent_request_id, is_subtask, parent_task_request_id";
 
 pub(super) const SUMS: &str = "COUNT(*) AS requests, \
      CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
@@ -482,6 +485,7 @@ pub(super) fn push_filter(sql: &mut String, f: &RequestFilter) -> Vec<Value> {
         ("domain", &f.domain),
         ("model", &f.model),
         ("api_key_hash", &f.api_key_hash),
+        ("client_key_id", &f.client_key_id),
     ];
     for (column, value) in text {
         if let Some(v) = value {
@@ -533,6 +537,7 @@ pub(super) fn list_row(row: &impl ReadRow) -> Result<Record, sqlx::Error> {
             .opt_text("api_key_hash")?
             .as_deref()
             .and_then(KeyHash::from_hex),
+        client_key_id: row.opt_text("client_key_id")?,
         error: row.opt_text("error")?,
         link: link_of(row)?,
         ..Record::default()
