@@ -21,6 +21,8 @@ export interface RequestSummary extends Tokens {
   first_token_ms: number | null;
   streaming: boolean;
   api_key_hash: string | null;
+  /** The client key's id: `ck_…`, or `file:<domain>` for a credential file's own key. */
+  client_key_id?: string | null;
   error: string | null;
   /** Where the request sits in a conversation; absent (or null) when it is not linked to one.
    * The fields mean what they mean in a `ConversationNode`. */

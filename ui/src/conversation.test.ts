@@ -148,7 +148,17 @@ describe("conversations query", () => {
     expect(conversationQuery(emptyFilter, "last_activity")).toBe("sort=last_activity");
     const q = new URLSearchParams(
       conversationQuery(
-        { ...emptyFilter, domain: "a.example", account_id: "acc", model: "m", status: "500", streaming: "true", since: "2026-11-28T10:00", until: "2026-11-29T10:00" },
+        {
+          ...emptyFilter,
+          domain: "a.example",
+          account_id: "acc",
+          client_key_id: "ck_1",
+          model: "m",
+          status: "500",
+          streaming: "true",
+          since: "2026-11-28T10:00",
+          until: "2026-11-29T10:00",
+        },
         "tokens",
         { cursor: "c1", limit: "50" },
       ),
@@ -156,6 +166,7 @@ describe("conversations query", () => {
     expect(Object.fromEntries(q)).toEqual({
       domain: "a.example",
       account_id: "acc",
+      client_key_id: "ck_1",
       model: "m",
       sort: "tokens",
       cursor: "c1",

@@ -1,10 +1,35 @@
 // The filter form of the Requests and Conversations pages: each page names the fields it
 // offers; what is typed is a draft until Apply (or Enter), so a list is not fetched per key.
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
+import { api } from "./api";
 import { emptyFilter, type Filter } from "./format";
+
+/** A client key as the filter offers it: its id, and how a person recognises it. */
+export interface KeyOption {
+  id: string;
+  label: string;
+}
+
+/** The client keys to filter by: the database's (newest first, revoked ones marked) and each
+ * credential file's own `client_api_key`. */
+export async function keyOptions(): Promise<KeyOption[]> {
+  const [{ keys }, { accounts }] = await Promise.all([api.keys(), api.accounts()]);
+  return [
+    ...keys.map((k) => ({
+      id: k.id,
+      label: `${k.name ?? k.id} · ${k.prefix}${k.status === "active" ? "" : ` (${k.status})`}`,
+    })),
+    ...accounts.flatMap((a) => (a.file_client_key ? [{ id: a.file_client_key.id, label: `${a.domain} file key · ${a.file_client_key.prefix}` }] : [])),
+  ];
+}
 
 export function FilterForm(props: { label: string; fields: (keyof Filter)[]; onApply: (filter: Filter) => void }) {
   const [draft, setDraft] = useState<Filter>(emptyFilter);
+  const [keys, setKeys] = useState<KeyOption[]>([]);
+  const offersKeys = props.fields.includes("client_key_id");
+  useEffect(() => {
+    if (offersKeys) keyOptions().then(setKeys, () => setKeys([]));
+  }, [offersKeys]);
   const set = (name: keyof Filter) => (e: Event) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value });
   const text = (name: keyof Filter, label: string) => (
     <label key={name}>
@@ -35,6 +60,20 @@ export function FilterForm(props: { label: string; fields: (keyof Filter)[]; onA
               <option value="">any</option>
               <option value="true">yes</option>
               <option value="false">no</option>
+            </select>
+          </label>
+        );
+      case "client_key_id":
+        return (
+          <label key={name}>
+            Client key
+            <select value={draft.client_key_id} onChange={set("client_key_id")}>
+              <option value="">any</option>
+              {keys.map((k) => (
+                <option key={k.id} value={k.id}>
+                  {k.label}
+                </option>
+              ))}
             </select>
           </label>
         );

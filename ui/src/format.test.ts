@@ -99,9 +99,16 @@ describe("filters", () => {
   it("builds the API query from the set fields only", () => {
     expect(filterQuery(emptyFilter)).toBe("");
     const q = new URLSearchParams(
-      filterQuery({ ...emptyFilter, domain: "a.example", model: "claude-x", status: "429", streaming: "true" }, { limit: "50" }),
+      filterQuery({ ...emptyFilter, domain: "a.example", model: "claude-x", status: "429", streaming: "true", client_key_id: "file:a.example" }, { limit: "50" }),
     );
-    expect(Object.fromEntries(q)).toEqual({ domain: "a.example", model: "claude-x", status: "429", streaming: "true", limit: "50" });
+    expect(Object.fromEntries(q)).toEqual({
+      domain: "a.example",
+      model: "claude-x",
+      status: "429",
+      streaming: "true",
+      client_key_id: "file:a.example",
+      limit: "50",
+    });
     expect(localToIso("")).toBe("");
     expect(localToIso("not a date")).toBe("");
     expect(localToIso("2026-11-28T10:00")).toMatch(/^2026-11-2\dT\d\d:00:00\.000Z$/);
@@ -117,6 +124,9 @@ describe("filters", () => {
     expect(matchesFilter(r, { ...emptyFilter, domain: "a.example" })).toBe(true);
     expect(matchesFilter(r, { ...emptyFilter, domain: "b.example" })).toBe(false);
     expect(matchesFilter(r, { ...emptyFilter, model: "claude-sonnet-4-5" })).toBe(true);
+    expect(matchesFilter({ ...r, client_key_id: "ck_1" }, { ...emptyFilter, client_key_id: "ck_1" })).toBe(true);
+    expect(matchesFilter({ ...r, client_key_id: "ck_1" }, { ...emptyFilter, client_key_id: "ck_2" })).toBe(false);
+    expect(matchesFilter(r, { ...emptyFilter, client_key_id: "ck_1" })).toBe(false);
   });
 
   it("merges live requests newest first without duplicates", () => {

@@ -56,6 +56,8 @@ export interface Filter {
   model: string;
   status: string;
   streaming: "" | "true" | "false";
+  /** A client key's id (`ck_…` or `file:<domain>`). */
+  client_key_id: string;
   since: string;
   until: string;
 }
@@ -66,6 +68,7 @@ export const emptyFilter: Filter = {
   model: "",
   status: "",
   streaming: "",
+  client_key_id: "",
   since: "",
   until: "",
 };
@@ -85,6 +88,7 @@ export function filterQuery(f: Filter, extra: Record<string, string> = {}): stri
   if (f.model) params.set("model", f.model);
   if (f.status) params.set("status", f.status);
   if (f.streaming) params.set("streaming", f.streaming);
+  if (f.client_key_id) params.set("client_key_id", f.client_key_id);
   const since = localToIso(f.since);
   const until = localToIso(f.until);
   if (since) params.set("since", since);
@@ -100,6 +104,7 @@ export function matchesFilter(r: RequestSummary, f: Filter): boolean {
   if (f.model && r.model !== f.model) return false;
   if (f.status && String(r.status) !== f.status.trim()) return false;
   if (f.streaming && String(r.streaming) !== f.streaming) return false;
+  if (f.client_key_id && r.client_key_id !== f.client_key_id) return false;
   const at = new Date(r.timestamp).getTime();
   const since = localToIso(f.since);
   const until = localToIso(f.until);

@@ -41,7 +41,7 @@ export function ConversationsPage(props: { onError: (e: unknown) => void }) {
 
   return (
     <>
-      <FilterForm label="Filter conversations" fields={["domain", "account_id", "model", "since", "until"]} onApply={setFilter} />
+      <FilterForm label="Filter conversations" fields={["domain", "account_id", "client_key_id", "model", "since", "until"]} onApply={setFilter} />
       <div class="toolbar" role="group" aria-label="Sort by">
         <span class="muted">Sort by</span>
         {SORTS.map((s) => (

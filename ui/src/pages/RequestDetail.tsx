@@ -37,7 +37,7 @@ export function RequestDetailPage(props: { id: string; onError: (e: unknown) => 
     ["Method / path", `${d.method} ${d.path}`],
     ["Model", d.model ?? "–"],
     ["Account", `${d.account_id ?? "–"} (${d.domain})`],
-    ["Client key", shortHash(d.api_key_hash)],
+    ["Client key", d.client_key_id ? `${d.client_key_id} (${shortHash(d.api_key_hash)})` : shortHash(d.api_key_hash)],
     ["Client IP", d.client_ip ?? "–"],
     ["Streaming", d.streaming ? "yes" : "no"],
     ["Duration", formatMs(d.duration_ms)],

@@ -54,7 +54,7 @@ export function RequestsPage(props: { onError: (e: unknown) => void }) {
     <>
       <FilterForm
         label="Filter requests"
-        fields={["account_id", "model", "status", "streaming", "since", "until"]}
+        fields={["account_id", "client_key_id", "model", "status", "streaming", "since", "until"]}
         onApply={setFilter}
       />
       <div class="toolbar">
