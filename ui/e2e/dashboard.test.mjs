@@ -938,8 +938,8 @@ test("a Claude Code session is a conversation: its branches and sub-task in a gr
   assert.ok(Number(cell("Sub-tasks")) >= 1, `sub-tasks: ${cell("Sub-tasks")}`);
   assert.equal(cell("Failed"), "0");
   // Filtered by the client key the session used, picked from the keys by name: still listed.
-  const { nodes } = await fetchJson(page, `/api/conversations/${encodeURIComponent(summary.conversation_id)}`);
-  const { client_key_id: keyId } = await fetchJson(page, `/api/requests/${encodeURIComponent(nodes[0].request_id)}`);
+  const first = (await fetchJson(page, `/api/conversations/${encodeURIComponent(summary.conversation_id)}`)).nodes[0];
+  const { client_key_id: keyId } = await fetchJson(page, `/api/requests/${encodeURIComponent(first.request_id)}`);
   assert.ok(keyId, "the session's requests name their client key");
   const filters = page.getByRole("form", { name: "Filter conversations" });
   await filters.getByRole("combobox", { name: "Client key" }).selectOption(keyId);
