@@ -67,6 +67,19 @@ async function shot(page, name) {
   await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 }
 
+/** Waits for a limits editor to close after Save; if it stays open, fails with what it says
+ * (its error, or the values it still holds) and a screenshot, rather than a bare timeout. */
+async function saved(page, editor) {
+  try {
+    await editor.waitFor({ state: "detached", timeout: 15_000 });
+  } catch (e) {
+    await shot(page, "limits-editor-stayed-open");
+    const text = await editor.innerText().catch(() => "(gone)");
+    const values = await editor.locator("input").evaluateAll((inputs) => inputs.map((i) => i.value)).catch(() => []);
+    throw new Error(`the limits editor stayed open: ${JSON.stringify(text)} values ${JSON.stringify(values)}: ${e.message}`);
+  }
+}
+
 /** Waits for the layout to settle: Chart.js resizes its canvases on the next frames. */
 async function settle(page) {
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
@@ -682,7 +695,7 @@ test("limits set on a key and an account from the Accounts page: gauges fill as 
   await editor.getByLabel("Tokens per day").fill("1,000");
   await editor.getByLabel("Dollars per day").fill("5");
   await editor.getByRole("button", { name: "Save limits" }).click();
-  await editor.waitFor({ state: "detached" });
+  await saved(page, editor);
   const perMinute = key.getByRole("meter", { name: "Requests per minute" });
   const perDay = key.getByRole("meter", { name: "Tokens per day" });
   await key.getByText("0 / 3 requests per minute").waitFor();
@@ -695,7 +708,7 @@ test("limits set on a key and an account from the Accounts page: gauges fill as 
   await account.getByRole("button", { name: "Set limits" }).click();
   await editor.getByLabel("Dollars per month").fill("$200");
   await editor.getByRole("button", { name: "Save limits" }).click();
-  await editor.waitFor({ state: "detached" });
+  await saved(page, editor);
   await account.getByRole("meter", { name: "Dollars per month" }).waitFor();
 
   // Two requests with the key: the gauges move without a reload. Each mock answer counts
@@ -731,7 +744,7 @@ test("limits set on a key and an account from the Accounts page: gauges fill as 
   assert.equal(await editor.getByLabel("Tokens per day").inputValue(), "1000");
   assert.equal(await editor.getByLabel("Tokens per hour").inputValue(), "");
   await editor.getByRole("button", { name: "Remove limits" }).click();
-  await editor.waitFor({ state: "detached" });
+  await saved(page, editor);
   await key.getByText("No limits").waitFor();
   assert.equal((await proxyStatus(clientKey)).status, 200);
   await account.getByRole("button", { name: "Change" }).click();
