@@ -2,33 +2,20 @@
 // offers; what is typed is a draft until Apply (or Enter), so a list is not fetched per key.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
-import { emptyFilter, type Filter } from "./format";
+import { emptyFilter, type Filter, type KeyRow, keyLabel, keyRows } from "./format";
 
-/** A client key as the filter offers it: its id, and how a person recognises it. */
-export interface KeyOption {
-  id: string;
-  label: string;
-}
-
-/** The client keys to filter by: the database's (newest first, revoked ones marked) and each
- * credential file's own `client_api_key`. */
-export async function keyOptions(): Promise<KeyOption[]> {
+/** The client keys to filter by, as the Accounts page lists them. */
+async function loadKeys(): Promise<KeyRow[]> {
   const [{ keys }, { accounts }] = await Promise.all([api.keys(), api.accounts()]);
-  return [
-    ...keys.map((k) => ({
-      id: k.id,
-      label: `${k.name ?? k.id} · ${k.prefix}${k.status === "active" ? "" : ` (${k.status})`}`,
-    })),
-    ...accounts.flatMap((a) => (a.file_client_key ? [{ id: a.file_client_key.id, label: `${a.domain} file key · ${a.file_client_key.prefix}` }] : [])),
-  ];
+  return keyRows(keys, accounts);
 }
 
 export function FilterForm(props: { label: string; fields: (keyof Filter)[]; onApply: (filter: Filter) => void }) {
   const [draft, setDraft] = useState<Filter>(emptyFilter);
-  const [keys, setKeys] = useState<KeyOption[]>([]);
+  const [keys, setKeys] = useState<KeyRow[]>([]);
   const offersKeys = props.fields.includes("client_key_id");
   useEffect(() => {
-    if (offersKeys) keyOptions().then(setKeys, () => setKeys([]));
+    if (offersKeys) loadKeys().then(setKeys, () => setKeys([]));
   }, [offersKeys]);
   const set = (name: keyof Filter) => (e: Event) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value });
   const text = (name: keyof Filter, label: string) => (
@@ -71,7 +58,7 @@ export function FilterForm(props: { label: string; fields: (keyof Filter)[]; onA
               <option value="">any</option>
               {keys.map((k) => (
                 <option key={k.id} value={k.id}>
-                  {k.label}
+                  {keyLabel(k)}
                 </option>
               ))}
             </select>

@@ -6,6 +6,7 @@ import {
   passthroughFile,
   formatRelative,
   gauge,
+  keyLabel,
   keyRows,
   upsertAccount,
   emptyFilter,
@@ -274,6 +275,8 @@ describe("accounts and keys", () => {
     ]);
     expect(rows[1]).toEqual({ source: "file", id: "file:b.example", prefix: "cnp_live_Bb22…", account: "b.example" });
     expect(keyRows([], [account({})])).toEqual([]);
+    expect(rows.map(keyLabel)).toEqual(["laptop · cnp_live_Ab12…", "b.example file key · cnp_live_Bb22…", "c.example file key · cnp_live_Cc33…"]);
+    expect(keyLabel({ source: "database", ...dbKey, name: null, status: "revoked" })).toBe("ck_1 · cnp_live_Ab12… (revoked)");
   });
 });
 

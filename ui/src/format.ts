@@ -259,6 +259,13 @@ export function keyRows(keys: ClientKeyInfo[], accounts: AccountInfo[]): KeyRow[
   return [...keys.map((k) => ({ source: "database" as const, ...k })), ...fromFiles];
 }
 
+/** How a key is offered in the filters: its name (or id) and prefix, a file's key by its
+ * domain, a key no longer in use marked so. */
+export function keyLabel(k: KeyRow): string {
+  if (k.source === "file") return `${k.account} file key · ${k.prefix}`;
+  return `${k.name ?? k.id} · ${k.prefix}${k.status === "active" ? "" : ` (${k.status})`}`;
+}
+
 /** "45 s", "5 min", "14 min 32 s", "1 h 30 min", "2 d 3 h": a span of seconds, two units at most. */
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
