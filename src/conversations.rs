@@ -43,11 +43,13 @@ pub struct Link {
 }
 
 /// A Messages API exchange as the proxy saw it, for the writer to digest: the request body and
-/// the response's chunks (shared buffers, not copies), up to [`CAPTURE_LIMIT`].
+/// the response, up to [`CAPTURE_LIMIT`]. Both are copies: a body received in one piece is a
+/// slice of the connection's read buffer, which the connection reuses only once nothing else
+/// holds it, and these wait for the writer.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
     pub request: Bytes,
-    pub response: Vec<Bytes>,
+    pub response: Bytes,
 }
 
 /// The most of a response kept for digesting.
@@ -55,10 +57,6 @@ pub const CAPTURE_LIMIT: usize = 8 << 20;
 
 impl Capture {
     pub fn digest(&self) -> Option<Digests> {
-        let response = match self.response.as_slice() {
-            [one] => one.clone(),
-            many => Bytes::from(many.concat()),
-        };
-        digest(&self.request, &response)
+        digest(&self.request, &self.response)
     }
 }

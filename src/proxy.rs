@@ -122,8 +122,8 @@ pub async fn handle(
                 if parts.uri.path() == "/v1/messages" {
                     // The writer digests it for the conversation links, off this path.
                     exchange.record.capture = Some(Box::new(Capture {
-                        request: body.clone(),
-                        response: Vec::new(),
+                        request: Bytes::copy_from_slice(&body),
+                        response: Bytes::new(),
                     }));
                 }
             }

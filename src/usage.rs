@@ -147,9 +147,9 @@ pub struct Metered {
     /// Each SSE event as it was sent, with its arrival in ms after the request began, when
     /// bodies are stored.
     pub events: Vec<(u64, String)>,
-    /// The body's chunks as received (shared, not copied), up to
-    /// [`crate::conversations::CAPTURE_LIMIT`], when [`Meter::capture`] asked for them.
-    pub raw: Vec<Bytes>,
+    /// The body as received, up to [`crate::conversations::CAPTURE_LIMIT`], when
+    /// [`Meter::capture`] asked for it.
+    pub raw: Bytes,
 }
 
 /// Observes a response body chunk by chunk.
@@ -159,8 +159,11 @@ pub struct Meter {
     chunks: Vec<Bytes>,
     collected: usize,
     sse: SseScanner,
-    /// When capturing (see [`Meter::capture`]): the bytes kept so far.
-    capture: Option<usize>,
+    /// When capturing (see [`Meter::capture`]): the body so far. Copied, not the chunks
+    /// themselves: they are slices of the upstream connection's read buffer, which it reuses
+    /// for the next response only once nothing else holds them, and these live until the
+    /// writer digests them.
+    capture: Option<Vec<u8>>,
     out: Metered,
 }
 
@@ -179,17 +182,16 @@ impl Meter {
 
     /// Keeps the body's chunks for the conversation digests (a Messages API exchange).
     pub fn capture(mut self) -> Meter {
-        self.capture = Some(0);
+        self.capture = Some(Vec::new());
         self
     }
 
     /// Takes the next chunk, which arrived `elapsed_ms` after the request began.
     pub fn observe(&mut self, chunk: &Bytes, elapsed_ms: u64) {
         if let Some(kept) = &mut self.capture
-            && *kept + chunk.len() <= crate::conversations::CAPTURE_LIMIT
+            && kept.len() + chunk.len() <= crate::conversations::CAPTURE_LIMIT
         {
-            *kept += chunk.len();
-            self.out.raw.push(chunk.clone());
+            kept.extend_from_slice(chunk);
         }
         match self.kind {
             BodyKind::Sse => {
@@ -207,6 +209,9 @@ impl Meter {
     }
 
     pub fn finish(mut self) -> Metered {
+        if let Some(kept) = self.capture.take() {
+            self.out.raw = Bytes::from(kept);
+        }
         if self.kind == BodyKind::Sse {
             self.sse.end(&mut self.out);
             return self.out;

@@ -561,7 +561,7 @@ async fn digest_captures(records: &mut Vec<Record>) {
     let captured: usize = records
         .iter()
         .filter_map(|r| r.capture.as_deref())
-        .map(|c| c.request.len() + c.response.iter().map(|b| b.len()).sum::<usize>())
+        .map(|c| c.request.len() + c.response.len())
         .sum();
     if captured <= INLINE_DIGEST_BYTES {
         digest_all(records);
