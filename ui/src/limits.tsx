@@ -1,6 +1,6 @@
 // The Accounts page's "Limits and budgets" card: every account and key with its limits and
 // their use (a gauge per limit), and an editor to set, change or remove them.
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api, type AccountInfo, type ClientKeyInfo, type LimitEntry } from "./api";
 import { LIMIT_KINDS, limitError, limitForm, limitRows, parseLimitForm, type LimitForm, type LimitRow } from "./format";
 import { LimitGauges } from "./gauges";
@@ -85,7 +85,9 @@ function LimitEditor(props: { row: LimitRow; onClose: () => void; reload: () => 
   const [busy, setBusy] = useState(false);
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const first = useRef<HTMLInputElement>(null);
-  useEffect(() => first.current?.focus(), []);
+  // Focus moves in the same commit that shows the form (a layout effect, not a passive one,
+  // which runs after paint): what is typed at once must not land in the first field.
+  useLayoutEffect(() => first.current?.focus(), []);
 
   const run = async (work: () => Promise<void>) => {
     setBusy(true);

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api, type AccountInfo, type ClientKeyInfo, type CreatedClientKey, type LimitEntry, type OAuthFinished } from "../api";
 import { accountStatus, claudeCodeSnippet, formatRelative, formatTime, keyRows, upsertAccount } from "../format";
 import { PlanGauges } from "../gauges";
@@ -344,7 +344,7 @@ function ShownKey(props: {
   children: ComponentChildren;
 }) {
   const region = useRef<HTMLDivElement>(null);
-  useEffect(() => region.current?.focus(), [props.secret]);
+  useLayoutEffect(() => region.current?.focus(), [props.secret]);
   const snippet = props.baseUrl ? claudeCodeSnippet(props.baseUrl, props.secret, props.passthrough) : null;
   return (
     <div class="created" ref={region} tabIndex={-1} role="region" aria-label={props.label}>
@@ -414,7 +414,7 @@ function ClientKeys(props: {
   const cancel = useRef<HTMLButtonElement>(null);
 
   // Keyboard users land on the safe choice of a confirmation.
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (confirm) cancel.current?.focus();
   }, [confirm]);
 
