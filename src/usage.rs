@@ -180,7 +180,7 @@ impl Meter {
         }
     }
 
-    /// Keeps the body's chunks for the conversation digests (a Messages API exchange).
+    /// Keeps a copy of the body for the conversation digests (a Messages API exchange).
     pub fn capture(mut self) -> Meter {
         self.capture = Some(Vec::new());
         self
