@@ -578,6 +578,15 @@ async fn live_feed_pagination_detail_export_and_overview() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 6, "{csv}");
     assert!(lines[0].starts_with("request_id,timestamp,domain"));
+    assert!(
+        lines[0].ends_with(",error,client_key_id,conversation_id,branch_id"),
+        "{csv}"
+    );
+    // The newest (a success): the file's key by its id, and the conversation it is in.
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(cells[cells.len() - 3], "file:a.example", "{csv}");
+    assert_eq!(cells[cells.len() - 2].len(), 36, "a conversation id: {csv}");
+    assert!(!cells[cells.len() - 1].is_empty(), "a branch: {csv}");
     let json: Vec<Value> = dashboard_get(&proxy, "/api/requests/export?format=json&status=200")
         .send()
         .await
@@ -765,25 +774,6 @@ async fn status_with_key(proxy: &TestProxy, key: &str) -> StatusCode {
     send_message(proxy, key, MESSAGE_JSON).await.status()
 }
 
-/// Sends with `key` until the proxy answers `want`, waiting for client key reloads in between
-/// (they happen within half a second of a change); fails after 10 s.
-async fn until_key_answers(proxy: &mut TestProxy, key: &str, want: StatusCode) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        proxy.key_reloads.borrow_and_update();
-        let got = status_with_key(proxy, key).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::timeout_at(deadline, proxy.key_reloads.changed())
-                .await
-                .is_ok(),
-            "the proxy still answers {got}, not {want}, after 10 s"
-        );
-    }
-}
-
 /// Polls `GET path` until `ready` holds for its JSON; fails after 10 s.
 async fn until_json(proxy: &TestProxy, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -813,7 +803,7 @@ fn key_entry<'a>(list: &'a Value, id: &str) -> &'a Value {
 #[tokio::test]
 async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_revoked() {
     let mock = MockUpstream::start().await;
-    let mut proxy = proxy_with_account(&mock, KEY).await;
+    let proxy = proxy_with_account(&mock, KEY).await;
     let cookie = login(&proxy).await;
 
     // Logged out: 401; another site's page: 403. Nothing is created either way.
@@ -882,7 +872,11 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
     assert!(key.starts_with(made["prefix"].as_str().unwrap().trim_end_matches('…')));
     assert!(made["expires_at"].is_string());
 
-    until_key_answers(&mut proxy, &key, StatusCode::OK).await;
+    assert_eq!(
+        status_with_key(&proxy, &key).await,
+        StatusCode::OK,
+        "in effect when the dashboard answers"
+    );
     let list = until_json(&proxy, "/api/keys", |l| {
         key_entry(l, &id)["last_used_at"].is_string()
     })
@@ -911,7 +905,11 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
         rotated["expires_at"].is_string(),
         "same lifetime: {rotated}"
     );
-    until_key_answers(&mut proxy, &new_key, StatusCode::OK).await;
+    assert_eq!(
+        status_with_key(&proxy, &new_key).await,
+        StatusCode::OK,
+        "in effect when the dashboard answers"
+    );
     assert_eq!(status_with_key(&proxy, &key).await, StatusCode::OK);
     let list = get_json(&proxy, "/api/keys").await;
     assert_eq!(key_entry(&list, &id)["status"], "active");
@@ -925,7 +923,11 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
     )
     .await;
     assert_eq!(retired.status(), StatusCode::NO_CONTENT);
-    until_key_answers(&mut proxy, &key, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        status_with_key(&proxy, &key).await,
+        StatusCode::UNAUTHORIZED,
+        "in effect when the dashboard answers"
+    );
     let again = post(
         &proxy,
         &cookie,
@@ -944,7 +946,11 @@ async fn a_key_made_on_the_dashboard_works_through_the_proxy_until_rotated_or_re
     )
     .await;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    until_key_answers(&mut proxy, &new_key, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        status_with_key(&proxy, &new_key).await,
+        StatusCode::UNAUTHORIZED,
+        "in effect when the dashboard answers"
+    );
     let list = get_json(&proxy, "/api/keys").await;
     assert_eq!(key_entry(&list, &new_id)["status"], "revoked");
     assert!(key_entry(&list, &new_id)["revoked_at"].is_string());
@@ -1108,7 +1114,7 @@ async fn an_api_key_account_is_added_with_its_secret_in_the_keychain() {
     const NEW_SECRET: &str = "sk-ant-api03-added-on-the-dashboard-CCCC";
     let mock = MockUpstream::start().await;
     let secrets = std::sync::Arc::new(claude_nexus::secrets::MemorySecrets::default());
-    let mut proxy = ProxyBuilder::new(&mock)
+    let proxy = ProxyBuilder::new(&mock)
         .secrets(secrets.clone())
         .account(api_key_account("a.example", "acc_a", KEY))
         .start()
@@ -1181,7 +1187,11 @@ async fn an_api_key_account_is_added_with_its_secret_in_the_keychain() {
     .await
     .unwrap();
     let key = made["key"].as_str().unwrap().to_string();
-    until_key_answers(&mut proxy, &key, StatusCode::OK).await;
+    assert_eq!(
+        status_with_key(&proxy, &key).await,
+        StatusCode::OK,
+        "in effect when the dashboard answers"
+    );
     let last = mock.received().pop().unwrap();
     assert_eq!(last.headers["x-api-key"], NEW_SECRET);
     // With two accounts, a key must name one.

@@ -8,7 +8,8 @@
 //! change to a key) and reloads the snapshot when it moved, so a key created or revoked by the
 //! CLI (or by another instance on the same PostgreSQL, or by hand in SQL) takes effect within
 //! half a second, without a restart; the CLI returns after [`SETTLE`], when the change is in
-//! effect. Expiry is checked against the clock on each lookup, so an expired key stops
+//! effect. The dashboard refreshes the snapshot itself before it answers, so its changes are
+//! in effect on its own proxy by then. Expiry is checked against the clock on each lookup, so an expired key stops
 //! working the moment it expires. `last_used_at` is moved
 //! forward by the record writer, one `UPDATE` per key and batch.
 //!
@@ -61,7 +62,9 @@ impl LiveKey {
 /// The database's client keys, in memory.
 pub struct ClientKeys {
     by_hash: ArcSwap<HashMap<KeyHash, Arc<LiveKey>>>,
-    version: std::sync::Mutex<Option<ClientKeysVersion>>,
+    /// The table's version the map was loaded at; held through a refresh, so that two
+    /// refreshes (the refresher's and the dashboard's after a change) never store out of order.
+    version: tokio::sync::Mutex<Option<ClientKeysVersion>>,
     reloads: watch::Sender<u64>,
 }
 
@@ -69,7 +72,7 @@ impl Default for ClientKeys {
     fn default() -> Self {
         ClientKeys {
             by_hash: ArcSwap::default(),
-            version: std::sync::Mutex::default(),
+            version: tokio::sync::Mutex::default(),
             reloads: watch::Sender::new(0),
         }
     }
@@ -110,8 +113,9 @@ impl ClientKeys {
 
     /// Reloads the keys when the table changed since the last look; `true` when it did.
     pub async fn refresh(&self, store: &Store) -> Result<bool, StoreError> {
+        let mut loaded = self.version.lock().await;
         let version = store.client_keys_version().await?;
-        if *self.version.lock().unwrap_or_else(|e| e.into_inner()) == Some(version) {
+        if *loaded == Some(version) {
             return Ok(false);
         }
         let rows = store.all_client_keys().await?;
@@ -130,7 +134,7 @@ impl ClientKeys {
             })
             .collect();
         self.by_hash.store(Arc::new(map));
-        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
+        *loaded = Some(version);
         self.reloads.send_modify(|n| *n += 1);
         Ok(true)
     }

@@ -2,8 +2,9 @@
 //! as `claude-nexus keys` ([`crate::accounts::client_keys`]).
 //!
 //! Invariants: no answer carries a key's hash; a new key's plaintext appears once, in the
-//! answer that made it. A change is in effect on the proxy within half a second (the key
-//! refresher), as with the CLI.
+//! answer that made it. A change is in effect on this server's proxy when the answer comes
+//! (the handler reloads the keys before answering), and on other instances on the same
+//! database within half a second (their key refreshers), as with the CLI.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,6 +211,7 @@ pub(super) async fn create_key(
         account,
         "client key created from the dashboard"
     );
+    apply(&state).await;
     Ok((StatusCode::CREATED, Json(created(&state, made))))
 }
 
@@ -233,10 +235,11 @@ pub(super) async fn rotate_key(
         new = made.row.id,
         "client key rotated from the dashboard; the old one stays valid until revoked"
     );
+    apply(&state).await;
     Ok((StatusCode::CREATED, Json(created(&state, made))))
 }
 
-/// Revokes a key: the proxy refuses it within half a second.
+/// Revokes a key: the proxy refuses it from the answer on.
 #[utoipa::path(post, path = "/api/keys/{id}/revoke", tag = "keys",
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 204, description = "Revoked (or already was)"),
@@ -256,5 +259,14 @@ pub(super) async fn revoke_key(
     {
         tracing::info!(id, "client key revoked from the dashboard");
     }
+    apply(&state).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reloads the proxy's keys after a change, so that it is in effect when the answer comes.
+/// Should the database not answer now, the key refresher applies it once it does.
+async fn apply(state: &DashboardState) {
+    if let Err(e) = state.client_keys.refresh(&state.store).await {
+        tracing::warn!("client keys not reloaded after the change ({e}); the refresher retries");
+    }
 }

@@ -165,6 +165,10 @@ const CSV_HEADER: &[&str] = &[
     "streaming",
     "api_key_hash",
     "error",
+    // Appended after the original columns, so that a reader by position keeps working.
+    "client_key_id",
+    "conversation_id",
+    "branch_id",
 ];
 
 fn json_rows(rows: Vec<Record>, first: bool, last: bool) -> Vec<u8> {
@@ -211,6 +215,9 @@ fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
             r.streaming.to_string(),
             r.api_key_hash.map(|h| h.to_string()).unwrap_or_default(),
             text(r.error.as_deref()),
+            text(r.client_key_id.as_deref()),
+            text(r.link.as_ref().map(|l| l.conversation_id.as_str())),
+            text(r.link.as_ref().map(|l| l.branch_id.as_str())),
         ]);
     }
     w.into_inner().unwrap_or_default()
