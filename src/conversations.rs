@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use digest::{Digests, Hash, digest};
+pub use digest::{Digester, Digests, Hash, digest};
 pub use index::{Index, Input, Known, Marker, MarkerKind};
 
 /// Where a request sits in its conversation: the `api_requests` columns.
@@ -54,9 +54,3 @@ pub struct Capture {
 
 /// The most of a response kept for digesting.
 pub const CAPTURE_LIMIT: usize = 8 << 20;
-
-impl Capture {
-    pub fn digest(&self) -> Option<Digests> {
-        digest(&self.request, &self.response)
-    }
-}

@@ -3,7 +3,8 @@
 //! a sub-agent task, each hashed. Never the text itself: digests are all that is kept when
 //! bodies are not stored.
 //!
-//! A message's hash covers its role and normalised content: text trimmed, CRLF as LF,
+//! A prefix's hash covers the one before it, the next message's role and the SHA-256 of its
+//! normalised content: text trimmed, CRLF as LF,
 //! `<system-reminder>` blocks dropped (and text items that were only that); images and
 //! documents by media type and a digest of their data; `tool_use` by name, id and input (keys
 //! sorted); `tool_result` by tool id and content; `thinking` blocks and `cache_control`
@@ -11,14 +12,20 @@
 //! Code ≥ 2.1 puts reminders and hook output there, and they come and go) are left out, as is
 //! a message left empty, and a message that repeats a tool call (its id) or a tool result (the
 //! id it answers) seen earlier in the request (a known client bug duplicates them).
+//!
+//! A [`Digester`] remembers what it computed for each message (and system prompt) by its text
+//! as sent, so a session's earlier turns, sent again with every request, cost a hash of
+//! their text, not a parse.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use memchr::memmem::Finder;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
+use sonic_rs::LazyValue;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// A SHA-256 digest; serialised as 64 hex digits, the columns' form.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -142,63 +149,201 @@ fn has(text: &[u8], needle: &Finder) -> bool {
     needle.find(text).is_some()
 }
 
-/// The digests of a Messages API exchange: the request body and the response (a JSON body or
-/// an SSE stream, whole or as stored events). `None` when the request has no messages or is
-/// not JSON.
+/// The digests of a Messages API exchange with a cache of its own (see [`Digester`]): for a
+/// single exchange, and tests.
 pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
-    let req: WireRequest = sonic_rs::from_slice(request).ok()?;
-    if req.messages.is_empty() {
-        return None;
-    }
-    let needles = &*NEEDLES;
-    let message_count = req.messages.len() as u32;
-    // Each prefix's hash covers the one before it and the next message's role and content.
-    let (prefixes, only) = prefix_chain(&req.messages);
-    if prefixes.is_empty() {
-        return None;
-    }
-    let system_text = req.system.as_ref().map(Content::plain_text);
-    let summarizing = system_text
-        .as_deref()
-        .is_some_and(|s| has(s.as_bytes(), &needles.summarizing));
-    let mut digests = Digests {
-        message_count,
-        system: system_text.as_deref().map(system_hash),
-        ..Digests::default()
-    };
-    if let Some(only) = only
-        && only.role == "user"
-    {
-        let text = only.content.plain_text();
-        digests.task_prompt = Some(task_key(&text));
-        if has(text.as_bytes(), &needles.continued)
-            && let Some((_, summary)) = text.split_once(SUMMARY_MARKER)
-        {
-            let summary = summary.split(SUMMARY_END).next().unwrap_or_default();
-            digests.compaction_summary = Some(summary_key(summary));
-        }
-    }
-    digests.prefixes = prefixes;
-    // Most answers call no task and summarise nothing: not read at all.
-    let calls_task = needles.task_tools.iter().any(|name| has(response, name));
-    let answer = if summarizing || calls_task {
-        Answer::read(response)
-    } else {
-        Answer::default()
-    };
-    if summarizing && !answer.text.trim().is_empty() {
-        digests.response_summary = Some(summary_key(&answer.text));
-    }
-    digests.spawned_tasks = answer.task_prompts.iter().map(|p| task_key(p)).collect();
-    Some(digests)
+    Digester::default().digest(request, response)
 }
 
+/// Digests exchanges, remembering each message's digest (and each system prompt's) by its
+/// text as sent, so that what a session sends again on every turn, all but the newest
+/// messages, is neither parsed nor normalised again: a request costs a scan for its
+/// messages' bounds, one fast hash of each, and what is new. A message is known by a 128-bit
+/// XXH3 of its JSON text under a seed of this digester's, which a client does not know (so it
+/// cannot make its message stand for another's); the cache keeps two generations of
+/// [`CACHE_GENERATION`] entries each, so the messages in use stay and old ones go.
+pub struct Digester {
+    seed: u64,
+    messages: Recent<Arc<MessageDigest>>,
+    systems: Recent<SystemDigest>,
+}
+
+/// Entries in each of a [`Digester`]'s cache generations: a few MB at most.
+const CACHE_GENERATION: usize = 16_384;
+
+impl Default for Digester {
+    fn default() -> Digester {
+        Digester {
+            // Without a random seed the cache still works; it is only less private.
+            seed: getrandom::u64().unwrap_or_default(),
+            messages: Recent::default(),
+            systems: Recent::default(),
+        }
+    }
+}
+
+/// What the prefix chain needs of one message.
+struct MessageDigest {
+    role: Box<str>,
+    /// The hash of its normalised content; `None` when nothing is left of it (the message is
+    /// then left out).
+    content: Option<Hash>,
+    /// Its tool calls and results (see [`Block::tool_id`]).
+    tool_ids: Box<[(bool, Box<str>)]>,
+}
+
+#[derive(Clone, Copy)]
+struct SystemDigest {
+    hash: Hash,
+    summarizing: bool,
+}
+
+/// A bounded map in two generations: a lookup moves an entry of the previous one into the
+/// current one; when the current one is full, it becomes the previous one.
+struct Recent<V> {
+    current: foldhash::HashMap<u128, V>,
+    previous: foldhash::HashMap<u128, V>,
+    generation: usize,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            current: Default::default(),
+            previous: Default::default(),
+            generation: CACHE_GENERATION,
+        }
+    }
+}
+
+impl<V: Clone> Recent<V> {
+    fn get_or_insert_with(&mut self, key: u128, make: impl FnOnce() -> Option<V>) -> Option<V> {
+        if let Some(v) = self.current.get(&key) {
+            return Some(v.clone());
+        }
+        let v = match self.previous.remove(&key) {
+            Some(v) => v,
+            None => make()?,
+        };
+        if self.current.len() >= self.generation {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, v.clone());
+        Some(v)
+    }
+}
+
+impl Digester {
+    /// The digests of a Messages API exchange: the request body and the response (a JSON
+    /// body or an SSE stream, whole or as stored events). `None` when the request has no
+    /// messages or is not JSON.
+    pub fn digest(&mut self, request: &[u8], response: &[u8]) -> Option<Digests> {
+        let req: LazyRequest = sonic_rs::from_slice(request).ok()?;
+        if req.messages.is_empty() {
+            return None;
+        }
+        let needles = &*NEEDLES;
+        let message_count = req.messages.len() as u32;
+        let mut messages = Vec::with_capacity(req.messages.len());
+        for raw in &req.messages {
+            let raw = raw.as_raw_str();
+            let key = xxh3_128_with_seed(raw.as_bytes(), self.seed);
+            messages.push(self.messages.get_or_insert_with(key, || {
+                sonic_rs::from_str::<Message>(raw)
+                    .ok()
+                    .map(|m| Arc::new(MessageDigest::of(&m)))
+            })?);
+        }
+        // Each prefix's hash covers the one before it and the next message's role and content.
+        let (prefixes, only) = prefix_chain(&messages);
+        if prefixes.is_empty() {
+            return None;
+        }
+        let system = match &req.system {
+            Some(raw) => {
+                let raw = raw.as_raw_str();
+                let key = xxh3_128_with_seed(raw.as_bytes(), self.seed ^ SYSTEM_SEED);
+                self.systems.get_or_insert_with(key, || {
+                    let text = sonic_rs::from_str::<Content>(raw).ok()?.plain_text();
+                    Some(SystemDigest {
+                        hash: system_hash(&text),
+                        summarizing: has(text.as_bytes(), &needles.summarizing),
+                    })
+                })
+            }
+            None => None,
+        };
+        let summarizing = system.is_some_and(|s| s.summarizing);
+        let mut digests = Digests {
+            message_count,
+            system: system.map(|s| s.hash),
+            ..Digests::default()
+        };
+        // A single message: its text, read again (the cache keeps no text).
+        if let Some(only) = only
+            && &*messages[only].role == "user"
+            && let Ok(only) = sonic_rs::from_str::<Message>(req.messages[only].as_raw_str())
+        {
+            let text = only.content.plain_text();
+            digests.task_prompt = Some(task_key(&text));
+            if has(text.as_bytes(), &needles.continued)
+                && let Some((_, summary)) = text.split_once(SUMMARY_MARKER)
+            {
+                let summary = summary.split(SUMMARY_END).next().unwrap_or_default();
+                digests.compaction_summary = Some(summary_key(summary));
+            }
+        }
+        digests.prefixes = prefixes;
+        // Most answers call no task and summarise nothing: not read at all.
+        let calls_task = needles.task_tools.iter().any(|name| has(response, name));
+        let answer = if summarizing || calls_task {
+            Answer::read(response)
+        } else {
+            Answer::default()
+        };
+        if summarizing && !answer.text.trim().is_empty() {
+            digests.response_summary = Some(summary_key(&answer.text));
+        }
+        digests.spawned_tasks = answer.task_prompts.iter().map(|p| task_key(p)).collect();
+        Some(digests)
+    }
+}
+
+/// Keeps the system prompts' cache keys apart from the messages'.
+const SYSTEM_SEED: u64 = 0x5359_5354_454d_0001;
+
+impl MessageDigest {
+    fn of(message: &Message) -> MessageDigest {
+        let mut content = Vec::new();
+        normalise_into(&message.content, &mut content);
+        MessageDigest {
+            role: (*message.role).into(),
+            content: (!content.is_empty()).then(|| Hash::of(&[&content])),
+            tool_ids: message
+                .content
+                .blocks()
+                .iter()
+                .filter_map(Block::tool_id)
+                .map(|(call, id)| (call, id.into()))
+                .collect(),
+        }
+    }
+}
+
+/// A request as the digester first reads it: each message's JSON text, unparsed.
+#[derive(Deserialize)]
+struct LazyRequest<'a> {
+    #[serde(default, borrow)]
+    messages: Vec<LazyValue<'a>>,
+    #[serde(default, borrow)]
+    system: Option<LazyValue<'a>>,
+}
+
+/// A request's messages, parsed (for its title).
 #[derive(Deserialize)]
 struct WireRequest<'a> {
     #[serde(default, borrow)]
     messages: Vec<Message<'a>>,
-    #[serde(default, borrow)]
-    system: Option<Content<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -437,35 +582,32 @@ impl Content<'_> {
 }
 
 /// The hash of each prefix of the messages the hash covers (see the module's header), and
-/// the message kept when it is the only one. One buffer holds each message's content in turn.
-fn prefix_chain<'m>(messages: &'m [Message<'m>]) -> (Vec<Hash>, Option<&'m Message<'m>>) {
+/// the index of the message kept when it is the only one.
+fn prefix_chain(messages: &[Arc<MessageDigest>]) -> (Vec<Hash>, Option<usize>) {
     // The tool calls and results seen so far (see [`Block::tool_id`]).
     let mut seen: Vec<(bool, &str)> = Vec::new();
     let mut prefixes = Vec::with_capacity(messages.len());
     let mut first = None;
     let mut chain = Hash([0; 32]);
-    let mut content = Vec::new();
-    for message in messages {
-        if message.role == "system" {
+    for (i, message) in messages.iter().enumerate() {
+        if &*message.role == "system" {
             continue;
         }
-        let ids = || message.content.blocks().iter().filter_map(Block::tool_id);
+        let ids = || message.tool_ids.iter().map(|(call, id)| (*call, &**id));
         if ids().any(|id| seen.contains(&id)) {
             continue;
         }
-        content.clear();
-        normalise_into(&message.content, &mut content);
-        if content.is_empty() {
+        let Some(content) = message.content else {
             continue;
-        }
+        };
         seen.extend(ids());
         let mut h = Sha256::new();
         h.update(chain.0);
         put(&mut h, message.role.as_bytes());
-        put(&mut h, &content);
+        put(&mut h, &content.0);
         chain = Hash(h.finalize().into());
         prefixes.push(chain);
-        first.get_or_insert(message);
+        first.get_or_insert(i);
     }
     let only = if prefixes.len() == 1 { first } else { None };
     (prefixes, only)
@@ -783,4 +925,33 @@ pub fn title(request: &[u8], max: usize) -> Option<String> {
         cut.push('…');
     }
     Some(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+
+    #[test]
+    fn the_cache_keeps_what_is_in_use_and_drops_the_rest() {
+        let mut recent = Recent {
+            generation: 2,
+            ..Recent::default()
+        };
+        let mut made = Vec::new();
+        let mut get = |recent: &mut Recent<u32>, key: u128| {
+            recent.get_or_insert_with(key, || {
+                made.push(key);
+                Some(key as u32)
+            })
+        };
+        for key in [1, 2, 3, 1, 4, 5, 1, 2] {
+            assert_eq!(get(&mut recent, key), Some(key as u32));
+        }
+        // 1 is used throughout and made once; 2 was dropped two generations after its use.
+        assert_eq!(made, [1, 2, 3, 4, 5, 2]);
+        assert!(recent.current.len() + recent.previous.len() <= 4);
+        // Nothing is kept of what could not be made.
+        assert_eq!(recent.get_or_insert_with(9, || None), None);
+        assert!(!recent.current.contains_key(&9));
+    }
 }

@@ -9,9 +9,11 @@ use super::*;
 
 const SUMMARIZING: &str = "You are a helpful AI assistant tasked with summarizing conversations.";
 
-/// A session on one domain: each request linked in order, a minute apart.
+/// A session on one domain: each request linked in order, a minute apart, digested as the
+/// writer does (one digester, its cache warm) and checked against a digester of its own.
 struct Session {
     index: Index,
+    digester: Digester,
     at: OffsetDateTime,
     next: u32,
 }
@@ -20,6 +22,7 @@ impl Session {
     fn new() -> Session {
         Session {
             index: Index::default(),
+            digester: Digester::default(),
             at: OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap(),
             next: 0,
         }
@@ -35,8 +38,16 @@ impl Session {
         self.next += 1;
         self.at += Duration::minutes(1);
         let id = format!("r{}", self.next);
-        let digests = digest(request.to_string().as_bytes(), response.as_bytes())
+        let body = request.to_string();
+        let digests = self
+            .digester
+            .digest(body.as_bytes(), response.as_bytes())
             .expect("a Messages API request");
+        assert_eq!(
+            Some(&digests),
+            digest(body.as_bytes(), response.as_bytes()).as_ref(),
+            "what the cache remembers changes nothing"
+        );
         let link = self.index.link(&Input {
             request_id: &id,
             at: self.at,
@@ -67,11 +78,18 @@ fn assistant(text: &str) -> Value {
     json!({"role": "assistant", "content": [{"type": "text", "text": text}]})
 }
 
+/// The message hash of a request, by one digester for the whole test (so that variants of a
+/// message meet the cache) and checked against a digester of its own.
 fn hash_of(messages: Value) -> Hash {
-    digest(request(messages).to_string().as_bytes(), b"")
-        .unwrap()
-        .current()
-        .unwrap()
+    thread_local! {
+        static DIGESTER: std::cell::RefCell<Digester> = std::cell::RefCell::default();
+    }
+    let body = request(messages).to_string();
+    let digests = DIGESTER
+        .with_borrow_mut(|d| d.digest(body.as_bytes(), b""))
+        .unwrap();
+    assert_eq!(Some(&digests), digest(body.as_bytes(), b"").as_ref());
+    digests.current().unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use foldhash::HashMap;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use crate::conversations::{Digests, Hash, Index, Input, Known, Link, digest};
+use crate::conversations::{Digester, Digests, Hash, Index, Input, Known, Link};
 use crate::record::Record;
 use crate::store::{Dialect, Store, StoreError};
 
@@ -234,6 +234,7 @@ pub async fn relink(
     mut progress: impl FnMut(&RelinkReport),
 ) -> Result<RelinkReport, StoreError> {
     let mut index = Index::default();
+    let mut digester = Digester::default();
     if let Some(since) = since {
         for k in store.linked_since(since - START_WINDOW, START_ROWS).await? {
             if k.at < since {
@@ -272,7 +273,7 @@ pub async fn relink(
                     .collect::<Vec<_>>()
                     .join("\n"),
             };
-            let Some(digests) = digest(request.as_bytes(), response.as_bytes()) else {
+            let Some(digests) = digester.digest(request.as_bytes(), response.as_bytes()) else {
                 continue;
             };
             // The index alone: the rows after this one still hold the links being replaced.

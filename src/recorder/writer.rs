@@ -17,8 +17,8 @@
 //! database cannot take then stays in the spool for the next start.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alerts;
+use crate::conversations::Digester;
 use crate::prometheus::Metrics;
 use crate::record::Record;
 use crate::recorder::linker::Linker;
@@ -151,6 +152,7 @@ pub fn spawn_writer(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let writer = Writer {
+            digester: Arc::default(),
             linker: Arc::new(Linker::new(&store)),
             store,
             stats,
@@ -187,6 +189,8 @@ struct Insert {
 }
 
 struct Writer {
+    /// Digests the records' captures as they come (its cache is the writer's alone).
+    digester: Arc<Mutex<Digester>>,
     /// Sets each record's conversation link in the insert, before the row is written.
     linker: Arc<Linker>,
     store: Store,
@@ -271,7 +275,7 @@ impl Writer {
         if let Some(alerts) = &self.alerts {
             alerts.observe(incoming);
         }
-        digest_captures(incoming).await;
+        digest_captures(incoming, &self.digester).await;
         let mut overflow = Vec::new();
         for record in incoming.drain(..) {
             let bytes = weight(&record);
@@ -550,11 +554,14 @@ const INLINE_DIGEST_BYTES: usize = 256 << 10;
 
 /// Digests rather than bodies from here on: the spool keeps them when bodies are not stored,
 /// and linking waits for the insert.
-async fn digest_captures(records: &mut Vec<Record>) {
-    fn digest_all(records: &mut [Record]) {
+async fn digest_captures(records: &mut Vec<Record>, digester: &Arc<Mutex<Digester>>) {
+    fn digest_all(records: &mut [Record], digester: &Mutex<Digester>) {
+        let mut digester = digester.lock().unwrap_or_else(|e| e.into_inner());
         for record in records {
             if let Some(capture) = record.capture.take() {
-                record.digests = capture.digest().map(Box::new);
+                record.digests = digester
+                    .digest(&capture.request, &capture.response)
+                    .map(Box::new);
             }
         }
     }
@@ -564,12 +571,13 @@ async fn digest_captures(records: &mut Vec<Record>) {
         .map(|c| c.request.len() + c.response.len())
         .sum();
     if captured <= INLINE_DIGEST_BYTES {
-        digest_all(records);
+        digest_all(records, digester);
         return;
     }
     let mut taken = std::mem::take(records);
+    let digester = digester.clone();
     *records = tokio::task::spawn_blocking(move || {
-        digest_all(&mut taken);
+        digest_all(&mut taken, &digester);
         taken
     })
     .await
