@@ -27,12 +27,28 @@ fn main() {
     // messages; then as a request whose messages are all new (a digester of its own).
     let n = 200_000;
     let mut digester = Digester::default();
+    // What the proxy captures of the request: its messages and system prompt as sent.
+    let messages = sonic_rs::get(body.as_slice(), ["messages"]).expect("messages");
+    let system = sonic_rs::get(body.as_slice(), ["system"]).ok();
+    let system = system.as_ref().map(|s| s.as_raw_str().as_bytes());
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(digester.digest_parts(
+            messages.as_raw_str().as_bytes(),
+            system,
+            ANSWER.as_bytes(),
+        ));
+    }
+    println!(
+        "kit request: digest {:?} (messages seen before, from the captured parts)",
+        started.elapsed() / n as u32
+    );
     let started = Instant::now();
     for _ in 0..n {
         std::hint::black_box(digester.digest(&body, ANSWER.as_bytes()));
     }
     println!(
-        "kit request: digest {:?} (messages seen before)",
+        "kit request: digest {:?} (messages seen before, from the whole body)",
         started.elapsed() / n as u32
     );
     let started = Instant::now();

@@ -42,14 +42,27 @@ pub struct Link {
     pub parent_task_request_id: Option<String>,
 }
 
-/// A Messages API exchange as the proxy saw it, for the writer to digest: the request body and
-/// the response, up to [`CAPTURE_LIMIT`]. Both are copies: a body received in one piece is a
-/// slice of the connection's read buffer, which the connection reuses only once nothing else
-/// holds it, and these wait for the writer.
+/// A Messages API exchange as the proxy saw it, for the writer to digest: the request's
+/// `messages` and `system` as sent (JSON text; the rest of the request, its tools above all,
+/// plays no part), and the response, up to [`CAPTURE_LIMIT`]. All copies: a body received in
+/// one piece is a slice of the connection's read buffer, which the connection reuses only once
+/// nothing else holds it, and these wait for the writer.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
-    pub request: Bytes,
+    pub messages: Bytes,
+    pub system: Option<Bytes>,
     pub response: Bytes,
+}
+
+impl Capture {
+    /// The bytes held.
+    pub fn len(&self) -> usize {
+        self.messages.len() + self.system.as_ref().map_or(0, Bytes::len) + self.response.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The most of a response kept for digesting.

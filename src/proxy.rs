@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
+use sonic_rs::LazyValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -119,10 +120,14 @@ pub async fn handle(
             Ok(summary) => {
                 exchange.record.model = summary.model;
                 exchange.record.streaming = summary.stream == Some(serde_json::Value::Bool(true));
-                if parts.uri.path() == "/v1/messages" {
-                    // The writer digests it for the conversation links, off this path.
+                if parts.uri.path() == "/v1/messages"
+                    && let Some(messages) = &summary.messages
+                {
+                    // The writer digests them for the conversation links, off this path.
+                    let copy = |v: &LazyValue| Bytes::copy_from_slice(v.as_raw_str().as_bytes());
                     exchange.record.capture = Some(Box::new(Capture {
-                        request: Bytes::copy_from_slice(&body),
+                        messages: copy(messages),
+                        system: summary.system.as_ref().map(copy),
                         response: Bytes::new(),
                     }));
                 }
@@ -268,10 +273,16 @@ pub async fn not_found() -> Response {
     ProxyError::NotFound.into_response()
 }
 
+/// What the proxy reads of a Messages API request: the model and whether it streams, and
+/// where its messages and system prompt are (their text, unparsed, for the capture).
 #[derive(Deserialize)]
-struct MessagesRequest {
+struct MessagesRequest<'a> {
     model: Option<String>,
     stream: Option<serde_json::Value>,
+    #[serde(borrow)]
+    messages: Option<LazyValue<'a>>,
+    #[serde(borrow)]
+    system: Option<LazyValue<'a>>,
 }
 
 /// The request body, refused when larger than `MAX_REQUEST_SIZE` (by its `content-length` or

@@ -239,6 +239,24 @@ impl Digester {
     /// messages or is not JSON.
     pub fn digest(&mut self, request: &[u8], response: &[u8]) -> Option<Digests> {
         let req: LazyRequest = sonic_rs::from_slice(request).ok()?;
+        let system = req.system.as_ref().map(|s| s.as_raw_str().as_bytes());
+        self.digest_parts(req.messages?.as_raw_str().as_bytes(), system, response)
+    }
+
+    /// The same, from the request's `messages` and `system` as sent (JSON text).
+    pub fn digest_parts(
+        &mut self,
+        messages: &[u8],
+        system: Option<&[u8]>,
+        response: &[u8],
+    ) -> Option<Digests> {
+        let req = Parts {
+            messages: sonic_rs::from_slice(messages).ok()?,
+            system: match system {
+                Some(raw) => Some(sonic_rs::from_slice(raw).ok()?),
+                None => None,
+            },
+        };
         if req.messages.is_empty() {
             return None;
         }
@@ -330,12 +348,18 @@ impl MessageDigest {
     }
 }
 
-/// A request as the digester first reads it: each message's JSON text, unparsed.
+/// A request as the digester first reads it: its messages and system prompt, unparsed.
 #[derive(Deserialize)]
 struct LazyRequest<'a> {
+    #[serde(borrow)]
+    messages: Option<LazyValue<'a>>,
     #[serde(default, borrow)]
+    system: Option<LazyValue<'a>>,
+}
+
+/// Each message's JSON text, and the system prompt's.
+struct Parts<'a> {
     messages: Vec<LazyValue<'a>>,
-    #[serde(default, borrow)]
     system: Option<LazyValue<'a>>,
 }
 

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alerts;
-use crate::conversations::Digester;
+use crate::conversations::{Capture, Digester};
 use crate::prometheus::Metrics;
 use crate::record::Record;
 use crate::recorder::linker::Linker;
@@ -560,7 +560,11 @@ async fn digest_captures(records: &mut Vec<Record>, digester: &Arc<Mutex<Digeste
         for record in records {
             if let Some(capture) = record.capture.take() {
                 record.digests = digester
-                    .digest(&capture.request, &capture.response)
+                    .digest_parts(
+                        &capture.messages,
+                        capture.system.as_deref(),
+                        &capture.response,
+                    )
                     .map(Box::new);
             }
         }
@@ -568,7 +572,7 @@ async fn digest_captures(records: &mut Vec<Record>, digester: &Arc<Mutex<Digeste
     let captured: usize = records
         .iter()
         .filter_map(|r| r.capture.as_deref())
-        .map(|c| c.request.len() + c.response.len())
+        .map(Capture::len)
         .sum();
     if captured <= INLINE_DIGEST_BYTES {
         digest_all(records, digester);
