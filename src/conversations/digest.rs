@@ -272,7 +272,8 @@ impl Digester {
                     .map(|m| Arc::new(MessageDigest::of(&m)))
             })?);
         }
-        // Each prefix's hash covers the one before it and the next message's role and content.
+        // Each prefix's hash covers the one before it and the next message's role and content
+        // (its hash).
         let (prefixes, only) = prefix_chain(&messages);
         if prefixes.is_empty() {
             return None;
