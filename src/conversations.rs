@@ -56,12 +56,8 @@ pub struct Capture {
 
 impl Capture {
     /// The bytes held.
-    pub fn len(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.messages.len() + self.system.as_ref().map_or(0, Bytes::len) + self.response.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -9,9 +9,9 @@
 //! CLI (or by another instance on the same PostgreSQL, or by hand in SQL) takes effect within
 //! half a second, without a restart; the CLI returns after [`SETTLE`], when the change is in
 //! effect. The dashboard refreshes the snapshot itself before it answers, so its changes are
-//! in effect on its own proxy by then. Expiry is checked against the clock on each lookup, so an expired key stops
-//! working the moment it expires. `last_used_at` is moved
-//! forward by the record writer, one `UPDATE` per key and batch.
+//! in effect on its own proxy by then. Expiry is checked against the clock on each lookup, so
+//! an expired key stops working the moment it expires. `last_used_at` is moved forward by the
+//! record writer, one `UPDATE` per key and batch.
 //!
 //! A credential file's plaintext `client_api_key` (the original's format) keeps working as an
 //! unlabelled key of that account; its requests are recorded with the key id `file:<domain>`.

@@ -252,10 +252,7 @@ impl Digester {
     ) -> Option<Digests> {
         let req = Parts {
             messages: sonic_rs::from_slice(messages).ok()?,
-            system: match system {
-                Some(raw) => Some(sonic_rs::from_slice(raw).ok()?),
-                None => None,
-            },
+            system,
         };
         if req.messages.is_empty() {
             return None;
@@ -278,18 +275,18 @@ impl Digester {
         if prefixes.is_empty() {
             return None;
         }
-        let system = match &req.system {
-            Some(raw) => {
-                let raw = raw.as_raw_str();
-                let key = xxh3_128_with_seed(raw.as_bytes(), self.seed ^ SYSTEM_SEED);
-                self.systems.get_or_insert_with(key, || {
-                    let text = sonic_rs::from_str::<Content>(raw).ok()?.plain_text();
+        let system = match req.system {
+            // Text the cache has seen parsed before; new text not JSON leaves no digest.
+            Some(raw) => Some(self.systems.get_or_insert_with(
+                xxh3_128_with_seed(raw, self.seed ^ SYSTEM_SEED),
+                || {
+                    let text = sonic_rs::from_slice::<Content>(raw).ok()?.plain_text();
                     Some(SystemDigest {
                         hash: system_hash(&text),
                         summarizing: has(text.as_bytes(), &needles.summarizing),
                     })
-                })
-            }
+                },
+            )?),
             None => None,
         };
         let summarizing = system.is_some_and(|s| s.summarizing);
@@ -361,7 +358,7 @@ struct LazyRequest<'a> {
 /// Each message's JSON text, and the system prompt's.
 struct Parts<'a> {
     messages: Vec<LazyValue<'a>>,
-    system: Option<LazyValue<'a>>,
+    system: Option<&'a [u8]>,
 }
 
 /// A request's messages, parsed (for its title).

@@ -572,7 +572,7 @@ async fn digest_captures(records: &mut Vec<Record>, digester: &Arc<Mutex<Digeste
     let captured: usize = records
         .iter()
         .filter_map(|r| r.capture.as_deref())
-        .map(Capture::len)
+        .map(Capture::bytes)
         .sum();
     if captured <= INLINE_DIGEST_BYTES {
         digest_all(records, digester);
