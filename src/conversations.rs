@@ -12,6 +12,8 @@ pub mod index;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,27 +21,35 @@ use utoipa::ToSchema;
 pub use digest::{Digester, Digests, Hash, digest};
 pub use index::{Index, Input, Known, Marker, MarkerKind};
 
-/// Where a request sits in its conversation: the `api_requests` columns.
+/// Where a request sits in its conversation: the `api_requests` columns. Shared text: the
+/// index keeps the same ids and names, and the insert binds these without a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Link {
     /// A UUID, shared by every request of the conversation.
-    pub conversation_id: String,
+    #[schema(value_type = String)]
+    pub conversation_id: Arc<str>,
     /// `main`, `branch_<UTC yyyymmddHHMMSS>`, `compact_<HHMMSS>` or `subtask_<n>`.
-    pub branch_id: String,
+    #[schema(value_type = String)]
+    pub branch_id: Arc<str>,
     /// SHA-256 (hex) of the request's messages, normalised.
-    pub current_message_hash: String,
+    #[schema(value_type = String)]
+    pub current_message_hash: Arc<str>,
     /// The message hash of the request it continues (or of its messages less the last two).
-    pub parent_message_hash: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub parent_message_hash: Option<Arc<str>>,
     /// SHA-256 (hex) of the system prompt's stable part.
-    pub system_hash: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub system_hash: Option<Arc<str>>,
     /// Messages in the request, as sent.
     pub message_count: u32,
     /// The request this one continues, or the one whose task or summary it starts from.
-    pub parent_request_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub parent_request_id: Option<Arc<str>>,
     /// A sub-agent's request (the task's first and its continuations).
     pub is_subtask: bool,
     /// The request whose `Task` call started the sub-agent.
-    pub parent_task_request_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub parent_task_request_id: Option<Arc<str>>,
 }
 
 /// A Messages API exchange as the proxy saw it, for the writer to digest: the request's

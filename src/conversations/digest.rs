@@ -33,10 +33,19 @@ pub struct Hash(pub [u8; 32]);
 
 impl Hash {
     pub fn hex(&self) -> String {
+        self.with_hex(str::to_string)
+    }
+
+    /// The hex digits as shared text, for a [`super::Link`].
+    pub fn hex_shared(&self) -> Arc<str> {
+        self.with_hex(|hex| hex.into())
+    }
+
+    pub fn with_hex<T>(&self, f: impl FnOnce(&str) -> T) -> T {
         // `hex::encode` builds the string a char at a time: slower than the hashing.
         let mut digits = [0u8; 64];
         hex::encode_to_slice(self.0, &mut digits).expect("64 digits for 32 bytes");
-        String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
+        f(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }
 
     pub fn from_hex(text: &str) -> Option<Hash> {

@@ -161,7 +161,7 @@ impl Index {
         {
             let count = self
                 .subtasks
-                .entry(link.conversation_id.as_str().into())
+                .entry(link.conversation_id.clone())
                 .or_default();
             *count = (*count).max(n);
         }
@@ -196,59 +196,67 @@ impl Index {
         let d = input.digests;
         let current = d.current().expect("digests have a message");
         let n = d.prefixes.len();
-        let mut link = Link {
-            conversation_id: String::new(),
-            branch_id: "main".into(),
-            current_message_hash: current.hex(),
-            parent_message_hash: match n {
-                0 | 1 => None,
-                2 => Some(d.prefixes[0].hex()),
-                _ => Some(d.prefixes[n - 3].hex()),
-            },
-            system_hash: d.system.map(|h| h.hex()),
-            message_count: d.message_count,
-            parent_request_id: None,
-            is_subtask: false,
-            parent_task_request_id: None,
+        // Its messages less the last two, unless it continues a request (that one's hash).
+        let mut parent_hash = match n {
+            0 | 1 => None,
+            2 => Some(d.prefixes[0]),
+            _ => Some(d.prefixes[n - 3]),
         };
+        let mut parent_request_id = None;
+        let mut parent_task_request_id = None;
+        let mut is_subtask = false;
         let mut prefix_parent = None;
-        if let Some((spawner, conversation, branch)) = self.take_task(input) {
-            link.conversation_id = conversation.to_string();
-            link.branch_id = branch.to_string();
-            link.parent_request_id = Some(spawner.to_string());
-            link.parent_task_request_id = Some(spawner.to_string());
-            link.is_subtask = true;
-        } else if let Some((source, conversation)) = self.summary_source(input) {
-            link.conversation_id = conversation.to_string();
-            link.branch_id = format!("compact_{}", stamp(input.at, TIME));
-            link.parent_request_id = Some(source.to_string());
-            link.parent_message_hash = self.nodes.get(&source).map(|n| n.hash.hex());
-        } else if let Some(parent) = (0..n.saturating_sub(1))
-            .rev()
-            .find_map(|k| self.newest(d.prefixes[k], input))
-        {
-            let node = &self.nodes[&parent];
-            link.conversation_id = node.conversation_id.to_string();
-            link.parent_request_id = Some(parent.to_string());
-            link.parent_message_hash = Some(node.hash.hex());
-            link.is_subtask = node.is_subtask;
-            link.parent_task_request_id =
-                node.parent_task_request_id.as_deref().map(str::to_string);
-            let retry_of = node
-                .children
-                .iter()
-                .find(|(_, hash)| *hash == current)
-                .and_then(|(id, _)| self.nodes.get(id));
-            link.branch_id = match (retry_of, node.children.is_empty()) {
-                (Some(sibling), _) => sibling.branch_id.to_string(),
-                (None, true) => node.branch_id.to_string(),
-                (None, false) => format!("branch_{}", stamp(input.at, DATE_TIME)),
+        let (conversation_id, branch_id) =
+            if let Some((spawner, conversation, branch)) = self.take_task(input) {
+                parent_request_id = Some(spawner.clone());
+                parent_task_request_id = Some(spawner);
+                is_subtask = true;
+                (conversation, branch)
+            } else if let Some((source, conversation)) = self.summary_source(input) {
+                parent_hash = self.nodes.get(&source).map(|n| n.hash);
+                parent_request_id = Some(source);
+                let branch = self.name(&format!("compact_{}", stamp(input.at, TIME)));
+                (conversation, branch)
+            } else if let Some(parent) = (0..n.saturating_sub(1))
+                .rev()
+                .find_map(|k| self.newest(d.prefixes[k], input))
+            {
+                let node = &self.nodes[&parent];
+                parent_hash = Some(node.hash);
+                is_subtask = node.is_subtask;
+                parent_task_request_id = node.parent_task_request_id.clone();
+                let conversation = node.conversation_id.clone();
+                let retry_of = node
+                    .children
+                    .iter()
+                    .find(|(_, hash)| *hash == current)
+                    .and_then(|(id, _)| self.nodes.get(id));
+                let branch = match (retry_of, node.children.is_empty()) {
+                    (Some(sibling), _) => sibling.branch_id.clone(),
+                    (None, true) => node.branch_id.clone(),
+                    (None, false) => self.name(&format!("branch_{}", stamp(input.at, DATE_TIME))),
+                };
+                parent_request_id = Some(parent.clone());
+                prefix_parent = Some(parent);
+                (conversation, branch)
+            } else {
+                // Time-ordered, so the conversation index grows at its end.
+                let mut text = uuid::Uuid::encode_buffer();
+                let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+                (Arc::from(&*id), self.name("main"))
             };
-            prefix_parent = Some(parent);
-        } else {
-            // Time-ordered, so the conversation index grows at its end.
-            link.conversation_id = uuid::Uuid::now_v7().to_string();
-        }
+        let link = Link {
+            conversation_id,
+            branch_id,
+            current_message_hash: current.hex_shared(),
+            parent_message_hash: parent_hash.map(|h| h.hex_shared()),
+            // Few system prompts, each sent again and again: shared like the names.
+            system_hash: d.system.map(|h| h.with_hex(|hex| self.name(hex))),
+            message_count: d.message_count,
+            parent_request_id,
+            is_subtask,
+            parent_task_request_id,
+        };
 
         let id: Arc<str> = input.request_id.into();
         if let Some(parent) = prefix_parent
@@ -263,7 +271,7 @@ impl Index {
                 digest,
                 request_id: input.request_id.to_string(),
                 domain: input.domain.to_string(),
-                conversation_id: link.conversation_id.clone(),
+                conversation_id: link.conversation_id.to_string(),
                 at: input.at,
             };
             self.learn_marker(marker.clone());
@@ -288,10 +296,10 @@ impl Index {
             account_id: account_id.map(|a| self.name(a)),
             hash,
             at,
-            conversation_id: link.conversation_id.as_str().into(),
+            conversation_id: link.conversation_id.clone(),
             branch_id: self.name(&link.branch_id),
             is_subtask: link.is_subtask,
-            parent_task_request_id: link.parent_task_request_id.as_deref().map(Into::into),
+            parent_task_request_id: link.parent_task_request_id.clone(),
             children: Vec::new(),
         }
     }

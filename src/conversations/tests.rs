@@ -155,7 +155,7 @@ fn a_message_repeating_a_tool_id_is_dropped() {
 fn turns_continue_branch_and_rebranch() {
     let mut s = Session::new();
     let (r1, l1) = s.send(request(json!([user("u1")])), answer("a1"));
-    assert_eq!(l1.branch_id, "main");
+    assert_eq!(&*l1.branch_id, "main");
     assert_eq!(l1.parent_request_id, None);
     assert_eq!(l1.message_count, 1);
     let (r2, l2) = s.send(
@@ -166,9 +166,9 @@ fn turns_continue_branch_and_rebranch() {
     assert_eq!(l2.parent_request_id.as_deref(), Some(r1.as_str()));
     assert_eq!(
         l2.parent_message_hash.as_deref(),
-        Some(l1.current_message_hash.as_str())
+        Some(&*l1.current_message_hash)
     );
-    assert_eq!(l2.branch_id, "main");
+    assert_eq!(&*l2.branch_id, "main");
     // The user goes back to the first answer and says something else: a branch.
     let (r3, l3) = s.send(
         request(json!([user("u1"), assistant("a1"), user("u2 instead")])),
@@ -201,7 +201,7 @@ fn turns_continue_branch_and_rebranch() {
         answer("a3"),
     );
     assert_eq!(l5.parent_request_id.as_deref(), Some(r2.as_str()));
-    assert_eq!(l5.branch_id, "main");
+    assert_eq!(&*l5.branch_id, "main");
     // Re-branching from the same point later: another branch.
     let (_, l6) = s.send(
         request(json!([user("u1"), assistant("a1"), user("third try")])),
@@ -214,7 +214,7 @@ fn turns_continue_branch_and_rebranch() {
         request(json!([user("u1"), assistant("a1"), user("u2")])),
         answer("a2"),
     );
-    assert_eq!(l7.branch_id, "main");
+    assert_eq!(&*l7.branch_id, "main");
 }
 
 #[test]
@@ -330,13 +330,13 @@ fn sub_agent_tasks() {
     assert!(l2.is_subtask);
     assert_eq!(l2.parent_task_request_id.as_deref(), Some(r1.as_str()));
     assert_eq!(l2.parent_request_id.as_deref(), Some(r1.as_str()));
-    assert_eq!(l2.branch_id, "subtask_1");
+    assert_eq!(&*l2.branch_id, "subtask_1");
     // Its continuation inherits the sub-task.
     let mut more = first.as_array().unwrap().clone();
     more.extend([assistant("found 3"), user("and in tests?")]);
     let (_, l3) = s.send(request(Value::Array(more)), answer("2 more"));
     assert_eq!(l3.parent_request_id.as_deref(), Some(r2.as_str()));
-    assert_eq!(l3.branch_id, "subtask_1");
+    assert_eq!(&*l3.branch_id, "subtask_1");
     assert!(l3.is_subtask);
     assert_eq!(l3.parent_task_request_id.as_deref(), Some(r1.as_str()));
     // The main conversation's next turn (the task's result) stays on main: the task is
@@ -349,10 +349,10 @@ fn sub_agent_tasks() {
         &streamed_task_call("toolu_2", "Update the callers"),
     );
     assert_eq!(l4.parent_request_id.as_deref(), Some(r1.as_str()));
-    assert_eq!(l4.branch_id, "main");
+    assert_eq!(&*l4.branch_id, "main");
     // A second task (from a streamed answer) is the second sub-task.
     let (_, l5) = s.send(request(json!([user("Update the callers")])), answer("done"));
-    assert_eq!(l5.branch_id, "subtask_2");
+    assert_eq!(&*l5.branch_id, "subtask_2");
     assert_eq!(l5.conversation_id, l1.conversation_id);
     // A prompt no task asked for: a conversation of its own.
     let (_, l6) = s.send(request(json!([user("Unrelated question")])), answer("ok"));

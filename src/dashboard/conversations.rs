@@ -162,32 +162,36 @@ pub(super) async fn conversation(
     let mut nodes = Vec::with_capacity(records.len());
     for r in records {
         let Some(link) = r.link else { continue };
-        match branches.iter_mut().find(|b| b.branch_id == link.branch_id) {
+        match branches
+            .iter_mut()
+            .find(|b| *b.branch_id == *link.branch_id)
+        {
             Some(branch) => {
                 branch.requests += 1;
                 branch.last_request_id = r.request_id.clone();
             }
             None => branches.push(ConversationBranch {
                 kind: kind_of(&link.branch_id),
-                branch_id: link.branch_id.clone(),
+                branch_id: link.branch_id.to_string(),
                 requests: 1,
                 first_request_id: r.request_id.clone(),
                 last_request_id: r.request_id.clone(),
                 forked_from: if link.is_subtask {
-                    link.parent_task_request_id.clone()
+                    link.parent_task_request_id.as_deref()
                 } else {
-                    link.parent_request_id.clone()
-                },
+                    link.parent_request_id.as_deref()
+                }
+                .map(str::to_string),
             }),
         }
         nodes.push(ConversationNode {
             cost_usd: state.prices.cost(r.model.as_deref(), &r.usage),
             request_id: r.request_id,
             timestamp: iso(r.timestamp),
-            parent_request_id: link.parent_request_id,
-            branch_id: link.branch_id,
+            parent_request_id: link.parent_request_id.as_deref().map(str::to_string),
+            branch_id: link.branch_id.to_string(),
             is_subtask: link.is_subtask,
-            parent_task_request_id: link.parent_task_request_id,
+            parent_task_request_id: link.parent_task_request_id.as_deref().map(str::to_string),
             message_count: link.message_count,
             model: r.model,
             status: r.status,

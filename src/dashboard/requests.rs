@@ -216,8 +216,8 @@ fn csv_rows(rows: &[Record], header: bool) -> Vec<u8> {
             r.api_key_hash.map(|h| h.to_string()).unwrap_or_default(),
             text(r.error.as_deref()),
             text(r.client_key_id.as_deref()),
-            text(r.link.as_ref().map(|l| l.conversation_id.as_str())),
-            text(r.link.as_ref().map(|l| l.branch_id.as_str())),
+            text(r.link.as_ref().map(|l| &*l.conversation_id)),
+            text(r.link.as_ref().map(|l| &*l.branch_id)),
         ]);
     }
     w.into_inner().unwrap_or_default()

@@ -213,15 +213,15 @@ impl Store {
             for (request_id, link) in links {
                 let l = link.as_ref();
                 sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(l.map(|l| l.current_message_hash.clone()))
-                    .bind(l.and_then(|l| l.parent_message_hash.clone()))
-                    .bind(l.and_then(|l| l.system_hash.clone()))
-                    .bind(l.map(|l| l.conversation_id.clone()))
-                    .bind(l.map(|l| l.branch_id.clone()))
+                    .bind(l.map(|l| &*l.current_message_hash))
+                    .bind(l.and_then(|l| l.parent_message_hash.as_deref()))
+                    .bind(l.and_then(|l| l.system_hash.as_deref()))
+                    .bind(l.map(|l| &*l.conversation_id))
+                    .bind(l.map(|l| &*l.branch_id))
                     .bind(l.map(|l| i64::from(l.message_count)))
-                    .bind(l.and_then(|l| l.parent_request_id.clone()))
+                    .bind(l.and_then(|l| l.parent_request_id.as_deref()))
                     .bind(l.map(|l| l.is_subtask))
-                    .bind(l.and_then(|l| l.parent_task_request_id.clone()))
+                    .bind(l.and_then(|l| l.parent_task_request_id.as_deref()))
                     .bind(request_id)
                     .execute(&mut *tx)
                     .await?;

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -552,18 +553,19 @@ pub(super) fn link_of(row: &impl ReadRow) -> Result<Option<Link>, sqlx::Error> {
     ) else {
         return Ok(None);
     };
+    let text = |column| Ok::<_, sqlx::Error>(row.opt_text(column)?.map(Arc::from));
     Ok(Some(Link {
-        conversation_id,
-        branch_id: row.opt_text("branch_id")?.unwrap_or_else(|| "main".into()),
-        current_message_hash,
-        parent_message_hash: row.opt_text("parent_message_hash")?,
-        system_hash: row.opt_text("system_hash")?,
+        conversation_id: conversation_id.into(),
+        branch_id: text("branch_id")?.unwrap_or_else(|| "main".into()),
+        current_message_hash: current_message_hash.into(),
+        parent_message_hash: text("parent_message_hash")?,
+        system_hash: text("system_hash")?,
         message_count: row
             .opt_int("message_count")?
             .map_or(0, |n| u32::try_from(n).unwrap_or(0)),
-        parent_request_id: row.opt_text("parent_request_id")?,
+        parent_request_id: text("parent_request_id")?,
         is_subtask: row.opt_bool("is_subtask")?.unwrap_or(false),
-        parent_task_request_id: row.opt_text("parent_task_request_id")?,
+        parent_task_request_id: text("parent_task_request_id")?,
     }))
 }
 

@@ -85,15 +85,16 @@ pub(super) async fn insert_sqlite(
                 .bind(r.client_key_id.as_deref().map(text));
             let link = r.link.as_ref();
             insert = insert
-                .bind(link.map(|l| text(&l.current_message_hash)))
-                .bind(link.and_then(|l| l.parent_message_hash.as_deref().map(text)))
-                .bind(link.and_then(|l| l.system_hash.as_deref().map(text)))
-                .bind(link.map(|l| text(&l.conversation_id)))
-                .bind(link.map(|l| text(&l.branch_id)))
+                // Shared with the link: bound without a copy.
+                .bind(link.map(|l| l.current_message_hash.clone()))
+                .bind(link.and_then(|l| l.parent_message_hash.clone()))
+                .bind(link.and_then(|l| l.system_hash.clone()))
+                .bind(link.map(|l| l.conversation_id.clone()))
+                .bind(link.map(|l| l.branch_id.clone()))
                 .bind(link.map(|l| i64::from(l.message_count)))
-                .bind(link.and_then(|l| l.parent_request_id.as_deref().map(text)))
+                .bind(link.and_then(|l| l.parent_request_id.clone()))
                 .bind(link.map(|l| l.is_subtask))
-                .bind(link.and_then(|l| l.parent_task_request_id.as_deref().map(text)));
+                .bind(link.and_then(|l| l.parent_task_request_id.clone()));
         }
         insert.execute(&mut **tx).await?;
     }
@@ -201,7 +202,7 @@ pub(super) async fn insert_postgres(
     records: &[&Record],
     key: Option<&DataKey>,
 ) -> Result<(), sqlx::Error> {
-    fn column<T>(records: &[&Record], f: impl Fn(&Record) -> T) -> Vec<T> {
+    fn column<'r, T>(records: &[&'r Record], f: impl Fn(&'r Record) -> T) -> Vec<T> {
         records.iter().map(|&r| f(r)).collect()
     }
     let ids = column(records, |r| r.request_id.to_string());
@@ -261,27 +262,25 @@ pub(super) async fn insert_postgres(
         }))
         .bind(column(records, |r| r.client_key_id.clone()))
         .bind(column(records, |r| {
-            link(r).map(|l| l.current_message_hash.clone())
+            link(r).map(|l| &*l.current_message_hash)
         }))
         .bind(column(records, |r| {
-            link(r).and_then(|l| l.parent_message_hash.clone())
+            link(r).and_then(|l| l.parent_message_hash.as_deref())
         }))
         .bind(column(records, |r| {
-            link(r).and_then(|l| l.system_hash.clone())
+            link(r).and_then(|l| l.system_hash.as_deref())
         }))
-        .bind(column(records, |r| {
-            link(r).map(|l| l.conversation_id.clone())
-        }))
-        .bind(column(records, |r| link(r).map(|l| l.branch_id.clone())))
+        .bind(column(records, |r| link(r).map(|l| &*l.conversation_id)))
+        .bind(column(records, |r| link(r).map(|l| &*l.branch_id)))
         .bind(column(records, |r| {
             link(r).map(|l| i64::from(l.message_count))
         }))
         .bind(column(records, |r| {
-            link(r).and_then(|l| l.parent_request_id.clone())
+            link(r).and_then(|l| l.parent_request_id.as_deref())
         }))
         .bind(column(records, |r| link(r).map(|l| l.is_subtask)))
         .bind(column(records, |r| {
-            link(r).and_then(|l| l.parent_task_request_id.clone())
+            link(r).and_then(|l| l.parent_task_request_id.as_deref())
         }))
         .execute(&mut **tx)
         .await?;
