@@ -1,8 +1,13 @@
 # Sourced by cpu.sh and profile.sh: mock.sh, then ab's load against proxy variants started by
 # start.sh. Sets `upstream` (the mock's port for KIND) and, after start_variant, `pid`.
 #   N, WARM, C, KIND (json or sse), PROXY_PORT
+#   LOAD=oha: oha sends the load instead of ab (ab is one thread and leaves the proxy short
+#   of saturation, where a cost that grows with load, the writer's batches above all, hides;
+#   use it with C=32 to profile the proxy as interleave.sh measures it)
 # shellcheck shell=bash
-export OHA="${OHA:-/bin/true}"   # mock.sh wants a load generator; these scripts use ab
+: "${LOAD:=ab}"
+# mock.sh wants a load generator; ab is not one it installs
+[ "$LOAD" = oha ] || export OHA="${OHA:-/bin/true}"
 # shellcheck source=bench/mock.sh
 source "$here/mock.sh"
 : "${WARM:=3000}" "${C:=4}" "${KIND:=json}" "${PROXY_PORT:=18100}"
@@ -12,6 +17,14 @@ if [ "$KIND" = json ]; then upstream=$MOCK_JSON_PORT; else upstream=$MOCK_SSE_PO
 
 # Sends $1 requests over C kept-alive connections; fails if any did.
 load() {
+  if [ "$LOAD" = oha ]; then
+    "$OHA" --no-tui --output-format json -n "$1" -c "$C" -m POST -T application/json \
+      -D "$kit/bodies/request-$KIND.json" -H "x-api-key: $BENCH_CLIENT_KEY" \
+      -H "anthropic-version: 2023-06-01" "http://127.0.0.1:$PROXY_PORT/v1/messages" \
+      >"$BENCH_TMP/oha.json"
+    jq -e '.statusCodeDistribution | keys == ["200"]' "$BENCH_TMP/oha.json" >/dev/null
+    return
+  fi
   ab -q -k -n "$1" -c "$C" -p "$kit/bodies/request-$KIND.json" -T application/json \
     -H "x-api-key: $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
     "http://127.0.0.1:$PROXY_PORT/v1/messages" >"$BENCH_TMP/ab.out"

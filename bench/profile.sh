@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Where the proxy's CPU time goes per request, by thread and by function: perf samples of each
-# variant under the same load (ab, kept-alive connections, records on via bench/start.sh),
+# variant under the same load (ab, kept-alive connections, records on via bench/start.sh; with
+# LOAD=oha C=32, oha's, which saturates the proxy as interleave.sh does and ab does not),
 # divided by the requests sent, so that two builds compare side by side. Build with symbols:
 # CARGO_PROFILE_DESKTOP_STRIP=false CARGO_PROFILE_DESKTOP_DEBUG=line-tables-only.
 #   profile.sh 'LABEL|VAR=value ...' ...   each variant: a label and the environment for start.sh
