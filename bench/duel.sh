@@ -21,22 +21,7 @@ ensure_jq; ensure_curl
 export BENCH_UPSTREAM_KEY DASHBOARD_PORT=0
 if [ "$KIND" = json ]; then upstream=$MOCK_JSON_PORT; else upstream=$MOCK_SSE_PORT; fi
 
-labels=(); ports=(); pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  cleanup
-}
-trap stop_all EXIT
-port=18400
-for build in "$@"; do
-  labels+=("${build%%|*}")
-  # shellcheck disable=SC2086
-  env ${build#*|} PROXY_PORT="$port" UPSTREAM_BASE_URL="http://127.0.0.1:$upstream" \
-    PROXY_CLIENT_KEY="$BENCH_CLIENT_KEY" setsid "$here/start.sh" >"$BENCH_TMP/$port.log" 2>&1 &
-  pids+=("$!"); ports+=("$port"); port=$((port + 1))
-done
-for port in "${ports[@]}"; do wait_port "$port" 120 || die "no proxy on $port: $BENCH_TMP/$port.log"; done
+start_builds 18400 "$@"
 
 load() { # load PORT DURATION OUT
   "$OHA" --no-tui --output-format json -m POST -T application/json -D "$kit/bodies/request-$KIND.json" \
