@@ -41,6 +41,7 @@ impl Hash {
         self.with_hex(|hex| hex.into())
     }
 
+    /// `f` of the hex digits, without allocating them.
     pub fn with_hex<T>(&self, f: impl FnOnce(&str) -> T) -> T {
         // `hex::encode` builds the string a char at a time: slower than the hashing.
         let mut digits = [0u8; 64];
