@@ -776,19 +776,15 @@ async fn status_with_key(proxy: &TestProxy, key: &str) -> StatusCode {
 
 /// Polls `GET path` until `ready` holds for its JSON; fails after 10 s.
 async fn until_json(proxy: &TestProxy, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
+    eventually(async || {
         let value = get_json(proxy, path).await;
         if ready(&value) {
-            return value;
+            Ok(value)
+        } else {
+            Err(format!("{path}: {value}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} not ready after 10 s: {value}"
-        );
-    }
+    })
+    .await
 }
 
 fn key_entry<'a>(list: &'a Value, id: &str) -> &'a Value {

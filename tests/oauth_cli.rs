@@ -236,18 +236,15 @@ async fn status_shows_the_running_proxys_last_refresh_and_refresh_goes_through_i
     // The request may have used the refreshed token while the refresh was still saving it
     // (the token is in memory first): the CLI reads the file once the save is there.
     let file = proxy.credentials_dir.join("t.example.credentials.json");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
-    while !std::fs::read_to_string(&file)
-        .unwrap_or_default()
-        .contains("user:profile")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the refresh is never saved"
-        );
-        tick.tick().await;
-    }
+    eventually(async || {
+        let saved = std::fs::read_to_string(&file).unwrap_or_default();
+        if saved.contains("user:profile") {
+            Ok(())
+        } else {
+            Err(format!("the refresh is never saved: {}", file.display()))
+        }
+    })
+    .await;
     let (ok, out, err) =
         tokio::task::block_in_place(|| run(cli(&oauth, &dir, port), &["oauth", "status"]));
     assert!(ok, "{err}");

@@ -189,6 +189,23 @@ impl MockUpstream {
     }
 }
 
+/// Polls `check` every 50 ms until it gives a value, for state that changes without an event a
+/// test can wait on (a file, an endpoint); fails after 10 s with what the last check saw.
+pub async fn eventually<T>(mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "not after 10 s: {seen}"
+            ),
+        }
+    }
+}
+
 /// Waits until `done()` holds, re-checking each time `signal` is notified. The waiter is
 /// registered before each check, so a notification between check and wait is not missed.
 async fn wait_until(signal: &Notify, done: impl Fn() -> bool) {
