@@ -5,7 +5,8 @@
 # build (what one build leaves behind, a checkpoint or a backlog, falls on each in turn) and
 # every measurement follows a pause. Prints each round (with the proxy's CPU per request in the
 # throughput run, from /proc, which the machine's drift moves less than the rate), then per
-# build the median over rounds of its ratios to the first build of the same round.
+# build the median over rounds of its ratios to the first build of the same round, with the
+# quartiles of those ratios (the spread a difference has to clear).
 #   interleave.sh 'LABEL|VAR=value ...' ...   each build: a label and the environment for
 #                                             start.sh (NEXUS_BIN=..., NEXUS_BENCH_LIMITS=1)
 #   ROUNDS (6), DURATION (5s), KIND (json or sse), CONCURRENCY (32), RATE (200),
@@ -60,7 +61,7 @@ awk -v first="${labels[0]}" '
         k++; rr[k] = rps[round, lab] / rps[round, first]; pr[k] = p50[round, lab] / p50[round, first]
         cr[k] = cpu[round, lab] / cpu[round, first]
       }
-      asort(rr); asort(pr); asort(cr); m = int((k + 1) / 2)
-      printf "%s: median ratios against %s over %d rounds: rps %.3f, p50 %.3f, CPU per request %.3f\n", lab, first, k, rr[m], pr[m], cr[m]
+      asort(rr); asort(pr); asort(cr); m = int((k + 1) / 2); q = int((k + 3) / 4); h = k + 1 - q
+      printf "%s: median ratios against %s over %d rounds (quartiles): rps %.3f (%.3f-%.3f), p50 %.3f (%.3f-%.3f), CPU per request %.3f (%.3f-%.3f)\n", lab, first, k, rr[m], rr[q], rr[h], pr[m], pr[q], pr[h], cr[m], cr[q], cr[h]
     }
   }' "$results"
