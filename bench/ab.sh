@@ -18,10 +18,7 @@ if [ "$KIND" = json ]; then upstream=$MOCK_JSON_PORT; else upstream=$MOCK_SSE_PO
 # Sends $1 requests over C kept-alive connections; fails if any did.
 load() {
   if [ "$LOAD" = oha ]; then
-    "$OHA" --no-tui --output-format json -n "$1" -c "$C" -m POST -T application/json \
-      -D "$kit/bodies/request-$KIND.json" -H "x-api-key: $BENCH_CLIENT_KEY" \
-      -H "anthropic-version: 2023-06-01" "http://127.0.0.1:$PROXY_PORT/v1/messages" \
-      >"$BENCH_TMP/oha.json"
+    oha_post "$PROXY_PORT" -n "$1" -c "$C" >"$BENCH_TMP/oha.json"
     jq -e '.statusCodeDistribution | keys == ["200"]' "$BENCH_TMP/oha.json" >/dev/null
     return
   fi

@@ -15,8 +15,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/ab.sh"
 : "${N:=30000}" "${ROUNDS:=3}"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 declare -A total
 for round in $(seq "$ROUNDS"); do
   for variant in "$@"; do

@@ -23,12 +23,7 @@ if [ "$KIND" = json ]; then upstream=$MOCK_JSON_PORT; else upstream=$MOCK_SSE_PO
 
 start_builds 18400 "$@"
 
-load() { # load PORT DURATION OUT
-  "$OHA" --no-tui --output-format json -m POST -T application/json -D "$kit/bodies/request-$KIND.json" \
-    -H "authorization: Bearer $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
-    -z "$2" -c $((CONCURRENCY / 2)) "http://127.0.0.1:$1/v1/messages" >"$3"
-}
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+load() { oha_post "$1" -z "$2" -c $((CONCURRENCY / 2)) >"$3"; } # load PORT DURATION OUT
 # Both loads of a round, together; `wait` alone would wait for the proxies too.
 both() { # both DURATION FIRST_OUT SECOND_OUT FIRST_INDEX
   local first=$4 second=$((1 - $4)) p1 p2

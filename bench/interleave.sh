@@ -27,9 +27,7 @@ start_builds 18300 "$@"
 
 oha_p() { # oha_p PORT DURATION args... -> "rps p50_ms"
   local port=$1 duration=$2; shift 2
-  "$OHA" --no-tui --output-format json -m POST -T application/json -D "$kit/bodies/request-$KIND.json" \
-    -H "authorization: Bearer $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
-    -z "$duration" "$@" "http://127.0.0.1:$port/v1/messages" \
+  oha_post "$port" -z "$duration" "$@" \
     | jq -r '"\(.summary.requestsPerSec | round) \(.latencyPercentiles.p50 * 1e6 | round / 1e3)"'
 }
 for port in "${ports[@]}"; do oha_p "$port" 3s -c "$CONCURRENCY" >/dev/null; done
@@ -39,11 +37,11 @@ for round in $(seq "$ROUNDS"); do
   for k in "${!ports[@]}"; do
     i=$(( (k + round) % ${#ports[@]} ))
     sleep "$PAUSE_S"
-    ticks=$(awk '{print $14 + $15}' "/proc/${pids[$i]}/stat")
+    t0=$(ticks "${pids[$i]}")
     read -r rps _ < <(oha_p "${ports[$i]}" "$DURATION" -c "$CONCURRENCY")
     sleep "$PAUSE_S" # what the writer still holds is written now, and counted
-    ticks=$(( $(awk '{print $14 + $15}' "/proc/${pids[$i]}/stat") - ticks ))
-    cpu=$(( ticks * 1000000 / $(getconf CLK_TCK) / (rps * ${DURATION%s}) ))
+    t=$(( $(ticks "${pids[$i]}") - t0 ))
+    cpu=$(( t * 1000000 / $(getconf CLK_TCK) / (rps * ${DURATION%s}) ))
     read -r _ p50 < <(oha_p "${ports[$i]}" "$DURATION" -c "$LAT_CONCURRENCY" -q "$RATE" --latency-correction)
     echo "round=$round label=${labels[$i]} rps=$rps p50_ms_at_$RATE=$p50 cpu_us_per_request=$cpu" \
       | tee -a "$results"

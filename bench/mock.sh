@@ -1,6 +1,6 @@
 # Sourced by the bench scripts: the kit's lib.sh (from BENCH_KIT, default ../../shared/bench),
 # oha and nginx, and the kit's mock upstream, started now and stopped on exit together with the
-# proxy whose pid is in $pid.
+# proxy whose pid is in $pid; then what the scripts share to load and measure builds.
 # shellcheck shell=bash
 kit="${BENCH_KIT:-$here/../../shared/bench}"
 # shellcheck source=/dev/null
@@ -14,6 +14,19 @@ cleanup() {
   "$kit/mock-upstream.sh" stop >/dev/null || true
 }
 trap cleanup EXIT
+
+# oha_post PORT OHA_ARGS...: oha's JSON report of POSTs of the kit's $KIND request body to the
+# proxy on PORT, with the kit's client key.
+oha_post() {
+  local port=$1
+  shift
+  "$OHA" --no-tui --output-format json -m POST -T application/json -D "$kit/bodies/request-$KIND.json" \
+    -H "authorization: Bearer $BENCH_CLIENT_KEY" -H "anthropic-version: 2023-06-01" \
+    "$@" "http://127.0.0.1:$port/v1/messages"
+}
+
+# ticks PID: the CPU time (user + system, all threads) the process has used, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # start_builds FIRST_PORT 'LABEL|VAR=value ...'...: starts each build with start.sh (its
 # environment after the label) on ports from FIRST_PORT up, against the mock for $upstream,

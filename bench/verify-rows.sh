@@ -22,10 +22,7 @@ for kind in json sse; do
   wait_port "$PROXY_PORT" 60 || die "proxy did not start; see $BENCH_TMP/verify-$kind.log"
   sent=0 ok=0 rss=()
   for batch in 1 2; do
-    out="$("$OHA" -n "$N" -c "$C" --no-tui --output-format json -m POST \
-      -H "Authorization: Bearer $BENCH_CLIENT_KEY" -H "content-type: application/json" \
-      -H "anthropic-version: 2023-06-01" -D "$kit/bodies/request-$kind.json" \
-      "http://127.0.0.1:$PROXY_PORT/v1/messages")"
+    out="$(KIND=$kind oha_post "$PROXY_PORT" -n "$N" -c "$C")"
     ok=$((ok + $(jq '.statusCodeDistribution["200"] // 0' <<<"$out")))
     sent=$((sent + N))
     rss+=("$(( $(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024 ))")
