@@ -10,11 +10,20 @@
 
 use std::time::Instant;
 
-use claude_nexus::conversations::{Digester, Index, Input, digest};
+use claude_nexus::conversations::{Capture, Digester, Index, Input, MessageList, digest};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 const ANSWER: &str = r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"Done."}],"usage":{"input_tokens":10,"output_tokens":5}}"#;
+
+/// What the proxy reads of a request on its way in (`proxy::MessagesRequest`).
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow)]
+    messages: MessageList<'a>,
+    #[serde(borrow)]
+    system: Option<sonic_rs::LazyValue<'a>>,
+}
 
 fn main() {
     let path = std::env::args()
@@ -28,14 +37,15 @@ fn main() {
     let n = 200_000;
     let mut digester = Digester::default();
     // What the proxy captures of the request: its messages and system prompt as sent.
-    let messages = sonic_rs::get(body.as_slice(), ["messages"]).expect("messages");
-    let system = sonic_rs::get(body.as_slice(), ["system"]).ok();
-    let system = system.as_ref().map(|s| s.as_raw_str().as_bytes());
+    let read: Incoming = sonic_rs::from_slice(&body).expect("a Messages API request");
+    let capture =
+        Capture::of_request(&body, &read.messages, read.system.as_ref()).expect("messages");
+    let messages = capture.messages();
     let started = Instant::now();
     for _ in 0..n {
         std::hint::black_box(digester.digest_parts(
-            messages.as_raw_str().as_bytes(),
-            system,
+            &messages,
+            capture.system.as_deref(),
             ANSWER.as_bytes(),
         ));
     }

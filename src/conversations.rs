@@ -15,7 +15,9 @@ mod tests;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess};
 use serde::{Deserialize, Serialize};
+use sonic_rs::LazyValue;
 use utoipa::ToSchema;
 
 pub use digest::{Digester, Digests, Hash, digest};
@@ -53,21 +55,114 @@ pub struct Link {
 }
 
 /// A Messages API exchange as the proxy saw it, for the writer to digest: the request's
-/// `messages` and `system` as sent (JSON text; the rest of the request, its tools above all,
+/// messages and `system` as sent (JSON text; the rest of the request, its tools above all,
 /// plays no part), and the response, up to [`CAPTURE_LIMIT`]. All copies: a body received in
 /// one piece is a slice of the connection's read buffer, which the connection reuses only once
 /// nothing else holds it, and these wait for the writer.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
-    pub messages: Bytes,
+    /// The request's messages, from the first one's start to the last one's end.
+    messages: Bytes,
+    /// Where each message is in `messages`: the proxy found the bounds as it read the body,
+    /// so the writer need not scan it again.
+    spans: Vec<(u32, u32)>,
     pub system: Option<Bytes>,
     pub response: Bytes,
 }
 
 impl Capture {
+    /// The capture of a request `body` read as `messages` (and `system`), slices of it; its
+    /// response is added later. `None` without messages (nothing to link).
+    pub fn of_request(
+        body: &[u8],
+        messages: &MessageList,
+        system: Option<&LazyValue>,
+    ) -> Option<Capture> {
+        let offset = |raw: &str| {
+            let at = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+            (at + raw.len() <= body.len()).then_some(at)
+        };
+        let raws: Vec<&str> = messages.0.iter().map(LazyValue::as_raw_str).collect();
+        let start = offset(raws.first()?)?;
+        let mut spans = Vec::with_capacity(raws.len());
+        for raw in &raws {
+            let at = offset(raw)? - start;
+            spans.push((u32::try_from(at).ok()?, u32::try_from(at + raw.len()).ok()?));
+        }
+        let end = start + spans.last()?.1 as usize;
+        Some(Capture {
+            messages: Bytes::copy_from_slice(&body[start..end]),
+            spans,
+            system: system.map(|s| Bytes::copy_from_slice(s.as_raw_str().as_bytes())),
+            response: Bytes::new(),
+        })
+    }
+
+    /// Each message's JSON text, in order.
+    pub fn messages(&self) -> Vec<&[u8]> {
+        let spans = self.spans.iter();
+        spans
+            .map(|&(from, to)| &self.messages[from as usize..to as usize])
+            .collect()
+    }
+
     /// The bytes held.
     pub fn bytes(&self) -> usize {
         self.messages.len() + self.system.as_ref().map_or(0, Bytes::len) + self.response.len()
+    }
+}
+
+/// A request's `messages` as read on the way in: each message's JSON text, unparsed (found in
+/// the one scan that checks the body). Anything but a list reads as no messages, so that
+/// reading it never refuses a request the upstream would judge.
+#[derive(Debug, Default)]
+pub struct MessageList<'a>(pub Vec<LazyValue<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MessageList<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MessageList<'a>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = MessageList<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of messages")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MessageList<'de>, A::Error> {
+                let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(message) = seq.next_element::<LazyValue<'de>>()? {
+                    messages.push(message);
+                }
+                Ok(MessageList(messages))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MessageList<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MessageList::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<MessageList<'de>, E> {
+                Ok(MessageList::default())
+            }
+            fn visit_unit<E>(self) -> Result<MessageList<'de>, E> {
+                Ok(MessageList::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MessageList<'de>, E> {
+                Ok(MessageList::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MessageList<'de>, E> {
+                Ok(MessageList::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MessageList<'de>, E> {
+                Ok(MessageList::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MessageList<'de>, E> {
+                Ok(MessageList::default())
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 

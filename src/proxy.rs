@@ -37,7 +37,7 @@ use request_line::MethodUse;
 
 use crate::accounts::credentials::UpstreamCredential;
 use crate::accounts::oauth::TokenUnavailable;
-use crate::conversations::Capture;
+use crate::conversations::{Capture, MessageList};
 use crate::error::{LimitReached, ProxyError};
 use crate::limits::{Refusal, Subject, SubjectKind};
 use crate::proxy::state::{AppState, ProxySettings};
@@ -124,12 +124,8 @@ pub async fn handle(
                     && let Some(messages) = &summary.messages
                 {
                     // The writer digests them for the conversation links, off this path.
-                    let copy = |v: &LazyValue| Bytes::copy_from_slice(v.as_raw_str().as_bytes());
-                    exchange.record.capture = Some(Box::new(Capture {
-                        messages: copy(messages),
-                        system: summary.system.as_ref().map(copy),
-                        response: Bytes::new(),
-                    }));
+                    exchange.record.capture =
+                        Capture::of_request(&body, messages, summary.system.as_ref()).map(Box::new);
                 }
             }
             Err(e) => {
@@ -274,13 +270,13 @@ pub async fn not_found() -> Response {
 }
 
 /// What the proxy reads of a Messages API request: the model and whether it streams, and
-/// where its messages and system prompt are (their text, unparsed, for the capture).
+/// where its messages and system prompt are (each message's text, unparsed, for the capture).
 #[derive(Deserialize)]
 struct MessagesRequest<'a> {
     model: Option<String>,
     stream: Option<serde_json::Value>,
     #[serde(borrow)]
-    messages: Option<LazyValue<'a>>,
+    messages: Option<MessageList<'a>>,
     #[serde(borrow)]
     system: Option<LazyValue<'a>>,
 }

@@ -567,3 +567,28 @@ async fn large_requests_link_too() {
     assert_eq!(links[1].1, Some(0), "{links:#?}");
     assert_eq!(links[1].4, links[0].4);
 }
+
+#[tokio::test]
+async fn messages_that_are_not_a_list_go_upstream_unlinked() {
+    let mock = MockUpstream::start().await;
+    let proxy = with_account(&mock).start().await;
+    // The upstream judges the request, not the proxy: forwarded as sent, recorded, not linked.
+    for messages in [json!("Fix the bug"), json!({"role": "user"}), json!([])] {
+        let body = json!({"model": MODEL, "max_tokens": 64, "messages": messages}).to_string();
+        let response = post_message(proxy.url("/v1/messages"), KEY, body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{messages}");
+        response.bytes().await.unwrap();
+        assert_eq!(mock.received().last().unwrap().body, body.as_bytes());
+    }
+    proxy.wait_written(3).await;
+    let page = dashboard_json(&proxy, "/api/requests").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(
+        items.iter().all(|i| i["conversation_id"].is_null()),
+        "{items:#?}"
+    );
+}

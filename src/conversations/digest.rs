@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 use sonic_rs::LazyValue;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
+use super::MessageList;
+
 /// A SHA-256 digest; serialised as 64 hex digits, the columns' form.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hash(pub [u8; 32]);
@@ -176,6 +178,8 @@ pub struct Digester {
     seed: u64,
     messages: Recent<Arc<MessageDigest>>,
     systems: Recent<SystemDigest>,
+    /// The prefix hashes, by the keys of the messages up to them.
+    chain: Recent<Hash>,
 }
 
 /// Entries in each of a [`Digester`]'s cache generations: a few MB at most.
@@ -188,6 +192,7 @@ impl Default for Digester {
             seed: getrandom::u64().unwrap_or_default(),
             messages: Recent::default(),
             systems: Recent::default(),
+            chain: Recent::default(),
         }
     }
 }
@@ -249,43 +254,41 @@ impl Digester {
     /// messages or is not JSON.
     pub fn digest(&mut self, request: &[u8], response: &[u8]) -> Option<Digests> {
         let req: LazyRequest = sonic_rs::from_slice(request).ok()?;
+        let list = req.messages?;
+        let messages: Vec<&[u8]> = list.0.iter().map(|m| m.as_raw_str().as_bytes()).collect();
         let system = req.system.as_ref().map(|s| s.as_raw_str().as_bytes());
-        self.digest_parts(req.messages?.as_raw_str().as_bytes(), system, response)
+        self.digest_parts(&messages, system, response)
     }
 
-    /// The same, from the request's `messages` and `system` as sent (JSON text).
+    /// The same, from the request's messages (each one's JSON text, as sent) and `system`
+    /// (JSON text).
     pub fn digest_parts(
         &mut self,
-        messages: &[u8],
+        messages: &[&[u8]],
         system: Option<&[u8]>,
         response: &[u8],
     ) -> Option<Digests> {
-        let req = Parts {
-            messages: sonic_rs::from_slice(messages).ok()?,
-            system,
-        };
-        if req.messages.is_empty() {
+        if messages.is_empty() {
             return None;
         }
         let needles = &*NEEDLES;
-        let message_count = req.messages.len() as u32;
-        let mut messages = Vec::with_capacity(req.messages.len());
-        for raw in &req.messages {
-            let raw = raw.as_raw_str();
-            let key = xxh3_128_with_seed(raw.as_bytes(), self.seed);
-            messages.push(self.messages.get_or_insert_with(key, || {
-                sonic_rs::from_str::<Message>(raw)
+        let message_count = messages.len() as u32;
+        let mut parsed = Vec::with_capacity(messages.len());
+        let mut keys = Vec::with_capacity(messages.len());
+        for raw in messages {
+            let key = xxh3_128_with_seed(raw, self.seed);
+            parsed.push(self.messages.get_or_insert_with(key, || {
+                sonic_rs::from_slice::<Message>(raw)
                     .ok()
                     .map(|m| Arc::new(MessageDigest::of(&m)))
             })?);
+            keys.push(key);
         }
-        // Each prefix's hash covers the one before it and the next message's role and content
-        // (its hash).
-        let (prefixes, only) = prefix_chain(&messages);
+        let (prefixes, only) = self.prefix_chain(&parsed, &keys);
         if prefixes.is_empty() {
             return None;
         }
-        let system = match req.system {
+        let system = match system {
             // Text the cache has seen parsed before; new text not JSON leaves no digest.
             Some(raw) => Some(self.systems.get_or_insert_with(
                 xxh3_128_with_seed(raw, self.seed ^ SYSTEM_SEED),
@@ -307,8 +310,8 @@ impl Digester {
         };
         // A single message: its text, read again (the cache keeps no text).
         if let Some(only) = only
-            && &*messages[only].role == "user"
-            && let Ok(only) = sonic_rs::from_str::<Message>(req.messages[only].as_raw_str())
+            && &*parsed[only].role == "user"
+            && let Ok(only) = sonic_rs::from_slice::<Message>(messages[only])
         {
             let text = only.content.plain_text();
             digests.task_prompt = Some(task_key(&text));
@@ -335,8 +338,9 @@ impl Digester {
     }
 }
 
-/// Keeps the system prompts' cache keys apart from the messages'.
+/// Keep the system prompts' and the prefixes' cache keys apart from the messages'.
 const SYSTEM_SEED: u64 = 0x5359_5354_454d_0001;
+const CHAIN_SEED: u64 = 0x4348_4149_4e00_0001;
 
 impl MessageDigest {
     fn of(message: &Message) -> MessageDigest {
@@ -360,15 +364,9 @@ impl MessageDigest {
 #[derive(Deserialize)]
 struct LazyRequest<'a> {
     #[serde(borrow)]
-    messages: Option<LazyValue<'a>>,
+    messages: Option<MessageList<'a>>,
     #[serde(default, borrow)]
     system: Option<LazyValue<'a>>,
-}
-
-/// Each message's JSON text, and the system prompt's.
-struct Parts<'a> {
-    messages: Vec<LazyValue<'a>>,
-    system: Option<&'a [u8]>,
 }
 
 /// A request's messages, parsed (for its title).
@@ -613,36 +611,46 @@ impl Content<'_> {
     }
 }
 
-/// The hash of each prefix of the messages the hash covers (see the module's header), and
-/// the index of the message kept when it is the only one.
-fn prefix_chain(messages: &[Arc<MessageDigest>]) -> (Vec<Hash>, Option<usize>) {
-    // The tool calls and results seen so far (see [`Block::tool_id`]).
-    let mut seen: Vec<(bool, &str)> = Vec::new();
-    let mut prefixes = Vec::with_capacity(messages.len());
-    let mut first = None;
-    let mut chain = Hash([0; 32]);
-    for (i, message) in messages.iter().enumerate() {
-        if &*message.role == "system" {
-            continue;
+impl Digester {
+    /// The hash of each prefix of the messages the hash covers (see the module's header), and
+    /// the index of the message kept when it is the only one. `keys` are the messages' cache
+    /// keys: each step of the chain is remembered by the keys of the messages up to it, so a
+    /// session's request hashes only the messages its previous request did not have.
+    fn prefix_chain(
+        &mut self,
+        messages: &[Arc<MessageDigest>],
+        keys: &[u128],
+    ) -> (Vec<Hash>, Option<usize>) {
+        // The tool calls and results seen so far (see [`Block::tool_id`]).
+        let mut seen: Vec<(bool, &str)> = Vec::new();
+        let mut prefixes: Vec<Hash> = Vec::with_capacity(messages.len());
+        let mut first = None;
+        let mut upto = [0u8; 32];
+        for (i, (message, key)) in messages.iter().zip(keys).enumerate() {
+            let ids = || message.tool_ids.iter().map(|(call, id)| (*call, &**id));
+            // The key of the messages up to this one: the one before's, and this one's.
+            upto[16..].copy_from_slice(&key.to_le_bytes());
+            let at = xxh3_128_with_seed(&upto, self.seed ^ CHAIN_SEED);
+            upto[..16].copy_from_slice(&at.to_le_bytes());
+            let step = self.chain.get_or_insert_with(at, || {
+                let dropped = &*message.role == "system" || ids().any(|id| seen.contains(&id));
+                let content = message.content.filter(|_| !dropped)?;
+                let mut h = Sha256::new();
+                h.update(prefixes.last().map_or([0; 32], |p| p.0));
+                put(&mut h, message.role.as_bytes());
+                put(&mut h, &content.0);
+                Some(Hash(h.finalize().into()))
+            });
+            // `None` for a message left out (found again each time: no hashing).
+            if let Some(prefix) = step {
+                seen.extend(ids());
+                prefixes.push(prefix);
+                first.get_or_insert(i);
+            }
         }
-        let ids = || message.tool_ids.iter().map(|(call, id)| (*call, &**id));
-        if ids().any(|id| seen.contains(&id)) {
-            continue;
-        }
-        let Some(content) = message.content else {
-            continue;
-        };
-        seen.extend(ids());
-        let mut h = Sha256::new();
-        h.update(chain.0);
-        put(&mut h, message.role.as_bytes());
-        put(&mut h, &content.0);
-        chain = Hash(h.finalize().into());
-        prefixes.push(chain);
-        first.get_or_insert(i);
+        let only = if prefixes.len() == 1 { first } else { None };
+        (prefixes, only)
     }
-    let only = if prefixes.len() == 1 { first } else { None };
-    (prefixes, only)
 }
 
 /// The content as one canonical byte string, onto `out`: each kept item length-prefixed (a

@@ -405,6 +405,49 @@ fn the_system_hash_keeps_only_the_stable_part() {
 fn not_a_messages_request() {
     assert_eq!(digest(b"not json", b""), None);
     assert_eq!(digest(br#"{"messages": []}"#, b""), None);
+    assert_eq!(digest(br#"{"messages": "Fix the bug"}"#, b""), None);
+    assert_eq!(digest(br#"{"messages": {"role": "user"}}"#, b""), None);
+}
+
+/// What the proxy reads of a request on its way in.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow)]
+    messages: MessageList<'a>,
+    #[serde(borrow)]
+    system: Option<sonic_rs::LazyValue<'a>>,
+}
+
+#[test]
+fn the_capture_holds_each_message_as_sent() {
+    let messages = json!([
+        user("Fix the bug"),
+        assistant("Done: \"quoted\"\n"),
+        user("Thanks")
+    ]);
+    // Spaces between the messages, as some clients send them.
+    let body = format!(
+        r#"{{"model": "m", "messages": [ {} , {},{} ], "system": "You are Claude Code"}}"#,
+        messages[0], messages[1], messages[2]
+    );
+    let read: Incoming = sonic_rs::from_slice(body.as_bytes()).unwrap();
+    let capture =
+        Capture::of_request(body.as_bytes(), &read.messages, read.system.as_ref()).unwrap();
+    let texts: Vec<Value> = (capture.messages().iter())
+        .map(|m| serde_json::from_slice(m).unwrap())
+        .collect();
+    assert_eq!(Value::from(texts), messages);
+    let digests =
+        Digester::default().digest_parts(&capture.messages(), capture.system.as_deref(), b"");
+    assert_eq!(digests, digest(body.as_bytes(), b""));
+    assert_eq!(digests.unwrap().prefixes.len(), 3);
+
+    // Anything but a list is no messages, and the request is read all the same.
+    for messages in [r#""Fix the bug""#, r#"{"role": "user"}"#, "[]", "3"] {
+        let body = format!(r#"{{"messages": {messages}, "system": "s"}}"#);
+        let read: Incoming = sonic_rs::from_slice(body.as_bytes()).unwrap();
+        assert!(Capture::of_request(body.as_bytes(), &read.messages, None).is_none());
+    }
 }
 
 // A random session: each request continues an earlier one (one turn, or a turn after a lost

@@ -561,7 +561,7 @@ async fn digest_captures(records: &mut Vec<Record>, digester: &Arc<Mutex<Digeste
             if let Some(capture) = record.capture.take() {
                 record.digests = digester
                     .digest_parts(
-                        &capture.messages,
+                        &capture.messages(),
                         capture.system.as_deref(),
                         &capture.response,
                     )
