@@ -82,11 +82,10 @@ impl Capture {
             let at = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
             (at + raw.len() <= body.len()).then_some(at)
         };
-        let raws: Vec<&str> = messages.0.iter().map(LazyValue::as_raw_str).collect();
-        let start = offset(raws.first()?)?;
-        let mut spans = Vec::with_capacity(raws.len());
-        for raw in &raws {
-            let at = offset(raw)? - start;
+        let start = offset(messages.0.first()?.as_raw_str())?;
+        let mut spans = Vec::with_capacity(messages.0.len());
+        for raw in messages.0.iter().map(LazyValue::as_raw_str) {
+            let at = offset(raw)?.checked_sub(start)?;
             spans.push((u32::try_from(at).ok()?, u32::try_from(at + raw.len()).ok()?));
         }
         let end = start + spans.last()?.1 as usize;
@@ -100,10 +99,8 @@ impl Capture {
 
     /// Each message's JSON text, in order.
     pub fn messages(&self) -> Vec<&[u8]> {
-        let spans = self.spans.iter();
-        spans
-            .map(|&(from, to)| &self.messages[from as usize..to as usize])
-            .collect()
+        let span = |&(from, to): &(u32, u32)| &self.messages[from as usize..to as usize];
+        self.spans.iter().map(span).collect()
     }
 
     /// The bytes held.

@@ -171,10 +171,10 @@ pub fn digest(request: &[u8], response: &[u8]) -> Option<Digests> {
 /// text as sent, and each prefix hash by the messages up to it, so that what a session sends
 /// again on every turn, all but the newest messages, is neither parsed, normalised nor hashed
 /// again: a request costs one fast hash of each message (the proxy found their bounds as it
-/// read the body), and what is new. A message is known by a 128-bit
-/// XXH3 of its JSON text under a seed of this digester's, which a client does not know (so it
-/// cannot make its message stand for another's); the cache keeps two generations of
-/// [`CACHE_GENERATION`] entries each, so the messages in use stay and old ones go.
+/// read the body), and what is new. A message is known by a 128-bit XXH3 of its JSON text
+/// under a seed of this digester's, which a client does not know (so it cannot make its
+/// message stand for another's); each cache keeps two generations of [`CACHE_GENERATION`]
+/// entries, so the messages in use stay and old ones go.
 pub struct Digester {
     seed: u64,
     messages: Recent<Arc<MessageDigest>>,
