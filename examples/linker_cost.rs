@@ -10,20 +10,11 @@
 
 use std::time::Instant;
 
-use claude_nexus::conversations::{Capture, Digester, Index, Input, MessageList, digest};
+use claude_nexus::conversations::{Capture, Digester, Index, Input, digest};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 const ANSWER: &str = r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"Done."}],"usage":{"input_tokens":10,"output_tokens":5}}"#;
-
-/// What the proxy reads of a request on its way in (`proxy::MessagesRequest`).
-#[derive(serde::Deserialize)]
-struct Incoming<'a> {
-    #[serde(borrow)]
-    messages: MessageList<'a>,
-    #[serde(borrow)]
-    system: Option<sonic_rs::LazyValue<'a>>,
-}
 
 fn main() {
     let path = std::env::args()
@@ -37,9 +28,7 @@ fn main() {
     let n = 200_000;
     let mut digester = Digester::default();
     // What the proxy captures of the request: its messages and system prompt as sent.
-    let read: Incoming = sonic_rs::from_slice(&body).expect("a Messages API request");
-    let capture =
-        Capture::of_request(&body, &read.messages, read.system.as_ref()).expect("messages");
+    let capture = Capture::of_body(&body).expect("a Messages API request");
     let messages = capture.messages();
     let started = Instant::now();
     for _ in 0..n {

@@ -97,6 +97,13 @@ impl Capture {
         })
     }
 
+    /// The capture of a whole request body, read as the proxy reads it (for tests and
+    /// benchmarks; the proxy reads the body once, for more than this).
+    pub fn of_body(body: &[u8]) -> Option<Capture> {
+        let read: digest::LazyRequest = sonic_rs::from_slice(body).ok()?;
+        Capture::of_request(body, read.messages.as_ref()?, read.system.as_ref())
+    }
+
     /// Each message's JSON text, in order.
     pub fn messages(&self) -> Vec<&[u8]> {
         let span = |&(from, to): &(u32, u32)| &self.messages[from as usize..to as usize];

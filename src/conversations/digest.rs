@@ -363,11 +363,11 @@ impl MessageDigest {
 
 /// A request as the digester first reads it: its messages and system prompt, unparsed.
 #[derive(Deserialize)]
-struct LazyRequest<'a> {
+pub(super) struct LazyRequest<'a> {
     #[serde(borrow)]
-    messages: Option<MessageList<'a>>,
+    pub messages: Option<MessageList<'a>>,
     #[serde(default, borrow)]
-    system: Option<LazyValue<'a>>,
+    pub system: Option<LazyValue<'a>>,
 }
 
 /// A request's messages, parsed (for its title).

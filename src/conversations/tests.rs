@@ -409,15 +409,6 @@ fn not_a_messages_request() {
     assert_eq!(digest(br#"{"messages": {"role": "user"}}"#, b""), None);
 }
 
-/// What the proxy reads of a request on its way in.
-#[derive(serde::Deserialize)]
-struct Incoming<'a> {
-    #[serde(borrow)]
-    messages: MessageList<'a>,
-    #[serde(borrow)]
-    system: Option<sonic_rs::LazyValue<'a>>,
-}
-
 #[test]
 fn the_capture_holds_each_message_as_sent() {
     let messages = json!([
@@ -430,9 +421,7 @@ fn the_capture_holds_each_message_as_sent() {
         r#"{{"model": "m", "messages": [ {} , {},{} ], "system": "You are Claude Code"}}"#,
         messages[0], messages[1], messages[2]
     );
-    let read: Incoming = sonic_rs::from_slice(body.as_bytes()).unwrap();
-    let capture =
-        Capture::of_request(body.as_bytes(), &read.messages, read.system.as_ref()).unwrap();
+    let capture = Capture::of_body(body.as_bytes()).unwrap();
     let texts: Vec<Value> = (capture.messages().iter())
         .map(|m| serde_json::from_slice(m).unwrap())
         .collect();
@@ -442,11 +431,12 @@ fn the_capture_holds_each_message_as_sent() {
     assert_eq!(digests, digest(body.as_bytes(), b""));
     assert_eq!(digests.unwrap().prefixes.len(), 3);
 
-    // Anything but a list is no messages, and the request is read all the same.
-    for messages in [r#""Fix the bug""#, r#"{"role": "user"}"#, "[]", "3"] {
+    // Anything but a list is no messages, not a refusal: the upstream judges the request.
+    for messages in [r#""Fix the bug""#, r#"{"role": "user"}"#, "[]", "3", "null"] {
+        let list: MessageList = sonic_rs::from_str(messages).unwrap();
+        assert!(list.0.is_empty(), "{messages}");
         let body = format!(r#"{{"messages": {messages}, "system": "s"}}"#);
-        let read: Incoming = sonic_rs::from_slice(body.as_bytes()).unwrap();
-        assert!(Capture::of_request(body.as_bytes(), &read.messages, None).is_none());
+        assert!(Capture::of_body(body.as_bytes()).is_none(), "{messages}");
     }
 }
 
