@@ -337,6 +337,46 @@ impl Digester {
         digests.spawned_tasks = answer.task_prompts.iter().map(|p| task_key(p)).collect();
         Some(digests)
     }
+
+    /// The hash of each prefix of the messages the hash covers (see the module's header), and
+    /// the index of the message kept when it is the only one. `keys` are the messages' cache
+    /// keys: each step of the chain is remembered by the keys of the messages up to it, so a
+    /// session's request hashes only the messages its previous request did not have.
+    fn prefix_chain(
+        &mut self,
+        messages: &[Arc<MessageDigest>],
+        keys: &[u128],
+    ) -> (Vec<Hash>, Option<usize>) {
+        // The tool calls and results seen so far (see [`Block::tool_id`]).
+        let mut seen: Vec<(bool, &str)> = Vec::new();
+        let mut prefixes: Vec<Hash> = Vec::with_capacity(messages.len());
+        let mut first = None;
+        let mut upto = [0u8; 32];
+        for (i, (message, key)) in messages.iter().zip(keys).enumerate() {
+            let ids = || message.tool_ids.iter().map(|(call, id)| (*call, &**id));
+            // The key of the messages up to this one: the one before's, and this one's.
+            upto[16..].copy_from_slice(&key.to_le_bytes());
+            let at = xxh3_128_with_seed(&upto, self.seed ^ CHAIN_SEED);
+            upto[..16].copy_from_slice(&at.to_le_bytes());
+            let step = self.chain.get_or_insert_with(at, || {
+                let dropped = &*message.role == "system" || ids().any(|id| seen.contains(&id));
+                let content = message.content.filter(|_| !dropped)?;
+                let mut h = Sha256::new();
+                h.update(prefixes.last().map_or([0; 32], |p| p.0));
+                put(&mut h, message.role.as_bytes());
+                put(&mut h, &content.0);
+                Some(Hash(h.finalize().into()))
+            });
+            // `None` for a message left out (found again each time: no hashing).
+            if let Some(prefix) = step {
+                seen.extend(ids());
+                prefixes.push(prefix);
+                first.get_or_insert(i);
+            }
+        }
+        let only = if prefixes.len() == 1 { first } else { None };
+        (prefixes, only)
+    }
 }
 
 /// Keep the system prompts' and the prefixes' cache keys apart from the messages'.
@@ -609,48 +649,6 @@ impl Content<'_> {
             }
             Content::Other => String::new(),
         }
-    }
-}
-
-impl Digester {
-    /// The hash of each prefix of the messages the hash covers (see the module's header), and
-    /// the index of the message kept when it is the only one. `keys` are the messages' cache
-    /// keys: each step of the chain is remembered by the keys of the messages up to it, so a
-    /// session's request hashes only the messages its previous request did not have.
-    fn prefix_chain(
-        &mut self,
-        messages: &[Arc<MessageDigest>],
-        keys: &[u128],
-    ) -> (Vec<Hash>, Option<usize>) {
-        // The tool calls and results seen so far (see [`Block::tool_id`]).
-        let mut seen: Vec<(bool, &str)> = Vec::new();
-        let mut prefixes: Vec<Hash> = Vec::with_capacity(messages.len());
-        let mut first = None;
-        let mut upto = [0u8; 32];
-        for (i, (message, key)) in messages.iter().zip(keys).enumerate() {
-            let ids = || message.tool_ids.iter().map(|(call, id)| (*call, &**id));
-            // The key of the messages up to this one: the one before's, and this one's.
-            upto[16..].copy_from_slice(&key.to_le_bytes());
-            let at = xxh3_128_with_seed(&upto, self.seed ^ CHAIN_SEED);
-            upto[..16].copy_from_slice(&at.to_le_bytes());
-            let step = self.chain.get_or_insert_with(at, || {
-                let dropped = &*message.role == "system" || ids().any(|id| seen.contains(&id));
-                let content = message.content.filter(|_| !dropped)?;
-                let mut h = Sha256::new();
-                h.update(prefixes.last().map_or([0; 32], |p| p.0));
-                put(&mut h, message.role.as_bytes());
-                put(&mut h, &content.0);
-                Some(Hash(h.finalize().into()))
-            });
-            // `None` for a message left out (found again each time: no hashing).
-            if let Some(prefix) = step {
-                seen.extend(ids());
-                prefixes.push(prefix);
-                first.get_or_insert(i);
-            }
-        }
-        let only = if prefixes.len() == 1 { first } else { None };
-        (prefixes, only)
     }
 }
 
