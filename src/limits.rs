@@ -178,6 +178,10 @@ pub struct Limiter {
     rules: ArcSwap<HashMap<Subject, LimitSet>>,
     state: Mutex<HashMap<Subject, State>>,
     prices: Arc<PriceTable>,
+    /// One [`refresh`] at a time: the periodic one, having read the database before a
+    /// dashboard change was stored, would otherwise put back the older limits after the
+    /// change's own reload, for up to [`REFRESH`].
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Limiter {
@@ -186,6 +190,7 @@ impl Limiter {
             rules: ArcSwap::default(),
             state: Mutex::default(),
             prices,
+            refreshing: tokio::sync::Mutex::default(),
         }
     }
 
@@ -452,6 +457,7 @@ pub async fn refresh(
     client_keys: &ClientKeys,
     credentials: &Credentials,
 ) -> Result<(), crate::store::StoreError> {
+    let _one_at_a_time = limiter.refreshing.lock().await;
     let rules: HashMap<Subject, LimitSet> = store.limits().await?.into_iter().collect();
     let counts_tokens = rules.values().any(LimitSet::counts_tokens);
     limiter.set_rules(rules);
